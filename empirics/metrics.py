@@ -1,0 +1,376 @@
+"""Drift, sparsity and spike metrics: the one place they are defined (names as in DESIGN.md).
+
+Pure functions on tensors, a `MetricsTracker(model)` that measures them through forward hooks on
+every `ActivationLayer` while training (`python -m empirics.train` uses it), and analysis helpers
+over records (`spike_amplification`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from empirics.activations import ActivationLayer
+
+# Per activation layer (measured on its input = pre-activation p and its output = a).
+ACTIVATION_METRICS: tuple[str, ...] = (
+    "preact_mean",
+    "sparsity",
+    "negative_rate",
+    "spike_max",
+    "spike_ratio",
+)
+# Per parametrised layer (Linear, Conv, Embedding, and any norm that feeds an activation).
+WEIGHT_METRICS: tuple[str, ...] = ("weight_mean", "weight_neg_frac", "drift_score", "bias_mean")
+# Only for the layer feeding an activation: drift along the mean input direction.
+FEED_METRICS: tuple[str, ...] = ("weight_meandir", "weight_meandir_delta", "preact_weight_part")
+MODEL_LAYER = "model"  # the `layer` of whole-model rows (loss, accuracy, val_loss, ...)
+
+# Beyond this many entries, the median of |a| is taken on an evenly strided subsample: an exact
+# median of a (16, 1024, 3072) GPT-nano activation would cost more than the training step.
+_MEDIAN_SAMPLE = 1 << 18
+
+
+# ----------------------------------------------------------------------------- pure functions
+# Each metric is one tensor function (`_name`, a 0-d tensor, no host sync, used by the hooks) and
+# its public float form on hand-built tensors.
+
+
+def _weight_mean(w: torch.Tensor) -> torch.Tensor:
+    return w.detach().float().mean()
+
+
+def _weight_neg_frac(w: torch.Tensor) -> torch.Tensor:
+    return (w.detach() < 0).float().mean()
+
+
+def _drift_score(w: torch.Tensor, w0: torch.Tensor, w0_std: float | None = None) -> torch.Tensor:
+    w, w0 = w.detach().float(), w0.detach().float().to(w.device)
+    if w.shape != w0.shape:
+        raise ValueError(f"drift_score: W has shape {tuple(w.shape)}, W0 {tuple(w0.shape)}")
+    spread = (_std(w0) if w0_std is None else w0_std) + _std(w)
+    shift = (w - w0).mean()
+    if spread == 0.0:
+        # Constant weights (e.g. a norm's gain at init): any shift is infinitely many spreads.
+        return torch.where(shift == 0, 0.0, torch.sign(shift) * math.inf)
+    return 2.0 * shift / spread
+
+
+def _std(t: torch.Tensor) -> float:
+    # Population std: a single-entry tensor (a 1x1 weight) has spread 0, not nan.
+    return float(t.float().std(correction=0)) if t.numel() > 0 else 0.0
+
+
+def _preact_mean(p: torch.Tensor) -> torch.Tensor:
+    return p.detach().float().mean()
+
+
+def _sparsity(a: torch.Tensor) -> torch.Tensor:
+    return (a.detach() == 0).float().mean()
+
+
+def _negative_rate(p: torch.Tensor) -> torch.Tensor:
+    return (p.detach() < 0).float().mean()
+
+
+def _spike_max(a: torch.Tensor) -> torch.Tensor:
+    return a.detach().float().abs().max()
+
+
+def _spike_ratio(a: torch.Tensor) -> torch.Tensor:
+    mag = a.detach().float().abs().flatten()
+    nonzero = mag[mag != 0]
+    if nonzero.numel() == 0:
+        return torch.tensor(math.nan, device=a.device)
+    return mag.max() / _median(nonzero)
+
+
+def _median(t: torch.Tensor) -> torch.Tensor:
+    if t.numel() > _MEDIAN_SAMPLE:
+        t = t[:: t.numel() // _MEDIAN_SAMPLE + 1]
+    return t.median()
+
+
+def weight_mean(w: torch.Tensor) -> float:
+    return float(_weight_mean(w))
+
+
+def bias_mean(b: torch.Tensor) -> float:
+    return float(_weight_mean(b))
+
+
+def weight_neg_frac(w: torch.Tensor) -> float:
+    """Fraction of weight entries that are strictly negative."""
+    return float(_weight_neg_frac(w))
+
+
+def drift_score(w: torch.Tensor, w0: torch.Tensor) -> float:
+    """2·mean(W − W₀)/(std W₀ + std W): the mean shift in units of the weights' own spread.
+
+    0 at initialisation by construction; negative when the weights drift down as a whole.
+    """
+    return float(_drift_score(w, w0))
+
+
+def preact_mean(p: torch.Tensor) -> float:
+    return float(_preact_mean(p))
+
+
+def sparsity(a: torch.Tensor) -> float:
+    """Fraction of post-activation entries exactly 0 (what a sparse kernel could skip)."""
+    return float(_sparsity(a))
+
+
+def negative_rate(p: torch.Tensor) -> float:
+    """Fraction of pre-activations < 0: the activation-agnostic sparsity proxy (GELU, SiLU)."""
+    return float(_negative_rate(p))
+
+
+def spike_max(a: torch.Tensor) -> float:
+    """max |a| over the tensor."""
+    return float(_spike_max(a))
+
+
+def spike_ratio(a: torch.Tensor) -> float:
+    """max|a| / median|a|, the median taken over the entries that are not exactly 0.
+
+    The zeros are excluded on purpose: with ReLU sparsity above 50 % the plain median is 0 and
+    the ratio would be inf for every sparse layer; `sparsity` already counts the zeros. An
+    all-zero tensor gives nan (no spike is defined). Above 2^18 entries the median is taken on
+    an evenly strided subsample (an exact one would cost more than a GPT-nano training step).
+    """
+    return float(_spike_ratio(a))
+
+
+def activation_stats(p: torch.Tensor, a: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every per-activation metric for pre-activation p and output a, as 0-d tensors."""
+    with torch.no_grad():
+        return {
+            "preact_mean": _preact_mean(p),
+            "sparsity": _sparsity(a),
+            "negative_rate": _negative_rate(p),
+            "spike_max": _spike_max(a),
+            "spike_ratio": _spike_ratio(a),
+        }
+
+
+def mean_input(module: nn.Module, inp: torch.Tensor) -> torch.Tensor:
+    """x̄: the batch-mean input of a feeding layer, as a vector in its input space.
+
+    Linear: mean over every axis but the last (features). Conv: mean over batch and space,
+    one value per input channel.
+    """
+    inp = inp.detach().float()
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return inp.transpose(0, 1).reshape(inp.shape[1], -1).mean(dim=1)
+    return inp.reshape(-1, inp.shape[-1]).mean(dim=0)
+
+
+def response_to(module: nn.Module, w: torch.Tensor, xbar: torch.Tensor) -> torch.Tensor:
+    """W x̄ per output unit (for a conv, the response to a spatially constant input x̄)."""
+    w = w.detach().float()
+    if w.dim() > 2:  # (out, in/groups, *kernel): a constant input sees the kernel's sum
+        w = w.flatten(2).sum(dim=2)
+    if w.shape[1] != xbar.shape[0]:
+        raise ValueError(
+            f"weight with {w.shape[1]} inputs cannot meet a mean input of size {xbar.shape[0]}"
+        )
+    return w @ xbar.to(w.device)
+
+
+def weight_meandir(module: nn.Module, w: torch.Tensor, xbar: torch.Tensor) -> float:
+    """mean over output units of W·x̄/‖x̄‖ (nan when x̄ = 0).
+
+    Why: the pre-activation mean is mean_o(W x̄)_o + mean(b). In a transformer the input to the
+    MLP is normalised, x̄ is a few directions, and W can move along x̄ (pushing every unit's
+    pre-activation down) while the mean over all of W's entries barely moves; this metric sees
+    that movement and `weight_mean` does not.
+    """
+    norm = float(xbar.norm())
+    if norm == 0.0:
+        return math.nan
+    return float(response_to(module, w, xbar).mean()) / norm
+
+
+# ---------------------------------------------------------------------------------- tracker
+
+
+def activation_layers(model: nn.Module) -> dict[str, ActivationLayer]:
+    return {n: m for n, m in model.named_modules() if isinstance(m, ActivationLayer)}
+
+
+class MetricsTracker:
+    """Forward hooks on every ActivationLayer (and the layer feeding it), plus weight metrics.
+
+    Hooks do nothing unless armed (`with tracker.collect(): model(...)`), so they cost a branch
+    on steps that are not logged. W₀ is snapshotted at construction (build the tracker before
+    the first optimiser step). `measure()` returns {(layer, metric): value} for the last armed
+    forward pass together with the current weight metrics.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.activations = activation_layers(model)
+        if not self.activations:
+            raise ValueError("MetricsTracker: the model has no ActivationLayer to measure")
+        modules = dict(model.named_modules())
+        self.feeds: dict[str, str] = {}
+        for name, act in self.activations.items():
+            src = getattr(act, "feeds_from", None)
+            if src is None:
+                continue
+            if src not in modules:
+                raise ValueError(
+                    f"activation {name!r} says feeds_from={src!r}, not a module of the model"
+                )
+            self.feeds[name] = src
+        # Parametrised layers reported: every matrix/conv/embedding, and whatever feeds an
+        # activation (e.g. a BatchNorm whose bias sets the ReLU's input mean in a ResNet).
+        fed = set(self.feeds.values())
+        self.weighted: dict[str, nn.Module] = {}
+        for name, m in modules.items():
+            w = getattr(m, "weight", None)
+            if isinstance(w, nn.Parameter) and (w.dim() >= 2 or name in fed):
+                self.weighted[name] = m
+        self._w0: dict[str, torch.Tensor] = {}
+        self._w0_std: dict[str, float] = {}
+        self.snapshot_init()
+        self._armed = False
+        self._act_stats: dict[tuple[str, str], torch.Tensor] = {}
+        self._xbar: dict[str, torch.Tensor] = {}
+        self._handles = [
+            act.register_forward_hook(self._activation_hook(name))
+            for name, act in self.activations.items()
+        ]
+        for src in fed:
+            self._handles.append(modules[src].register_forward_hook(self._feed_hook(src)))
+
+    def snapshot_init(self) -> None:
+        """Take W₀ from the current weights (drift_score is measured against it)."""
+        for name, m in self.weighted.items():
+            w0 = m.weight.detach().float().clone()
+            self._w0[name] = w0
+            self._w0_std[name] = _std(w0)
+
+    def _activation_hook(self, name: str):
+        def hook(module: nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+            if not self._armed:
+                return
+            stats = activation_stats(inputs[0], output)
+            # A layer called twice in one forward (weight sharing) is averaged over its calls.
+            for metric, value in stats.items():
+                key = (name, metric)
+                if key in self._act_stats:
+                    self._act_stats[key] = (
+                        torch.maximum(self._act_stats[key], value)
+                        if metric == "spike_max"
+                        else (self._act_stats[key] + value) / 2
+                    )
+                else:
+                    self._act_stats[key] = value
+
+        return hook
+
+    def _feed_hook(self, name: str):
+        def hook(module: nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+            if self._armed:
+                with torch.no_grad():
+                    self._xbar[name] = mean_input(module, inputs[0])
+
+        return hook
+
+    @contextmanager
+    def collect(self) -> Iterator[MetricsTracker]:
+        """Arm the hooks for the forward passes inside the block."""
+        self._act_stats.clear()
+        self._xbar.clear()
+        self._armed = True
+        try:
+            yield self
+        finally:
+            self._armed = False
+
+    def weight_metrics(self) -> dict[tuple[str, str], float]:
+        out: dict[tuple[str, str], float] = {}
+        with torch.no_grad():
+            for name, m in self.weighted.items():
+                w = m.weight.detach().float()
+                w0 = self._w0[name].to(w.device)
+                out[(name, "weight_mean")] = float(_weight_mean(w))
+                out[(name, "weight_neg_frac")] = float(_weight_neg_frac(w))
+                out[(name, "drift_score")] = float(_drift_score(w, w0, self._w0_std[name]))
+                b = getattr(m, "bias", None)
+                if isinstance(b, torch.Tensor):
+                    out[(name, "bias_mean")] = float(_weight_mean(b))
+                xbar = self._xbar.get(name)
+                if xbar is not None and w.dim() >= 2:
+                    norm = float(xbar.norm())
+                    part = response_to(m, w, xbar).mean()
+                    out[(name, "preact_weight_part")] = float(part)
+                    if norm > 0:
+                        out[(name, "weight_meandir")] = float(part) / norm
+                        delta = response_to(m, w - w0, xbar).mean()
+                        out[(name, "weight_meandir_delta")] = float(delta) / norm
+        return out
+
+    def measure(self) -> dict[tuple[str, str], float]:
+        """Activation metrics of the last armed forward plus the current weight metrics."""
+        out = {key: float(value) for key, value in self._act_stats.items()}
+        out.update(self.weight_metrics())
+        return out
+
+    def mean_sparsity(self, values: Mapping[tuple[str, str], float]) -> float:
+        """Mean `sparsity` over activation layers (the progress bar's one number)."""
+        vals = [v for (_, metric), v in values.items() if metric == "sparsity"]
+        return sum(vals) / len(vals) if vals else math.nan
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+
+# --------------------------------------------------------------------------------- analysis
+
+
+def spike_amplification(
+    records: Iterable[Mapping[str, Any]],
+    relu_records: Iterable[Mapping[str, Any]],
+    *,
+    metric: str = "spike_max",
+    step: int | None = None,
+) -> dict[str, float]:
+    """Per layer, a run's spike metric divided by the ReLU run's at the same layer and step.
+
+    `step=None` takes the last step both runs logged. Records are rows with keys
+    step, layer, metric, value (as `empirics.io.read_records` returns them).
+    """
+    if metric not in ("spike_max", "spike_ratio"):
+        raise ValueError(f"metric must be 'spike_max' or 'spike_ratio', got {metric!r}")
+
+    def table(rows: Iterable[Mapping[str, Any]]) -> dict[int, dict[str, float]]:
+        by_step: dict[int, dict[str, float]] = {}
+        for r in rows:
+            if r["metric"] == metric:
+                by_step.setdefault(int(r["step"]), {})[r["layer"]] = float(r["value"])
+        return by_step
+
+    ours, ref = table(records), table(relu_records)
+    common = sorted(set(ours) & set(ref))
+    if not common:
+        raise ValueError(f"the two runs share no step with {metric!r} records")
+    if step is None:
+        step = common[-1]
+    elif step not in common:
+        raise ValueError(f"step {step} not logged by both runs; common steps end at {common[-1]}")
+    out: dict[str, float] = {}
+    for layer, value in ours[step].items():
+        base = ref[step].get(layer)
+        if base is not None:
+            out[layer] = value / base if base != 0 else math.inf
+    return out
