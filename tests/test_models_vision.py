@@ -1,0 +1,316 @@
+"""Tests of the image architectures (mlp, resnet, vit) and the Fashion-MNIST loader.
+
+`.venv/bin/python -m pytest -q tests/test_models_vision.py`
+"""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from empirics.activations import ActivationLayer
+from empirics.data import DataUnavailable
+from empirics.data import images as image_data
+from empirics.models import get_arch
+from theory.registry import RegistryError
+
+ARCHS = ("mlp", "resnet", "vit")
+# A user activation added through the NAME=EXPR spec, asymmetric like GELU/SiLU.
+USER_ACTIVATION = "vis_tanhgate=x*(1+tanh(x))/2"
+TINY = {
+    "mlp": {"depth": 2, "width": 16, "val_size": 64},
+    "resnet": {"widths": (4, 8), "blocks_per_stage": 1, "val_size": 64},
+    "vit": {"dim": 16, "depth": 1, "heads": 2, "mlp_ratio": 2, "val_size": 64},
+}
+TRAINING_FIELDS = {"steps", "batch_size", "lr", "optimizer", "warmup"}
+
+
+def tiny_model(arch: str, activation: str) -> tuple[object, torch.nn.Module]:
+    module = get_arch(arch)
+    cfg = module.Config(activation=activation, **TINY[arch])
+    return cfg, module.Model(cfg)
+
+
+def fixed_batch(arch: str, cfg: object, n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    module = get_arch(arch)
+    gen = torch.Generator().manual_seed(0)
+    return next(module.make_data("synthetic", cfg, split="train", batch_size=n, generator=gen))
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu2_clip", USER_ACTIVATION])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_loss_is_finite_and_decreases_on_a_fixed_batch(arch: str, activation: str) -> None:
+    torch.manual_seed(0)
+    cfg, model = tiny_model(arch, activation)
+    batch = fixed_batch(arch, cfg)
+    module = get_arch(arch)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(8):
+        loss, metrics = module.loss_and_metrics(model, batch)
+        assert torch.isfinite(loss), f"{arch}/{activation}: loss {loss}"
+        assert 0.0 <= metrics["accuracy"] <= 1.0
+        opt.zero_grad()
+        loss.backward()
+        grads = [p.grad for p in model.parameters() if p.requires_grad]
+        assert all(g is not None and torch.isfinite(g).all() for g in grads)
+        opt.step()
+        losses.append(loss.item())
+    # Eight Adam steps on 16 examples must fit them noticeably; a broken gradient path would not.
+    assert losses[-1] < 0.9 * losses[0], losses
+
+
+def _store(into: dict, key: str, pick):
+    def hook(module, inputs, output):
+        into[key] = pick(inputs, output)
+
+    return hook
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_activation_is_a_registry_layer_that_names_its_source(arch: str) -> None:
+    _, model = tiny_model(arch, "silu")
+    modules = dict(model.named_modules())
+    acts = {n: m for n, m in modules.items() if isinstance(m, ActivationLayer)}
+    assert acts, "no activation layers"
+    for name, act in acts.items():
+        assert act.name == "silu"
+        source = modules[act.feeds_from]
+        assert any(p.numel() for p in source.parameters()), f"{name} feeds from {act.feeds_from}"
+        captured: dict[str, torch.Tensor] = {}
+        h1 = source.register_forward_hook(_store(captured, "src", lambda i, o: o))
+        h2 = act.register_forward_hook(_store(captured, "pre", lambda i, o: i[0]))
+        cfg = model.cfg
+        model(fixed_batch(arch, cfg, n=4)[0])
+        h1.remove()
+        h2.remove()
+        if not getattr(act, "also_from", ()) and not name.endswith("act2"):
+            # Straight-line source: the activation's input is exactly the source's output.
+            assert torch.equal(captured["src"], captured["pre"]), name
+
+
+def test_mlp_without_bias_has_no_bias_parameters() -> None:
+    module = get_arch("mlp")
+    model = module.Model(module.Config(activation="relu", depth=3, width=8, bias=False))
+    assert not [n for n, _ in model.named_parameters() if n.endswith("bias")]
+    with_bias = module.Model(module.Config(activation="relu", depth=3, width=8, bias=True))
+    assert len([n for n, _ in with_bias.named_parameters() if n.endswith("bias")]) == 4
+
+
+@pytest.mark.parametrize("init", ["kaiming_normal", "xavier_normal"])
+def test_mlp_gaussian_inits_zero_the_biases(init: str) -> None:
+    module = get_arch("mlp")
+    model = module.Model(module.Config(activation="relu", depth=2, width=64, init=init))
+    for name, p in model.named_parameters():
+        if name.endswith("bias"):
+            assert torch.count_nonzero(p) == 0, name
+    fc1 = model.layers.fc1.weight
+    expected = (2.0 / 784) ** 0.5 if init == "kaiming_normal" else (2.0 / (784 + 64)) ** 0.5
+    # 50176 draws: the sample std is within 2% of the target with overwhelming probability
+    # (relative standard error ~ 1/sqrt(2n) = 0.3%, so 2% is ~6 standard errors).
+    assert abs(fc1.std().item() / expected - 1) < 0.02
+
+
+BAD_FIELDS = [
+    ("mlp", "depth", 0),
+    ("mlp", "width", -3),
+    ("mlp", "bias", "yes"),
+    ("mlp", "init", "orthogonal"),
+    ("mlp", "n_classes", 1),
+    ("resnet", "widths", ()),
+    ("resnet", "blocks_per_stage", 0),
+    ("resnet", "widths", (16, 2.5)),
+    ("vit", "patch_size", 5),
+    ("vit", "heads", 3),
+    ("vit", "pool", "max"),
+    ("vit", "dim", 0),
+]
+
+
+@pytest.mark.parametrize(("arch", "field", "value"), BAD_FIELDS)
+def test_bad_config_field_raises_value_error_naming_it(
+    arch: str, field: str, value: object
+) -> None:
+    module = get_arch(arch)
+    with pytest.raises(ValueError, match=field):
+        module.Config(activation="relu", **{field: value})
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_unknown_activation_lists_valid_names(arch: str) -> None:
+    with pytest.raises(RegistryError) as info:
+        get_arch(arch).Config(activation="rleu")
+    message = str(info.value)
+    assert "rleu" in message
+    for valid in ("relu", "gelu", "silu", "tanh", "gelu2_clip"):
+        assert valid in message
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_presets_are_valid_configs_with_training_fields(arch: str) -> None:
+    module = get_arch(arch)
+    assert set(module.PRESETS) == {"smoke", "small", "paper"}
+    for name, preset in module.PRESETS.items():
+        assert TRAINING_FIELDS <= set(preset), name
+        assert preset["optimizer"] in ("sgd", "adamw", "muon")
+        fields = {k: v for k, v in preset.items() if k not in TRAINING_FIELDS}
+        module.Config(activation="relu", **fields)  # raises on any bad field
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_evaluate_matches_a_direct_computation_and_restores_mode(arch: str) -> None:
+    torch.manual_seed(0)
+    cfg, model = tiny_model(arch, "relu")
+    module = get_arch(arch)
+    batches = list(module.make_data("synthetic", cfg, split="val", batch_size=24, generator=None))
+    assert sum(len(y) for _, y in batches) == cfg.val_size
+    model.train()
+    result = module.evaluate(model, batches)
+    assert model.training
+    model.eval()
+    with torch.no_grad():
+        x = torch.cat([b[0] for b in batches])
+        y = torch.cat([b[1] for b in batches])
+        logits = model(x)
+    assert result["val_loss"] == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-5)
+    assert result["accuracy"] == pytest.approx((logits.argmax(-1) == y).float().mean().item())
+
+
+# ----------------------------------------------------------------------------------- data
+
+
+def write_idx(directory: Path, split: str, images: np.ndarray, labels: np.ndarray) -> None:
+    """Write images/labels as gzip IDX files, byte by byte the format Debian ships."""
+    image_file, label_file = image_data._FILES[split]
+    n, h, w = images.shape
+    header = np.array([2051, n, h, w], dtype=">i4").tobytes()
+    (directory / image_file).write_bytes(gzip.compress(header + images.astype(np.uint8).tobytes()))
+    header = np.array([2049, n], dtype=">i4").tobytes()
+    (directory / label_file).write_bytes(gzip.compress(header + labels.astype(np.uint8).tobytes()))
+
+
+@pytest.fixture
+def tiny_root(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 40), ("val", 10)):
+        write_idx(tmp_path, split, rng.integers(0, 256, (n, 28, 28)), rng.integers(0, 10, n))
+    return tmp_path
+
+
+def test_loader_reads_idx_files_exactly(tiny_root: Path) -> None:
+    images, labels = image_data.load_fashion_mnist("train", root=tiny_root)
+    rng = np.random.default_rng(0)
+    assert np.array_equal(images, rng.integers(0, 256, (40, 28, 28)).astype(np.uint8))
+    assert np.array_equal(labels, rng.integers(0, 10, 40))
+    assert images.dtype == np.uint8 and labels.dtype == np.int64
+    mean, std = image_data.normalisation(tiny_root)
+    scaled = images.astype(np.float64) / 255
+    assert (mean, std) == pytest.approx((scaled.mean(), scaled.std()), rel=1e-12)
+
+
+def test_missing_directory_names_the_debian_package(tmp_path: Path, monkeypatch) -> None:
+    with pytest.raises(DataUnavailable, match="dataset-fashion-mnist"):
+        image_data.load_fashion_mnist("train", root=tmp_path / "nowhere")
+    monkeypatch.setenv(image_data.ROOT_ENV, str(tmp_path / "nowhere"))
+    with pytest.raises(DataUnavailable, match="dataset-fashion-mnist"):
+        get_arch("mlp").make_data(
+            "real", get_arch("mlp").Config(), split="train", batch_size=4, generator=None
+        )
+
+
+def test_corrupt_idx_file_is_rejected(tmp_path: Path) -> None:
+    write_idx(tmp_path, "val", np.zeros((3, 28, 28)), np.zeros(3))
+    image_file = tmp_path / image_data._FILES["val"][0]
+    image_file.write_bytes(gzip.compress(np.array([1234, 3, 28, 28], ">i4").tobytes()))
+    with pytest.raises(ValueError, match="IDX"):
+        image_data.load_fashion_mnist("val", root=tmp_path)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_real_batches_are_standardised_with_the_right_shapes(
+    arch: str, tiny_root: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv(image_data.ROOT_ENV, str(tiny_root))
+    module = get_arch(arch)
+    cfg = module.Config(activation="relu", **TINY[arch])
+    gen = torch.Generator().manual_seed(1)
+    x, y = next(module.make_data("real", cfg, split="train", batch_size=8, generator=gen))
+    assert x.dtype == torch.float32 and y.dtype == torch.int64
+    assert x.shape == ((8, 784) if arch == "mlp" else (8, 1, 28, 28))
+    # One pass over the 40 training images in order reproduces the standardised data exactly.
+    images, labels = image_data.load_fashion_mnist("train", root=tiny_root)
+    mean, std = image_data.normalisation(tiny_root)
+    val = list(module.make_data("real", cfg, split="val", batch_size=8, generator=None))
+    vx = torch.cat([b[0] for b in val]).reshape(-1, 28, 28)
+    vimages, vlabels = image_data.load_fashion_mnist("val", root=tiny_root)
+    expected = (torch.from_numpy(vimages.astype(np.float32)) / 255 - mean) / std
+    assert torch.allclose(vx, expected, atol=1e-6)
+    assert torch.equal(torch.cat([b[1] for b in val]), torch.from_numpy(np.array(vlabels)))
+    assert set(y.tolist()) <= set(labels.tolist())
+
+
+def test_train_iterator_reshuffles_each_epoch_and_is_seeded(tiny_root: Path) -> None:
+    def epochs(seed: int) -> list[list[int]]:
+        gen = torch.Generator().manual_seed(seed)
+        it = image_data.image_batches(
+            "real", split="train", batch_size=10, generator=gen, flatten=True, root=tiny_root
+        )
+        # Identify examples by their first 8 pixels (distinct for random images).
+        rows = [tuple(x[:, :8].tolist()[i]) for x, _ in itertools.islice(it, 8) for i in range(10)]
+        return [rows[:40], rows[40:]]
+
+    first, second = epochs(3)
+    assert sorted(first) == sorted(second) and len(set(first)) == 40  # each epoch covers all
+    assert first != second  # reshuffled (equal orders: chance 1/40!)
+    assert epochs(3) == [first, second]
+    assert epochs(4) != [first, second]
+
+
+def test_synthetic_twin_is_fixed_gaussian_with_random_labels() -> None:
+    images, labels = image_data.synthetic_fashion_mnist("train")
+    assert images.shape == (image_data.SYNTHETIC_SIZES["train"], 28, 28)
+    assert images.dtype == torch.float32 and labels.dtype == torch.int64
+    assert int(labels.min()) >= 0 and int(labels.max()) <= 9
+    again, _ = image_data.synthetic_fashion_mnist("train")
+    val, _ = image_data.synthetic_fashion_mnist("val")
+    assert torch.equal(images, again)
+    assert not torch.equal(images[: len(val)], val)
+    # 7.84M N(0,1) draws: mean within 5 standard errors (1/sqrt(n)); false alarm ~ 6e-7.
+    n = images.numel()
+    assert abs(images.mean().item()) < 5 / n**0.5
+    assert abs(images.std().item() - 1) < 5 / (2 * n) ** 0.5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"data": "imagenet"}, "data"),
+        ({"split": "test"}, "split"),
+        ({"batch_size": 0}, "batch_size"),
+    ],
+)
+def test_bad_data_arguments_are_rejected(kwargs: dict, field: str) -> None:
+    module = get_arch("vit")
+    args = {"data": "synthetic", "split": "train", "batch_size": 4, **kwargs}
+    data = args.pop("data")
+    with pytest.raises(ValueError, match=field):
+        module.make_data(data, module.Config(), generator=None, **args)
+
+
+@pytest.mark.data
+@pytest.mark.skipif(
+    not image_data.DEFAULT_ROOT.is_dir(), reason="Debian dataset-fashion-mnist not installed"
+)
+def test_debian_fashion_mnist_has_the_official_shapes() -> None:
+    train_x, train_y = image_data.load_fashion_mnist("train", root=image_data.DEFAULT_ROOT)
+    val_x, val_y = image_data.load_fashion_mnist("val", root=image_data.DEFAULT_ROOT)
+    assert train_x.shape == (60_000, 28, 28) and val_x.shape == (10_000, 28, 28)
+    assert train_x.dtype == np.uint8 and train_y.dtype == np.int64
+    assert np.bincount(train_y).tolist() == [6000] * 10
+    assert np.bincount(val_y).tolist() == [1000] * 10
