@@ -28,7 +28,12 @@ ACTIVATION_METRICS: tuple[str, ...] = (
 # Per parametrised layer (Linear, Conv, Embedding, and any norm that feeds an activation).
 WEIGHT_METRICS: tuple[str, ...] = ("weight_mean", "weight_neg_frac", "drift_score", "bias_mean")
 # Only for the layer feeding an activation: drift along the mean input direction.
-FEED_METRICS: tuple[str, ...] = ("weight_meandir", "weight_meandir_delta", "preact_weight_part")
+FEED_METRICS: tuple[str, ...] = (
+    "weight_meandir",
+    "weight_meandir_delta",
+    "preact_weight_part",
+    "preact_weight_meanpart",
+)
 MODEL_LAYER = "model"  # the `layer` of whole-model rows (loss, accuracy, val_loss, ...)
 
 # Beyond this many entries, the median of |a| is taken on an evenly strided subsample: an exact
@@ -197,6 +202,38 @@ def weight_meandir(module: nn.Module, w: torch.Tensor, xbar: torch.Tensor) -> fl
     return float(response_to(module, w, xbar).mean()) / norm
 
 
+def feed_metrics(
+    module: nn.Module, w: torch.Tensor, w0: torch.Tensor, xbar: torch.Tensor
+) -> dict[str, float]:
+    """Metrics of a layer feeding an activation, given its batch-mean input x̄.
+
+    The mean pre-activation of a Linear splits exactly as
+        preact_mean = preact_weight_part + bias_mean,   preact_weight_part = mean_o (W x̄)_o,
+    and the weight part splits again as
+        preact_weight_part = preact_weight_meanpart + (the rest),
+        preact_weight_meanpart = mean(W)·Σ_k x̄_k   (what the plain weight mean can explain).
+    A weight part that moves while the mean part stays flat is drift along x̄, which
+    `weight_mean` cannot see. `weight_meandir` = preact_weight_part/‖x̄‖ and
+    `weight_meandir_delta` = mean_o ((W − W₀) x̄)_o/‖x̄‖ (the same, relative to init).
+    For a conv, W is first summed over its kernel (the response to a spatially constant x̄).
+    """
+    w = w.detach().float()
+    xbar = xbar.detach().float().to(w.device)
+    weff = w.flatten(2).sum(dim=2) if w.dim() > 2 else w
+    part = response_to(module, w, xbar).mean()
+    out = {
+        "preact_weight_part": float(part),
+        "preact_weight_meanpart": float(weff.mean() * xbar.sum()),
+    }
+    norm = float(xbar.norm())
+    if norm > 0:
+        out["weight_meandir"] = float(part) / norm
+        out["weight_meandir_delta"] = (
+            float(response_to(module, w - w0.to(w.device), xbar).mean()) / norm
+        )
+    return out
+
+
 # ---------------------------------------------------------------------------------- tracker
 
 
@@ -308,14 +345,9 @@ class MetricsTracker:
                 if isinstance(b, torch.Tensor):
                     out[(name, "bias_mean")] = float(_weight_mean(b))
                 xbar = self._xbar.get(name)
-                if xbar is not None and w.dim() >= 2:
-                    norm = float(xbar.norm())
-                    part = response_to(m, w, xbar).mean()
-                    out[(name, "preact_weight_part")] = float(part)
-                    if norm > 0:
-                        out[(name, "weight_meandir")] = float(part) / norm
-                        delta = response_to(m, w - w0, xbar).mean()
-                        out[(name, "weight_meandir_delta")] = float(delta) / norm
+                if xbar is not None and w.dim() >= 2 and getattr(m, "groups", 1) == 1:
+                    for metric, value in feed_metrics(m, w, w0, xbar).items():
+                        out[(name, metric)] = value
         return out
 
     def measure(self) -> dict[tuple[str, str], float]:

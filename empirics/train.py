@@ -395,6 +395,7 @@ class _Summary:
     def __init__(self) -> None:
         self.first: dict[tuple[str, str], tuple[int, float]] = {}
         self.last: dict[tuple[str, str], tuple[int, float]] = {}
+        self.feeds: dict[str, str] = {}  # activation layer -> the layer feeding it
 
     def add(self, step: int, values: Mapping[tuple[str, str], float]) -> None:
         for key, value in values.items():
@@ -425,6 +426,7 @@ def _write_summary(p: Plan, status: str, t0: float, summary: _Summary, **extra: 
         "steps": p.steps,
         "wall_time_s": time.perf_counter() - t0,
         **extra,
+        "feeds": summary.feeds,
         "layers": summary.layers(),
     }
     atomic_write_json(p.out / "summary.json", body)
@@ -473,6 +475,7 @@ def train(cfg: TrainConfig) -> Path:
     model = p.arch.Model(p.model_cfg).to(p.device)
     model.train()
     tracker = MetricsTracker(model)
+    summary.feeds = dict(tracker.feeds)
     opts = build_optimizers(model, p)
     scheds = [
         torch.optim.lr_scheduler.LambdaLR(o, lambda s, p=p: lr_multiplier(s, p)) for o in opts

@@ -1,0 +1,181 @@
+"""Metrics on hand-built tensors with known answers, and the hook tracker against them.
+
+Run: `.venv/bin/python -m pytest tests/test_metrics.py -q`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+from empirics import metrics as M
+from empirics.activations import make_activation
+
+
+def test_weight_metrics_known_values() -> None:
+    w = torch.tensor([[1.0, -2.0], [3.0, -6.0]])
+    assert M.weight_mean(w) == pytest.approx(-1.0)
+    assert M.weight_neg_frac(w) == pytest.approx(0.5)
+    assert M.bias_mean(torch.tensor([0.5, -1.5, 4.0])) == pytest.approx(1.0)
+
+
+def test_drift_score_known_value_and_zero_at_init() -> None:
+    w0 = torch.tensor([1.0, -1.0, 1.0, -1.0])  # population std 1
+    assert M.drift_score(w0, w0.clone()) == 0.0
+    # A uniform shift keeps the std: 2 * (-0.5) / (1 + 1).
+    assert M.drift_score(w0 - 0.5, w0) == pytest.approx(-0.5)
+    # Scaling without a shift is no drift.
+    assert M.drift_score(3 * w0, w0) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="shape"):
+        M.drift_score(w0, w0[:3])
+
+
+def test_activation_metrics_known_values() -> None:
+    p = torch.tensor([-1.0, 0.0, 2.0, 3.0])
+    a = torch.relu(p)
+    assert M.preact_mean(p) == pytest.approx(1.0)
+    assert M.sparsity(a) == pytest.approx(0.5)  # -1 and 0 map to exact zeros
+    assert M.negative_rate(p) == pytest.approx(0.25)  # 0 is not negative
+    b = torch.tensor([0.0, -4.0, 1.0, 2.0])
+    assert M.spike_max(b) == pytest.approx(4.0)
+    # Zeros are left out of the median: median(|-4|, 1, 2) = 2.
+    assert M.spike_ratio(b) == pytest.approx(2.0)
+    assert math.isnan(M.spike_ratio(torch.zeros(5)))
+
+
+@given(
+    st.lists(st.floats(-1e3, 1e3, allow_nan=False, width=32), min_size=1, max_size=64),
+)
+def test_rates_are_fractions_and_relu_sparsity_counts_nonpositive(values: list[float]) -> None:
+    p = torch.tensor(values)
+    a = torch.relu(p)
+    sp, neg = M.sparsity(a), M.negative_rate(p)
+    assert 0.0 <= sp <= 1.0 and 0.0 <= neg <= 1.0
+    # For ReLU the exact zeros are the non-positive inputs.
+    assert sp == pytest.approx(float((p <= 0).float().mean()))
+    assert neg <= sp
+
+
+def test_feed_metrics_decompose_the_linear_preact_mean() -> None:
+    torch.manual_seed(0)
+    lin = nn.Linear(7, 5)
+    x = torch.rand(32, 7) + 0.3  # non-negative inputs, like post-ReLU ones
+    pre = lin(x)
+    xbar = M.mean_input(lin, x)
+    got = M.feed_metrics(lin, lin.weight, lin.weight, xbar)
+    total = got["preact_weight_part"] + M.bias_mean(lin.bias)
+    assert total == pytest.approx(M.preact_mean(pre), abs=1e-5)
+    # The plain-mean part is mean(W) * sum(xbar), by its definition.
+    assert got["preact_weight_meanpart"] == pytest.approx(
+        M.weight_mean(lin.weight) * float(xbar.sum()), rel=1e-5
+    )
+    assert got["weight_meandir_delta"] == 0.0
+
+
+def test_drift_along_mean_input_is_seen_by_meandir_not_by_weight_mean() -> None:
+    """The transformer case: W moves along x̄ and its plain mean does not move at all."""
+    torch.manual_seed(1)
+    lin = nn.Linear(4, 3, bias=False)
+    w0 = lin.weight.detach().clone()
+    xbar = torch.tensor([1.0, -1.0, 2.0, -2.0])  # sums to 0, like a normalised input
+    delta = 0.3
+    w = w0 - delta * torch.ones(3, 1) * xbar / xbar.norm()  # every row moves along x̄
+    assert M.weight_mean(w) == pytest.approx(M.weight_mean(w0), abs=1e-6)
+    got, init = M.feed_metrics(lin, w, w0, xbar), M.feed_metrics(lin, w0, w0, xbar)
+    assert got["weight_meandir_delta"] == pytest.approx(-delta, rel=1e-5)
+    assert got["weight_meandir"] - init["weight_meandir"] == pytest.approx(-delta, rel=1e-5)
+    assert got["preact_weight_meanpart"] == pytest.approx(init["preact_weight_meanpart"], abs=1e-6)
+
+
+def test_conv_response_matches_the_conv_on_a_constant_input() -> None:
+    torch.manual_seed(2)
+    conv = nn.Conv2d(3, 4, kernel_size=3)
+    xbar = torch.tensor([0.5, -1.0, 2.0])
+    x = xbar.view(1, 3, 1, 1).expand(1, 3, 6, 6)  # spatially constant input
+    out = conv(x) - conv.bias.view(1, 4, 1, 1)  # (1, 4, 4, 4), constant over space
+    assert M.mean_input(conv, x) == pytest.approx(xbar.tolist())
+    got = M.response_to(conv, conv.weight, xbar)
+    assert got.tolist() == pytest.approx(out[0, :, 0, 0].tolist(), abs=1e-5)
+
+
+class _Tiny(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(6, 8)
+        self.act1 = make_activation("relu")
+        self.fc2 = nn.Linear(8, 8)
+        self.act2 = make_activation("gelu")
+        self.head = nn.Linear(8, 2)
+        self.act1.feeds_from = "fc1"
+        self.act2.feeds_from = "fc2"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.act2(self.fc2(self.act1(self.fc1(x)))))
+
+
+def test_tracker_matches_pure_functions_and_only_collects_when_armed() -> None:
+    torch.manual_seed(3)
+    model = _Tiny()
+    tracker = M.MetricsTracker(model)
+    x = torch.randn(16, 6)
+    model(x)  # not armed: no activation statistics
+    assert not [k for k in tracker.measure() if k[1] in M.ACTIVATION_METRICS]
+    with tracker.collect():
+        model(x)
+    got = tracker.measure()
+    p1 = model.fc1(x)
+    a1 = torch.relu(p1)
+    p2 = model.fc2(a1)
+    for metric, fn, t in (
+        ("preact_mean", M.preact_mean, p1),
+        ("negative_rate", M.negative_rate, p1),
+        ("sparsity", M.sparsity, a1),
+        ("spike_max", M.spike_max, a1),
+        ("spike_ratio", M.spike_ratio, a1),
+    ):
+        assert got[("act1", metric)] == pytest.approx(fn(t), rel=1e-6), metric
+    assert got[("act2", "preact_mean")] == pytest.approx(M.preact_mean(p2), rel=1e-6)
+    for layer in ("fc1", "fc2", "head"):
+        assert got[(layer, "drift_score")] == 0.0  # W is W0 before any update
+    for act, src in (("act1", "fc1"), ("act2", "fc2")):
+        total = got[(src, "preact_weight_part")] + got[(src, "bias_mean")]
+        assert total == pytest.approx(got[(act, "preact_mean")], abs=1e-5)
+    assert ("head", "preact_weight_part") not in got  # the head feeds no activation
+    with torch.no_grad():
+        model.fc1.weight.sub_(0.1)
+    assert tracker.measure()[("fc1", "drift_score")] < 0
+    tracker.remove()
+    with tracker.collect():
+        model(x)
+    assert not [k for k in tracker.measure() if k[1] in M.ACTIVATION_METRICS]
+
+
+def test_tracker_rejects_a_model_without_activations_and_bad_feeds() -> None:
+    with pytest.raises(ValueError, match="no ActivationLayer"):
+        M.MetricsTracker(nn.Linear(2, 2))
+    model = _Tiny()
+    model.act1.feeds_from = "nope"
+    with pytest.raises(ValueError, match="nope"):
+        M.MetricsTracker(model)
+
+
+def test_spike_amplification_over_two_runs() -> None:
+    def rows(values: dict[str, float], step: int = 5) -> list[dict[str, object]]:
+        return [
+            {"step": step, "layer": layer, "metric": "spike_max", "value": v}
+            for layer, v in values.items()
+        ]
+
+    ours = rows({"h.0": 50.0, "h.1": 9.0}) + rows({"h.0": 1.0}, step=0)
+    relu = rows({"h.0": 2.0, "h.1": 3.0}) + rows({"h.0": 1.0}, step=0)
+    assert M.spike_amplification(ours, relu) == {"h.0": 25.0, "h.1": 3.0}
+    assert M.spike_amplification(ours, relu, step=0) == {"h.0": 1.0}
+    with pytest.raises(ValueError, match="metric"):
+        M.spike_amplification(ours, relu, metric="loss")
+    with pytest.raises(ValueError, match="step 7"):
+        M.spike_amplification(ours, relu, step=7)
