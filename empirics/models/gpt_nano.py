@@ -1,0 +1,345 @@
+"""GPT-nano, the paper's transformer: pre-norm RMSNorm, rotary q/k, no biases, tied embeddings.
+
+MLP up (mlp_ratio x) -> registry activation -> down; causal attention through SDPA. Default PyTorch
+init throughout (nn.Linear's uniform +-1/sqrt(fan_in); the tied embedding shares lm_head's weight,
+so it has that init too). Trained by `python -m empirics.train --arch gpt_nano --preset small`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from empirics.activations import make_activation
+from empirics.data import text
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class GPTNanoConfig:
+    """Shape of the model; the paper's GPT-nano is n_layer=12, n_head=12, n_embd=768, vocab 50257.
+
+    vocab_size defaults to the 64-character King James alphabet (`empirics.data.text`); the paper
+    trains on FineWeb with the GPT-2 BPE, which is not available offline.
+    """
+
+    activation: str = "relu"
+    n_layer: int = 2
+    n_head: int = 2
+    n_embd: int = 64
+    vocab_size: int = text.KJV_VOCAB.size
+    block_size: int = 64
+    mlp_ratio: int = 4
+    rope_base: float = 10000.0
+    norm_eps: float = 1e-6
+    # Scale the attention branch by 1/sqrt(2 n_layer), as the authors' GPT-nano code does.
+    attn_scale: bool = True
+    # Number of fixed validation windows `make_data(split="val")` yields (spread over the split).
+    val_windows: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("n_layer", "n_head", "n_embd", "vocab_size", "block_size", "mlp_ratio"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"GPTNanoConfig.{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.val_windows, int) or self.val_windows < 1:
+            raise ValueError(f"GPTNanoConfig.val_windows must be >= 1, got {self.val_windows!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(
+                f"GPTNanoConfig.n_embd={self.n_embd} must be divisible by n_head={self.n_head}"
+            )
+        if (self.n_embd // self.n_head) % 2:
+            raise ValueError(
+                f"GPTNanoConfig: head size n_embd/n_head = {self.n_embd // self.n_head} must be "
+                "even (rotary embeddings rotate pairs of channels)"
+            )
+        if not (math.isfinite(self.rope_base) and self.rope_base > 1.0):
+            raise ValueError(
+                f"GPTNanoConfig.rope_base must be finite and > 1, got {self.rope_base}"
+            )
+        if not (math.isfinite(self.norm_eps) and self.norm_eps > 0.0):
+            raise ValueError(f"GPTNanoConfig.norm_eps must be finite and > 0, got {self.norm_eps}")
+        if not isinstance(self.activation, str):
+            raise ValueError(f"GPTNanoConfig.activation must be a string, got {self.activation!r}")
+        make_activation(self.activation)  # unknown names raise RegistryError listing valid ones
+
+
+Config = GPTNanoConfig
+
+# smoke: seconds (tests); small: a few minutes on a 2-core CPU; paper: appendix G.6 (GPU).
+# The paper's optimizer is Muon for the matrices inside the blocks and Adam for the rest; the extra
+# settings that the common preset keys cannot carry are in OPTIMIZER_DETAILS below.
+PRESETS: dict[str, dict[str, object]] = {
+    "smoke": {
+        "n_layer": 2,
+        "n_head": 2,
+        "n_embd": 32,
+        "block_size": 32,
+        "val_windows": 16,
+        "steps": 20,
+        "batch_size": 8,
+        "lr": 3e-3,
+        "optimizer": "adamw",
+        "warmup": 2,
+    },
+    "small": {
+        "n_layer": 4,
+        "n_head": 4,
+        "n_embd": 128,
+        "block_size": 64,
+        "val_windows": 128,
+        "steps": 300,
+        "batch_size": 16,
+        "lr": 2e-3,
+        "optimizer": "adamw",
+        "warmup": 20,
+    },
+    "paper": {
+        "n_layer": 12,
+        "n_head": 12,
+        "n_embd": 768,
+        "vocab_size": 50257,
+        "block_size": 2048,
+        "val_windows": 512,
+        "steps": 7168,
+        "batch_size": 16,
+        "lr": 5e-4,
+        "optimizer": "muon",
+        "warmup": 2000,
+    },
+}
+# Paper, appendix G.6: Muon lr 5e-4 (momentum 0.95, Nesterov) on block matrices, Adam lr 0.005
+# (betas 0.9/0.95) on embeddings and norm weights, no weight decay, 2028 warmdown steps, 16 micro-
+# batches of 16 x 2048 tokens accumulated per step. `Model.optimizer_groups()` gives the split.
+OPTIMIZER_DETAILS: dict[str, dict[str, object]] = {
+    "paper": {
+        "muon_lr": 5e-4,
+        "muon_momentum": 0.95,
+        "muon_nesterov": True,
+        "adam_lr": 0.005,
+        "adam_betas": (0.9, 0.95),
+        "weight_decay": 0.0,
+        "warmdown": 2028,
+        "grad_accum": 16,
+    },
+}
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding with cos/sin tables precomputed for every position up to max_len.
+
+    Channels (2i, 2i+1) of each head form a pair rotated by angle pos * base^(-2i/D); the pair is
+    treated as one complex number, so the rotation is a single complex multiply (several times
+    faster on a CPU than the split-halves form, forward and backward).
+    """
+
+    def __init__(self, head_dim: int, max_len: int, base: float = 10000.0) -> None:
+        super().__init__()
+        self.head_dim = head_dim
+        # Tables computed in float64 then stored in float32: long sequences keep accurate angles.
+        inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+        angles = torch.outer(torch.arange(max_len, dtype=torch.float64), inv_freq)  # (L, D/2)
+        self.register_buffer("cos", angles.cos().float(), persistent=False)
+        self.register_buffer("sin", angles.sin().float(), persistent=False)
+
+    def forward(self, t: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Rotate t of shape (B, T, ..., D) as if its T positions were start, ..., start + T - 1."""
+        seq = t.shape[1]
+        if start < 0 or start + seq > self.cos.shape[0]:
+            raise ValueError(
+                f"rotary positions {start}..{start + seq - 1} exceed the table "
+                f"({self.cos.shape[0]} positions)"
+            )
+        shape = (seq,) + (1,) * (t.dim() - 3) + (self.head_dim // 2,)
+        # Complex multiply needs float32/64; half-precision inputs are rotated in float32.
+        work = t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float32
+        rot = torch.complex(
+            self.cos[start : start + seq].to(work), self.sin[start : start + seq].to(work)
+        ).view(shape)  # (T, 1.., D/2)
+        pairs = torch.view_as_complex(t.to(work).unflatten(-1, (-1, 2)))  # (B, T, .., D/2)
+        return torch.view_as_real(pairs * rot).flatten(-2).to(t.dtype)  # (B, T, .., D)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: GPTNanoConfig) -> None:
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.head_dim = cfg.n_embd // cfg.n_head
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
+
+    def forward(self, h: torch.Tensor, rotary: Rotary) -> torch.Tensor:
+        B, T, C = h.shape
+        # unbind (not slicing) keeps the backward to one concatenation of the q/k/v gradients.
+        q, k, v = self.qkv(h).view(B, T, 3, self.n_head, self.head_dim).unbind(2)  # (B, T, H, D)
+        q = rotary(q).transpose(1, 2)  # (B, H, T, D)
+        k = rotary(k).transpose(1, 2)  # (B, H, T, D)
+        y = F.scaled_dot_product_attention(q, k, v.transpose(1, 2), is_causal=True)  # (B, H, T, D)
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+        return self.proj(y)
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: GPTNanoConfig) -> None:
+        super().__init__()
+        hidden = cfg.mlp_ratio * cfg.n_embd
+        self.up = nn.Linear(cfg.n_embd, hidden, bias=False)
+        self.act = make_activation(cfg.activation)
+        self.down = nn.Linear(hidden, cfg.n_embd, bias=False)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.down(self.act(self.up(h)))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: GPTNanoConfig) -> None:
+        super().__init__()
+        self.norm1 = nn.RMSNorm(cfg.n_embd, eps=cfg.norm_eps)
+        self.attn = CausalSelfAttention(cfg)
+        self.norm2 = nn.RMSNorm(cfg.n_embd, eps=cfg.norm_eps)
+        self.mlp = MLP(cfg)
+        self.attn_scale = 1.0 / math.sqrt(2 * cfg.n_layer) if cfg.attn_scale else 1.0
+
+    def forward(self, h: torch.Tensor, rotary: Rotary) -> torch.Tensor:
+        h = torch.add(h, self.attn(self.norm1(h), rotary), alpha=self.attn_scale)
+        return h + self.mlp(self.norm2(h))
+
+
+class Model(nn.Module):
+    """GPT-nano: token ids (B, T) -> next-token logits (B, T, vocab_size)."""
+
+    def __init__(self, cfg: GPTNanoConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.rotary = Rotary(cfg.n_embd // cfg.n_head, cfg.block_size, cfg.rope_base)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.norm_f = nn.RMSNorm(cfg.n_embd, eps=cfg.norm_eps)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        # Tie: one Parameter serves as embedding table and output matrix (lm_head's init).
+        self.wte.weight = self.lm_head.weight
+        for i, block in enumerate(self.blocks):
+            block.mlp.act.feeds_from = f"blocks.{i}.mlp.up"
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        B, T = idx.shape
+        if T > self.cfg.block_size:
+            raise ValueError(f"sequence length {T} exceeds block_size={self.cfg.block_size}")
+        h = self.wte(idx)  # (B, T, C)
+        for block in self.blocks:
+            h = block(h, self.rotary)
+        return self.lm_head(self.norm_f(h))  # (B, T, V)
+
+    def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The paper's split: Muon for the matrices inside blocks, Adam(W) for everything else
+        (the tied embedding/lm_head and the RMSNorm weights)."""
+        muon, adam = [], []
+        for name, p in self.named_parameters():
+            (muon if p.ndim == 2 and name.startswith("blocks.") else adam).append(p)
+        return {"muon": muon, "adamw": adam}
+
+
+def make_data(
+    data: str,
+    cfg: GPTNanoConfig,
+    *,
+    split: str,
+    batch_size: int,
+    generator: torch.Generator | None = None,
+    device: str | torch.device = "cpu",
+) -> Iterator[Batch]:
+    """Batches (x, y) of shape (B, block_size), y = x shifted by one character.
+
+    real: King James text (train = first 90%, random windows; val = last 10%, cfg.val_windows fixed
+    windows). synthetic: uniform random tokens over cfg.vocab_size of the same shape; its val set
+    is fixed by a seed derived from the generator's seed (the generator itself is not advanced).
+    """
+    if data not in ("real", "synthetic"):
+        raise ValueError(f"data must be 'real' or 'synthetic', got {data!r}")
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if data == "synthetic":
+        if split == "train":
+            gen = generator
+            n_batches = None
+        else:
+            base = generator.initial_seed() if generator is not None else 0
+            gen = torch.Generator().manual_seed(base + 0x5EED)
+            n_batches = math.ceil(cfg.val_windows / batch_size)
+        return text.synthetic_batches(
+            vocab_size=cfg.vocab_size,
+            block_size=cfg.block_size,
+            batch_size=batch_size,
+            generator=gen,
+            n_batches=n_batches,
+            device=device,
+        )
+    if cfg.vocab_size < text.KJV_VOCAB.size:
+        raise ValueError(
+            f"GPTNanoConfig.vocab_size={cfg.vocab_size} is smaller than the King James character "
+            f"vocabulary ({text.KJV_VOCAB.size})"
+        )
+    train_ids, val_ids = text.kjv_splits()
+    if split == "train":
+        return text.train_windows(
+            train_ids,
+            block_size=cfg.block_size,
+            batch_size=batch_size,
+            generator=generator,
+            device=device,
+        )
+    return text.val_windows(
+        val_ids,
+        block_size=cfg.block_size,
+        batch_size=batch_size,
+        n_windows=cfg.val_windows,
+        device=device,
+    )
+
+
+def loss_and_metrics(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    """Next-token cross-entropy (mean over all positions) for one training batch."""
+    x, y = batch
+    logits = model(x)  # (B, T, V)
+    loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+    return loss, {"loss": float(loss.detach())}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Iterable[Batch]) -> dict[str, float]:
+    """val_loss (nats per character) and val_bpc (bits per character) over all batches."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    try:
+        for x, y in batches:
+            logits = model(x)  # (B, T, V)
+            total += float(F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum"))
+            count += y.numel()
+    finally:
+        model.train(was_training)
+    if count == 0:
+        raise ValueError("evaluate: no validation batches")
+    val_loss = total / count
+    return {"val_loss": val_loss, "val_bpc": val_loss / math.log(2)}
+
+
+__all__ = [
+    "OPTIMIZER_DETAILS",
+    "PRESETS",
+    "Config",
+    "GPTNanoConfig",
+    "Model",
+    "Rotary",
+    "evaluate",
+    "loss_and_metrics",
+    "make_data",
+]
