@@ -73,8 +73,10 @@ class GPTNanoConfig:
 Config = GPTNanoConfig
 
 # smoke: seconds (tests); small: a few minutes on a 2-core CPU; paper: appendix G.6 (GPU).
-# The paper's optimizer is Muon for the matrices inside the blocks and Adam for the rest; the extra
-# settings that the common preset keys cannot carry are in OPTIMIZER_DETAILS below.
+# paper (appendix G.6): Muon lr 5e-4 (momentum 0.95, Nesterov: torch's defaults) on the block
+# matrices, Adam lr 0.005 (betas 0.9/0.95) on the tied embedding and norm gains, no weight decay,
+# 2000 warmup and 2028 warmdown steps of 7168. The paper accumulates 16 micro-batches of 16 x 2048
+# tokens per step; the trainer has no accumulation, so batch_size=256 reproduces that batch.
 PRESETS: dict[str, dict[str, object]] = {
     "smoke": {
         "n_layer": 2,
@@ -110,23 +112,11 @@ PRESETS: dict[str, dict[str, object]] = {
         "steps": 7168,
         "batch_size": 16,
         "lr": 5e-4,
+        "adam_lr": 0.005,
         "optimizer": "muon",
         "warmup": 2000,
-    },
-}
-# Paper, appendix G.6: Muon lr 5e-4 (momentum 0.95, Nesterov) on block matrices, Adam lr 0.005
-# (betas 0.9/0.95) on embeddings and norm weights, no weight decay, 2028 warmdown steps, 16 micro-
-# batches of 16 x 2048 tokens accumulated per step. `Model.optimizer_groups()` gives the split.
-OPTIMIZER_DETAILS: dict[str, dict[str, object]] = {
-    "paper": {
-        "muon_lr": 5e-4,
-        "muon_momentum": 0.95,
-        "muon_nesterov": True,
-        "adam_lr": 0.005,
-        "adam_betas": (0.9, 0.95),
-        "weight_decay": 0.0,
-        "warmdown": 2028,
-        "grad_accum": 16,
+        "schedule": "wsd",
+        "decay_frac": 2028 / 7168,
     },
 }
 
@@ -236,14 +226,6 @@ class Model(nn.Module):
             h = block(h, self.rotary)
         return self.lm_head(self.norm_f(h))  # (B, T, V)
 
-    def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:
-        """The paper's split: Muon for the matrices inside blocks, Adam(W) for everything else
-        (the tied embedding/lm_head and the RMSNorm weights)."""
-        muon, adam = [], []
-        for name, p in self.named_parameters():
-            (muon if p.ndim == 2 and name.startswith("blocks.") else adam).append(p)
-        return {"muon": muon, "adamw": adam}
-
 
 def make_data(
     data: str,
@@ -333,7 +315,6 @@ def evaluate(model: nn.Module, batches: Iterable[Batch]) -> dict[str, float]:
 
 
 __all__ = [
-    "OPTIMIZER_DETAILS",
     "PRESETS",
     "Config",
     "GPTNanoConfig",
