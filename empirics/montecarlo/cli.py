@@ -1,0 +1,229 @@
+"""Command line for single Monte Carlo estimates: tidy records + summary/config JSON + provenance.
+
+Run: `python -m empirics.montecarlo g_pos --activation gelu --loss cross_entropy --budget-s 10`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from empirics.io import RecordWriter, atomic_write_json, provenance
+from empirics.montecarlo.estimators import (
+    estimate_conditional_mean,
+    estimate_drift_coefficient,
+    estimate_effective_weights,
+    estimate_first_step,
+    estimate_g_curve,
+)
+from empirics.montecarlo.ledger import ENTRY_IDS, montecarlo_for_entry
+from empirics.montecarlo.sampler import INITS, INPUTS, LABELS, LOSS_NAMES, NetConfig
+from empirics.montecarlo.stats import Estimate, SignTest
+from theory import registry
+
+QUANTITIES = ("g_pos", "g_neg", "net_drift", "D", "g_curve", "effective_weights", "first_step")
+DEFAULT_OUT = Path("results/montecarlo")
+
+
+def _parse_edges(text: str) -> list[float]:
+    """'lo,hi,n' -> n+1 equally spaced edges, or an explicit list 'a,b,c,...' (more than 3)."""
+    parts = [float(v) for v in text.split(",")]
+    if len(parts) == 3 and parts[2].is_integer() and parts[2] >= 1:
+        lo, hi, n = parts[0], parts[1], int(parts[2])
+        return [lo + (hi - lo) * i / n for i in range(n + 1)]
+    return parts
+
+
+def _rows(look: int, estimates: dict[str, Estimate]) -> list[tuple[int, str, str, float]]:
+    rows = []
+    for name, e in estimates.items():
+        for metric, value in (
+            ("mean", e.mean),
+            ("stderr", e.stderr),
+            ("ci_lo", e.ci[0]),
+            ("ci_hi", e.ci[1]),
+            ("n", e.n),
+        ):
+            rows.append((look, name, metric, value))
+    return rows
+
+
+def estimate(
+    quantity: str,
+    cfg: NetConfig,
+    *,
+    generator: torch.Generator,
+    test: SignTest | None = None,
+    budget_s: float = 10.0,
+    min_networks: int = 64,
+    lr: float = 1.0,
+    s: float = 1.0,
+    edges: list[float] | None = None,
+    n_networks: int = 2048,
+    measure_vr: bool = False,
+    progress: bool = False,
+    writer: RecordWriter | None = None,
+) -> dict[str, Estimate]:
+    """Run one named quantity; returns its estimates by name (and writes per-look records)."""
+    if quantity not in QUANTITIES:
+        raise ValueError(f"unknown quantity {quantity!r}; valid: {', '.join(QUANTITIES)}")
+
+    def on_look(look: int, ests: dict[str, Estimate]) -> None:
+        if writer is not None:
+            writer.write_rows(_rows(look, ests))
+
+    seq: dict[str, Any] = dict(
+        generator=generator,
+        test=test,
+        budget_s=budget_s,
+        min_networks=min_networks,
+        progress=progress,
+        on_look=on_look,
+    )
+    if quantity in ("g_pos", "g_neg", "net_drift"):
+        side = {"g_pos": "pos", "g_neg": "neg", "net_drift": "all"}[quantity]
+        return {quantity: estimate_conditional_mean(cfg, side, measure_vr=measure_vr, **seq)}
+    if quantity == "D":
+        return {"D": estimate_drift_coefficient(cfg.activation, s, **seq)}
+    if quantity == "effective_weights":
+        return estimate_effective_weights(cfg, **seq)
+    if quantity == "first_step":
+        return estimate_first_step(cfg, lr, **seq)
+    bins = estimate_g_curve(
+        cfg, edges or _parse_edges("-4,4,16"), generator=generator, n_networks=n_networks
+    )
+    out = {f"bin{j:03d}": e for j, e in enumerate(bins)}
+    if writer is not None:
+        writer.write_rows(_rows(0, out))
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m empirics.montecarlo", description=__doc__)
+    ap.add_argument("quantity", choices=(*QUANTITIES, "entry"))
+    ap.add_argument(
+        "--activation",
+        action="append",
+        default=None,
+        help="registry name, family spec (leaky_relu:slope=0.2) or NAME=EXPR; repeatable",
+    )
+    ap.add_argument("--loss", default="mse", choices=LOSS_NAMES)
+    ap.add_argument("--entry-id", default=None, help=f"with quantity 'entry': one of {ENTRY_IDS}")
+    ap.add_argument("--d-in", type=int, default=64)
+    ap.add_argument("--widths", default="256", help="hidden widths, comma separated")
+    ap.add_argument("--n-out", type=int, default=10)
+    ap.add_argument("--inputs-per-net", type=int, default=64)
+    ap.add_argument("--init", default="gaussian", choices=INITS)
+    ap.add_argument("--inputs", default="gaussian", choices=INPUTS)
+    ap.add_argument("--labels", default="class", choices=LABELS)
+    ap.add_argument("--w-gain", type=float, default=1.0, help="Var W = w_gain / fan_in")
+    ap.add_argument("--bias-std", type=float, default=0.0)
+    ap.add_argument("--layer", type=int, default=1)
+    ap.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--no-antithetic", action="store_true")
+    ap.add_argument("--measure-vr", action="store_true", help="also estimate without the pair")
+    ap.add_argument("--budget-s", type=float, default=10.0)
+    ap.add_argument("--alpha", type=float, default=1e-3)
+    ap.add_argument("--max-looks", type=int, default=16)
+    ap.add_argument("--min-networks", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1.0, help="first_step learning rate")
+    ap.add_argument("--s", type=float, default=1.0, help="D(sigma, s): pre-activation std")
+    ap.add_argument("--edges", default="-4,4,16", help="g_curve bins: 'lo,hi,n' or a list")
+    ap.add_argument("--n-networks", type=int, default=2048, help="g_curve sample size")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=None, help=f"default {DEFAULT_OUT}/<quantity>")
+    ap.add_argument("--no-progress", action="store_true")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Parse, check everything before compute, run, write records.csv/config.json/summary.json."""
+    args = build_parser().parse_args(argv)
+    specs = args.activation or ["relu"]
+    activations = [registry.parse_activation_spec(s).name for s in specs]
+    try:
+        widths = tuple(int(w) for w in args.widths.split(","))
+    except ValueError:
+        raise SystemExit(
+            f"--widths must be comma-separated integers, got {args.widths!r}"
+        ) from None
+    test = SignTest(alpha=args.alpha, max_looks=args.max_looks)
+    if args.quantity == "entry" and args.entry_id not in ENTRY_IDS:
+        raise SystemExit(f"--entry-id must be one of {', '.join(ENTRY_IDS)}, got {args.entry_id}")
+    configs = {
+        act: NetConfig(
+            activation=act,
+            loss=args.loss,
+            d_in=args.d_in,
+            widths=widths,
+            n_out=args.n_out,
+            inputs_per_net=args.inputs_per_net,
+            init=args.init,
+            w_gain=args.w_gain,
+            bias_std=args.bias_std,
+            inputs=args.inputs,
+            labels=args.labels,
+            layer=args.layer,
+            dtype=args.dtype,
+            device=args.device,
+            antithetic=not args.no_antithetic,
+        ).validate()
+        for act in activations
+    }
+    edges = _parse_edges(args.edges)
+    out = args.out or DEFAULT_OUT / args.quantity
+    out.mkdir(parents=True, exist_ok=True)
+    device = next(iter(configs.values())).device
+    atomic_write_json(
+        out / "config.json",
+        {"args": vars(args), "configs": {a: c.to_dict() for a, c in configs.items()}}
+        | {"provenance": provenance(device)},
+    )
+    summary: dict[str, dict[str, Any]] = {}
+    start = time.perf_counter()
+    with RecordWriter(out / "records.csv", run=args.quantity) as writer:
+        for act, cfg in configs.items():
+            gen = torch.Generator().manual_seed(args.seed)
+            run = f"{args.quantity}:{act}:{args.loss}"
+            writer.run = run
+            if args.quantity == "entry":
+                res = montecarlo_for_entry(
+                    args.entry_id, act, args.loss, budget_s=args.budget_s, generator=gen
+                )
+                summary[run] = {args.entry_id: res}
+            else:
+                ests = estimate(
+                    args.quantity,
+                    cfg,
+                    generator=gen,
+                    test=test,
+                    budget_s=args.budget_s,
+                    min_networks=args.min_networks,
+                    lr=args.lr,
+                    s=args.s,
+                    edges=edges,
+                    n_networks=args.n_networks,
+                    measure_vr=args.measure_vr,
+                    progress=not args.no_progress,
+                    writer=writer,
+                )
+                summary[run] = {k: e.to_dict() for k, e in ests.items()}
+            for name, res in summary[run].items():
+                if res is None:
+                    print(f"{run} {name}: not estimated")
+                    continue
+                lo, hi = res["ci"]
+                print(
+                    f"{run} {name}: {res['mean']:.6g} ± {res['stderr']:.2g} "
+                    f"[{lo:.4g}, {hi:.4g}] n={res['n']} sign={res['sign']}"
+                )
+    atomic_write_json(
+        out / "summary.json", {"seconds": time.perf_counter() - start, "estimates": summary}
+    )
+    print(f"wrote {out}/records.csv, config.json, summary.json")
+    return summary

@@ -1,0 +1,352 @@
+"""`estimate_*`: Monte Carlo twins of the theory's derivations, with sequential sign decisions.
+
+Library module; the command line is `python -m empirics.montecarlo QUANTITY [options]`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import torch
+from tqdm.auto import tqdm
+
+from empirics.montecarlo.sampler import Draw, NetConfig, draw, effective_weights
+from empirics.montecarlo.stats import Estimate, RatioAccumulator, SignTest, fixed_interval
+
+# name -> (per-network numerator, per-network denominator, any sample nonzero)
+Stat = dict[str, tuple[torch.Tensor, torch.Tensor, bool]]
+StatFn = Callable[[Draw], Stat]
+LookHook = Callable[[int, dict[str, Estimate]], None]
+
+# Per-chunk memory cap: elements of one [N, B, n] tensor (about 32 MB in float32).
+_CHUNK_ELEMENTS = 8_000_000
+
+
+def _chunk_networks(cfg: NetConfig, per_net_extra: int = 1) -> int:
+    widest = max(cfg.sizes) * per_net_extra
+    return max(1, _CHUNK_ELEMENTS // (cfg.inputs_per_net * widest))
+
+
+def run_sequential(
+    cfg: NetConfig,
+    stat_fn: StatFn,
+    *,
+    targets: Sequence[str] | None = None,
+    test: SignTest | None = None,
+    budget_s: float = 5.0,
+    min_networks: int = 64,
+    max_networks: int | None = None,
+    generator: torch.Generator,
+    plain: bool = False,
+    progress: bool = False,
+    on_look: LookHook | None = None,
+    chunk_networks: int | None = None,
+) -> dict[str, Estimate]:
+    """Draw networks in geometrically growing looks (min_networks * 2^k) until every target's
+    sign is decided by `test`, the looks run out, `max_networks` is reached, or the next look would
+    overrun `budget_s` (the first look is always taken). Returns an Estimate per statistic."""
+    if budget_s <= 0 or not math.isfinite(budget_s):
+        raise ValueError(f"budget_s must be finite and > 0, got {budget_s}")
+    if min_networks < 2:
+        raise ValueError(
+            f"min_networks must be >= 2 (a standard error needs two), got {min_networks}"
+        )
+    test = test or SignTest()
+    chunk = chunk_networks or _chunk_networks(cfg, 3 if plain else 2)
+    accs: dict[str, RatioAccumulator] = {}
+    z = test.z
+    start = time.perf_counter()
+    drawn, looks, estimates = 0, 0, {}
+    bar = tqdm(total=test.max_looks, desc="looks", disable=not progress, leave=False)
+    for look in range(test.max_looks):
+        goal = min_networks * 2**look
+        if max_networks is not None:
+            goal = min(goal, max_networks)
+        if goal <= drawn:
+            break
+        elapsed = time.perf_counter() - start
+        if look > 0 and elapsed + (goal - drawn) * elapsed / drawn > budget_s:
+            break
+        while drawn < goal:
+            n = min(chunk, goal - drawn)
+            stats_now = stat_fn(draw(cfg, n, generator, plain=plain))
+            for name, (num, den, nonzero) in stats_now.items():
+                accs.setdefault(name, RatioAccumulator()).add(num, den, any_nonzero=nonzero)
+            drawn += n
+        looks = look + 1
+        estimates = {
+            name: acc.estimate(
+                z,
+                test.confidence,
+                n_samples=0,
+                looks=looks,
+                method=f"sequential Bonferroni sign test, alpha={test.alpha}, "
+                f"{test.max_looks} looks max",
+            )
+            for name, acc in accs.items()
+        }
+        bar.update(1)
+        bar.set_postfix(networks=drawn)
+        if on_look is not None:
+            on_look(looks, estimates)
+        wanted = targets if targets is not None else list(estimates)
+        if all(estimates[t].sign != "undecided" for t in wanted):
+            break
+    bar.close()
+    for est in estimates.values():
+        est.extra["seconds"] = time.perf_counter() - start
+        est.extra["networks"] = drawn
+    return estimates
+
+
+def _masked(delta: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    picked = delta * mask
+    num = picked.sum(dim=(1, 2))
+    return num, mask.sum(dim=(1, 2)).to(num.dtype), bool((picked != 0).any())
+
+
+def conditional_mean_stat(side: str, *, plain: bool = False) -> StatFn:
+    """E[dl/dp | p > 0] ('pos'), | p < 0 ('neg') or unconditional ('all'); with `plain` the
+    single-network version is estimated beside it (for the variance-reduction factor)."""
+    if side not in ("pos", "neg", "all"):
+        raise ValueError(f"side must be 'pos', 'neg' or 'all', got {side!r}")
+
+    def stat(d: Draw) -> Stat:
+        mask = (d.p > 0) if side == "pos" else (d.p < 0) if side == "neg" else torch.ones_like(d.p)
+        mask = mask.to(d.delta.dtype)
+        out = {f"g_{side}": _masked(d.delta, mask)}
+        if plain and d.delta_plain is not None:
+            out[f"g_{side}_plain"] = _masked(d.delta_plain, mask)
+        return out
+
+    return stat
+
+
+def _vr_factor(est: dict[str, Estimate], name: str) -> float | None:
+    """Variance-reduction factor of the antithetic pair at equal numbers of networks."""
+    plain = est.get(f"{name}_plain")
+    if plain is None or est[name].stderr == 0 or not math.isfinite(plain.stderr):
+        return None
+    return (plain.stderr / est[name].stderr) ** 2
+
+
+def estimate_conditional_mean(
+    cfg: NetConfig,
+    side: str = "pos",
+    *,
+    generator: torch.Generator,
+    test: SignTest | None = None,
+    budget_s: float = 5.0,
+    min_networks: int = 64,
+    max_networks: int | None = None,
+    measure_vr: bool = False,
+    progress: bool = False,
+    on_look: LookHook | None = None,
+) -> Estimate:
+    """E[dl/dp | p > 0] (side='pos') or | p < 0 ('neg') or E[dl/dp] ('all') at initialisation.
+
+    With `measure_vr` the single-network (non-antithetic) estimate is computed from the same
+    networks and the measured variance-reduction factor goes to `extra['vr_factor']`.
+    """
+    cfg = cfg.validate()
+    plain = measure_vr and cfg.antithetic
+    est = run_sequential(
+        cfg,
+        conditional_mean_stat(side, plain=plain),
+        targets=[f"g_{side}"],
+        test=test,
+        budget_s=budget_s,
+        min_networks=min_networks,
+        max_networks=max_networks,
+        generator=generator,
+        plain=plain,
+        progress=progress,
+        on_look=on_look,
+    )
+    main = est[f"g_{side}"]
+    main.n_samples = main.extra["networks"] * cfg.inputs_per_net * cfg.widths[cfg.layer - 1]
+    if plain:
+        main.extra["vr_factor"] = _vr_factor(est, f"g_{side}")
+        main.extra["plain"] = est[f"g_{side}_plain"].ledger_dict()
+    main.extra["config"] = cfg.to_dict()
+    return main
+
+
+def estimate_net_drift(cfg: NetConfig, **kw) -> Estimate:
+    """The net drift E[dl/dp] over all units (the sign that moves biases on average)."""
+    return estimate_conditional_mean(cfg, "all", **kw)
+
+
+def drift_coefficient_config(activation: str, s: float = 1.0, **overrides) -> NetConfig:
+    """Networks whose layer-1 pre-activations are exactly N(0, s^2): inputs on the sphere of
+    radius sqrt(d_in), Gaussian weights of variance s^2 / fan_in, no biases, MSE."""
+    base = dict(
+        activation=activation,
+        loss="mse",
+        d_in=16,
+        widths=(64,),
+        n_out=4,
+        inputs_per_net=16,
+        inputs="sphere",
+        w_gain=s * s,
+        bias_std=0.0,
+        init="gaussian",
+    )
+    base.update(overrides)
+    return NetConfig(**base)
+
+
+def estimate_drift_coefficient(
+    activation: str, s: float = 1.0, *, generator: torch.Generator, **kw
+) -> Estimate:
+    """D(sigma, s) = E_{p ~ N(0, s^2)}[sigma(p) sigma'(p)], estimated from networks as
+    E[dl/dp] / (K s_L^2) with MSE (labels cancel in the antithetic pair); independent of the
+    MSE closed form only in that the network, not the formula, supplies dl/dp."""
+    if not (math.isfinite(s) and s > 0):
+        raise ValueError(f"s must be finite and > 0, got {s}")
+    cfg = drift_coefficient_config(activation, s).validate()
+    est = estimate_net_drift(cfg, generator=generator, **kw)
+    scale = cfg.n_out * cfg.weight_var(len(cfg.sizes) - 1)
+    return _scaled(est, 1.0 / scale)
+
+
+def _scaled(est: Estimate, c: float) -> Estimate:
+    lo, hi = sorted((est.ci[0] * c, est.ci[1] * c))
+    return replace(est, mean=est.mean * c, stderr=est.stderr * abs(c), ci=(lo, hi))
+
+
+def estimate_g_curve(
+    cfg: NetConfig,
+    edges: Sequence[float],
+    *,
+    generator: torch.Generator,
+    n_networks: int = 2048,
+    confidence: float = 0.99,
+) -> list[Estimate]:
+    """g(p) = E[dl/dp | p in bin] on the bins between consecutive `edges` (to overlay the closed
+    form); a fixed sample, pointwise intervals at `confidence`. extra['p_mean'] is E[p | bin]."""
+    cfg = cfg.validate()
+    e = torch.as_tensor(list(edges), dtype=torch.float64)
+    if e.numel() < 2 or not bool((e[1:] > e[:-1]).all()):
+        raise ValueError("edges must be at least two strictly increasing numbers")
+    accs = [RatioAccumulator() for _ in range(e.numel() - 1)]
+    p_accs = [RatioAccumulator() for _ in range(e.numel() - 1)]
+    chunk = _chunk_networks(cfg, 2)
+    done = 0
+    while done < n_networks:
+        n = min(chunk, n_networks - done)
+        d = draw(cfg, n, generator)
+        p64 = d.p.to(torch.float64)
+        for j, acc in enumerate(accs):
+            mask = ((p64 >= e[j].item()) & (p64 < e[j + 1].item())).to(d.delta.dtype)
+            num, den, nonzero = _masked(d.delta, mask)
+            acc.add(num, den, any_nonzero=nonzero)
+            p_accs[j].add((p64 * mask).sum(dim=(1, 2)), mask.sum(dim=(1, 2)).to(torch.float64))
+        done += n
+    out = []
+    for j, acc in enumerate(accs):
+        est = fixed_interval(acc, confidence, method="fixed sample, pointwise interval")
+        est.extra.update(
+            lo_edge=float(e[j]), hi_edge=float(e[j + 1]), p_mean=p_accs[j].mean, networks=done
+        )
+        out.append(est)
+    return out
+
+
+def c1_config(**overrides) -> NetConfig:
+    """A depth-3 ReLU MLP (two hidden layers), zero biases, Gaussian init: C1 at layer 1."""
+    base = dict(
+        activation="relu",
+        loss="mse",
+        d_in=16,
+        widths=(32, 32),
+        n_out=4,
+        inputs_per_net=8,
+        w_gain=2.0,
+        bias_std=0.0,
+        layer=1,
+    )
+    base.update(overrides)
+    return NetConfig(**base)
+
+
+def effective_weight_stat(cfg: NetConfig) -> StatFn:
+    """C1: mean entry of v_i, mean |v_i|^2, mean <v_i, v_j> over pairs i != j."""
+    n_l = cfg.widths[cfg.layer - 1]
+    k_out, b = cfg.n_out, cfg.inputs_per_net
+
+    def stat(d: Draw) -> Stat:
+        v = effective_weights(cfg, d)  # [N, B, K, n_l]; column i is v_i
+        diag = (v * v).sum(dim=(1, 2, 3))
+        col_sum = v.sum(dim=3)  # [N, B, K]: sum_i v_i
+        off = (col_sum * col_sum).sum(dim=(1, 2)) - diag
+        ones = torch.ones_like(diag)
+        return {
+            "mean": (v.sum(dim=(1, 2, 3)), ones * (b * k_out * n_l), bool((v != 0).any())),
+            "diag": (diag, ones * (b * n_l), bool((diag != 0).any())),
+            "offdiag": (off, ones * (b * n_l * (n_l - 1)), bool((off != 0).any())),
+        }
+
+    return stat
+
+
+def estimate_effective_weights(
+    cfg: NetConfig | None = None,
+    *,
+    generator: torch.Generator,
+    targets: Sequence[str] = ("diag",),
+    **kw,
+) -> dict[str, Estimate]:
+    """Theorem 1.1: E[v_i] (as the mean entry), E|v_i|^2 and E<v_i, v_j> (i != j). The mean and
+    off-diagonal are exactly 0 under sign-symmetric init, which no finite sample can decide: the
+    sequential test stops on `targets` (by default the diagonal) and reports the others' CIs."""
+    cfg = (cfg or c1_config()).validate()
+    if cfg.widths[cfg.layer - 1] < 2:
+        raise ValueError("the off-diagonal term needs a layer of width >= 2")
+    est = run_sequential(
+        cfg, effective_weight_stat(cfg), targets=list(targets), generator=generator, **kw
+    )
+    for e in est.values():
+        e.extra["config"] = cfg.to_dict()
+    return est
+
+
+def first_step_stat(cfg: NetConfig, lr: float) -> StatFn:
+    """One SGD step on the batch-mean loss: Delta b_i = -lr mean_b dl/dp_i, Delta W_ik =
+    -lr mean_b dl/dp_i x_k (x the layer's input); averaged over units i (and inputs k)."""
+    n_l, fan_in, b = cfg.widths[cfg.layer - 1], cfg.sizes[cfg.layer - 1], cfg.inputs_per_net
+
+    def stat(d: Draw) -> Stat:
+        per_input = d.delta.sum(dim=2)  # [N, B]: sum_i dl/dp_i
+        db = -lr * per_input.sum(dim=1) / b
+        dw = -lr * (per_input * d.layer_input.sum(dim=2)).sum(dim=1) / b
+        ones = torch.ones_like(db)
+        nz = bool((d.delta != 0).any())
+        return {"b": (db, ones * n_l, nz), "W": (dw, ones * (n_l * fan_in), nz)}
+
+    return stat
+
+
+def estimate_first_step(
+    cfg: NetConfig,
+    lr: float = 1.0,
+    *,
+    generator: torch.Generator,
+    targets: Sequence[str] = ("b", "W"),
+    **kw,
+) -> dict[str, Estimate]:
+    """C5: E[Delta b] and E[Delta W] (mean entry) of layer `cfg.layer` after one SGD step at
+    learning rate `lr` from initialisation."""
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be finite and > 0, got {lr}")
+    cfg = cfg.validate()
+    est = run_sequential(
+        cfg, first_step_stat(cfg, lr), targets=list(targets), generator=generator, **kw
+    )
+    for e in est.values():
+        e.extra["config"] = cfg.to_dict()
+        e.extra["lr"] = lr
+    return est

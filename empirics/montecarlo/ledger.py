@@ -1,0 +1,144 @@
+"""Monte Carlo columns of the claims ledger: which estimate answers which ledger id.
+
+Called by `python -m empirics.verify` through `montecarlo_for_entry`; ids follow DESIGN.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from empirics.montecarlo.estimators import (
+    c1_config,
+    drift_coefficient_config,
+    estimate_conditional_mean,
+    estimate_drift_coefficient,
+    estimate_effective_weights,
+    estimate_first_step,
+)
+from empirics.montecarlo.sampler import NetConfig
+from empirics.montecarlo.stats import Estimate
+
+DEFAULT_ACTIVATION = "relu"
+DEFAULT_LOSS = "mse"
+# Sub-ids of C5: `.nonneg` uses inputs uniform on [0, 1] (non-negative data), the plain ids use
+# zero-mean Gaussian inputs.
+ENTRY_IDS = (
+    "C1.mean",
+    "C1.diag",
+    "C1.offdiag",
+    "C2.g_pos",
+    "C2.g_neg",
+    "C3.g_pos",
+    "C3.g_neg",
+    "C4.D",
+    "C5.first_step.b",
+    "C5.first_step.W",
+    "C5.first_step.b.nonneg",
+    "C5.first_step.W.nonneg",
+)
+
+
+def _conditional_config(activation: str, loss: str) -> NetConfig:
+    # Inputs on the sphere of radius sqrt(d_in) with Var W = 1/d_in: p ~ N(0, 1) exactly, the
+    # distribution the symbolic side integrates against at s = 1.
+    return NetConfig(
+        activation=activation,
+        loss=loss,
+        d_in=16,
+        widths=(64,),
+        n_out=10,
+        inputs_per_net=16,
+        inputs="sphere",
+        w_gain=1.0,
+    )
+
+
+def _first_step_config(activation: str, loss: str, nonneg: bool) -> NetConfig:
+    return NetConfig(
+        activation=activation,
+        loss=loss,
+        d_in=16,
+        widths=(64,),
+        n_out=10,
+        inputs_per_net=16,
+        inputs="uniform" if nonneg else "gaussian",
+        w_gain=1.0,
+    )
+
+
+def montecarlo_config_for_entry(
+    entry_id: str, activation: str | None = None, loss: str | None = None
+) -> dict[str, Any] | None:
+    """The network family behind an entry's estimate (for the ledger's notes), or None."""
+    act, lss = activation or DEFAULT_ACTIVATION, loss or DEFAULT_LOSS
+    if entry_id.startswith("C1."):
+        return c1_config(activation=act).to_dict()
+    if entry_id in ("C2.g_pos", "C2.g_neg"):
+        return _conditional_config(act, "mse").to_dict()
+    if entry_id in ("C3.g_pos", "C3.g_neg"):
+        return _conditional_config(act, "cross_entropy").to_dict()
+    if entry_id == "C4.D":
+        return drift_coefficient_config(act, 1.0).to_dict()
+    if entry_id.startswith("C5.first_step."):
+        return _first_step_config(act, lss, entry_id.endswith(".nonneg")).to_dict()
+    return None
+
+
+def _estimate(
+    entry_id: str, act: str, lss: str, budget_s: float, generator: torch.Generator
+) -> Estimate | None:
+    common: dict[str, Any] = {"budget_s": budget_s, "generator": generator}
+    if entry_id in ("C1.mean", "C1.diag", "C1.offdiag"):
+        quantity = entry_id.split(".")[1]
+        return estimate_effective_weights(c1_config(activation=act), targets=(quantity,), **common)[
+            quantity
+        ]
+    conditional: dict[str, Callable[[], Estimate]] = {
+        f"{claim}.g_{side}": (
+            lambda claim=claim, side=side: estimate_conditional_mean(
+                _conditional_config(act, "mse" if claim == "C2" else "cross_entropy"),
+                side,
+                **common,
+            )
+        )
+        for claim in ("C2", "C3")
+        for side in ("pos", "neg")
+    }
+    if entry_id in conditional:
+        return conditional[entry_id]()
+    if entry_id == "C4.D":
+        return estimate_drift_coefficient(act, 1.0, **common)
+    if entry_id.startswith("C5.first_step."):
+        rest = entry_id.removeprefix("C5.first_step.")
+        quantity, _, variant = rest.partition(".")
+        if quantity not in ("b", "W") or variant not in ("", "nonneg"):
+            return None
+        cfg = _first_step_config(act, lss, variant == "nonneg")
+        return estimate_first_step(cfg, 1.0, targets=(quantity,), **common)[quantity]
+    return None
+
+
+def montecarlo_for_entry(
+    entry_id: str,
+    activation: str | None,
+    loss: str | None,
+    *,
+    budget_s: float,
+    generator: torch.Generator,
+) -> dict | None:
+    """{"mean", "stderr", "n", "ci": [lo, hi], "sign"} for a ledger id, or None if not estimated.
+
+    Ids: C1.mean / C1.diag / C1.offdiag (ReLU MLP of depth 3, layer 1); C2.g_pos / C2.g_neg (MSE)
+    and C3.g_pos / C3.g_neg (cross-entropy): E[dl/dp | p > 0] / | p < 0 with p ~ N(0, 1);
+    C4.D: D(sigma, 1); C5.first_step.b / .W (Gaussian inputs) and .b.nonneg / .W.nonneg (inputs
+    uniform on [0, 1]): mean change of b / W of layer 1 after one SGD step with lr = 1. `n` counts
+    independent networks. The sign comes from the sequential test of `SignTest` (alpha = 1e-3);
+    `zero` only when every sample is exactly 0 (e.g. relu on p < 0). The network family behind
+    each id is `montecarlo_config_for_entry(entry_id, activation, loss)`.
+    """
+    act, lss = activation or DEFAULT_ACTIVATION, loss or DEFAULT_LOSS
+    est = _estimate(entry_id, act, lss, budget_s, generator)
+    return None if est is None else est.ledger_dict()

@@ -1,0 +1,298 @@
+"""Thousands of freshly initialised MLPs at once: batched forward pass and hand-written backward.
+
+Library module; `python -m empirics.montecarlo --help` runs the estimators built on it. Shapes:
+N networks, B inputs per network, layer widths n_k, K outputs.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+
+import sympy as sp
+import torch
+
+from empirics.activations import get_torch_activation
+from empirics.io import resolve_device
+from theory import registry
+
+INITS = ("gaussian", "uniform")
+INPUTS = ("gaussian", "sphere", "uniform", "halfnormal")
+LABELS = ("class", "gaussian")
+LOSS_NAMES = ("mse", "cross_entropy")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+ActPair = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """A family of random MLPs d_in -> widths... -> n_out at initialisation.
+
+    Weights are i.i.d. zero-mean with variance w_gain / fan_in (Gaussian, or uniform with the same
+    variance), biases i.i.d. zero-mean with standard deviation bias_std; both are sign-symmetric,
+    which is what the antithetic pair W_L <-> -W_L uses. `layer` (1-based) picks the hidden layer
+    whose pre-activations p are studied. `direct_preact` draws layer 1's p given x exactly as
+    N(0, s^2 |x|^2 + bias_std^2) per unit instead of forming W x (exact for Gaussian weights only,
+    so it is ignored for uniform init); inputs of one network then do not share W_1, which changes
+    no single-input expectation.
+    """
+
+    activation: str = "relu"
+    loss: str = "mse"
+    d_in: int = 64
+    widths: tuple[int, ...] = (256,)
+    n_out: int = 10
+    inputs_per_net: int = 64
+    init: str = "gaussian"
+    w_gain: float = 1.0
+    bias_std: float = 0.0
+    inputs: str = "gaussian"
+    labels: str = "class"
+    layer: int = 1
+    dtype: str = "float32"
+    device: str = "auto"
+    antithetic: bool = True
+    direct_preact: bool = True
+    extra: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def validate(self) -> NetConfig:
+        """Check every field before any compute; returns self with the device resolved."""
+        registry.parse_activation_spec(self.activation)  # RegistryError lists valid names
+        if self.loss not in LOSS_NAMES:
+            raise ValueError(
+                f"loss={self.loss!r}: the Monte Carlo estimator supports {', '.join(LOSS_NAMES)}"
+            )
+        for name, value in (("d_in", self.d_in), ("n_out", self.n_out)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.inputs_per_net < 1:
+            raise ValueError(f"inputs_per_net must be >= 1, got {self.inputs_per_net}")
+        if not self.widths or any((not isinstance(w, int)) or w < 1 for w in self.widths):
+            raise ValueError(
+                f"widths must be a non-empty tuple of positive ints, got {self.widths}"
+            )
+        if not 1 <= self.layer <= len(self.widths):
+            raise ValueError(
+                f"layer must be a hidden layer in 1..{len(self.widths)}, got {self.layer}"
+            )
+        if self.init not in INITS:
+            raise ValueError(f"init={self.init!r}; valid: {', '.join(INITS)}")
+        if self.inputs not in INPUTS:
+            raise ValueError(f"inputs={self.inputs!r}; valid: {', '.join(INPUTS)}")
+        if self.labels not in LABELS:
+            raise ValueError(f"labels={self.labels!r}; valid: {', '.join(LABELS)}")
+        if self.loss == "cross_entropy" and self.labels != "class":
+            raise ValueError("labels must be 'class' for cross_entropy (a one-hot target)")
+        if not (math.isfinite(self.w_gain) and self.w_gain > 0):
+            raise ValueError(f"w_gain must be finite and > 0, got {self.w_gain}")
+        if not (math.isfinite(self.bias_std) and self.bias_std >= 0):
+            raise ValueError(f"bias_std must be finite and >= 0, got {self.bias_std}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype={self.dtype!r}; valid: {', '.join(DTYPES)}")
+        return replace(self, widths=tuple(self.widths), device=resolve_device(self.device))
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return (self.d_in, *self.widths, self.n_out)
+
+    def weight_var(self, k: int) -> float:
+        """Variance of the entries of W_k (k = 1..L)."""
+        return self.w_gain / self.sizes[k - 1]
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out.pop("extra")
+        return out
+
+
+@dataclass
+class Draw:
+    """One batch of networks: what the estimators read. Tensors are [N, B, ...]."""
+
+    x: torch.Tensor  # [N, B, d_in]
+    layer_input: torch.Tensor  # [N, B, fan_in of layer l]
+    p: torch.Tensor  # [N, B, n_l] pre-activations of layer l
+    delta: torch.Tensor  # [N, B, n_l] dl/dp_l (antithetic pair mean if cfg.antithetic)
+    delta_plain: torch.Tensor | None  # [N, B, n_l] the single-network sample, when asked for
+    preacts: list[torch.Tensor]  # p_k for k = 1..L-1
+    weights: list[torch.Tensor | None]  # W_k [N, n_k, n_{k-1}] (W_1 None if drawn directly)
+    out: torch.Tensor  # [N, B, K]
+
+
+def activation_pair(spec: str) -> ActPair:
+    """(sigma(p), sigma'(p)) for a registry spec; sigma' as autograd of the torch implementation
+    (what training uses), with closed-form shortcuts for the cheapest activations."""
+    act = registry.parse_activation_spec(spec)
+    # Keyed by the expression too, so that a re-registered user activation is recompiled.
+    return _activation_pair(act.name, sp.srepr(act.expr))
+
+
+@functools.lru_cache(maxsize=256)
+def _activation_pair(spec: str, _expr_key: str) -> ActPair:
+    act = registry.get_activation(spec)
+    if act.builtin and act.name == "relu":
+        return lambda p: (torch.relu(p), (p > 0).to(p.dtype))
+    if act.builtin and act.name == "identity":
+        return lambda p: (p, torch.ones_like(p))
+    if act.builtin and act.name == "tanh":
+
+        def tanh_pair(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            t = torch.tanh(p)
+            return t, 1 - t * t
+
+        return tanh_pair
+    fn = get_torch_activation(spec)
+
+    def pair(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.enable_grad():
+            pd = p.detach().requires_grad_(True)
+            out = fn(pd)
+            (d,) = torch.autograd.grad(out, pd, torch.ones_like(out))
+        return out.detach(), d
+
+    return pair
+
+
+def device_generator(generator: torch.Generator, device: str) -> torch.Generator:
+    """A generator on `device`, seeded from `generator` when that lives elsewhere."""
+    if torch.device(device).type == generator.device.type:
+        return generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def _weights(cfg: NetConfig, k: int, n: int, gen: torch.Generator, dtype, device) -> torch.Tensor:
+    shape = (n, cfg.sizes[k], cfg.sizes[k - 1])
+    std = math.sqrt(cfg.weight_var(k))
+    if cfg.init == "gaussian":
+        return torch.randn(shape, generator=gen, dtype=dtype, device=device) * std
+    a = std * math.sqrt(3.0)
+    return (torch.rand(shape, generator=gen, dtype=dtype, device=device) * 2 - 1) * a
+
+
+def _biases(cfg: NetConfig, k: int, n: int, gen: torch.Generator, dtype, device) -> torch.Tensor:
+    shape = (n, 1, cfg.sizes[k])
+    if cfg.bias_std == 0:
+        return torch.zeros(shape, dtype=dtype, device=device)
+    if cfg.init == "gaussian":
+        return torch.randn(shape, generator=gen, dtype=dtype, device=device) * cfg.bias_std
+    a = cfg.bias_std * math.sqrt(3.0)
+    return (torch.rand(shape, generator=gen, dtype=dtype, device=device) * 2 - 1) * a
+
+
+def draw_inputs(
+    kind: str, shape: tuple[int, ...], gen: torch.Generator, dtype, device
+) -> torch.Tensor:
+    """Inputs: gaussian N(0,1); sphere (radius sqrt(d)); uniform U[0,1]; halfnormal |N(0,1)|."""
+    if kind == "uniform":
+        return torch.rand(shape, generator=gen, dtype=dtype, device=device)
+    x = torch.randn(shape, generator=gen, dtype=dtype, device=device)
+    if kind == "sphere":
+        return x * (math.sqrt(shape[-1]) / x.norm(dim=-1, keepdim=True))
+    if kind == "halfnormal":
+        return x.abs()
+    return x
+
+
+def _labels(cfg: NetConfig, shape: tuple[int, int], gen, dtype, device) -> torch.Tensor:
+    if cfg.labels == "gaussian":
+        return torch.randn((*shape, cfg.n_out), generator=gen, dtype=dtype, device=device)
+    cls = torch.randint(0, cfg.n_out, shape, generator=gen, device=device)
+    return torch.nn.functional.one_hot(cls, cfg.n_out).to(dtype)
+
+
+def _loss_grad(loss: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """dl/d(out) per sample for l = 1/2 |out - y|^2 or softmax cross-entropy."""
+    if loss == "mse":
+        return out - y
+    return torch.softmax(out, dim=-1) - y
+
+
+def _antithetic_loss_grad(loss: str, out: torch.Tensor) -> torch.Tensor:
+    """Half the sum of dl/d(out) over the pair (W_L, b_L) and (-W_L, -b_L), pulled back through
+    the sign flip: [g(out) - g(-out)] / 2. The label enters both terms alike and cancels."""
+    if loss == "mse":
+        return out
+    return 0.5 * (torch.softmax(out, dim=-1) - torch.softmax(-out, dim=-1))
+
+
+def draw(cfg: NetConfig, n_nets: int, generator: torch.Generator, *, plain: bool = False) -> Draw:
+    """Sample `n_nets` networks with B inputs each and return dl/dp at layer `cfg.layer`.
+
+    `cfg` must be validated. The backward pass is written out (linear in dl/d(out)), so the
+    antithetic and the plain sample share one pass when both are asked for; nothing is computed
+    for parameters' gradients, which the conditional expectations do not need.
+    """
+    dtype, device = DTYPES[cfg.dtype], cfg.device
+    gen = device_generator(generator, device)
+    act = activation_pair(cfg.activation)
+    n, b = n_nets, cfg.inputs_per_net
+    depth = len(cfg.widths) + 1
+    x = draw_inputs(cfg.inputs, (n, b, cfg.d_in), gen, dtype, device)
+
+    weights: list[torch.Tensor | None] = []
+    preacts: list[torch.Tensor] = []
+    derivs: list[torch.Tensor] = []
+    inputs_of: list[torch.Tensor] = []
+    h = x
+    for k in range(1, depth):
+        inputs_of.append(h)
+        if k == 1 and cfg.direct_preact and cfg.init == "gaussian":
+            # p_i | x ~ N(0, s^2 |x|^2 + bias_std^2), i.i.d. over units: skip the d_in x n_1 matmul.
+            scale = torch.sqrt(cfg.weight_var(1) * (x * x).sum(-1, keepdim=True) + cfg.bias_std**2)
+            p = torch.randn((n, b, cfg.sizes[1]), generator=gen, dtype=dtype, device=device) * scale
+            weights.append(None)
+        else:
+            w = _weights(cfg, k, n, gen, dtype, device)
+            p = torch.baddbmm(_biases(cfg, k, n, gen, dtype, device), h, w.transpose(1, 2))
+            weights.append(w)
+        h, d = act(p)
+        preacts.append(p)
+        derivs.append(d)
+    w_out = _weights(cfg, depth, n, gen, dtype, device)
+    out = torch.baddbmm(_biases(cfg, depth, n, gen, dtype, device), h, w_out.transpose(1, 2))
+    weights.append(w_out)
+
+    need_labels = plain or not cfg.antithetic
+    grads = []
+    if cfg.antithetic:
+        grads.append(_antithetic_loss_grad(cfg.loss, out))
+    if need_labels:
+        y = _labels(cfg, (n, b), gen, dtype, device)
+        grads.append(_loss_grad(cfg.loss, out, y))
+    r = torch.cat(grads, dim=1)  # [N, B * (#kinds), K]; backward is linear, one pass for both
+    delta = torch.bmm(r, w_out) * derivs[-1].repeat(1, len(grads), 1)
+    for k in range(depth - 1, cfg.layer, -1):
+        w = weights[k - 1]
+        assert w is not None  # only W_1 is ever skipped and layer >= 1
+        delta = torch.bmm(delta, w) * derivs[k - 2].repeat(1, len(grads), 1)
+    first = delta[:, :b]
+    return Draw(
+        x=x,
+        layer_input=inputs_of[cfg.layer - 1],
+        p=preacts[cfg.layer - 1],
+        delta=first,
+        delta_plain=(delta[:, b:] if cfg.antithetic else first) if plain else None,
+        preacts=preacts,
+        weights=weights,
+        out=out,
+    )
+
+
+def effective_weights(cfg: NetConfig, d: Draw) -> torch.Tensor:
+    """V_eff = d out / d sigma(p_l) per input, [N, B, K, n_l]: W_L D_{L-1} W_{L-1} ... W_{l+1}
+    with D = diag(sigma'(p)) (the 0/1 gating for ReLU)."""
+    act = activation_pair(cfg.activation)
+    depth = len(cfg.widths) + 1
+    w_out = d.weights[-1]
+    assert w_out is not None
+    m = w_out.unsqueeze(1).expand(-1, cfg.inputs_per_net, -1, -1)  # [N, B, K, n_{L-1}]
+    for k in range(depth - 1, cfg.layer, -1):
+        _, dk = act(d.preacts[k - 1])  # [N, B, n_k]
+        w = d.weights[k - 1]
+        assert w is not None
+        m = torch.matmul(m * dk.unsqueeze(2), w.unsqueeze(1))  # [N, B, K, n_{k-1}]
+    return m

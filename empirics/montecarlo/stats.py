@@ -1,0 +1,151 @@
+"""Estimates with standard errors, and the sequential sign test used by every Monte Carlo twin.
+
+Library module (no CLI); `python -m empirics.montecarlo --help` runs the estimators that use it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from scipy import stats
+
+SIGNS = ("positive", "nonnegative", "zero", "nonpositive", "negative", "undecided")
+
+
+@dataclass
+class Estimate:
+    """A Monte Carlo estimate: mean, standard error, n (independent networks), confidence interval.
+
+    `n_samples` counts the scalar gradient samples behind the mean (they are correlated within a
+    network, which is why `n` and the standard error are taken over networks). `sign` comes from
+    the sequential test (`undecided` when the budget ran out first); `confidence` is the
+    simultaneous level of the interval over all looks the test was allowed.
+    """
+
+    mean: float
+    stderr: float
+    n: int
+    ci: tuple[float, float]
+    sign: str
+    confidence: float
+    n_samples: int = 0
+    looks: int = 1
+    method: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["ci"] = [float(self.ci[0]), float(self.ci[1])]
+        return out
+
+    def ledger_dict(self) -> dict[str, Any]:
+        """The five fields the claims ledger stores."""
+        return {
+            "mean": self.mean,
+            "stderr": self.stderr,
+            "n": self.n,
+            "ci": [float(self.ci[0]), float(self.ci[1])],
+            "sign": self.sign,
+        }
+
+
+class RatioAccumulator:
+    """Streams per-network sums (num_n, den_n) and estimates R = E[num] / E[den].
+
+    A conditional mean E[g | p in A] is the ratio of E[sum of g over A] to E[count of A] per
+    network; networks are i.i.d., so the delta method over networks gives the standard error
+    (samples inside one network share its weights and are not independent). A plain mean is the
+    special case of a constant denominator. Sums are kept in float64.
+    """
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.s_num = 0.0
+        self.s_den = 0.0
+        self.s_nn = 0.0
+        self.s_dd = 0.0
+        self.s_nd = 0.0
+        self.nonzero = False  # any sample of the numerator not exactly 0
+
+    def add(self, num: torch.Tensor, den: torch.Tensor, *, any_nonzero: bool | None = None) -> None:
+        num = num.detach().to(torch.float64).reshape(-1)
+        den = den.detach().to(torch.float64).reshape(-1)
+        if num.shape != den.shape:
+            raise ValueError(f"num and den differ in shape: {tuple(num.shape)} vs {den.shape}")
+        self.n += num.numel()
+        self.s_num += float(num.sum())
+        self.s_den += float(den.sum())
+        self.s_nn += float((num * num).sum())
+        self.s_dd += float((den * den).sum())
+        self.s_nd += float((num * den).sum())
+        self.nonzero = self.nonzero or bool(
+            (num != 0).any() if any_nonzero is None else any_nonzero
+        )
+
+    @property
+    def mean(self) -> float:
+        return self.s_num / self.s_den if self.s_den > 0 else math.nan
+
+    @property
+    def stderr(self) -> float:
+        if self.n < 2 or self.s_den <= 0:
+            return math.nan
+        r = self.mean
+        # sum_n (num_n - r den_n)^2, expanded so that only running sums are needed.
+        ss = self.s_nn - 2 * r * self.s_nd + r * r * self.s_dd
+        ss = max(ss, 0.0)
+        return math.sqrt(ss / (self.n - 1) / self.n) / (self.s_den / self.n)
+
+    def estimate(self, z: float, confidence: float, **kw: Any) -> Estimate:
+        """The estimate with interval mean ± z·SE and the sign that interval decides."""
+        mean, se = self.mean, self.stderr
+        if not self.nonzero and self.s_den > 0:
+            # Every sample is exactly 0 (e.g. relu' on p < 0): the mean is 0 with no error.
+            return Estimate(0.0, 0.0, self.n, (0.0, 0.0), "zero", confidence, **kw)
+        if not (math.isfinite(mean) and math.isfinite(se)):
+            return Estimate(mean, se, self.n, (math.nan, math.nan), "undecided", confidence, **kw)
+        lo, hi = mean - z * se, mean + z * se
+        sign = "positive" if lo > 0 else "negative" if hi < 0 else "undecided"
+        return Estimate(mean, se, self.n, (lo, hi), sign, confidence, **kw)
+
+
+@dataclass(frozen=True)
+class SignTest:
+    """Sequential sign decision with Bonferroni alpha-spending over a fixed maximum of looks.
+
+    Method: at each of at most `max_looks` looks (after a geometrically growing number of
+    networks) form the interval mean ± z·SE with z = Phi^-1(1 - alpha / (2 max_looks)), and declare
+    `positive` (`negative`) as soon as the interval excludes 0 from below (above); stop at the
+    first decision, or when the looks or the time budget run out (`undecided`).
+    Guarantee: by the union bound over looks, if the true mean is 0 the probability of declaring
+    any sign is at most alpha, and if it is > 0 (< 0) the probability of declaring the opposite
+    sign is at most alpha / 2; all intervals reported hold simultaneously with probability
+    >= 1 - alpha. Each look relies on the normal approximation of a mean over >= `min_networks`
+    i.i.d. networks (the calibration test checks this empirically).
+    """
+
+    alpha: float = 1e-3
+    max_looks: int = 16
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
+        if self.max_looks < 1:
+            raise ValueError(f"max_looks must be >= 1, got {self.max_looks}")
+
+    @property
+    def z(self) -> float:
+        return float(stats.norm.isf(self.alpha / (2 * self.max_looks)))
+
+    @property
+    def confidence(self) -> float:
+        return 1.0 - self.alpha
+
+
+def fixed_interval(acc: RatioAccumulator, confidence: float = 0.99, **kw: Any) -> Estimate:
+    """A single-look estimate at a two-sided `confidence` (no sequential spending)."""
+    z = float(stats.norm.isf((1 - confidence) / 2))
+    return acc.estimate(z, confidence, **kw)
