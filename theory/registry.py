@@ -87,7 +87,9 @@ _FAMILIES: dict[str, tuple[dict[str, float], Callable[..., sp.Expr], str]] = {
     ),
     "relu2_clip": (
         {"c": 15.0},
-        lambda c: sp.Piecewise((0, x <= 0), (x**2, x < sp.sqrt(_rational(c))), (_rational(c), True)),
+        lambda c: sp.Piecewise(
+            (0, x <= 0), (x**2, x < sp.sqrt(_rational(c))), (_rational(c), True)
+        ),
         "min(relu(x)^2, c); the paper uses c = 15 and 50",
     ),
     "gelu2_clip": (
