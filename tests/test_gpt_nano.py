@@ -55,7 +55,7 @@ def test_fits_a_fixed_batch(activation: str) -> None:
         for name, p in model.named_parameters():
             assert p.grad is not None and torch.isfinite(p.grad).all(), name
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert all(math.isfinite(v) for v in losses)
     # Memorising 64 random tokens: 12 AdamW steps take the loss well below its start (~ln 64).
     assert losses[-1] < 0.8 * losses[0], losses
