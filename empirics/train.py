@@ -53,7 +53,10 @@ class TrainConfig:
     or `linear` decay to `min_lr_frac`·lr, or `wsd` (flat, then linear to `min_lr_frac` over the
     last `decay_frac` of the steps, the paper's GPT-nano warmdown).
     Muon (`optimizer="muon"`) updates 2-D hidden matrices with lr; everything else (embeddings,
-    norms, biases, conv kernels, the output head) goes to AdamW with `adam_lr` (default lr).
+    norms, biases, conv kernels, the output head) goes to AdamW with `adam_lr` (default lr). A
+    model with `optimizer_groups() -> {"muon": [...], "adamw": [...]}` decides the split itself.
+    An arch module's `OPTIMIZER_DETAILS[preset]` (optional) supplies adam_lr, adam_betas,
+    weight_decay and warmdown (-> schedule "wsd") where the fields here are left None/default.
     """
 
     arch: str = "mlp"
@@ -69,8 +72,8 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.0
     warmup: int | None = None
-    schedule: str = "constant"
-    decay_frac: float = 0.3
+    schedule: str | None = None
+    decay_frac: float | None = None
     min_lr_frac: float = 0.0
     seed: int = 0
     device: str = "auto"
@@ -88,7 +91,8 @@ class TrainConfig:
         _choice("arch", self.arch, ARCHS)
         _choice("data", self.data, DATA_KINDS)
         _choice("preset", self.preset, PRESET_NAMES)
-        _choice("schedule", self.schedule, SCHEDULES)
+        if self.schedule is not None:
+            _choice("schedule", self.schedule, SCHEDULES)
         if self.optimizer is not None:
             _choice("optimizer", self.optimizer, OPTIMIZERS)
         if not isinstance(self.activation, str) or not self.activation.strip():
@@ -108,7 +112,8 @@ class TrainConfig:
                 _positive_float(name, value)
         _float_in("momentum", self.momentum, 0.0, 1.0, hi_open=True)
         _float_in("weight_decay", self.weight_decay, 0.0, math.inf)
-        _float_in("decay_frac", self.decay_frac, 0.0, 1.0)
+        if self.decay_frac is not None:
+            _float_in("decay_frac", self.decay_frac, 0.0, 1.0)
         _float_in("min_lr_frac", self.min_lr_frac, 0.0, 1.0)
         if len(tuple(self.betas)) != 2:
             raise ConfigError(f"betas: expected two numbers, got {self.betas!r}")
@@ -241,6 +246,7 @@ def plan(cfg: TrainConfig) -> Plan:
 
     arch = get_arch(cfg.arch)
     preset = dict(arch.PRESETS.get(cfg.preset, {}))
+    details = dict(getattr(arch, "OPTIMIZER_DETAILS", {}).get(cfg.preset, {}))
     fields = model_fields(arch)
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     model_kwargs: dict[str, Any] = {}
@@ -273,14 +279,29 @@ def plan(cfg: TrainConfig) -> Plan:
         value = getattr(cfg, name)
         return value if value is not None else train_defaults.get(name, fallback)
 
+    steps = pick("steps")
+    schedule, decay_frac = cfg.schedule, cfg.decay_frac
+    if schedule is None and "warmdown" in details and isinstance(steps, int) and steps > 0:
+        schedule = "wsd"
+        decay_frac = (
+            min(float(details["warmdown"]) / steps, 1.0) if decay_frac is None else decay_frac
+        )
     resolved = dataclasses.replace(
         cfg,
-        steps=pick("steps"),
+        steps=steps,
         batch_size=pick("batch_size"),
         lr=pick("lr"),
         optimizer=pick("optimizer", "adamw"),
         warmup=pick("warmup", 0),
-        adam_lr=pick("adam_lr"),
+        adam_lr=cfg.adam_lr if cfg.adam_lr is not None else details.get("adam_lr"),
+        schedule=schedule or "constant",
+        decay_frac=0.3 if decay_frac is None else decay_frac,
+        betas=tuple(details.get("adam_betas", cfg.betas))
+        if cfg.betas == TrainConfig.betas
+        else cfg.betas,
+        weight_decay=float(details.get("weight_decay", cfg.weight_decay))
+        if cfg.weight_decay == TrainConfig.weight_decay
+        else cfg.weight_decay,
     )  # re-runs the field checks on the preset's values
     for name in ("steps", "batch_size", "lr"):
         if getattr(resolved, name) is None:
@@ -343,9 +364,15 @@ def build_optimizers(model: Any, p: Plan) -> list[Any]:
         ]
     if p.optimizer == "adamw":
         return [torch.optim.AdamW(params, lr=p.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)]
-    excluded = _embedding_and_head(model)
-    matrices = [q for q in params if q.dim() == 2 and id(q) not in excluded]
-    rest = [q for q in params if q.dim() != 2 or id(q) in excluded]
+    if hasattr(model, "optimizer_groups"):
+        groups = model.optimizer_groups()
+        matrices, rest = list(groups["muon"]), list(groups["adamw"])
+        if {id(q) for q in matrices + rest} != {id(q) for q in params}:
+            raise RuntimeError(f"{type(model).__name__}.optimizer_groups() misses parameters")
+    else:
+        excluded = _embedding_and_head(model)
+        matrices = [q for q in params if q.dim() == 2 and id(q) not in excluded]
+        rest = [q for q in params if q.dim() != 2 or id(q) in excluded]
     opts: list[Any] = []
     if matrices:
         # momentum 0.95 with Nesterov is torch's default and the paper's setting.
@@ -527,7 +554,8 @@ def train(cfg: TrainConfig) -> Path:
             rows[(MODEL_LAYER, "loss")] = last_loss
             rows[(MODEL_LAYER, "lr")] = scheds[0].get_last_lr()[0]
             for metric, value in batch_metrics.items():
-                rows[(MODEL_LAYER, f"train_{metric}")] = float(value)
+                if metric != "loss":  # already logged from the loss tensor
+                    rows[(MODEL_LAYER, f"train_{metric}")] = float(value)
             if not math.isfinite(last_loss):
                 writer.write(step, rows)
                 summary.add(step, rows)
@@ -623,8 +651,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--momentum", type=float, default=d.momentum)
     ap.add_argument("--weight-decay", type=float, default=d.weight_decay)
     ap.add_argument("--warmup", type=int)
-    ap.add_argument("--schedule", default=d.schedule, help=" | ".join(SCHEDULES))
-    ap.add_argument("--decay-frac", type=float, default=d.decay_frac)
+    ap.add_argument("--schedule", help=" | ".join(SCHEDULES) + " (default: preset, else constant)")
+    ap.add_argument("--decay-frac", type=float, help="wsd: fraction of steps decaying (0.3)")
     ap.add_argument("--min-lr-frac", type=float, default=d.min_lr_frac)
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--device", default=d.device)

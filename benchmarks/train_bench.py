@@ -1,0 +1,187 @@
+"""Training-step benchmarks: GPT-nano vs a torch.nn.TransformerEncoderLayer reference of the same
+size, and the cost of the metric hooks at the early (every-step) logging rate.
+
+`python -m benchmarks.train_bench [--reps 20] [--threads 1] [--json results/bench/train_bench.json]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from empirics.io import atomic_write_json, provenance, resolve_device
+from empirics.metrics import MetricsTracker
+from empirics.models import get_arch
+
+# Ratios of medians from interleaved repetitions: both models see the same machine load.
+SHAPE = {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64}
+BATCH = 16
+
+
+class ReferenceGPT(nn.Module):
+    """Same width/depth/heads/sequence/vocab as GPT-nano from stock torch parts: causal
+    nn.TransformerEncoder (norm_first, no biases, no dropout, ReLU, 4x MLP) and a tied head."""
+
+    def __init__(self, vocab: int, n_layer: int, n_head: int, n_embd: int, block: int) -> None:
+        super().__init__()
+        self.wte = nn.Embedding(vocab, n_embd)
+        self.wpe = nn.Embedding(block, n_embd)  # learned positions stand in for rotary
+        layer = nn.TransformerEncoderLayer(
+            n_embd,
+            n_head,
+            dim_feedforward=4 * n_embd,
+            dropout=0.0,
+            activation=F.relu,
+            batch_first=True,
+            norm_first=True,
+            bias=False,
+        )
+        self.blocks = nn.TransformerEncoder(layer, n_layer, enable_nested_tensor=False)
+        self.norm_f = nn.LayerNorm(n_embd, bias=False)
+        self.lm_head = nn.Linear(n_embd, vocab, bias=False)
+        self.wte.weight = self.lm_head.weight
+        self.register_buffer(
+            "mask", nn.Transformer.generate_square_subsequent_mask(block), persistent=False
+        )
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        T = idx.shape[1]
+        h = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))  # (B, T, C)
+        h = self.blocks(h, mask=self.mask[:T, :T], is_causal=True)
+        return self.lm_head(self.norm_f(h))  # (B, T, V)
+
+
+def _n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _stepper(
+    model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], tracker: MetricsTracker | None
+) -> Callable[[], None]:
+    """One training step as the trainer does it (forward, loss, backward, AdamW step)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x, y = batch
+
+    def step() -> None:
+        if tracker is not None:
+            with tracker.collect():
+                logits = model(x)
+        else:
+            logits = model(x)
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        if tracker is not None:
+            tracker.measure()  # the same host sync + weight metrics the trainer pays
+            float(loss.detach())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def interleaved(steps: dict[str, Callable[[], None]], reps: int, device: str) -> dict[str, float]:
+    """Median seconds per step for each callable, taking turns so drifts in load hit all."""
+    for fn in steps.values():  # warm-up: allocator, first-call dispatch
+        for _ in range(3):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(reps):
+        for name, fn in steps.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def run(reps: int = 20, device: str = "auto", seed: int = 0) -> dict[str, Any]:
+    device = resolve_device(device)
+    gpt = get_arch("gpt_nano")
+    cfg = gpt.Config(activation="relu", **SHAPE)
+    torch.manual_seed(seed)
+    ours = gpt.Model(cfg).to(device)
+    ours_hooked = gpt.Model(cfg).to(device)
+    tracker = MetricsTracker(ours_hooked)
+    ref = ReferenceGPT(cfg.vocab_size, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.block_size)
+    ref = ref.to(device)
+    gen = torch.Generator().manual_seed(seed)
+    batch = next(
+        iter(
+            gpt.make_data(
+                "synthetic", cfg, split="train", batch_size=BATCH, generator=gen, device=device
+            )
+        )
+    )
+    med = interleaved(
+        {
+            "gpt_nano": _stepper(ours, batch, None),
+            "reference": _stepper(ref, batch, None),
+            "gpt_nano+hooks": _stepper(ours_hooked, batch, tracker),
+        },
+        reps,
+        device,
+    )
+    return {
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "shape": {**SHAPE, "vocab_size": cfg.vocab_size, "batch": BATCH},
+        "params": {"gpt_nano": _n_params(ours), "reference": _n_params(ref)},
+        "reps": reps,
+        "median_step_s": med,
+        "ratio_gpt_nano_over_reference": med["gpt_nano"] / med["reference"],
+        "hook_overhead_pct": 100.0 * (med["gpt_nano+hooks"] / med["gpt_nano"] - 1.0),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.train_bench", description=__doc__)
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (1: stable timings on a shared machine; 0 keeps torch's default)",
+    )
+    ap.add_argument("--json", default="results/bench/train_bench.json")
+    args = ap.parse_args(argv)
+    if args.reps < 1:
+        ap.error(f"--reps: expected an integer >= 1, got {args.reps}")
+    if args.threads < 0:
+        ap.error(f"--threads: expected an integer >= 0, got {args.threads}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    res = run(args.reps, args.device)
+    med = res["median_step_s"]
+    print(f"train_bench on {res['device']} ({res['threads']} threads), shape {res['shape']}")
+    n = res["params"]
+    print(f"  params: gpt_nano {n['gpt_nano']:,}  reference {n['reference']:,}")
+    for name, t in med.items():
+        print(f"  {name:<16} median step {1e3 * t:8.2f} ms")
+    ratio = res["ratio_gpt_nano_over_reference"]
+    verdict = "ok" if ratio <= 1.0 else "slower than the reference"
+    print(f"  gpt_nano / reference step time: {ratio:.3f} ({verdict}; target <= 1)")
+    over = res["hook_overhead_pct"]
+    verdict = "ok" if over <= 10.0 else "above the 10% target"
+    print(f"  metric hooks at every-step logging: {over:+.1f}% of step time ({verdict})")
+    res["provenance"] = provenance(res["device"])
+    atomic_write_json(Path(args.json), res)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
