@@ -213,16 +213,30 @@ def mean_input(module: nn.Module, inp: torch.Tensor) -> torch.Tensor:
     return inp.reshape(-1, inp.shape[-1]).mean(dim=0)
 
 
-def response_to(module: nn.Module, w: torch.Tensor, xbar: torch.Tensor) -> torch.Tensor:
-    """W x̄ per output unit (for a conv, the response to a spatially constant input x̄)."""
+def _effective_matrix(module: nn.Module, w: torch.Tensor) -> torch.Tensor:
+    """The (out, in) matrix M with response W x̄ = M x̄ (see `response_to`)."""
     w = w.detach().float()
-    if w.dim() > 2:  # (out, in/groups, *kernel): a constant input sees the kernel's sum
+    if w.dim() > 2:
+        if getattr(module, "transposed", False):
+            w = w.transpose(0, 1) / math.prod(getattr(module, "stride", (1,)))
         w = w.flatten(2).sum(dim=2)
-    if w.shape[1] != xbar.shape[0]:
+    return w
+
+
+def response_to(module: nn.Module, w: torch.Tensor, xbar: torch.Tensor) -> torch.Tensor:
+    """W x̄ per output unit (for a conv, the mean response to a spatially constant input x̄).
+
+    A conv's interior output sees the whole kernel: W summed over it. A transposed conv's
+    weight is (in, out/groups, *kernel) and, with stride s, spreads each input over s outputs
+    per axis, so its mean interior response is the kernel sum over prod(s). Borders (padding)
+    are ignored.
+    """
+    m = _effective_matrix(module, w)
+    if m.shape[1] != xbar.shape[0]:
         raise ValueError(
-            f"weight with {w.shape[1]} inputs cannot meet a mean input of size {xbar.shape[0]}"
+            f"weight with {m.shape[1]} inputs cannot meet a mean input of size {xbar.shape[0]}"
         )
-    return w @ xbar.to(w.device)
+    return m @ xbar.to(m.device)
 
 
 def weight_meandir(module: nn.Module, w: torch.Tensor, xbar: torch.Tensor) -> float:
@@ -256,7 +270,7 @@ def feed_metrics(
     """
     w = w.detach().float()
     xbar = xbar.detach().float().to(w.device)
-    weff = w.flatten(2).sum(dim=2) if w.dim() > 2 else w
+    weff = _effective_matrix(module, w)
     part = response_to(module, w, xbar).mean()
     out = {
         "preact_weight_part": float(part),

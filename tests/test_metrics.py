@@ -103,6 +103,17 @@ def test_conv_response_matches_the_conv_on_a_constant_input() -> None:
     assert got.tolist() == pytest.approx(out[0, :, 0, 0].tolist(), abs=1e-5)
 
 
+def test_transposed_conv_response_is_the_mean_interior_output() -> None:
+    torch.manual_seed(4)
+    up = nn.ConvTranspose2d(3, 4, kernel_size=(1, 3), stride=(1, 2))
+    xbar = torch.tensor([1.0, -0.5, 0.25])
+    x = xbar.view(1, 3, 1, 1).expand(1, 3, 2, 8)
+    out = up(x) - up.bias.view(1, 4, 1, 1)  # (1, 4, 2, 17); width 17 = (8 - 1) * 2 + 3
+    interior = out[0, :, 0, 2:14].mean(dim=1)  # six full stride periods, away from the borders
+    got = M.response_to(up, up.weight, xbar)
+    assert got.tolist() == pytest.approx(interior.tolist(), abs=1e-5)
+
+
 class _Tiny(nn.Module):
     def __init__(self) -> None:
         super().__init__()
