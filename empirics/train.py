@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from empirics.data import DataUnavailable
 from empirics.io import RecordWriter, atomic_write_json, provenance, resolve_device
 from empirics.models import ARCHS, get_arch
 
@@ -717,6 +718,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = train(cfg)
     except TrainingDiverged as exc:
         print(f"diverged: {exc}", file=sys.stderr)
+        return 1
+    except DataUnavailable as exc:
+        print(f"data unavailable: {exc}", file=sys.stderr)
         return 1
     print(f"{p.run}: wrote {out}/records.csv, config.json, summary.json")
     return 0

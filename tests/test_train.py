@@ -195,3 +195,37 @@ def test_sweep_rejects_bad_grid_before_running(tmp_path: Path) -> None:
         S.grid(["mlp"], ["relu", "bogus"], [0], T.TrainConfig(preset="smoke"), tmp_path)
     with pytest.raises(T.ConfigError, match="jobs"):
         S.run_sweep([], tmp_path, jobs=0)
+
+
+def test_missing_data_and_interrupt_leave_an_honest_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from empirics.data import DataUnavailable
+    from empirics.models import mlp
+
+    def no_data(*args: object, **kwargs: object):
+        raise DataUnavailable("install the Debian package dataset-fashion-mnist")
+
+    with monkeypatch.context() as m:
+        m.setattr(mlp, "make_data", no_data)
+        out = tmp_path / "nodata"
+        code = T.main(["--arch", "mlp", "--preset", "smoke", "--no-progress", "--out", str(out)])
+        assert code == 1 and "dataset-fashion-mnist" in capsys.readouterr().err
+        assert json.loads((out / "summary.json").read_text())["status"] == "failed"
+
+    real_step = mlp.loss_and_metrics
+    calls = {"n": 0}
+
+    def interrupt_at_third(model, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_step(model, batch)
+
+    monkeypatch.setattr(mlp, "loss_and_metrics", interrupt_at_third)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(_cfg(tmp_path / "intr"))
+    summary = json.loads((tmp_path / "intr" / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    steps = {r["step"] for r in read_records(tmp_path / "intr" / "records.csv")}
+    assert steps == {0, 1}
