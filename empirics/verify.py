@@ -96,7 +96,7 @@ def run_verify(
     json_path: str | Path | None = DEFAULT_JSON,
     montecarlo: bool = True,
     *,
-    mc_budget_s: float = 0.25,
+    mc_budget_s: float = 0.15,
     seed: int = 0,
     verbose: bool = False,
 ) -> list[dict[str, Any]]:
@@ -177,7 +177,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--only", default=None, help="comma-separated activation names to verify")
     p.add_argument("--json", default=str(DEFAULT_JSON), help="where to write the ledger JSON")
     p.add_argument("--no-montecarlo", action="store_true", help="theory columns only")
-    p.add_argument("--mc-budget", type=float, default=0.25, help="Monte Carlo seconds per entry")
+    p.add_argument("--mc-budget", type=float, default=0.15, help="Monte Carlo seconds per entry")
     p.add_argument("--seed", type=int, default=0, help="Monte Carlo seed")
     return p
 

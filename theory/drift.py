@@ -112,8 +112,17 @@ def continuity_proved(activation: str) -> bool:
             if not isinstance(c1, sp.core.relational.Relational):
                 return False
             g = c1.lhs - c1.rhs
-            ratio = sp.cancel(sp.simplify((b1 - b2) / g))
-            if not (ratio.is_polynomial(x) or ratio.free_symbols.isdisjoint({x})):
+            jump = b1 - b2
+            ratio = sp.cancel(sp.simplify(jump / g))
+            if ratio.is_polynomial(x) or ratio.free_symbols.isdisjoint({x}):
+                continue
+            # A polynomial boundary: the jump must vanish exactly at each of its real roots.
+            if not g.is_polynomial(x):
+                return False
+            roots = sp.solveset(g, x, domain=sp.S.Reals)
+            if not isinstance(roots, sp.FiniteSet):
+                return False
+            if any(sp.simplify(jump.subs(x, r)) != 0 for r in roots):
                 return False
     return True
 

@@ -1,0 +1,186 @@
+"""Registry behaviour: names, parametrised specs, NAME=EXPR, bad expressions, losses.
+
+Run: `.venv/bin/python -m pytest -q tests/test_registry.py`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import sympy as sp
+from hypothesis import given
+from hypothesis import strategies as st
+
+from theory import registry
+from theory.registry import (
+    RegistryError,
+    get_activation,
+    get_loss,
+    parse_activation_spec,
+    register_activation,
+    register_loss,
+    unregister_activation,
+    x,
+)
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+def fresh_name():
+    """A unique activation name, removed from the global registry afterwards."""
+    names: list[str] = []
+
+    def make() -> str:
+        names.append(f"user_act_{next(_counter)}")
+        return names[-1]
+
+    yield make
+    for n in names:
+        unregister_activation(n)
+
+
+def value(act: registry.Activation, at: float) -> float:
+    return float(act.expr.subs(x, at))
+
+
+def test_builtins_present_and_real():
+    expected = {
+        "relu",
+        "gelu",
+        "silu",
+        "tanh",
+        "identity",
+        "relu2",
+        "gelu2",
+        "leaky_relu",
+        "relu2_clip",
+        "gelu2_clip",
+        "relu2_clip50",
+    }
+    assert expected <= set(registry.BUILTIN_ACTIVATIONS)
+    assert x.is_real
+
+
+def test_unknown_activation_lists_valid_names():
+    with pytest.raises(RegistryError) as info:
+        get_activation("relux")
+    msg = str(info.value)
+    assert "relux" in msg and "valid names" in msg
+    for name in ("relu", "gelu", "silu"):
+        assert name in msg
+
+
+def test_parametrised_specs():
+    leaky = get_activation("leaky_relu:slope=0.2")
+    assert leaky.params["slope"] == pytest.approx(0.2)
+    assert value(leaky, -1.0) == pytest.approx(-0.2)
+    assert value(leaky, 3.0) == pytest.approx(3.0)
+    clip = get_activation("relu2_clip:c=50")
+    assert value(clip, 10.0) == pytest.approx(50.0)
+    assert value(clip, 5.0) == pytest.approx(25.0)
+    assert value(clip, -2.0) == 0.0
+    # The paper's clip at 50 is the same function under its own name.
+    assert value(get_activation("relu2_clip50"), 9.0) == pytest.approx(50.0)
+
+
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        ("leaky_relu:slope=abc", "slope must be a number"),
+        ("leaky_relu:foo=1", "slope"),
+        ("leaky_relu:slope", "expected key=value"),
+        ("relu2_clip:c=-1", "must be > 0"),
+        ("relu2_clip:c=inf", "finite"),
+    ],
+)
+def test_bad_parametrised_specs(spec, fragment):
+    with pytest.raises(RegistryError, match=fragment):
+        get_activation(spec)
+
+
+@given(st.floats(min_value=-0.99, max_value=0.99).filter(lambda a: abs(a) > 1e-6))
+def test_leaky_slope_property(slope):
+    act = get_activation(f"leaky_relu:slope={slope!r}")
+    assert value(act, -2.0) == pytest.approx(-2.0 * slope, rel=1e-12)
+    assert value(act, 2.0) == pytest.approx(2.0)
+
+
+def test_name_equals_expr_registers_and_flows(fresh_name):
+    name = fresh_name()
+    act = parse_activation_spec(f"{name}=x**3 - x")
+    assert act.name == name and not act.builtin
+    assert get_activation(name) is act
+    assert sp.simplify(act.derivative - (3 * x**2 - 1)) == 0
+    # Same definition again is accepted, a different one is refused.
+    assert parse_activation_spec(f"{name}=x**3 - x") is act
+    with pytest.raises(RegistryError, match="already registered"):
+        register_activation(name, "x**2")
+
+
+def test_min_max_become_piecewise(fresh_name):
+    act = register_activation(fresh_name(), "Max(x, 0)")
+    assert act.expr.has(sp.Piecewise)
+    for at in (-1.5, -0.2, 0.3, 2.0):
+        assert value(act, at) == pytest.approx(max(at, 0.0))
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("x + y", "only use the variable x"),
+        ("x +* 2", "cannot parse"),
+        ("sqrt(x)", "not real-valued"),
+        ("1/x", "not finite"),
+        ("log(x)", "not"),
+    ],
+)
+def test_bad_expressions(fresh_name, text, fragment):
+    with pytest.raises(RegistryError, match=fragment):
+        register_activation(fresh_name(), text)
+
+
+def test_bad_names():
+    with pytest.raises(RegistryError, match="identifier"):
+        register_activation("1abc", "x")
+    with pytest.raises(RegistryError, match="built in"):
+        register_activation("relu", "x")
+    with pytest.raises(RegistryError, match="built in"):
+        unregister_activation("gelu")
+
+
+def test_losses():
+    with pytest.raises(RegistryError) as info:
+        get_loss("hinge")
+    assert "mse" in str(info.value) and "cross_entropy" in str(info.value)
+    expr, zs, ys = get_loss("mse").expr(3)
+    at = {zs[0]: 1.0, zs[1]: 2.0, zs[2]: -1.0, ys[0]: 0.0, ys[1]: 2.0, ys[2]: 1.0}
+    assert float(expr.subs(at)) == pytest.approx(0.5 * (1 + 0 + 4))
+    ce, zs, ys = get_loss("cross_entropy").expr(2)
+    at = {zs[0]: 0.3, zs[1]: -0.4, ys[0]: 1, ys[1]: 0}
+    assert float(ce.subs(at)) == pytest.approx(-0.3 + math.log(math.exp(0.3) + math.exp(-0.4)))
+    with pytest.raises(RegistryError, match="K must be >= 1"):
+        get_loss("mse").expr(0)
+
+
+@pytest.fixture
+def loss_cleanup():
+    """Losses registered by a test are removed from the global registry afterwards."""
+    before = set(registry.LOSSES)
+    yield
+    for name in set(registry.LOSSES) - before:
+        registry.LOSSES.pop(name)
+
+
+def test_register_loss(loss_cleanup):
+    loss = register_loss("quartic_test", "(z - y)**4 / 4")
+    expr, zs, ys = loss.expr(2)
+    assert float(expr.subs({zs[0]: 2, zs[1]: 0, ys[0]: 0, ys[1]: 1})) == pytest.approx(4.25)
+    with pytest.raises(RegistryError, match="symbols"):
+        register_loss("bad_loss_test", "(q - y)**2")
+    with pytest.raises(RegistryError, match="target"):
+        register_loss("bad_target_test", "(z - y)**2", target="ordinal")
+    with pytest.raises(RegistryError, match="built in"):
+        register_loss("mse", "(z - y)**2")
