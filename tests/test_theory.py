@@ -443,3 +443,19 @@ def test_verify_with_montecarlo_column(tmp_path):
     assert all(r["verdict"] != "fail" for r in records)
     filled = [r for r in records if r["montecarlo"] is not None]
     assert any(r["id"] == "C4.D" for r in filled)
+
+
+def test_verify_exits_nonzero_on_fail(tmp_path, monkeypatch, capsys):
+    """A Monte Carlo column that contradicts a proved sign must make verify exit 1."""
+
+    def contradicting(entry_id, activation, loss, *, budget_s, generator):
+        if entry_id == "C4.D":
+            return {"mean": -0.4, "stderr": 0.01, "n": 10, "ci": [-0.42, -0.38], "sign": "negative"}
+        return None
+
+    monkeypatch.setattr(verify, "_montecarlo_hook", lambda: (contradicting, None))
+    code = verify.main(["--only", "relu", "--json", str(tmp_path / "l.json")])
+    assert code == 1
+    assert "FAIL: C4.D [relu/None]" in capsys.readouterr().err
+    data = json.loads((tmp_path / "l.json").read_text())
+    assert data["summary"]["fail"] == 1
