@@ -121,6 +121,25 @@ def test_causal_future_tokens_do_not_change_past_logits() -> None:
     assert (a[:, j:] - b[:, j:]).abs().amax(dim=-1).min() > 1e-4  # every later position sees it
 
 
+def test_cpu_rmsnorm_matches_torch_in_value_and_gradient() -> None:
+    from empirics.models.gpt_nano import RMSNorm
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 5, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    norm = RMSNorm(8, eps=1e-6).double()
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(8, generator=g, dtype=torch.float64))
+    out = norm(x)  # the hand-written CPU path
+    ref = nn.functional.rms_norm(x, (8,), norm.weight, 1e-6)
+    torch.testing.assert_close(out, ref)
+    upstream = torch.randn(3, 5, 8, generator=g, dtype=torch.float64)
+    got = torch.autograd.grad(out, (x, norm.weight), upstream)
+    want = torch.autograd.grad(ref, (x, norm.weight), upstream)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b)
+    assert torch.autograd.gradcheck(norm, (x[:1, :2],))
+
+
 def _scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bthd,bshd->bhts", q, k)  # (B, H, T, T)
 
