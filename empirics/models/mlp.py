@@ -100,7 +100,7 @@ PRESETS: dict[str, dict[str, object]] = {
     },
     "small": {
         "depth": 3, "width": 256, "val_size": 2_000,
-        "steps": 300, "batch_size": 128, "lr": 0.05, "optimizer": "sgd", "warmup": 0,
+        "steps": 1_000, "batch_size": 128, "lr": 0.05, "optimizer": "sgd", "warmup": 0,
     },
     "paper": {
         "depth": 4, "width": 1024,
