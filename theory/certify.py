@@ -127,11 +127,11 @@ def enclose(expr: sp.Basic, var: iv.mpf) -> iv.mpf:
 def _enclose(e: sp.Basic, var: iv.mpf) -> iv.mpf:
     if e == x:
         return var
+    if e.is_Rational:
+        return iv.mpf(e.p) / iv.mpf(e.q)
     if e.is_Number or isinstance(e, sp.NumberSymbol):
-        with mpmath.workprec(_PREC + 20):
-            val = mpmath.mpf(sp.Float(e, 40)) if not e.is_Rational else None
-        if e.is_Rational:
-            return iv.mpf(e.p) / iv.mpf(e.q)
+        with mpmath.workprec(_PREC + 40):
+            val = mpmath.mpf(sp.Float(e, 50))
         return _widen(val, val)
     if isinstance(e, sp.Add):
         total = iv.mpf(0)
