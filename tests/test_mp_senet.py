@@ -281,8 +281,14 @@ def test_evaluate_reports_scores_and_skips_silent_references() -> None:
     assert math.isfinite(res["val_loss"]) and res["val_loss"] > 0
     # A silent reference: PESQ finds no utterance and must skip (enhanced and noisy alike).
     silent = (torch.randn(1, 8000) * 0.1, torch.zeros(1, 8000))
-    res = ms.evaluate(model, [silent])
+    with pytest.warns(UserWarning, match="PESQ skipped 2"):
+        res = ms.evaluate(model, [silent])
     assert res["pesq_skipped"] == 2 and math.isnan(res["pesq"])
+    # Too short for PESQ (under 0.25 s), next to a scorable one: only the short pair is skipped.
+    short = (val[0][0][:, :1600], val[0][1][:, :1600])
+    with pytest.warns(UserWarning, match="PESQ skipped 2"):
+        res = ms.evaluate(model, [short, val[0]])
+    assert res["pesq_skipped"] == 2 and math.isfinite(res["pesq"])
 
 
 @pytest.mark.data

@@ -449,12 +449,12 @@ def make_data(
 
 def _speech_scores(clean: np.ndarray, deg: np.ndarray) -> tuple[float | None, float | None]:
     """(wide-band PESQ, STOI) of one signal; None where the metric cannot score it."""
-    from pesq import PesqError, pesq
+    from pesq import BufferTooShortError, NoUtterancesError, pesq
     from pystoi import stoi
 
     try:
         p = float(pesq(SAMPLE_RATE, clean, deg, "wb"))
-    except PesqError:  # silent or too short for PESQ's utterance detector
+    except (NoUtterancesError, BufferTooShortError):  # silent, or under PESQ's 0.25 s minimum
         p = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pystoi warns (and still scores) on short signals
@@ -497,6 +497,12 @@ def evaluate(model: Model, batches: Iterable[tuple[torch.Tensor, ...]]) -> dict[
         model.train(was_training)
     if n == 0:
         raise ValueError("evaluate() got no validation batches")
+    if skipped:
+        warnings.warn(
+            f"PESQ skipped {skipped} signal(s): no utterance detected or shorter than 0.25 s; "
+            "the PESQ means are over the rest (pesq_skipped counts them)",
+            stacklevel=2,
+        )
     result = {("val_loss" if k == "loss" else f"val_{k}"): v / n for k, v in sums.items()}
     for k, vals in scores.items():
         result[k] = float(np.mean(vals)) if vals else float("nan")
