@@ -11,6 +11,7 @@ settings.register_profile(
     max_examples=12,
     deadline=None,
     print_blob=True,
+    database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.register_profile(
@@ -18,6 +19,7 @@ settings.register_profile(
     max_examples=60,
     deadline=None,
     print_blob=True,
+    database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.register_profile("debug", max_examples=10, deadline=None, verbosity=Verbosity.verbose)
