@@ -129,7 +129,12 @@ def predict_weight_drift(activation: str, loss: str, inputs: str) -> Prediction:
             "proved",
             "x and W sign-symmetric and independent: (W, x) -> (-W, -x) keeps every "
             "p_j = w_j.x + b_j and flips x_k, so E[x_k g(p)] = -E[x_k g(p)] = 0 for every "
-            "activation and loss",
+            "activation; "
+            + (
+                "g does not involve the target y for this loss, so labels may depend on x"
+                if loss in ("mse", "cross_entropy")
+                else "this loss's Hessian may involve y: the argument needs y independent of x"
+            ),
         )
     whole, method = _global_sign(activation)
     if whole in ("nonnegative", "nonpositive", "zero") and factor.sign in ("positive", "zero"):
