@@ -64,7 +64,7 @@ def _numpy_h(activation: str):
 
 
 def _trace_factor(c: np.ndarray, k: int, gen: np.random.Generator, m: int = 8) -> np.ndarray:
-    """An unbiased draw of E[1 - sum softmax(z)^2], z ~ N(0, c^2 I_K), per entry of c (m samples)."""
+    """Unbiased draw of E[1 - sum softmax(z)^2], z ~ N(0, c^2 I_K), per entry of c (m samples)."""
     z = gen.standard_normal((*c.shape, m, k)) * c[..., None, None]
     z -= z.max(axis=-1, keepdims=True)
     e = np.exp(z)

@@ -18,10 +18,10 @@ from empirics.montecarlo import sampler
 from tests.properties import checks
 from tests.properties import test_symbolic_montecarlo as suite
 from tests.properties.strategies import activations, inits, inputs, losses, network_shapes, seeds
+from theory import registry
 
 # The undecorated body of the symbolic <-> Monte Carlo suite.
 SUITE_BODY = suite.test_conditional_gradient_matches_closed_form.hypothesis.inner_test
-from theory import registry
 
 FEW = max(3, settings.default.max_examples // 4)
 THEORY_MODULES = [m for name, m in sys.modules.items() if name.startswith("theory")]
