@@ -125,8 +125,9 @@ class MpSenetConfig:
 
 Config = MpSenetConfig
 
-# smoke: seconds (tests); small: 1-3 min on a 2-core CPU (~0.5-0.9 s a step); paper: roughly
-# MP-SENet's published scale (64 channels, 4 blocks, 4 heads, 2 s segments, AdamW 5e-4, ~100
+# smoke: seconds (tests). small: ~0.8 s a training step on one busy core of this CPU (measured),
+# so ~3 min for its 200 steps, more with metrics every step. paper: roughly MP-SENet's published
+# scale (64 channels, 4 blocks, 4 heads, 2 s segments, AdamW 5e-4 with betas 0.8/0.99, ~100
 # VoiceBank epochs of steps). Approximate: its conformers and discriminator are not reproduced.
 PRESETS: dict[str, dict[str, object]] = {
     "smoke": {
@@ -172,6 +173,9 @@ PRESETS: dict[str, dict[str, object]] = {
         "warmup": 1000,
     },
 }
+
+# Read by empirics.train where its own fields are left at their defaults.
+OPTIMIZER_DETAILS: dict[str, dict[str, object]] = {"paper": {"adam_betas": (0.8, 0.99)}}
 
 
 # ---- spectra -----------------------------------------------------------------------------------
@@ -516,6 +520,7 @@ __all__ = [
     "Enhanced",
     "Model",
     "MpSenetConfig",
+    "OPTIMIZER_DETAILS",
     "analyse",
     "anti_wrap",
     "component_losses",
