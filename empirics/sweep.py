@@ -101,11 +101,14 @@ def _run_one(cfg: TrainConfig, threads: int) -> dict[str, Any]:
     return entry
 
 
-def run_sweep(configs: Sequence[TrainConfig], root: Path, *, jobs: int = 1) -> dict[str, Any]:
+def run_sweep(
+    configs: Sequence[TrainConfig], root: Path, *, jobs: int = 1, threads: int | None = None
+) -> dict[str, Any]:
     """Run every config not already completed under root/runs; write root/index.json.
 
     A run directory whose summary.json does not say "completed" (killed, diverged, failed) is
-    deleted and redone from scratch, so no run mixes records of two attempts.
+    deleted and redone from scratch, so no run mixes records of two attempts. `threads` is
+    torch's CPU thread count per run (default: the cores divided among the jobs).
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"jobs: expected an integer >= 1, got {jobs!r}")
@@ -132,7 +135,10 @@ def run_sweep(configs: Sequence[TrainConfig], root: Path, *, jobs: int = 1) -> d
         atomic_write_json(index_path, {"runs": ordered, "pending": len(configs) - len(ordered)})
 
     save()
-    threads = max(1, (multiprocessing.cpu_count() or 1) // jobs)
+    if threads is None:
+        threads = max(1, (multiprocessing.cpu_count() or 1) // jobs)
+    elif isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"threads: expected an integer >= 1, got {threads!r}")
     if jobs == 1:
         for cfg in todo:
             entries[cfg.run] = _run_one(cfg, threads)
@@ -329,6 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--out", required=True, help="sweep directory, e.g. results/sweeps/NAME")
     ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--threads", type=int, help="torch threads per run (default cores/jobs)")
     args = ap.parse_args(argv)
     try:
         seeds = [int(s) for s in _split(args.seeds)]
@@ -349,7 +356,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError(f"--jobs: expected an integer >= 1, got {args.jobs}")
     except ConfigError as exc:
         ap.error(str(exc))
-    index = run_sweep(configs, root, jobs=args.jobs)
+    try:
+        index = run_sweep(configs, root, jobs=args.jobs, threads=args.threads)
+    except ConfigError as exc:
+        ap.error(str(exc))
     bad = [e for e in index["runs"] if e.get("status") != "completed"]
     done = len(index["runs"]) - len(bad)
     print(f"{done}/{len(configs)} runs completed; index in {root / INDEX}")

@@ -61,6 +61,19 @@ def test_rates_are_fractions_and_relu_sparsity_counts_nonpositive(values: list[f
     assert neg <= sp
 
 
+@given(
+    st.lists(st.sampled_from([0.0, -3.0, -1.0, 0.5, 1.0, 2.0, 7.0]), min_size=1, max_size=40),
+)
+def test_spike_ratio_median_is_the_lower_median_of_nonzero_magnitudes(values: list[float]) -> None:
+    a = torch.tensor(values)
+    nonzero = sorted(abs(v) for v in values if v != 0)
+    if not nonzero:
+        assert math.isnan(M.spike_ratio(a))
+        return
+    lower_median = nonzero[(len(nonzero) - 1) // 2]  # computed independently, by sorting
+    assert M.spike_ratio(a) == pytest.approx(max(nonzero) / lower_median)
+
+
 def test_feed_metrics_decompose_the_linear_preact_mean() -> None:
     torch.manual_seed(0)
     lin = nn.Linear(7, 5)
