@@ -24,6 +24,7 @@ from theory import (
     predict_gradient_sign,
     predict_weight_drift,
 )
+from theory.registry import x as registry_x
 from theory.signs import SIGNS, compatible, implies
 
 VERDICTS: tuple[str, ...] = ("confirmed", "refined", "refuted", "not-tested", "fail")
@@ -82,7 +83,8 @@ def _value_json(value: Any) -> Any:
     if isinstance(value, sp.Basic):
         if value.is_number:
             return float(value)
-        return str(value)
+        # Formulas are functions of the pre-activation: print them in p, as the paper does.
+        return str(value.subs(registry_x, sp.Symbol("p", real=True)))
     if isinstance(value, (int, float)):
         return float(value)
     return str(value)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from theory.certify import interval_sign, sign_on_side
 from theory.drift import (
     classify_bias,
     derive_drift_coefficient,
@@ -18,7 +19,12 @@ from theory.effective import (
     expected_norm,
     predict_c1,
 )
-from theory.first_step import INPUTS, predict_bias_drift, predict_weight_drift
+from theory.first_step import (
+    INPUTS,
+    predict_bias_drift,
+    predict_symmetric_mean,
+    predict_weight_drift,
+)
 from theory.gradient import (
     check_mse_formula,
     derive_expected_gradient,
@@ -47,11 +53,14 @@ __all__ = [
     "drift_coefficient_numeric",
     "drift_product",
     "expected_norm",
+    "interval_sign",
     "parity",
     "predict_bias_drift",
     "predict_c1",
     "predict_drift_coefficient",
     "predict_gradient_sign",
     "predict_hessian_factor",
+    "predict_symmetric_mean",
     "predict_weight_drift",
+    "sign_on_side",
 ]

@@ -47,9 +47,10 @@ class EffectiveConfig:
         return len(self.widths)
 
 
-# The configuration the Monte Carlo estimates of C1 use (fan-in variance, two hidden layers).
+# The network the Monte Carlo estimates of C1 use (d_in 16, two hidden layers of 32, K = 4,
+# variance 2 / fan_in, layer 1); `empirics.verify` rebuilds it from the estimator's own config.
 C1_REFERENCE = EffectiveConfig(
-    widths=(4, 8, 8), outputs=3, weight_var=(1 / 4, 1 / 8, 1 / 8), layer=1
+    widths=(16, 32, 32), outputs=4, weight_var=(2 / 16, 2 / 32, 2 / 32), layer=1
 )
 
 
