@@ -112,6 +112,10 @@ def run_sweep(
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"jobs: expected an integer >= 1, got {jobs!r}")
+    if threads is None:
+        threads = max(1, (multiprocessing.cpu_count() or 1) // jobs)
+    elif isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"threads: expected an integer >= 1, got {threads!r}")
     root.mkdir(parents=True, exist_ok=True)
     index_path = root / INDEX
     previous: dict[str, dict[str, Any]] = {}
@@ -135,10 +139,6 @@ def run_sweep(
         atomic_write_json(index_path, {"runs": ordered, "pending": len(configs) - len(ordered)})
 
     save()
-    if threads is None:
-        threads = max(1, (multiprocessing.cpu_count() or 1) // jobs)
-    elif isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ConfigError(f"threads: expected an integer >= 1, got {threads!r}")
     if jobs == 1:
         for cfg in todo:
             entries[cfg.run] = _run_one(cfg, threads)
@@ -294,7 +294,9 @@ def drift_report(sweep_dir: str | Path, *, step_k: int | None = None) -> list[di
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     def cell(v: Any) -> str:
-        return f"{v:+.4g}" if isinstance(v, float) else str(v)
+        if isinstance(v, float):
+            return "-" if math.isnan(v) else f"{v:+.4g}"
+        return str(v)
 
     table = [list(REPORT_COLUMNS)] + [[cell(r[c]) for c in REPORT_COLUMNS] for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(REPORT_COLUMNS))]

@@ -229,3 +229,15 @@ def test_missing_data_and_interrupt_leave_an_honest_summary(
     assert summary["status"] == "interrupted"
     steps = {r["step"] for r in read_records(tmp_path / "intr" / "records.csv")}
     assert steps == {0, 1}
+
+
+@pytest.mark.slow
+def test_sweep_fans_out_through_a_process_pool_with_a_user_activation(tmp_path: Path) -> None:
+    root = tmp_path / "pool"
+    base = T.TrainConfig(data="synthetic", preset="smoke", steps=3, early_steps=3)
+    # The user activation reaches the spawned workers inside its config string.
+    configs = S.grid(["mlp"], ["relu", "poolsq=x**2/2"], [0], base, root)
+    index = S.run_sweep(configs, root, jobs=2, threads=1)
+    assert [e["status"] for e in index["runs"]] == ["completed", "completed"]
+    text = [(Path(c.out) / "records.csv").read_text() for c in configs]
+    assert text[0] != text[1]
