@@ -13,7 +13,14 @@ from dataclasses import replace
 import torch
 from tqdm.auto import tqdm
 
-from empirics.montecarlo.sampler import Draw, NetConfig, draw, effective_weights
+from empirics.montecarlo.sampler import (
+    CONTROL,
+    Draw,
+    NetConfig,
+    crossed_block_sums,
+    draw,
+    effective_weights,
+)
 from empirics.montecarlo.stats import Estimate, RatioAccumulator, SignTest, fixed_interval
 
 # name -> (per-network numerator, per-network denominator, any sample nonzero)
@@ -27,6 +34,11 @@ _CHUNK_ELEMENTS = 8_000_000
 
 def _chunk_networks(cfg: NetConfig, per_net_extra: int = 1) -> int:
     widest = max(cfg.sizes) * per_net_extra
+    return max(1, _CHUNK_ELEMENTS // (cfg.inputs_per_net * widest))
+
+
+def _chunk_blocks(cfg: NetConfig) -> int:
+    widest = max(cfg.widths[0], cfg.v_per_block * cfg.n_out * 3)
     return max(1, _CHUNK_ELEMENTS // (cfg.inputs_per_net * widest))
 
 
@@ -44,10 +56,13 @@ def run_sequential(
     progress: bool = False,
     on_look: LookHook | None = None,
     chunk_networks: int | None = None,
+    sampler: Callable[[int, torch.Generator], Stat] | None = None,
 ) -> dict[str, Estimate]:
     """Draw networks in geometrically growing looks (min_networks * 2^k) until every target's
     sign is decided by `test`, the looks run out, `max_networks` is reached, or the next look would
-    overrun `budget_s` (the first look is always taken). Returns an Estimate per statistic."""
+    overrun `budget_s` (the first look is always taken). Returns an Estimate per statistic.
+    `sampler(n, generator)`, when given, replaces `stat_fn(draw(...))` (n then counts its i.i.d.
+    units, e.g. blocks of the crossed design)."""
     if budget_s <= 0 or not math.isfinite(budget_s):
         raise ValueError(f"budget_s must be finite and > 0, got {budget_s}")
     if min_networks < 2:
@@ -72,9 +87,15 @@ def run_sequential(
             break
         while drawn < goal:
             n = min(chunk, goal - drawn)
-            stats_now = stat_fn(draw(cfg, n, generator, plain=plain))
+            if sampler is not None:
+                stats_now = sampler(n, generator)
+            else:
+                stats_now = stat_fn(draw(cfg, n, generator, plain=plain))
+            control = stats_now.pop(CONTROL, (None,))[0]
             for name, (num, den, nonzero) in stats_now.items():
-                accs.setdefault(name, RatioAccumulator()).add(num, den, any_nonzero=nonzero)
+                accs.setdefault(name, RatioAccumulator()).add(
+                    num, den, any_nonzero=nonzero, control=control
+                )
             drawn += n
         looks = look + 1
         estimates = {
@@ -153,9 +174,14 @@ def estimate_conditional_mean(
     """
     cfg = cfg.validate()
     plain = measure_vr and cfg.antithetic
+    crossed = cfg.crossed
     est = run_sequential(
         cfg,
         conditional_mean_stat(side, plain=plain),
+        sampler=(
+            (lambda n, gen: crossed_block_sums(cfg, n, gen, side, plain=plain)) if crossed else None
+        ),
+        chunk_networks=_chunk_blocks(cfg) if crossed else None,
         targets=[f"g_{side}"],
         test=test,
         budget_s=budget_s,
@@ -167,7 +193,9 @@ def estimate_conditional_mean(
         on_look=on_look,
     )
     main = est[f"g_{side}"]
-    main.n_samples = main.extra["networks"] * cfg.inputs_per_net * cfg.widths[cfg.layer - 1]
+    pairs = cfg.v_per_block if crossed else 1
+    main.n_samples = main.extra["networks"] * pairs * cfg.inputs_per_net * cfg.widths[cfg.layer - 1]
+    main.extra["design"] = "crossed" if crossed else "networks"
     if plain:
         main.extra["vr_factor"] = _vr_factor(est, f"g_{side}")
         main.extra["plain"] = est[f"g_{side}_plain"].ledger_dict()

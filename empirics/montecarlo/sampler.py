@@ -23,6 +23,8 @@ INPUTS = ("gaussian", "sphere", "uniform", "halfnormal")
 LABELS = ("class", "gaussian")
 LOSS_NAMES = ("mse", "cross_entropy")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DESIGNS = ("auto", "networks", "crossed")
+CONTROL = "_control"  # key of a control variate (known mean 0) among a sampler's statistics
 
 ActPair = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -38,6 +40,13 @@ class NetConfig:
     N(0, s^2 |x|^2 + bias_std^2) per unit instead of forming W x (exact for Gaussian weights only,
     so it is ignored for uniform init); inputs of one network then do not share W_1, which changes
     no single-input expectation.
+
+    `design`: "networks" draws N networks of B inputs each; "crossed" (one hidden layer, layer 1,
+    Gaussian init) draws blocks of `v_per_block` output layers and `inputs_per_net` inputs and
+    pairs every output layer with every input, each pair being a freshly initialised network
+    (see `crossed_block_sums`); "auto" picks "crossed" where it applies. `control_variate` (crossed
+    design only) regresses out sum_{i != j} <v_i, v_j>, whose mean is exactly 0 because the
+    columns of a freshly drawn output layer are independent and zero-mean.
     """
 
     activation: str = "relu"
@@ -56,6 +65,9 @@ class NetConfig:
     device: str = "auto"
     antithetic: bool = True
     direct_preact: bool = True
+    design: str = "auto"
+    v_per_block: int = 16
+    control_variate: bool = True
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def validate(self) -> NetConfig:
@@ -92,7 +104,24 @@ class NetConfig:
             raise ValueError(f"bias_std must be finite and >= 0, got {self.bias_std}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype={self.dtype!r}; valid: {', '.join(DTYPES)}")
+        if self.design not in DESIGNS:
+            raise ValueError(f"design={self.design!r}; valid: {', '.join(DESIGNS)}")
+        if self.v_per_block < 1:
+            raise ValueError(f"v_per_block must be >= 1, got {self.v_per_block}")
+        crossable = len(self.widths) == 1 and self.init == "gaussian"
+        if self.design == "crossed" and not crossable:
+            raise ValueError(
+                "design='crossed' needs one hidden layer and Gaussian init "
+                f"(got widths={self.widths}, init={self.init!r}); use 'networks'"
+            )
         return replace(self, widths=tuple(self.widths), device=resolve_device(self.device))
+
+    @property
+    def crossed(self) -> bool:
+        """Whether conditional means use the crossed design (after validation)."""
+        if self.design == "auto":
+            return len(self.widths) == 1 and self.init == "gaussian"
+        return self.design == "crossed"
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -296,3 +325,61 @@ def effective_weights(cfg: NetConfig, d: Draw) -> torch.Tensor:
         assert w is not None
         m = torch.matmul(m * dk.unsqueeze(2), w.unsqueeze(1))  # [N, B, K, n_{k-1}]
     return m
+
+
+def crossed_block_sums(
+    cfg: NetConfig, n_blocks: int, generator: torch.Generator, side: str, *, plain: bool = False
+) -> dict[str, tuple[torch.Tensor, torch.Tensor, bool]]:
+    """Per-block sums (num, den) of dl/dp over p > 0 ('pos'), p < 0 ('neg') or all units ('all')
+    for a one-hidden-layer net, in the crossed design: a block draws G = v_per_block output
+    layers (V_g, b_g) and B = inputs_per_net inputs with their layer-1 pre-activations p_b (drawn
+    directly, exact for Gaussian W_1), and uses all G * B pairs; blocks are i.i.d., so standard
+    errors are taken over blocks. Nothing per unit is materialised: with m the mask and
+    r_bg = dl/d(out) of pair (b, g),
+        sum_{b,g,i} m_bi dl/dp_bgi = sum_{b,g,k} r_bgk U_bgk,  U_bg = V_g (m_b * sigma'(p_b)),
+    so the cost is two dense matmuls [B, n] x [n, G K] per block. Returns 'g_<side>' (antithetic
+    pair mean if cfg.antithetic) and, with `plain`, 'g_<side>_plain' from the same pairs.
+    """
+    dtype, device = DTYPES[cfg.dtype], cfg.device
+    gen = device_generator(generator, device)
+    act = activation_pair(cfg.activation)
+    nb, n_in, n_hid, k_out = n_blocks, cfg.d_in, cfg.widths[0], cfg.n_out
+    g_v, b_in = cfg.v_per_block, cfg.inputs_per_net
+    x = draw_inputs(cfg.inputs, (nb, b_in, n_in), gen, dtype, device)
+    scale = torch.sqrt(cfg.weight_var(1) * (x * x).sum(-1, keepdim=True) + cfg.bias_std**2)
+    p = torch.randn((nb, b_in, n_hid), generator=gen, dtype=dtype, device=device) * scale
+    h, dh = act(p)
+    if side == "all":
+        md, den = dh, torch.full((nb,), float(b_in * n_hid * g_v), dtype=dtype, device=device)
+    else:
+        mask = (p > 0) if side == "pos" else (p < 0)
+        md = dh * mask
+        den = mask.sum(dim=(1, 2)).to(dtype) * g_v
+    v = _weights(cfg, 2, nb * g_v, gen, dtype, device).view(nb, g_v * k_out, n_hid)
+    b_out = _biases(cfg, 2, nb * g_v, gen, dtype, device).view(nb, 1, g_v, k_out)
+    vt = v.transpose(1, 2)  # [nb, n, G K]
+    out = torch.baddbmm(b_out.reshape(nb, 1, g_v * k_out), h, vt).view(nb, b_in, g_v, k_out)
+    u = torch.bmm(md, vt).view(nb, b_in * g_v * k_out, 1)  # U_bg, flattened for a dot product
+    # If m * sigma' is 0 everywhere, so is U and every sample dl/dp (exactly); otherwise U is
+    # almost surely not all 0.
+    nonzero = bool(u.abs().amax() > 0)
+    grads = {}
+    if cfg.antithetic:
+        grads[f"g_{side}"] = _antithetic_loss_grad(cfg.loss, out)
+    if plain or not cfg.antithetic:
+        y = _labels(cfg, (nb, b_in * g_v), gen, dtype, device).view(nb, b_in, g_v, k_out)
+        grads[f"g_{side}_plain" if cfg.antithetic else f"g_{side}"] = _loss_grad(cfg.loss, out, y)
+    out_stats = {
+        name: (torch.bmm(r.reshape(nb, 1, -1), u).view(nb), den, nonzero)
+        for name, r in grads.items()
+    }
+    if cfg.control_variate:
+        # Control variate with known mean 0: sum over the block's V_g of sum_{i != j} <v_i, v_j>
+        # = |sum_i v_i|^2 - sum_i |v_i|^2 (independent zero-mean columns at initialisation).
+        col_sum = v.sum(-1)  # [nb, G K]
+        c = (
+            torch.linalg.vector_norm(col_sum, dim=1) ** 2
+            - torch.linalg.vector_norm(v, dim=(1, 2)) ** 2
+        )
+        out_stats[CONTROL] = (c, torch.zeros_like(c), False)
+    return out_stats
