@@ -187,7 +187,11 @@ class Rotary(nn.Module):
         rot = torch.complex(
             self.cos[start : start + seq].to(work), self.sin[start : start + seq].to(work)
         ).view(shape)  # (T, 1.., D/2)
-        pairs = torch.view_as_complex(t.to(work).unflatten(-1, (-1, 2)))  # (B, T, .., D/2)
+        # A contiguous copy first: the complex multiply on a strided view (q or k cut out of the
+        # fused qkv output) is slower, forward and backward, than the copy costs.
+        pairs = torch.view_as_complex(
+            t.to(work).contiguous().unflatten(-1, (-1, 2))
+        )  # (B, T, .., D/2)
         return torch.view_as_real(pairs * rot).flatten(-2).to(t.dtype)  # (B, T, .., D)
 
 
