@@ -314,3 +314,20 @@ def test_debian_fashion_mnist_has_the_official_shapes() -> None:
     assert train_x.dtype == np.uint8 and train_y.dtype == np.int64
     assert np.bincount(train_y).tolist() == [6000] * 10
     assert np.bincount(val_y).tolist() == [1000] * 10
+
+
+def test_vit_mean_pool_and_resnet_projection_shortcuts() -> None:
+    vit = get_arch("vit")
+    cfg = vit.Config(activation="relu", dim=16, depth=1, heads=2, pool="mean", patch_size=4)
+    model = vit.Model(cfg)
+    assert model.cls_token is None and model.pos_embed.shape == (1, 49, 16)
+    assert model(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+    with pytest.raises(ValueError, match="expected images"):
+        model(torch.randn(3, 1, 32, 32))
+    resnet = get_arch("resnet")
+    net = resnet.Model(resnet.Config(activation="relu", widths=(4, 8, 8), blocks_per_stage=2))
+    # Stage changes (channels or stride) get a 1x1 conv + BN shortcut, named for attribution.
+    assert net.stages[1][0].act2.also_from == ("stages.1.0.shortcut.1",)
+    assert net.stages[2][0].act2.also_from == ("stages.2.0.shortcut.1",)
+    assert net.stages[1][1].act2.also_from == ()
+    assert net(torch.randn(2, 1, 28, 28)).shape == (2, 10)
