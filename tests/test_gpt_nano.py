@@ -21,7 +21,7 @@ from empirics.data import DataUnavailable
 from empirics.data import text as kjv
 from empirics.models import get_arch
 from empirics.models.gpt_nano import GPTNanoConfig, Model, Rotary, evaluate, loss_and_metrics
-from theory.registry import RegistryError
+from theory.registry import RegistryError, unregister_activation
 
 gpt_nano = get_arch("gpt_nano")
 USER_ACTIVATION = "gpt_nano_test_act=x*tanh(x) + x/4"
@@ -29,6 +29,13 @@ TINY = {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 16}
 needs_bible = pytest.mark.skipif(
     shutil.which("bible") is None, reason="Debian package bible-kjv is not installed"
 )
+
+
+@pytest.fixture(autouse=True)
+def _forget_user_activation():
+    # The registry is process-wide: leave no test activation behind for other test modules.
+    yield
+    unregister_activation(USER_ACTIVATION.split("=", 1)[0])
 
 
 def tiny(activation: str = "relu", **overrides: object) -> GPTNanoConfig:
