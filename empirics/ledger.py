@@ -196,33 +196,55 @@ def c1_entries(cfg: EffectiveConfig = C1_REFERENCE) -> list[LedgerEntry]:
     ]
 
 
+def _is_clipped(activation: str) -> bool:
+    """A clipped square: g is exactly 0 above the clip, so only >= 0 can hold on p > 0."""
+    return activation.partition(":")[0] in ("relu2_clip", "relu2_clip50", "gelu2_clip")
+
+
 def gradient_entries(activation: str, loss: str) -> list[LedgerEntry]:
+    """C2/C3 as the paper states them for asymmetric activations. Odd/even activations are our
+    controls, for which the paper claims nothing: their rows check theory against Monte Carlo."""
     claim_id = {"mse": "C2", "cross_entropy": "C3"}.get(loss, "C3.general")
     name = {"mse": "MSE", "cross_entropy": "cross-entropy"}.get(loss, f"loss {loss}")
+    control = parity(activation) is not None
+    pos_claim = "nonnegative" if _is_clipped(activation) else "positive"
+    pos_text = (
+        f"E_V[dl/dp_i | p] >= 0 for p_i > 0, 0 above the clip ({name})"
+        if _is_clipped(activation)
+        else f"E_V[dl/dp_i | p] > 0 for p_i > 0 ({name})"
+    )
+    neg_text = f"E_V[dl/dp_i | p] >= 0 for p_i < 0 ({name})"
+    if control:
+        pos_text = neg_text = f"control ({parity(activation)} sigma, no paper claim): sign of g"
     return [
         _entry(
             f"{claim_id}.g_pos",
-            f"E_V[dl/dp_i | p] > 0 for p_i > 0 ({name})",
+            pos_text + (" on p_i > 0" if control else ""),
             activation,
             loss,
             predict_gradient_sign(activation, loss, "pos"),
-            "positive",
+            None if control else pos_claim,
         ),
         _entry(
             f"{claim_id}.g_neg",
-            f"E_V[dl/dp_i | p] >= 0 for p_i < 0 ({name})",
+            neg_text + (" on p_i < 0" if control else ""),
             activation,
             loss,
             predict_gradient_sign(activation, loss, "neg"),
-            "nonnegative",
+            None if control else "nonnegative",
         ),
     ]
 
 
 def drift_entry(activation: str) -> LedgerEntry:
+    text = (
+        f"symmetric control ({parity(activation)} sigma): net drift D(sigma, 1) = 0"
+        if parity(activation) is not None
+        else "net drift D(sigma, 1) = E[sigma sigma'] > 0 (positively biased)"
+    )
     return _entry(
         "C4.D",
-        "net drift D(sigma, 1) = E[sigma sigma'] > 0 for asymmetric, = 0 for odd/even sigma",
+        text,
         activation,
         None,
         predict_drift_coefficient(activation, 1.0),
@@ -232,10 +254,15 @@ def drift_entry(activation: str) -> LedgerEntry:
 
 def first_step_entries(activation: str, loss: str) -> list[LedgerEntry]:
     bias = predict_bias_drift(activation, loss)
+    moves = (
+        "biases do not drift: E[delta b_i] = 0"
+        if parity(activation) is not None
+        else "first SGD step moves biases negative: E[delta b_i] < 0"
+    )
     return [
         _entry(
             "C5.first_step.b",
-            "first SGD step moves biases negative: E[delta b_i] < 0 (zero-mean inputs)",
+            f"{moves} (zero-mean inputs)",
             activation,
             loss,
             bias,
@@ -243,7 +270,7 @@ def first_step_entries(activation: str, loss: str) -> list[LedgerEntry]:
         ),
         _entry(
             "C5.first_step.b.nonneg",
-            "first SGD step moves biases negative: E[delta b_i] < 0 (non-negative inputs)",
+            f"{moves} (non-negative inputs)",
             activation,
             loss,
             bias,
@@ -259,7 +286,9 @@ def first_step_entries(activation: str, loss: str) -> list[LedgerEntry]:
         ),
         _entry(
             "C5.first_step.W.nonneg",
-            "non-negative inputs: first SGD step moves weights negative, E[delta W_ik] < 0",
+            "non-negative inputs: first SGD step moves weights negative, E[delta W_ik] < 0"
+            if parity(activation) is None
+            else "non-negative inputs: weight drift of a symmetric control (no paper claim)",
             activation,
             loss,
             predict_weight_drift(activation, loss, "nonnegative"),
