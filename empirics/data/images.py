@@ -49,7 +49,8 @@ def _check_split(split: str) -> None:
 
 
 def _read_idx(path: Path, kind: str) -> np.ndarray:
-    raw = gzip.open(path, "rb").read()
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
     header = 16 if kind == "images" else 8
     if len(raw) < header:
         raise ValueError(f"{path}: truncated IDX file ({len(raw)} bytes)")
