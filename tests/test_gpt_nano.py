@@ -86,6 +86,17 @@ def test_embedding_and_head_are_one_parameter() -> None:
     assert not torch.allclose(grad_both, model.lm_head.weight.grad)
 
 
+def test_optimizer_groups_split_block_matrices_from_the_rest() -> None:
+    model = Model(tiny())
+    groups = model.optimizer_groups()
+    ids = [id(p) for group in groups.values() for p in group]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters())  # each exactly once
+    muon = {id(p) for p in groups["muon"]}
+    assert id(model.lm_head.weight) not in muon
+    assert all(p.ndim == 2 for p in groups["muon"]) and len(groups["muon"]) == 2 * 4
+    assert all(id(m.weight) not in muon for m in model.modules() if isinstance(m, nn.RMSNorm))
+
+
 def test_no_bias_anywhere() -> None:
     model = Model(tiny())
     assert not [n for n, _ in model.named_parameters() if n.endswith("bias")]

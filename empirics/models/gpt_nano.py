@@ -74,9 +74,10 @@ Config = GPTNanoConfig
 
 # smoke: seconds (tests); small: a few minutes on a 2-core CPU; paper: appendix G.6 (GPU).
 # paper (appendix G.6): Muon lr 5e-4 (momentum 0.95, Nesterov: torch's defaults) on the block
-# matrices, Adam lr 0.005 (betas 0.9/0.95) on the tied embedding and norm gains, no weight decay,
-# 2000 warmup and 2028 warmdown steps of 7168. The paper accumulates 16 micro-batches of 16 x 2048
-# tokens per step; the trainer has no accumulation, so batch_size=256 reproduces that batch.
+# matrices (`Model.optimizer_groups`), Adam lr 0.005 (betas 0.9/0.95) on the tied embedding and
+# norm gains, no weight decay, 2000 warmup and 2028 warmdown steps of 7168. The paper accumulates
+# 16 micro-batches of 16 x 2048 tokens per step; the trainer has no accumulation, so
+# batch_size=256 reproduces that batch where memory allows.
 PRESETS: dict[str, dict[str, object]] = {
     "smoke": {
         "n_layer": 2,
@@ -112,12 +113,14 @@ PRESETS: dict[str, dict[str, object]] = {
         "steps": 7168,
         "batch_size": 16,
         "lr": 5e-4,
-        "adam_lr": 0.005,
         "optimizer": "muon",
         "warmup": 2000,
-        "schedule": "wsd",
-        "decay_frac": 2028 / 7168,
     },
+}
+# What the common preset keys cannot say; the trainer reads OPTIMIZER_DETAILS[preset] for the
+# AdamW side of a Muon run and turns `warmdown` into its "wsd" schedule.
+OPTIMIZER_DETAILS: dict[str, dict[str, object]] = {
+    "paper": {"adam_lr": 0.005, "adam_betas": (0.9, 0.95), "weight_decay": 0.0, "warmdown": 2028},
 }
 
 
@@ -265,6 +268,14 @@ class Model(nn.Module):
             h = block(h, self.rotary)
         return self.lm_head(self.norm_f(h))  # (B, T, V)
 
+    def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The paper's split: Muon for the matrices inside the blocks; AdamW for the rest (the
+        tied embedding/lm_head matrix and the RMSNorm gains)."""
+        groups: dict[str, list[nn.Parameter]] = {"muon": [], "adamw": []}
+        for name, p in self.named_parameters():  # the tied matrix appears once, as wte.weight
+            groups["muon" if p.ndim == 2 and name.startswith("blocks.") else "adamw"].append(p)
+        return groups
+
 
 def make_data(
     data: str,
@@ -354,6 +365,7 @@ def evaluate(model: nn.Module, batches: Iterable[Batch]) -> dict[str, float]:
 
 
 __all__ = [
+    "OPTIMIZER_DETAILS",
     "PRESETS",
     "Config",
     "GPTNanoConfig",
