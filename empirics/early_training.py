@@ -47,8 +47,11 @@ class EarlyConfig:
 
     Weights i.i.d. zero-mean with variance w_gain / fan_in (Gaussian or uniform), biases with
     std bias_std. Each network draws its own mini-batch of `batch_size` fresh inputs per step
-    (random class labels for synthetic data). `alpha` is the two-sided level of the per-step
-    interval that decides whether E[dl/dp | p > 0] is still positive.
+    (random class labels for synthetic data). The per-step statistics are measured before each
+    update on a separate fresh batch of `measure_batch` inputs per network (same parameters, no
+    update from it), so their precision does not hinge on the training batch size. `alpha` is
+    the two-sided level of the per-step interval that decides whether E[dl/dp | p > 0] is still
+    positive.
     """
 
     activation: str = "relu"
@@ -61,6 +64,7 @@ class EarlyConfig:
     widths: tuple[int, ...] = (64, 64)
     n_out: int = 10
     batch_size: int = 32
+    measure_batch: int = 256
     data: str = "gaussian"
     init: str = "gaussian"
     w_gain: float = 1.0
@@ -86,6 +90,7 @@ class EarlyConfig:
             (self.steps >= 0, f"steps must be >= 0, got {self.steps}"),
             (self.n_networks >= 2, f"n_networks must be >= 2 (for an SE), got {self.n_networks}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.measure_batch >= 1, f"measure_batch must be >= 1, got {self.measure_batch}"),
             (self.d_in >= 1 and self.n_out >= 1, "d_in and n_out must be >= 1"),
             (
                 len(self.widths) >= 1 and all(w >= 1 for w in self.widths),
@@ -168,7 +173,6 @@ class BatchedMLP(nn.Module):
             p = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))  # [N, B, out]
             if k == len(ws) - 1:
                 return p, preacts, inputs
-            p.retain_grad()
             preacts.append(p)
             h = self.activation_fn(p)
         raise AssertionError("unreachable: the loop returns at the output layer")
@@ -201,10 +205,12 @@ def _fashion_tensors(device: str, dtype: torch.dtype) -> tuple[torch.Tensor, tor
     return x, torch.from_numpy(labels.copy()).to(device)
 
 
-def batches(cfg: EarlyConfig, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def batches(
+    cfg: EarlyConfig, gen: torch.Generator, batch_size: int | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(x [N, B, d_in], labels [N, B]) forever; each network gets its own samples."""
     dtype, device = DTYPES[cfg.dtype], cfg.device
-    shape = (cfg.n_networks, cfg.batch_size)
+    shape = (cfg.n_networks, batch_size or cfg.batch_size)
     if cfg.data == "fashion_mnist":
         images, labels = _fashion_tensors(device, dtype)
         while True:
@@ -237,19 +243,22 @@ def _ratio(num: torch.Tensor, den: torch.Tensor) -> RatioAccumulator:
 def step_metrics(
     model: BatchedMLP,
     preacts: list[torch.Tensor],
+    grads: list[torch.Tensor],
     inputs: list[torch.Tensor],
     z: float,
 ) -> dict[tuple[str, str], float]:
     """Per hidden layer: E[dl/dp | p > 0] (mean, SE, interval at z), E[dl/dp | p < 0], the net
     E[dl/dp], Remark A.2's Cov_x(dl/dp_i, x_k) and the two parts of E[dl/dW]; plus weight/bias
-    means, preact_mean, sparsity and negative_rate. Needs p.grad from the backward pass."""
+    means, preact_mean, sparsity and negative_rate. `grads` are d(sum of the networks' batch-mean
+    losses)/dp per hidden layer."""
     out: dict[tuple[str, str], float] = {}
     ws, bs = model.stacked()
     with torch.no_grad():
-        for k, (p, x) in enumerate(zip(preacts, inputs[: len(preacts)], strict=True), start=1):
+        hidden = zip(preacts, grads, inputs[: len(preacts)], strict=True)
+        for k, (p, grad_p, x) in enumerate(hidden, start=1):
             layer = f"layer{k}"
             b = p.shape[1]
-            delta = p.grad * b  # p.grad is of the batch-mean loss: per-sample dl/dp times 1/B
+            delta = grad_p * b  # the gradient is of the batch-mean loss: per-sample dl/dp / B
             for side, mask in (("pos", p > 0), ("neg", p < 0)):
                 m = mask.to(delta.dtype)
                 acc = _ratio((delta * m).sum((1, 2)), m.sum((1, 2)))
@@ -314,6 +323,9 @@ def train_early(
     gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed)
     model = model or BatchedMLP.init(cfg, gen)
     data = data or batches(cfg, gen)
+    # Its own stream, so that the training trajectory does not depend on measure_batch.
+    measure_gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed + 1_000_003)
+    measure_data = batches(cfg, measure_gen, cfg.measure_batch)
     opts = make_optimizers(cfg, model)
     # Student t with N - 1 degrees of freedom: the interval is over a few dozen networks.
     z = float(stats.t.isf(cfg.alpha / 2, cfg.n_networks - 1))
@@ -322,14 +334,17 @@ def train_early(
     last: dict[tuple[str, str], float] = {}
     first: dict[tuple[str, str], float] = {}
     for step in tqdm(range(cfg.steps + 1), disable=not progress, desc=cfg.run_name()):
+        xm, labels_m = next(measure_data)
+        out_m, preacts_m, inputs_m = model(xm)
+        grads_m = torch.autograd.grad(per_network_loss(cfg.loss, out_m, labels_m).sum(), preacts_m)
+        last = step_metrics(model, preacts_m, list(grads_m), inputs_m, z)
         x, labels = next(data)
-        out, preacts, inputs = model(x)
+        out, _, _ = model(x)
         losses = per_network_loss(cfg.loss, out, labels)
         for opt in opts:
             opt.zero_grad(set_to_none=True)
         # Sum over networks: each network's parameters get exactly its own batch-mean gradient.
         losses.sum().backward()
-        last = step_metrics(model, preacts, inputs, z)
         last[("output", "loss")] = float(losses.detach().mean())
         first = first or last
         for layer in lows:
@@ -414,6 +429,7 @@ def main(argv: list[str] | None = None) -> Any:
     ap.add_argument("--widths", default="64,64")
     ap.add_argument("--n-out", type=int, default=10)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--measure-batch", type=int, default=256)
     ap.add_argument("--data", default="gaussian", choices=DATA)
     ap.add_argument("--init", default="gaussian", choices=("gaussian", "uniform"))
     ap.add_argument("--w-gain", type=float, default=1.0)
@@ -434,6 +450,7 @@ def main(argv: list[str] | None = None) -> Any:
         widths=tuple(int(w) for w in args.widths.split(",")),
         n_out=args.n_out,
         batch_size=args.batch_size,
+        measure_batch=args.measure_batch,
         data=args.data,
         init=args.init,
         w_gain=args.w_gain,
