@@ -331,3 +331,16 @@ def test_vit_mean_pool_and_resnet_projection_shortcuts() -> None:
     assert net.stages[2][0].act2.also_from == ("stages.2.0.shortcut.1",)
     assert net.stages[1][1].act2.also_from == ()
     assert net(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_builtin_activation_runs_forward_and_backward(arch: str) -> None:
+    from theory.registry import BUILTIN_ACTIVATIONS
+
+    for name in BUILTIN_ACTIVATIONS:
+        torch.manual_seed(0)
+        cfg, model = tiny_model(arch, name)
+        loss, _ = get_arch(arch).loss_and_metrics(model, fixed_batch(arch, cfg, n=4))
+        loss.backward()
+        assert torch.isfinite(loss), name
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
