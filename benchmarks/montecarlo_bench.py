@@ -135,11 +135,18 @@ class Measured:
 
 
 def measure(
-    methods: list[tuple[str, Chunk, int, int]], rounds: int, slices: dict[str, float], seed: int
+    methods: list[tuple[str, Chunk, int, int]],
+    rounds: int,
+    slices: dict[str, float],
+    seed: int,
+    device: str = "cpu",
 ) -> list[Measured]:
     """Run every (name, chunk, chunk_size, samples_per_unit) method in turn, `rounds` times for
     about slices[name] seconds each, so that all of them see the same machine load."""
-    gens = {name: torch.Generator().manual_seed(seed + k) for k, (name, *_) in enumerate(methods)}
+    gens = {
+        name: torch.Generator(device=device).manual_seed(seed + k)
+        for k, (name, *_) in enumerate(methods)
+    }
     accs = {name: RatioAccumulator() for name, *_ in methods}
     spent = dict.fromkeys(accs, 0.0)
     for name, chunk, size, _ in methods:
@@ -157,10 +164,12 @@ def measure(
     ]
 
 
-def run_to_precision(chunk: Chunk, chunk_size: int, rel: float, z: float, seed: int) -> dict:
+def run_to_precision(
+    chunk: Chunk, chunk_size: int, rel: float, z: float, seed: int, device: str = "cpu"
+) -> dict:
     """Wall time for our estimator to actually reach the stated half-width (no projection);
     `z` is the large-sample quantile, replaced by Student t while blocks are few."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=device).manual_seed(seed)
     acc, start = RatioAccumulator(), time.perf_counter()
     while True:
         num, den, control = chunk(chunk_size, gen)
@@ -223,13 +232,14 @@ def bench(quick: bool = False, device: str = "auto", out: Path | None = None) ->
                 "vr_antithetic": fast_s / 2,
             },
             seed=1,
+            device=device,
         )
         vr_runs = {r.name: r for r in runs[4:]}
         vr_runs["antithetic+cv"] = runs[3]
         runs = runs[:4]
         half = REL_HALF_WIDTH * abs(runs[-1].mean)
         ttp = {r.name: r.time_to_precision(half, z) for r in runs}
-        actual = run_to_precision(ours(mine), 4, REL_HALF_WIDTH, z, seed=5)
+        actual = run_to_precision(ours(mine), 4, REL_HALF_WIDTH, z, seed=5, device=device)
         by = {r.name: r for r in runs}
         # FLOPs (multiply-add = 2): ours, per block, two [B, n] x [n, G K] matmuls (the direct
         # draw of p needs no d_in x n matmul); plain batched, per network, W x, V h and V^T r.

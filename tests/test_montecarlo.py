@@ -29,10 +29,8 @@ from empirics.montecarlo import (
     estimate_g_curve,
     montecarlo_config_for_entry,
     montecarlo_for_entry,
-    run_sequential,
 )
 from empirics.montecarlo.cli import main as cli_main
-from empirics.montecarlo.estimators import conditional_mean_stat
 from theory import registry
 from theory.registry import RegistryError
 
@@ -161,9 +159,16 @@ def _gaussian_conditional(name: str, scale: float) -> float:
     return scale * val / 0.5
 
 
+@pytest.mark.parametrize(
+    ("design", "units", "control"),
+    [("networks", 4096, False), ("crossed", 512, True), ("crossed", 512, False)],
+)
 @pytest.mark.parametrize("name", ["relu", "gelu", "silu", "tanh", "relu2_clip"])
-def test_conditional_mean_estimate_matches_quadrature(name: str) -> None:
+def test_conditional_mean_estimate_matches_quadrature(
+    name: str, design: str, units: int, control: bool
+) -> None:
     # Sphere inputs + Var W = 1/d: p ~ N(0, 1) exactly, so the closed form is a 1-D integral.
+    # Both designs, with and without the control variate, must hit it.
     cfg = NetConfig(
         activation=name,
         loss="mse",
@@ -173,18 +178,35 @@ def test_conditional_mean_estimate_matches_quadrature(name: str) -> None:
         inputs_per_net=8,
         inputs="sphere",
         dtype="float64",
+        design=design,
+        control_variate=control,
     )
     est = estimate_conditional_mean(
         cfg,
         "pos",
         generator=torch.Generator().manual_seed(1),
         budget_s=30,
-        min_networks=4096,
-        max_networks=4096,
+        min_networks=units,
+        max_networks=units,
     )
     truth = _gaussian_conditional(name, cfg.n_out * cfg.weight_var(2))
     assert abs(est.mean - truth) <= K_SE * est.stderr
-    assert est.n == 4096 and est.ci[0] < est.mean < est.ci[1]
+    assert est.n == units and est.ci[0] < est.mean < est.ci[1]
+    assert est.extra["design"] == design
+
+
+def test_control_variate_regression_is_exact_on_a_linear_model() -> None:
+    # num = R den + beta c exactly: the regression estimator recovers R with ~0 error, while the
+    # plain ratio is off; with no control it is the plain ratio.
+    gen = torch.Generator().manual_seed(0)
+    den = torch.rand(200, generator=gen, dtype=torch.float64) + 1
+    c = torch.randn(200, generator=gen, dtype=torch.float64)
+    num = 0.7 * den + 3.0 * c
+    with_cv, plain = RatioAccumulator(), RatioAccumulator()
+    with_cv.add(num, den, control=c)
+    plain.add(num, den)
+    assert abs(with_cv.mean - 0.7) < 1e-9 and with_cv.stderr < 1e-6
+    assert abs(plain.mean - float(num.sum() / den.sum())) < 1e-12 and plain.stderr > 1e-3
 
 
 @pytest.mark.parametrize("name", ["relu", "gelu", "silu", "tanh", "identity"])
@@ -268,12 +290,11 @@ def test_first_step_matches_closed_form() -> None:
 class _UncorrectedTest(SignTest):
     """Each look at the 5% level with no spending: must fail calibration (teeth)."""
 
-    @property
-    def z(self) -> float:
-        return float(stats.norm.isf(0.025))
+    def quantile(self, dof: int) -> float:
+        return float(stats.t.isf(0.025, dof))
 
 
-def _declared_rate(name: str, test: SignTest, reps: int, seed: int) -> int:
+def _declared_rate(name: str, test: SignTest, reps: int, seed: int, design: str) -> int:
     cfg = NetConfig(
         activation=name,
         loss="mse",
@@ -283,32 +304,37 @@ def _declared_rate(name: str, test: SignTest, reps: int, seed: int) -> int:
         inputs_per_net=4,
         bias_std=0.5,
         dtype="float64",
-    ).validate()
-    stat = conditional_mean_stat("all")
+        design=design,
+        v_per_block=4,
+    )
     declared = 0
     for r in range(reps):
-        est = run_sequential(
+        est = estimate_conditional_mean(
             cfg,
-            stat,
+            "all",
             test=test,
             budget_s=1e9,
             min_networks=16,
             generator=torch.Generator().manual_seed(seed + r),
-        )["g_all"]
+        )
         declared += est.sign in ("positive", "negative")
     return declared
 
 
-@pytest.mark.parametrize("name", ["tanh", "identity"])
-def test_sequential_sign_test_calibrated_under_null(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "design"), [("tanh", "networks"), ("identity", "networks"), ("tanh", "crossed")]
+)
+def test_sequential_sign_test_calibrated_under_null(name: str, design: str) -> None:
     # Odd activations with symmetric p: the true net drift is exactly 0. A calibrated test
     # declares a sign in at most alpha of the repetitions; allow the binomial 99.9% quantile of
-    # Bin(reps, alpha), so this check itself false-alarms with probability <= 1e-3.
-    reps, test = 150, SignTest(alpha=0.05, max_looks=6)
+    # Bin(reps, alpha), so this check itself false-alarms with probability <= 1e-3. The crossed
+    # design runs with its fitted control variate, the riskiest case for calibration.
+    reps, test = 100, SignTest(alpha=0.05, max_looks=6)
     bound = stats.binom.ppf(0.999, reps, test.alpha)
-    assert _declared_rate(name, test, reps, seed=1000) <= bound
+    assert _declared_rate(name, test, reps, 1000, design) <= bound
     # The same check catches a test that spends 5% at every look.
-    assert _declared_rate(name, _UncorrectedTest(alpha=0.05, max_looks=6), reps, 1000) > bound
+    uncorrected = _UncorrectedTest(alpha=0.05, max_looks=6)
+    assert _declared_rate(name, uncorrected, reps, 1000, design) > bound
 
 
 def test_g_curve_bins_agree_with_closed_form() -> None:

@@ -21,7 +21,7 @@ from empirics.montecarlo.estimators import (
     estimate_g_curve,
 )
 from empirics.montecarlo.ledger import ENTRY_IDS, montecarlo_for_entry
-from empirics.montecarlo.sampler import INITS, INPUTS, LABELS, LOSS_NAMES, NetConfig
+from empirics.montecarlo.sampler import DESIGNS, INITS, INPUTS, LABELS, LOSS_NAMES, NetConfig
 from empirics.montecarlo.stats import Estimate, SignTest
 from theory import registry
 
@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     ap.add_argument("--device", default="auto")
     ap.add_argument("--no-antithetic", action="store_true")
+    ap.add_argument("--design", default="auto", choices=DESIGNS)
+    ap.add_argument("--v-per-block", type=int, default=16, help="crossed design: output layers")
+    ap.add_argument("--no-control-variate", action="store_true")
     ap.add_argument("--measure-vr", action="store_true", help="also estimate without the pair")
     ap.add_argument("--budget-s", type=float, default=10.0)
     ap.add_argument("--alpha", type=float, default=1e-3)
@@ -172,6 +175,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
             dtype=args.dtype,
             device=args.device,
             antithetic=not args.no_antithetic,
+            design=args.design,
+            v_per_block=args.v_per_block,
+            control_variate=not args.no_control_variate,
         ).validate()
         for act in activations
     }

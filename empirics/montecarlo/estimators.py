@@ -72,7 +72,6 @@ def run_sequential(
     test = test or SignTest()
     chunk = chunk_networks or _chunk_networks(cfg, 3 if plain else 2)
     accs: dict[str, RatioAccumulator] = {}
-    z = test.z
     start = time.perf_counter()
     drawn, looks, estimates = 0, 0, {}
     bar = tqdm(total=test.max_looks, desc="looks", disable=not progress, leave=False)
@@ -100,7 +99,7 @@ def run_sequential(
         looks = look + 1
         estimates = {
             name: acc.estimate(
-                z,
+                test.quantile(acc.dof),
                 test.confidence,
                 n_samples=0,
                 looks=looks,
@@ -170,7 +169,9 @@ def estimate_conditional_mean(
     """E[dl/dp | p > 0] (side='pos') or | p < 0 ('neg') or E[dl/dp] ('all') at initialisation.
 
     With `measure_vr` the single-network (non-antithetic) estimate is computed from the same
-    networks and the measured variance-reduction factor goes to `extra['vr_factor']`.
+    networks and the measured variance-reduction factor of the antithetic pair goes to
+    `extra['vr_factor']` (both sides use the crossed design's control variate when it is on;
+    `benchmarks.montecarlo_bench` reports the combined factor).
     """
     cfg = cfg.validate()
     plain = measure_vr and cfg.antithetic
@@ -230,9 +231,9 @@ def drift_coefficient_config(activation: str, s: float = 1.0, **overrides) -> Ne
 def estimate_drift_coefficient(
     activation: str, s: float = 1.0, *, generator: torch.Generator, **kw
 ) -> Estimate:
-    """D(sigma, s) = E_{p ~ N(0, s^2)}[sigma(p) sigma'(p)], estimated from networks as
-    E[dl/dp] / (K s_L^2) with MSE (labels cancel in the antithetic pair); independent of the
-    MSE closed form only in that the network, not the formula, supplies dl/dp."""
+    """D(sigma, s) = E_{p ~ N(0, s^2)}[sigma(p) sigma'(p)], the net drift coefficient, estimated
+    from random networks as E[dl/dp] / (K s_L^2) under MSE: the networks' own gradients, scaled
+    by the output layer's variance (the one factor the MSE derivation predicts)."""
     if not (math.isfinite(s) and s > 0):
         raise ValueError(f"s must be finite and > 0, got {s}")
     cfg = drift_coefficient_config(activation, s).validate()

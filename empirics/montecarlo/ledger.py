@@ -135,9 +135,11 @@ def montecarlo_for_entry(
     and C3.g_pos / C3.g_neg (cross-entropy): E[dl/dp | p > 0] / | p < 0 with p ~ N(0, 1);
     C4.D: D(sigma, 1); C5.first_step.b / .W (Gaussian inputs) and .b.nonneg / .W.nonneg (inputs
     uniform on [0, 1]): mean change of b / W of layer 1 after one SGD step with lr = 1. `n` counts
-    independent networks. The sign comes from the sequential test of `SignTest` (alpha = 1e-3);
-    `zero` only when every sample is exactly 0 (e.g. relu on p < 0). The network family behind
-    each id is `montecarlo_config_for_entry(entry_id, activation, loss)`.
+    the i.i.d. units the standard error is taken over: networks, or for C2-C4 blocks of the
+    crossed design (each block pairs 16 output layers with 16 inputs). The sign comes from the
+    sequential test of `SignTest` (alpha = 1e-3); `zero` only when every sample is exactly 0
+    (e.g. relu on p < 0). The network family behind each id is
+    `montecarlo_config_for_entry(entry_id, activation, loss)`.
     """
     act, lss = activation or DEFAULT_ACTIVATION, loss or DEFAULT_LOSS
     est = _estimate(entry_id, act, lss, budget_s, generator)

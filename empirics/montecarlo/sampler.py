@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 import sympy as sp
 import torch
@@ -68,7 +68,6 @@ class NetConfig:
     design: str = "auto"
     v_per_block: int = 16
     control_variate: bool = True
-    extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def validate(self) -> NetConfig:
         """Check every field before any compute; returns self with the device resolved."""
@@ -132,9 +131,7 @@ class NetConfig:
         return self.w_gain / self.sizes[k - 1]
 
     def to_dict(self) -> dict:
-        out = asdict(self)
-        out.pop("extra")
-        return out
+        return asdict(self)
 
 
 @dataclass

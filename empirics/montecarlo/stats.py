@@ -61,8 +61,9 @@ class RatioAccumulator:
     special case of a constant denominator. Sums are kept in float64.
 
     With a control variate c_n of exactly known mean 0 (passed as `control`), the estimate is
-    R = (sum num - beta sum c) / sum den with beta = sum(e c) / sum(c^2), e = num - R0 den the
-    plain residuals: the regression estimator, whose variance is that of num - beta c - R den.
+    R = (sum num - beta sum c) / sum den with beta making the residuals num - beta c - R den
+    orthogonal to c (the regression estimator; both solved jointly, a 2 x 2 linear system); its
+    variance is that of those residuals.
     beta is fitted on the same networks, which biases R by O(1/n), far below its standard error
     at the n >= 64 the sequential test starts from.
     """
@@ -107,25 +108,31 @@ class RatioAccumulator:
             self.s_nc += float((num * c).sum())
             self.s_dc += float((den * c).sum())
 
+    def _solve(self) -> tuple[float, float]:
+        """(R, beta) with sum(num - beta c - R den) = 0 and sum((num - beta c - R den) c) = 0."""
+        if self.s_den <= 0:
+            return math.nan, 0.0
+        det = self.s_den * self.s_cc - self.s_c * self.s_dc
+        if not self.has_control or self.s_cc <= 0 or det == 0:
+            return self.s_num / self.s_den, 0.0
+        r = (self.s_num * self.s_cc - self.s_c * self.s_nc) / det
+        beta = (self.s_den * self.s_nc - self.s_dc * self.s_num) / det
+        return r, beta
+
     @property
     def beta(self) -> float:
         """Control-variate coefficient (0 without a control)."""
-        if not self.has_control or self.s_cc <= 0 or self.s_den <= 0:
-            return 0.0
-        r0 = self.s_num / self.s_den
-        return (self.s_nc - r0 * self.s_dc) / self.s_cc
+        return self._solve()[1]
 
     @property
     def mean(self) -> float:
-        if self.s_den <= 0:
-            return math.nan
-        return (self.s_num - self.beta * self.s_c) / self.s_den
+        return self._solve()[0]
 
     @property
     def stderr(self) -> float:
         if self.n < 2 or self.s_den <= 0:
             return math.nan
-        r, b = self.mean, self.beta
+        r, b = self._solve()
         # sum_n (num_n - b c_n - r den_n)^2, expanded so that only running sums are needed.
         ss = (
             self.s_nn
@@ -136,7 +143,12 @@ class RatioAccumulator:
             + 2 * b * r * self.s_dc
         )
         ss = max(ss, 0.0)
-        return math.sqrt(ss / (self.n - 1) / self.n) / (self.s_den / self.n)
+        return math.sqrt(ss / self.dof / self.n) / (self.s_den / self.n)
+
+    @property
+    def dof(self) -> int:
+        """Degrees of freedom of the residual variance (one more lost to a fitted control)."""
+        return max(self.n - 1 - int(self.has_control), 1)
 
     def estimate(self, z: float, confidence: float, **kw: Any) -> Estimate:
         """The estimate with interval mean ± z·SE and the sign that interval decides."""
@@ -156,7 +168,9 @@ class SignTest:
     """Sequential sign decision with Bonferroni alpha-spending over a fixed maximum of looks.
 
     Method: at each of at most `max_looks` looks (after a geometrically growing number of
-    networks) form the interval mean ± z·SE with z = Phi^-1(1 - alpha / (2 max_looks)), and declare
+    networks) form the interval mean ± q·SE with q the 1 - alpha / (2 max_looks) quantile of
+    Student t with the standard error's degrees of freedom (n - 1, or n - 2 with a fitted
+    control variate), and declare
     `positive` (`negative`) as soon as the interval excludes 0 from below (above); stop at the
     first decision, or when the looks or the time budget run out (`undecided`).
     Guarantee: by the union bound over looks, if the true mean is 0 the probability of declaring
@@ -177,7 +191,14 @@ class SignTest:
 
     @property
     def z(self) -> float:
+        """The large-sample per-look quantile."""
         return float(stats.norm.isf(self.alpha / (2 * self.max_looks)))
+
+    def quantile(self, dof: int) -> float:
+        """Per-look quantile for a standard error with `dof` degrees of freedom (Student t, which
+        tends to `z`; few networks, or a fitted control variate, would otherwise make the
+        interval too narrow)."""
+        return float(stats.t.isf(self.alpha / (2 * self.max_looks), max(dof, 1)))
 
     @property
     def confidence(self) -> float:
