@@ -230,19 +230,19 @@ def _labels(cfg: NetConfig, shape: tuple[int, int], gen, dtype, device) -> torch
     return torch.nn.functional.one_hot(cls, cfg.n_out).to(dtype)
 
 
-def _loss_grad(loss: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """dl/d(out) per sample for l = 1/2 |out - y|^2 or softmax cross-entropy."""
+def _loss_grad(loss: str, out: torch.Tensor, y: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """dl/d(out) per sample for l = 1/2 |out - y|^2 or softmax cross-entropy (outputs on `dim`)."""
     if loss == "mse":
         return out - y
-    return torch.softmax(out, dim=-1) - y
+    return torch.softmax(out, dim=dim) - y
 
 
-def _antithetic_loss_grad(loss: str, out: torch.Tensor) -> torch.Tensor:
+def _antithetic_loss_grad(loss: str, out: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Half the sum of dl/d(out) over the pair (W_L, b_L) and (-W_L, -b_L), pulled back through
     the sign flip: [g(out) - g(-out)] / 2. The label enters both terms alike and cancels."""
     if loss == "mse":
         return out
-    return 0.5 * (torch.softmax(out, dim=-1) - torch.softmax(-out, dim=-1))
+    return 0.5 * (torch.softmax(out, dim=dim) - torch.softmax(-out, dim=dim))
 
 
 def draw(cfg: NetConfig, n_nets: int, generator: torch.Generator, *, plain: bool = False) -> Draw:
@@ -352,20 +352,23 @@ def crossed_block_sums(
         mask = (p > 0) if side == "pos" else (p < 0)
         md = dh * mask
         den = mask.sum(dim=(1, 2)).to(dtype) * g_v
-    v = _weights(cfg, 2, nb * g_v, gen, dtype, device).view(nb, g_v * k_out, n_hid)
-    b_out = _biases(cfg, 2, nb * g_v, gen, dtype, device).view(nb, 1, g_v, k_out)
-    vt = v.transpose(1, 2)  # [nb, n, G K]
-    out = torch.baddbmm(b_out.reshape(nb, 1, g_v * k_out), h, vt).view(nb, b_in, g_v, k_out)
-    u = torch.bmm(md, vt).view(nb, b_in * g_v * k_out, 1)  # U_bg, flattened for a dot product
-    # If m * sigma' is 0 everywhere, so is U and every sample dl/dp (exactly); otherwise U is
-    # almost surely not all 0.
-    nonzero = bool(u.abs().amax() > 0)
+    # Entries are i.i.d., so the draw can be laid out as [nb, K, G, n] directly: row k * G + g
+    # is output k of the block's g-th output layer. Outputs then sit on a non-innermost axis,
+    # where softmax vectorises across the G layers (a last axis of only K is slow on CPU).
+    v = _weights(cfg, 2, nb * g_v, gen, dtype, device).view(nb, k_out * g_v, n_hid)
+    b_out = _biases(cfg, 2, nb * g_v, gen, dtype, device).view(nb, 1, k_out * g_v)
+    vt = v.transpose(1, 2)  # [nb, n, K G]
+    out = torch.baddbmm(b_out, h, vt).view(nb, b_in, k_out, g_v)  # [nb, B, K, G]
+    u = torch.bmm(md, vt).view(nb, b_in * k_out * g_v, 1)  # U_bg, flattened for a dot product
+    # If m * sigma' is 0 everywhere, so is U and every sample dl/dp (exactly).
+    nonzero = bool(md.any())
     grads = {}
     if cfg.antithetic:
-        grads[f"g_{side}"] = _antithetic_loss_grad(cfg.loss, out)
+        grads[f"g_{side}"] = _antithetic_loss_grad(cfg.loss, out, dim=2)
     if plain or not cfg.antithetic:
         y = _labels(cfg, (nb, b_in * g_v), gen, dtype, device).view(nb, b_in, g_v, k_out)
-        grads[f"g_{side}_plain" if cfg.antithetic else f"g_{side}"] = _loss_grad(cfg.loss, out, y)
+        key = f"g_{side}_plain" if cfg.antithetic else f"g_{side}"
+        grads[key] = _loss_grad(cfg.loss, out, y.transpose(2, 3), dim=2)
     out_stats = {
         name: (torch.bmm(r.reshape(nb, 1, -1), u).view(nb), den, nonzero)
         for name, r in grads.items()
