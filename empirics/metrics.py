@@ -69,8 +69,9 @@ def _drift_from_stats(w_stats: tuple[float, float], w0_stats: tuple[float, float
     """2·(mean W − mean W₀)/(std W₀ + std W); mean(W − W₀) needs no copy of W − W₀."""
     shift, spread = w_stats[0] - w0_stats[0], w_stats[1] + w0_stats[1]
     if spread == 0.0:
-        # Constant weights (e.g. a norm's gain at init): any shift is infinitely many spreads.
-        return 0.0 if shift == 0 else math.copysign(math.inf, shift)
+        # W and W₀ both constant (a single-channel norm gain, say): the shift has no spread to be
+        # measured in, so the score is undefined unless nothing moved.
+        return 0.0 if shift == 0 else math.nan
     return 2.0 * shift / spread
 
 
@@ -154,7 +155,8 @@ def weight_neg_frac(w: torch.Tensor) -> float:
 def drift_score(w: torch.Tensor, w0: torch.Tensor) -> float:
     """2·mean(W − W₀)/(std W₀ + std W): the mean shift in units of the weights' own spread.
 
-    0 at initialisation by construction; negative when the weights drift down as a whole.
+    0 at initialisation by construction; negative when the weights drift down as a whole;
+    nan when W and W₀ are both constant and differ (e.g. a one-entry norm gain that moved).
     """
     return float(_drift_score(w, w0))
 

@@ -33,6 +33,9 @@ def test_drift_score_known_value_and_zero_at_init() -> None:
     assert M.drift_score(3 * w0, w0) == pytest.approx(0.0)
     with pytest.raises(ValueError, match="shape"):
         M.drift_score(w0, w0[:3])
+    one = torch.tensor([1.0])  # a single gain has no spread: a shift is undefined, not infinite
+    assert M.drift_score(one, one.clone()) == 0.0
+    assert math.isnan(M.drift_score(one + 0.1, one))
 
 
 def test_activation_metrics_known_values() -> None:
