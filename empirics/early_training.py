@@ -441,6 +441,14 @@ def main(argv: list[str] | None = None) -> Any:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
+    try:
+        return _run(args)
+    except (registry.RegistryError, ValueError) as exc:
+        ap.error(str(exc))  # exits with status 2 and the usage line
+        raise AssertionError("unreachable") from exc
+
+
+def _run(args: argparse.Namespace) -> Any:
     acts = [registry.parse_activation_spec(a).name for a in (args.activation or [])]
     base = EarlyConfig(
         activation=(acts or ["relu"])[0],

@@ -188,3 +188,9 @@ def test_cli_sweep_writes_summary(tmp_path) -> None:
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert len(table) == 1 and summary["runs"][0]["optimizer"] == "muon"
     assert "provenance" in json.loads((tmp_path / "config.json").read_text())
+
+
+def test_cli_bad_input_is_a_clean_usage_error(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--optimizer", "sgd", "--lr", "-1", "--out", str(tmp_path)])
+    assert exc.value.code == 2 and "lr must be" in capsys.readouterr().err

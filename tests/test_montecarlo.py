@@ -433,3 +433,10 @@ def test_cli_writes_records_and_json(tmp_path) -> None:
     saved = json.loads((out / "summary.json").read_text())["estimates"]
     assert saved == json.loads(json.dumps(summary))
     registry.unregister_activation("sq_user")
+
+
+def test_cli_bad_input_is_a_clean_usage_error(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["g_pos", "--activation", "nope", "--out", str(tmp_path)])
+    assert exc.value.code == 2 and "valid names" in capsys.readouterr().err
+    assert not (tmp_path / "records.csv").exists()

@@ -146,18 +146,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Parse, check everything before compute, run, write records.csv/config.json/summary.json."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except (registry.RegistryError, ValueError) as exc:
+        parser.error(str(exc))  # exits with status 2 and the usage line
+        raise AssertionError("unreachable") from exc
+
+
+def _run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     specs = args.activation or ["relu"]
     activations = [registry.parse_activation_spec(s).name for s in specs]
     try:
         widths = tuple(int(w) for w in args.widths.split(","))
     except ValueError:
-        raise SystemExit(
+        raise ValueError(
             f"--widths must be comma-separated integers, got {args.widths!r}"
         ) from None
     test = SignTest(alpha=args.alpha, max_looks=args.max_looks)
     if args.quantity == "entry" and args.entry_id not in ENTRY_IDS:
-        raise SystemExit(f"--entry-id must be one of {', '.join(ENTRY_IDS)}, got {args.entry_id}")
+        raise ValueError(f"--entry-id must be one of {', '.join(ENTRY_IDS)}, got {args.entry_id}")
+    if args.budget_s <= 0:
+        raise ValueError(f"--budget-s must be > 0, got {args.budget_s}")
     configs = {
         act: NetConfig(
             activation=act,
