@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 DEBIAN_DATA := dataset-fashion-mnist bible-kjv bible-kjv-text asterisk-core-sounds-en-g722 pocketsphinx-testdata
 PYTEST_WORKERS ?= 2
 
-.PHONY: help setup data verify test test-all bench figures lint clean
+.PHONY: help setup data verify test test-all bench experiments figures lint clean
 
 help:  ## list every target
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -37,6 +37,14 @@ test-all: setup  ## the suites including slow tests
 bench: setup  ## benchmarks: ratios measured side by side in one run
 	$(PY) -m benchmarks.montecarlo_bench
 	$(PY) -m benchmarks.train_bench
+
+experiments: setup  ## the CPU runs behind the README's claims table (about an hour on 2 cores), then the table
+	$(PY) -m empirics.sweep --arch mlp,resnet,vit,gpt_nano --activation relu,gelu,silu,tanh --seeds 0 --preset small --data real --out results/sweeps/drift_small --jobs 2
+	$(PY) -m empirics.sweep --arch mp_senet --activation relu,gelu,silu,tanh --seeds 0 --preset small --data real --out results/sweeps/drift_small_mpsenet --jobs 2
+	$(PY) -m empirics.sweep --arch mlp,vit,gpt_nano --activation relu,tanh --seeds 0 --preset small --data synthetic --out results/sweeps/synthetic_small --jobs 2
+	$(PY) -m empirics.sweep --arch gpt_nano --activation relu,gelu,relu2,relu2_clip,relu2_clip50,gelu2,gelu2_clip --seeds 0 --preset small --data real --out results/sweeps/gpt_nano_acts --jobs 2
+	$(PY) -m empirics.early_training --sweep --steps 200 --out results/montecarlo/early_training_sweep
+	$(PY) paper_figures/claims_table.py --results results --readme README.md
 
 figures: setup  ## rebuild the figures in paper_figures/ from results/
 	$(MAKE) -C paper_figures PY=$(abspath $(PY))
