@@ -226,7 +226,9 @@ def build_rows(results: Path) -> list[tuple[str, str, str, str, str]]:
         ratios = [
             b / a
             for a, b in zip(
-                _layer_values(relu, "spike_max", "last"), _layer_values(r2, "spike_max", "last")
+                _layer_values(relu, "spike_max", "last"),
+                _layer_values(r2, "spike_max", "last"),
+                strict=False,
             )
             if a > 0
         ]

@@ -26,7 +26,7 @@ def main() -> None:
     if not dirs:
         raise SystemExit(f"no g_curve results under {args.results}: run `make experiments`")
     fig, axes = plt.subplots(1, len(dirs), figsize=(3.6 * len(dirs), 3.2), squeeze=False)
-    for ax, d in zip(axes[0], dirs):
+    for ax, d in zip(axes[0], dirs, strict=False):
         cfg = next(iter(read_json(d / "config.json")["configs"].values()))
         act, loss = cfg["activation"], cfg["loss"]
         if loss != "mse":

@@ -28,7 +28,7 @@ def main() -> None:
     fig, axes = plt.subplots(
         1, len(optimizers), figsize=(3.8 * len(optimizers), 3.2), squeeze=False
     )
-    for ax, opt in zip(axes[0], optimizers):
+    for ax, opt in zip(axes[0], optimizers, strict=False):
         for i, run in enumerate(r for r in runs if r.split("/")[2] == opt):
             pts = sorted(mean[run]["layer1"])
             xs = [p[0] for p in pts]
