@@ -108,10 +108,13 @@ def interleaved(steps: dict[str, Callable[[], None]], reps: int, device: str) ->
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def run(reps: int = 20, device: str = "auto", seed: int = 0) -> dict[str, Any]:
+def run(
+    reps: int = 20, device: str = "auto", seed: int = 0, shape: dict[str, int] | None = None
+) -> dict[str, Any]:
     device = resolve_device(device)
     gpt = get_arch("gpt_nano")
-    cfg = gpt.Config(activation="relu", **SHAPE)
+    shape = {**SHAPE, **(shape or {})}
+    cfg = gpt.Config(activation="relu", **shape)
     torch.manual_seed(seed)
     ours = gpt.Model(cfg).to(device)
     ours_hooked = gpt.Model(cfg).to(device)
@@ -138,7 +141,7 @@ def run(reps: int = 20, device: str = "auto", seed: int = 0) -> dict[str, Any]:
     return {
         "device": device,
         "threads": torch.get_num_threads(),
-        "shape": {**SHAPE, "vocab_size": cfg.vocab_size, "batch": BATCH},
+        "shape": {**shape, "vocab_size": cfg.vocab_size, "batch": BATCH},
         "params": {"gpt_nano": _n_params(ours), "reference": _n_params(ref)},
         "reps": reps,
         "median_step_s": med,
@@ -158,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="torch CPU threads (1: stable timings on a shared machine; 0 keeps torch's default)",
     )
     ap.add_argument("--json", default="results/bench/train_bench.json")
+    ap.add_argument("--n-embd", type=int, default=SHAPE["n_embd"], help="model width")
+    ap.add_argument("--n-layer", type=int, default=SHAPE["n_layer"], help="model depth")
     args = ap.parse_args(argv)
     if args.reps < 1:
         ap.error(f"--reps: expected an integer >= 1, got {args.reps}")
@@ -165,7 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"--threads: expected an integer >= 0, got {args.threads}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    res = run(args.reps, args.device)
+    if args.n_embd < 1 or args.n_layer < 1 or args.n_embd % (2 * SHAPE["n_head"]):
+        ap.error(f"--n-embd must be a positive multiple of {2 * SHAPE['n_head']}, --n-layer >= 1")
+    res = run(args.reps, args.device, shape={"n_embd": args.n_embd, "n_layer": args.n_layer})
     med = res["median_step_s"]
     print(f"train_bench on {res['device']} ({res['threads']} threads), shape {res['shape']}")
     n = res["params"]

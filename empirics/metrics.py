@@ -81,11 +81,16 @@ def _mean_std(t: torch.Tensor) -> tuple[float, float]:
     if t.numel() == 0:
         return math.nan, 0.0
     t = t.detach().float()
-    mean = t.mean()
-    # Two passes (mean, then the norm of the centred tensor): as exact as torch.std_mean and,
-    # on CPU, tens of times faster than it.
-    std = torch.linalg.vector_norm(t - mean) / math.sqrt(t.numel())
-    return float(mean), float(std)
+    mean = float(t.mean())
+    if t.dim() >= 2:
+        # Matrices: E[w²] − mean² from one BLAS dot (no centred copy). Weight matrices have
+        # |mean| far below their spread, so float32 cancellation costs nothing measurable.
+        flat = t.reshape(-1)
+        var = float(torch.dot(flat, flat)) / t.numel() - mean * mean
+        return mean, math.sqrt(max(var, 0.0))
+    # Gains and biases (1-D, mean often near 1): centre first, they are small anyway. Both are
+    # tens of times faster on CPU than torch.std_mean.
+    return mean, float(torch.linalg.vector_norm(t - mean)) / math.sqrt(t.numel())
 
 
 # These run inside forward hooks at every early step. Counting through float sign() and a sum
@@ -389,13 +394,17 @@ class MetricsTracker:
 
     def weight_metrics(self) -> dict[tuple[str, str], float]:
         out: dict[tuple[str, str], float] = {}
+        shared: dict[int, tuple[tuple[float, float], float]] = {}  # tied weights: compute once
         with torch.no_grad():
             for name, m in self.weighted.items():
                 w = m.weight.detach().float()
                 w0 = self._w0[name].to(w.device)
-                stats = _mean_std(w)
+                key = id(m.weight)
+                if key not in shared:
+                    shared[key] = (_mean_std(w), float(_weight_neg_frac(w)))
+                stats, neg_frac = shared[key]
                 out[(name, "weight_mean")] = stats[0]
-                out[(name, "weight_neg_frac")] = float(_weight_neg_frac(w))
+                out[(name, "weight_neg_frac")] = neg_frac
                 out[(name, "drift_score")] = _drift_from_stats(stats, self._w0_stats[name])
                 b = getattr(m, "bias", None)
                 if isinstance(b, torch.Tensor):
