@@ -216,11 +216,11 @@ def bench(quick: bool = False, device: str = "auto", out: Path | None = None) ->
                 ("a_autograd_loop", autograd_loop(loss, device), 16, per_net),
                 ("b_vmap_grad", vmap_grad(loss, device), 64, per_net),
                 ("c_plain_batched", plain_batched(plain), 128, per_net),
-                ("d_ours", ours(mine), 4, per_block),
+                ("d_ours", ours(mine), 32, per_block),
                 # Variance reduction on identical blocks: plain pairs (labels, no control
                 # variate), the antithetic pair alone, the pair + control variate (= d_ours).
-                ("vr_plain", ours(mine, "g_pos_plain", False), 4, per_block),
-                ("vr_antithetic", ours(mine, "g_pos", False), 4, per_block),
+                ("vr_plain", ours(mine, "g_pos_plain", False), 32, per_block),
+                ("vr_antithetic", ours(mine, "g_pos", False), 32, per_block),
             ],
             rounds,
             {
@@ -239,7 +239,7 @@ def bench(quick: bool = False, device: str = "auto", out: Path | None = None) ->
         runs = runs[:4]
         half = REL_HALF_WIDTH * abs(runs[-1].mean)
         ttp = {r.name: r.time_to_precision(half, z) for r in runs}
-        actual = run_to_precision(ours(mine), 4, REL_HALF_WIDTH, z, seed=5, device=device)
+        actual = run_to_precision(ours(mine), 32, REL_HALF_WIDTH, z, seed=5, device=device)
         by = {r.name: r for r in runs}
         # FLOPs (multiply-add = 2): ours, per block, two [B, n] x [n, G K] matmuls (the direct
         # draw of p needs no d_in x n matmul); plain batched, per network, W x, V h and V^T r.
