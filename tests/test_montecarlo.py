@@ -119,7 +119,7 @@ def test_gradient_matches_closed_form_conditionally(name: str, loss: str) -> Non
     # Antithetic (label-free) samples and plain samples must both agree with the closed form.
     for antithetic in (True, False):
         cfg = _cfg(name, loss, antithetic=antithetic)
-        for side, acc in _residual_estimates(cfg, 1000, seed=11 + antithetic).items():
+        for side, acc in _residual_estimates(cfg, 500, seed=11 + antithetic).items():
             assert abs(acc.mean) <= K_SE * acc.stderr + 1e-12, (name, loss, side, antithetic)
 
 
@@ -143,7 +143,7 @@ def test_mse_closed_form_holds_for_any_zero_mean_init_and_deeper_layer(init: str
 
 def test_residual_test_has_teeth() -> None:
     # A closed form off by 25% must be rejected by the same statistic (power check).
-    accs = _residual_estimates(_cfg("relu", "mse"), 1000, seed=3, scale=1.25)
+    accs = _residual_estimates(_cfg("relu", "mse"), 500, seed=3, scale=1.25)
     assert abs(accs["pos"].mean) > K_SE * accs["pos"].stderr
 
 
