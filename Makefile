@@ -38,13 +38,15 @@ bench: setup  ## benchmarks: ratios measured side by side in one run
 	$(PY) -m benchmarks.montecarlo_bench
 	$(PY) -m benchmarks.train_bench
 
-experiments: setup  ## the CPU runs behind the README's claims table (about an hour on 2 cores), then the table
-	$(PY) -m empirics.sweep --arch mlp,resnet,vit,gpt_nano --activation relu,gelu,silu,tanh --seeds 0 --preset small --data real --out results/sweeps/drift_small --jobs 2
-	$(PY) -m empirics.sweep --arch mp_senet --activation relu,gelu,silu,tanh --seeds 0 --preset small --data real --out results/sweeps/drift_small_mpsenet --jobs 2
+experiments: setup  ## the CPU runs behind the README's claims table (about 1.5 h on 2 cores), then the table and figures
+	$(PY) -m empirics.sweep --arch mlp,resnet,vit,gpt_nano --activation relu,gelu,silu,tanh --seeds 0 --preset small --steps 300 --data real --out results/sweeps/drift_small --jobs 2
+	$(PY) -m empirics.sweep --arch mp_senet --activation relu,gelu,silu,tanh --seeds 0 --preset small --steps 150 --data real --out results/sweeps/drift_small_mpsenet --jobs 2
 	$(PY) -m empirics.sweep --arch mlp,vit,gpt_nano --activation relu,tanh --seeds 0 --preset small --data synthetic --out results/sweeps/synthetic_small --jobs 2
 	$(PY) -m empirics.sweep --arch gpt_nano --activation relu,gelu,relu2,relu2_clip,relu2_clip50,gelu2,gelu2_clip --seeds 0 --preset small --data real --out results/sweeps/gpt_nano_acts --jobs 2
-	$(PY) -m empirics.early_training --sweep --steps 200 --out results/montecarlo/early_training_sweep
+	$(PY) -m empirics.early_training --sweep --steps 200 --n-networks 16 --out results/montecarlo/early_training_sweep
+	for a in relu gelu silu tanh; do $(PY) -m empirics.montecarlo g_curve --activation $$a --loss mse --n-networks 1024 --no-progress --out results/montecarlo/g_curve/$$a-mse || exit 1; done
 	$(PY) paper_figures/claims_table.py --results results --readme README.md
+	$(MAKE) figures
 
 figures: setup  ## rebuild the figures in paper_figures/ from results/
 	$(MAKE) -C paper_figures PY=$(abspath $(PY))

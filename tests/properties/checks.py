@@ -4,7 +4,8 @@ teeth tests call them with an injected bug and expect them to fail.
 
 Statistical assertions use K_SIGMA standard errors: with a normal sampling distribution a
 two-sided test at 5 sigma falsely alarms with probability 5.7e-7 per assertion, so even the
-`verify` profile's few hundred assertions false-alarm with probability below 1e-3.
+`verify` profile's few hundred assertions (three per closed-form example) false-alarm with
+probability below 1e-3.
 """
 
 from __future__ import annotations
@@ -132,15 +133,28 @@ def check_conditional_gradient(
                     f"{est.mean:.4g} +- {est.stderr:.2g} (n={est.n})"
                 )
         return lower
-    per_net = resid.reshape(n_nets, -1).mean(axis=1)
-    est = mean_se(per_net)
-    z = est.z_against(0.0)
-    if abs(z) > K_SIGMA:
-        scale = float(np.abs(delta).mean())
-        raise AssertionError(
-            f"{activation}/{loss}/{init}/{inputs} {shape}: E[delta - g(p)] = {est.mean:.4g} "
-            f"+- {est.stderr:.2g} (z = {z:.1f}, mean |delta| = {scale:.3g}, n = {est.n})"
-        )
+    # E[resid | p] = 0 for every p, so resid has mean 0 against any weight that is a function of
+    # p. Three weights: p > 0, p < 0 (an odd g would cancel in a plain mean over both sides) and
+    # sign(g(p)), under which a wrong sign or scale of g adds up instead of cancelling.
+    weights = {"p>0": p > 0, "p<0": p < 0, "sign(g)": np.sign(h)}
+    est = None
+    for name, w in weights.items():
+        w = w.reshape(n_nets, -1).astype(np.float64)
+        count = np.abs(w).sum(axis=1)
+        keep = count > 0
+        if keep.sum() < 2:
+            continue
+        per_net = (resid.reshape(n_nets, -1) * w).sum(axis=1)[keep] / count[keep]
+        est = mean_se(per_net)
+        z = est.z_against(0.0)
+        if abs(z) > K_SIGMA:
+            scale = float(np.abs(delta).mean())
+            raise AssertionError(
+                f"{activation}/{loss}/{init}/{inputs} {shape}: E[(delta - g(p)) w] with w = "
+                f"{name}: {est.mean:.4g} +- {est.stderr:.2g} (z = {z:.1f}, mean |delta| = "
+                f"{scale:.3g}, n = {est.n})"
+            )
+    assert est is not None, "no network had a pre-activation on either side"
     return est
 
 
