@@ -305,7 +305,8 @@ def build_rows(results: Path) -> list[tuple[str, str, str, str, str]]:
 
 def render(rows: list[tuple[str, str, str, str, str]]) -> str:
     lines = ["| id | the paper says | we find | verdict | reproduce |", "|---|---|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
+    cells = [[str(c).replace("|", "\\|") for c in row] for row in rows]  # a | inside a cell
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
     return "\n".join(lines)
 
 
