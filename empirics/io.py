@@ -6,6 +6,7 @@ interrupted run never leaves a half-written JSON behind.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -13,9 +14,9 @@ import platform
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RECORD_FIELDS = ("run", "step", "layer", "metric", "value")
@@ -34,20 +35,28 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temp file beside `path`; on success fsync and rename it over `path`, on any error
+    remove it, so a reader never sees a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        with os.fdopen(fd, mode) as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    with atomic_open(path, "w") as fh:
+        fh.write(text)
+    return Path(path)
 
 
 def _jsonable(obj: Any) -> Any:
@@ -61,7 +70,9 @@ def _jsonable(obj: Any) -> Any:
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, default=_jsonable, allow_nan=True) + "\n")
+    return atomic_write_text(
+        path, json.dumps(obj, indent=2, default=_jsonable, allow_nan=True) + "\n"
+    )
 
 
 def git_revision() -> dict[str, Any]:

@@ -11,7 +11,6 @@ import functools
 import hashlib
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from empirics.data import DataUnavailable
+from empirics.io import atomic_open
 
 SAMPLE_RATE = 16_000
 CLEAN_ROOT = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
@@ -87,17 +87,8 @@ def _decode_g722(path: Path) -> np.ndarray:
 
 
 def _write_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as fh:
+        np.savez(fh, **arrays)
 
 
 def _split_concat(audio: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
