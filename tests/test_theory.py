@@ -252,6 +252,21 @@ def test_interval_certification_of_user_functions():
     assert interval_sign(sp.erf(x) - 1, 0.5, 2.0) == "negative"
 
 
+def test_sympy_limit_failure_is_undetermined_not_a_crash(user_act):
+    # Found by the property suite: sympy's limit raises TypeError (comparing zoo) inside this
+    # Piecewise. The sign on p < 0 must come back as a Prediction (any honest sign), not a crash.
+    name = user_act("limit_breaker", "-2*x - 2*Max(x, 0) + exp(-x**2/2)/2")
+    pred = predict_gradient_sign(name, "mse", "neg")
+    assert pred.sign in (
+        "positive",
+        "nonnegative",
+        "zero",
+        "nonpositive",
+        "negative",
+        "undetermined",
+    )
+
+
 def test_sign_algebra():
     assert sign_product("nonnegative", "positive") == "nonnegative"
     assert sign_product("negative", "negative") == "positive"

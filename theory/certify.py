@@ -253,7 +253,9 @@ def _tail_sign(expr: sp.Expr, side: int, depth: int = 1) -> str:
         slope = _tail_sign(sp.diff(expr, x), side, depth - 1)
         try:
             limit = sp.limit(expr, x, side * sp.oo)
-        except (NotImplementedError, ValueError):
+        except (NotImplementedError, ValueError, TypeError):
+            # sympy cannot take this limit (it raises TypeError on some nested Piecewise, e.g.
+            # comparing zoo): the tail stays what the enclosure said, never a guess.
             return s
         if slope in ("positive", "negative") and limit.is_extended_real:
             # Moving outward along the tail the function moves monotonically towards its limit.
