@@ -353,9 +353,21 @@ def _proved(expr: sp.Expr, side: int) -> tuple[str, str]:
 def sign_on_side(expr: sp.Expr, side: str, certify: bool = True) -> Prediction:
     """Sign of expr(x) for x > 0 (side 'pos') or x < 0 ('neg'), with how it was established.
 
-    `certify=False` stops after the sympy attempt (for callers with a cheaper fallback)."""
+    `certify=False` stops after the sympy attempt (for callers with a cheaper fallback). When
+    sympy itself breaks on an expression (it raises TypeError/NotImplementedError on some
+    nested Piecewise), the answer is `undetermined` with the reason, never a guess."""
     if side not in ("pos", "neg"):
         raise ValueError(f"side must be 'pos' or 'neg', got {side!r}")
+    try:
+        return _sign_on_side(expr, side, certify)
+    except (TypeError, NotImplementedError) as exc:
+        region = "p > 0" if side == "pos" else "p < 0"
+        return Prediction(
+            None, "undetermined", "numeric", f"sympy raised {type(exc).__name__} on {region}: {exc}"
+        )
+
+
+def _sign_on_side(expr: sp.Expr, side: str, certify: bool) -> Prediction:
     sgn = 1 if side == "pos" else -1
     region = "p > 0" if sgn > 0 else "p < 0"
     s, how = _proved(expr, sgn)
