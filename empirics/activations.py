@@ -126,8 +126,6 @@ class ActivationLayer(nn.Module):
         return self.name
 
 
-
-
 def make_activation(name: str) -> nn.Module:
     """nn.Module for the named activation; raises RegistryError listing valid names."""
     return ActivationLayer(name)

@@ -260,14 +260,14 @@ def _symbols(prefix: str, k: int) -> tuple[sp.Symbol, ...]:
 
 def _mse(k: int) -> tuple[sp.Expr, tuple[sp.Symbol, ...], tuple[sp.Symbol, ...]]:
     z, y = _symbols("z", k), _symbols("y", k)
-    return sp.Rational(1, 2) * sum((zi - yi) ** 2 for zi, yi in zip(z, y)), z, y
+    return sp.Rational(1, 2) * sum((zi - yi) ** 2 for zi, yi in zip(z, y, strict=True)), z, y
 
 
 def _cross_entropy(k: int) -> tuple[sp.Expr, tuple[sp.Symbol, ...], tuple[sp.Symbol, ...]]:
     # y is a probability vector (one-hot for a label); loss = -sum_k y_k log softmax(z)_k.
     z, y = _symbols("z", k), _symbols("y", k)
     lse = sp.log(sum(sp.exp(zi) for zi in z))
-    return sum(yi * (lse - zi) for zi, yi in zip(z, y)), z, y
+    return sum(yi * (lse - zi) for zi, yi in zip(z, y, strict=True)), z, y
 
 
 LOSSES: dict[str, Loss] = {
@@ -294,14 +294,15 @@ def register_loss(name: str, expr: str | sp.Expr, *, target: str = "real") -> Lo
     coordinatewise = names <= {"z", "y"}
     if not coordinatewise and not all(re.fullmatch(r"[zy]\d+", n) for n in names):
         raise RegistryError(
-            f"loss {name!r}: use symbols z and y (per output) or z0.., y0.. only, found {sorted(names)}"
+            f"loss {name!r}: use symbols z and y (per output) or z0.., y0.. only, "
+            f"found {sorted(names)}"
         )
 
     def builder(k: int) -> tuple[sp.Expr, tuple[sp.Symbol, ...], tuple[sp.Symbol, ...]]:
         z, y = _symbols("z", k), _symbols("y", k)
         if coordinatewise:
             zs, ys = sp.Symbol("z"), sp.Symbol("y")
-            total = sum(parsed.subs({zs: zi, ys: yi}) for zi, yi in zip(z, y))
+            total = sum(parsed.subs({zs: zi, ys: yi}) for zi, yi in zip(z, y, strict=True))
             return sp.sympify(total), z, y
         mapping = {s: sp.Symbol(s.name, real=True) for s in parsed.free_symbols}
         used = parsed.subs(mapping)

@@ -3,7 +3,7 @@
 Every architecture module defines the same small interface, which `empirics.train` relies on:
   - `<Arch>Config`: a dataclass with at least `activation: str` (a registry name or spec);
     exported also as `Config`.
-  - `Model(cfg)`: the nn.Module (activation layers built with `empirics.activations.make_activation`).
+  - `Model(cfg)`: the nn.Module (activation layers from `empirics.activations.make_activation`).
   - `PRESETS`: {"smoke": {...}, "small": {...}, "paper": {...}} overrides of Config fields plus the
     training fields `steps`, `batch_size`, `lr`, `optimizer` that suit the preset.
   - `make_data(data, cfg, *, split, batch_size, generator, device) -> Iterator[batch]`, where
