@@ -28,7 +28,6 @@ DATA_KINDS = ("real", "synthetic")
 OPTIMIZERS = ("sgd", "adamw", "muon")
 SCHEDULES = ("constant", "cosine", "linear", "wsd")
 PRESET_NAMES = ("smoke", "small", "paper")
-STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
 
 
 class ConfigError(ValueError):

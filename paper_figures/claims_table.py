@@ -1,7 +1,8 @@
 """Render the README's claims table from results/ (the ledger and the experiment sweeps).
 
 `python paper_figures/claims_table.py --results results --readme README.md` rewrites the block
-between the `claims:start` / `claims:end` markers; it reads files only and imports no project code.
+between the `claims:start` / `claims:end` markers. It reads result files only; the one definition
+it borrows is `empirics.metrics.spike_amplification` (C11), so that ratio is computed in one place.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from empirics.io import read_records
+from empirics.metrics import spike_amplification
 
 START, END = "<!-- claims:start -->", "<!-- claims:end -->"
 POSITIVE = ("relu", "gelu", "silu")
@@ -31,7 +35,7 @@ def _runs(sweep: Path) -> dict[tuple[str, str], dict]:
     for summary_path in sorted((sweep / "runs").glob("*/summary.json")):
         s = _load(summary_path)
         if s and s.get("status") == "completed":
-            out.setdefault((s["arch"], s["activation"]), s)
+            out.setdefault((s["arch"], s["activation"]), {**s, "dir": str(summary_path.parent)})
     return out
 
 
@@ -249,15 +253,11 @@ def build_rows(results: Path) -> list[tuple[str, str, str, str, str]]:
     )
     r2 = acts.get(("gpt_nano", "relu2"))
     if relu and r2:
-        ratios = [
-            b / a
-            for a, b in zip(
-                _layer_values(relu, "spike_max", "last"),
-                _layer_values(r2, "spike_max", "last"),
-                strict=False,
-            )
-            if a > 0
-        ]
+        amp = spike_amplification(
+            read_records(Path(r2["dir"]) / "records.csv"),
+            read_records(Path(relu["dir"]) / "records.csv"),
+        )
+        ratios = [amp[layer] for layer in sorted(amp)]
         add(
             "C11",
             (
