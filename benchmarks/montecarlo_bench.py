@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from scipy import stats
 from torch.func import grad, vmap
 
-from empirics.io import atomic_write_json, provenance, resolve_device
+from empirics.outputs import atomic_write_json, provenance, resolve_device
 from empirics.montecarlo.estimators import conditional_mean_stat
 from empirics.montecarlo.sampler import CONTROL, NetConfig, crossed_block_sums, draw
 from empirics.montecarlo.stats import RatioAccumulator

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from empirics.io import atomic_write_json, provenance, resolve_device
+from empirics.outputs import atomic_write_json, provenance, resolve_device
 from empirics.metrics import MetricsTracker
 from empirics.models import get_arch
 

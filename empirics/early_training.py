@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from empirics import metrics
 from empirics.activations import get_torch_activation
-from empirics.io import RecordWriter, atomic_write_json, provenance, resolve_device
+from empirics.outputs import RecordWriter, atomic_write_json, provenance, resolve_device
 from empirics.montecarlo.sampler import DTYPES, draw_inputs
 from empirics.montecarlo.stats import RatioAccumulator
 from theory import registry

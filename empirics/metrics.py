@@ -445,7 +445,7 @@ def spike_amplification(
     """Per layer, a run's spike metric divided by the ReLU run's at the same layer and step.
 
     `step=None` takes the last step both runs logged. Records are rows with keys
-    step, layer, metric, value (as `empirics.io.read_records` returns them).
+    step, layer, metric, value (as `empirics.outputs.read_records` returns them).
     """
     if metric not in ("spike_max", "spike_ratio"):
         raise ValueError(f"metric must be 'spike_max' or 'spike_ratio', got {metric!r}")

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from empirics.io import atomic_write_json, read_records
+from empirics.outputs import atomic_write_json, read_records
 from empirics.train import ConfigError, TrainConfig, TrainingDiverged, parse_sets, plan
 
 INDEX = "index.json"

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from empirics.data import DataUnavailable
-from empirics.io import RecordWriter, atomic_write_json, provenance, resolve_device
+from empirics.outputs import RecordWriter, atomic_write_json, provenance, resolve_device
 from empirics.models import ARCHS, get_arch
 
 DATA_KINDS = ("real", "synthetic")

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from empirics.io import REPO_ROOT, atomic_write_json, provenance
+from empirics.outputs import REPO_ROOT, atomic_write_json, provenance
 from empirics.ledger import (
     LedgerEntry,
     attach_montecarlo,

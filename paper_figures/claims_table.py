@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from empirics.io import read_records
+from empirics.outputs import read_records
 from empirics.metrics import spike_amplification
 
 START, END = "<!-- claims:start -->", "<!-- claims:end -->"

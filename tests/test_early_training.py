@@ -24,7 +24,7 @@ from empirics.early_training import (
     step_metrics,
     train_early,
 )
-from empirics.io import RecordWriter, read_records
+from empirics.outputs import RecordWriter, read_records
 
 SMALL = EarlyConfig(
     activation="gelu",

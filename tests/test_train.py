@@ -16,7 +16,7 @@ import torch
 
 from empirics import sweep as S
 from empirics import train as T
-from empirics.io import RECORD_FIELDS, read_records
+from empirics.outputs import RECORD_FIELDS, read_records
 from empirics.metrics import ACTIVATION_METRICS, FEED_METRICS, WEIGHT_METRICS
 
 

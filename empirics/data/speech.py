@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from empirics.data import DataUnavailable
-from empirics.io import atomic_open
+from empirics.outputs import atomic_open
 
 SAMPLE_RATE = 16_000
 CLEAN_ROOT = Path("/usr/share/asterisk/sounds/en_US_f_Allison")

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from empirics.data import DataUnavailable
-from empirics.io import atomic_write_text
+from empirics.outputs import atomic_write_text
 
 # Every character of the KJV text (63: newline, space, 10 punctuation marks, all letters but 'X')
 # plus 'X', giving a fixed 64-symbol vocabulary; a fixed alphabet (not one read off the data) lets

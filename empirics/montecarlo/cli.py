@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from empirics.io import RecordWriter, atomic_write_json, provenance
+from empirics.outputs import RecordWriter, atomic_write_json, provenance
 from empirics.montecarlo.estimators import (
     estimate_conditional_mean,
     estimate_drift_coefficient,

@@ -15,7 +15,7 @@ import sympy as sp
 import torch
 
 from empirics.activations import get_torch_activation
-from empirics.io import resolve_device
+from empirics.outputs import resolve_device
 from theory import registry
 
 INITS = ("gaussian", "uniform")

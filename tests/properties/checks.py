@@ -19,7 +19,7 @@ import numpy as np
 import sympy as sp
 import torch
 
-from empirics.io import read_records
+from empirics.outputs import read_records
 from empirics.montecarlo import NetConfig, draw, estimate_conditional_mean, estimate_first_step
 from empirics.train import TrainConfig, train
 from theory import predict_drift_coefficient, predict_gradient_sign

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from empirics import metrics
 from empirics.activations import get_torch_activation
-from empirics.io import read_records
+from empirics.outputs import read_records
 from empirics.train import TrainConfig, train
 from tests.properties.strategies import REGISTRY_ACTIVATIONS
 
