@@ -17,6 +17,7 @@ from torch import nn
 
 from empirics.activations import make_activation
 from empirics.data import text
+from empirics.sparsity import make_sparse_activation, parse_sparsity
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -42,6 +43,8 @@ class GPTNanoConfig:
     attn_scale: bool = True
     # Number of fixed validation windows `make_data(split="val")` yields (spread over the split).
     val_windows: int = 256
+    # C10's sparsity control at every MLP activation (`empirics.sparsity`): none, topk:0.75, ...
+    sparsity: str = "none"
 
     def __post_init__(self) -> None:
         for name in ("n_layer", "n_head", "n_embd", "vocab_size", "block_size", "mlp_ratio"):
@@ -68,6 +71,7 @@ class GPTNanoConfig:
         if not isinstance(self.activation, str):
             raise ValueError(f"GPTNanoConfig.activation must be a string, got {self.activation!r}")
         make_activation(self.activation)  # unknown names raise RegistryError listing valid ones
+        parse_sparsity(self.sparsity)
 
 
 Config = GPTNanoConfig
@@ -222,7 +226,7 @@ class MLP(nn.Module):
         super().__init__()
         hidden = cfg.mlp_ratio * cfg.n_embd
         self.up = nn.Linear(cfg.n_embd, hidden, bias=False)
-        self.act = make_activation(cfg.activation)
+        self.act = make_sparse_activation(cfg.activation, cfg.sparsity)
         self.down = nn.Linear(hidden, cfg.n_embd, bias=False)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:

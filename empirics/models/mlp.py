@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from empirics.activations import make_activation
 from empirics.data.images import IMAGE_SHAPE, image_batches
 from empirics.models._classifier import (
     check_activation,
@@ -22,6 +21,7 @@ from empirics.models._classifier import (
     link_activations,
     loss_and_metrics,
 )
+from empirics.sparsity import make_sparse_activation, parse_sparsity
 
 INITS = ("default", "kaiming_normal", "xavier_normal")
 
@@ -43,9 +43,12 @@ class MLPConfig:
     bias: bool = True
     init: str = "default"
     val_size: int = 10_000
+    # C10's sparsity control at every activation (`empirics.sparsity`): none, topk:0.75, ...
+    sparsity: str = "none"
 
     def __post_init__(self) -> None:
         check_activation(self.activation)
+        parse_sparsity(self.sparsity)
         for name in ("depth", "width", "in_dim", "val_size"):
             check_positive_int(name, getattr(self, name))
         check_positive_int("n_classes", self.n_classes, minimum=2)
@@ -68,7 +71,7 @@ class Model(nn.Module):
         fan_in = cfg.in_dim
         for i in range(1, cfg.depth + 1):
             layers[f"fc{i}"] = nn.Linear(fan_in, cfg.width, bias=cfg.bias)
-            layers[f"act{i}"] = make_activation(cfg.activation)
+            layers[f"act{i}"] = make_sparse_activation(cfg.activation, cfg.sparsity)
             fan_in = cfg.width
         layers["head"] = nn.Linear(fan_in, cfg.n_classes, bias=cfg.bias)
         self.layers = nn.Sequential(layers)

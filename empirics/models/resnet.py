@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from empirics.activations import make_activation
 from empirics.data.images import IMAGE_SHAPE, image_batches
 from empirics.models._classifier import (
     check_activation,
@@ -22,6 +21,7 @@ from empirics.models._classifier import (
     link_activations,
     loss_and_metrics,
 )
+from empirics.sparsity import make_sparse_activation, parse_sparsity
 
 
 @dataclass
@@ -34,9 +34,13 @@ class ResNetConfig:
     in_channels: int = 1
     n_classes: int = 10
     val_size: int = 10_000
+    # C10's sparsity control (`empirics.sparsity`); on conv maps Top-K runs over the channels
+    # of each position and `quantile` per channel over batch and space (a quantile BatchNorm).
+    sparsity: str = "none"
 
     def __post_init__(self) -> None:
         check_activation(self.activation)
+        parse_sparsity(self.sparsity)
         if isinstance(self.widths, list):
             self.widths = tuple(self.widths)  # JSON configs give lists
         if not isinstance(self.widths, tuple) or not self.widths:
@@ -64,11 +68,13 @@ def _conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
 class BasicBlock(nn.Module):
     """conv-BN-act1-conv-BN (+ shortcut) -> act2; the shortcut projects when the shape changes."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int, activation: str) -> None:
+    def __init__(
+        self, c_in: int, c_out: int, stride: int, activation: str, sparsity: str = "none"
+    ) -> None:
         super().__init__()
         self.conv1 = _conv3x3(c_in, c_out, stride)
         self.bn1 = nn.BatchNorm2d(c_out)
-        self.act1 = make_activation(activation)
+        self.act1 = make_sparse_activation(activation, sparsity, feature_dim=1)
         self.conv2 = _conv3x3(c_out, c_out)
         self.bn2 = nn.BatchNorm2d(c_out)
         self.shortcut: nn.Module = nn.Identity()
@@ -77,7 +83,7 @@ class BasicBlock(nn.Module):
                 nn.Conv2d(c_in, c_out, kernel_size=1, stride=stride, bias=False),
                 nn.BatchNorm2d(c_out),
             )
-        self.act2 = make_activation(activation)
+        self.act2 = make_sparse_activation(activation, sparsity, feature_dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.act1(self.bn1(self.conv1(x)))  # (B, C_out, H', W')
@@ -93,7 +99,7 @@ class Model(nn.Module):
         self.stem = nn.Sequential(
             _conv3x3(cfg.in_channels, cfg.widths[0]),
             nn.BatchNorm2d(cfg.widths[0]),
-            make_activation(cfg.activation),
+            make_sparse_activation(cfg.activation, cfg.sparsity, feature_dim=1),
         )
         stages = []
         c_in = cfg.widths[0]
@@ -101,7 +107,7 @@ class Model(nn.Module):
             blocks = []
             for b in range(cfg.blocks_per_stage):
                 stride = 2 if (s > 0 and b == 0) else 1
-                blocks.append(BasicBlock(c_in, width, stride, cfg.activation))
+                blocks.append(BasicBlock(c_in, width, stride, cfg.activation, cfg.sparsity))
                 c_in = width
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)

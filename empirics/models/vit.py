@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from empirics.activations import make_activation
 from empirics.data.images import IMAGE_SHAPE, image_batches
 from empirics.models._classifier import (
     check_activation,
@@ -24,6 +23,7 @@ from empirics.models._classifier import (
     link_activations,
     loss_and_metrics,
 )
+from empirics.sparsity import make_sparse_activation, parse_sparsity
 
 POOLS = ("cls", "mean")
 
@@ -41,9 +41,12 @@ class ViTConfig:
     pool: str = "cls"
     n_classes: int = 10
     val_size: int = 10_000
+    # C10's sparsity control at every MLP activation (`empirics.sparsity`): none, topk:0.75, ...
+    sparsity: str = "none"
 
     def __post_init__(self) -> None:
         check_activation(self.activation)
+        parse_sparsity(self.sparsity)
         for name in ("image_size", "patch_size", "in_channels", "dim", "depth", "heads"):
             check_positive_int(name, getattr(self, name))
         for name in ("mlp_ratio", "val_size"):
@@ -82,10 +85,10 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, dim: int, hidden: int, activation: str) -> None:
+    def __init__(self, dim: int, hidden: int, activation: str, sparsity: str = "none") -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
-        self.act = make_activation(activation)
+        self.act = make_sparse_activation(activation, sparsity)
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,7 +101,7 @@ class Block(nn.Module):
         self.ln1 = nn.LayerNorm(cfg.dim)
         self.attn = Attention(cfg.dim, cfg.heads)
         self.ln2 = nn.LayerNorm(cfg.dim)
-        self.mlp = MLP(cfg.dim, cfg.mlp_ratio * cfg.dim, cfg.activation)
+        self.mlp = MLP(cfg.dim, cfg.mlp_ratio * cfg.dim, cfg.activation, cfg.sparsity)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln1(x))

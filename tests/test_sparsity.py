@@ -1,0 +1,157 @@
+"""Sparsity controls (C10): sparsity measured at level q is q, gradients flow, all models take one.
+
+Run: `.venv/bin/python -m pytest tests/test_sparsity.py -q` (a few seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from empirics import train as T
+from empirics.activations import ActivationLayer
+from empirics.metrics import sparsity
+from empirics.sparsity import (
+    SparseActivation,
+    SparsitySpec,
+    make_sparse_activation,
+    parse_sparsity,
+    quantile_rank,
+    topk_keep,
+)
+
+LEVELS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
+F = 256  # features per token
+
+
+def _gauss(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_parse_accepts_specs_and_rejects_bad_ones_naming_the_field() -> None:
+    assert parse_sparsity("topk:0.75") == SparsitySpec("topk", 0.75)
+    assert parse_sparsity(" Quantile:0.9 ") == SparsitySpec("quantile", 0.9)
+    assert (
+        parse_sparsity("none") == SparsitySpec() and str(parse_sparsity("shift:0.5")) == "shift:0.5"
+    )
+    for bad in ("topk", "topk:1.0", "topk:0", "topk:-0.2", "keep:0.5", "topk:abc", 3):
+        with pytest.raises(ValueError, match="sparsity"):
+            parse_sparsity(bad)  # type: ignore[arg-type]
+
+
+def test_none_is_the_plain_activation_layer() -> None:
+    layer = make_sparse_activation("relu", "none")
+    assert type(layer) is ActivationLayer
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_topk_zeroes_exactly_the_level_per_token(level: float) -> None:
+    # GELU is non-zero almost everywhere, so every zero is the control's: the measured fraction
+    # is exactly 1 - k/F, and k = round((1 - level) F) puts that within 1/(2F) of the level.
+    p = _gauss(8, 16, F)
+    a = make_sparse_activation("gelu", f"topk:{level}")(p)
+    k = topk_keep(level, F)
+    assert sparsity(a) == pytest.approx(1 - k / F, abs=1e-12)
+    assert abs(sparsity(a) - level) <= 0.5 / F
+    zeros_per_token = (a == 0).sum(-1)
+    assert torch.all(zeros_per_token == F - k)
+    # The kept entries are each token's k largest pre-activations, unchanged by the control.
+    kth = p.topk(k, dim=-1).values[..., -1:]
+    assert torch.equal(a != 0, p >= kth)
+    torch.testing.assert_close(a[a != 0], torch.nn.functional.gelu(p)[a != 0])
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_quantile_shift_puts_the_level_below_zero_per_token(level: float) -> None:
+    # ReLU after subtracting the ceil(level F)-th smallest entry: exactly ceil(level F) zeros per
+    # token (continuous inputs have no ties), so |measured - level| < 1/F.
+    p = _gauss(4, 32, F, seed=1)
+    a = make_sparse_activation("relu", f"quantile:{level}")(p)
+    assert torch.all((a == 0).sum(-1) == quantile_rank(level, F))
+    assert abs(sparsity(a) - level) < 1 / F
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_fixed_shift_matches_the_level_on_unit_gaussian_inputs(level: float) -> None:
+    # On N(0,1) inputs each entry is zeroed with probability exactly `level`; n = 2^17 entries,
+    # so the binomial SE is <= 0.0014 and 5 SE (two-sided false-alarm rate 5.7e-7) is < 0.007.
+    n = 1 << 17
+    a = make_sparse_activation("relu", f"shift:{level}")(_gauss(n // F, F, seed=2))
+    se = math.sqrt(level * (1 - level) / n)
+    assert abs(sparsity(a) - level) < 5 * se
+
+
+@pytest.mark.parametrize("kind", ["topk", "quantile"])
+@pytest.mark.parametrize("level", [0.25, 0.9])
+def test_conv_maps_channels_per_position_and_quantile_batchnorm(kind: str, level: float) -> None:
+    c = 32
+    layer = make_sparse_activation("relu", f"{kind}:{level}", feature_dim=1)
+    x = _gauss(16, c, 7, 7, seed=3)
+    a = layer(x)
+    if kind == "topk":
+        # ReLU zeroes the kept negatives too, so the measured level is at least the nominal one.
+        assert torch.all((a == 0).sum(1) >= c - topk_keep(level, c))
+        assert sparsity(a) >= 1 - topk_keep(level, c) / c
+    else:
+        per_channel = (a == 0).transpose(0, 1).reshape(c, -1).float().mean(1)
+        n = 16 * 7 * 7
+        assert torch.all(per_channel == quantile_rank(level, n) / n)
+        # eval mode uses the running quantile: after many batches of the same law it sits near
+        # the population quantile, so a fresh batch is zeroed at about `level` (binomial, n =
+        # 25088 entries, 5 SE < 0.016; the running estimate's own error is far smaller).
+        for seed in range(4, 40):
+            layer(_gauss(16, c, 7, 7, seed=seed))
+        layer.eval()
+        b = layer(_gauss(16, c, 7, 7, seed=99))
+        assert abs(sparsity(b) - level) < 5 * math.sqrt(level * (1 - level) / b.numel()) + 0.01
+
+
+@pytest.mark.parametrize("spec", ["topk:0.75", "quantile:0.75", "shift:0.75"])
+def test_gradients_flow_through_every_control(spec: str) -> None:
+    p = _gauss(4, 8, 64, seed=5).requires_grad_(True)
+    layer = make_sparse_activation("gelu", spec)
+    (g,) = torch.autograd.grad(layer(p).pow(2).sum(), p)
+    assert torch.isfinite(g).all()
+    assert (g != 0).float().mean() > 0.2  # the kept quarter at least
+    if spec.startswith("topk"):
+        kept = layer(p.detach()) != 0
+        assert torch.all(g[~kept] == 0) and torch.all(g[kept] != 0)
+
+
+def test_sparse_activation_refuses_none() -> None:
+    with pytest.raises(ValueError):
+        SparseActivation("relu", "none")
+
+
+@pytest.mark.parametrize("arch", ["mlp", "vit", "gpt_nano", "resnet"])
+def test_every_model_takes_a_control_and_the_trainer_measures_it(arch: str, tmp_path: Path) -> None:
+    cfg = T.TrainConfig(
+        arch=arch,
+        activation="gelu",
+        data="synthetic",
+        preset="smoke",
+        steps=2,
+        progress=False,
+        out=str(tmp_path),
+        model={"sparsity": "topk:0.75"},
+    )
+    out = T.train(cfg)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    layers = [m["sparsity"]["first"] for k, m in summary["layers"].items() if "sparsity" in m]
+    assert layers
+    # GELU zeroes nothing itself: each layer's measured sparsity is the control's 1 - k/F,
+    # within one feature of 0.75 for the smallest smoke width (4 channels of ResNet's stem).
+    for value in layers:
+        assert abs(value - 0.75) <= 0.25 / 2 + 1e-9
+
+
+def test_cli_rejects_a_bad_level_with_exit_code_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        T.main(["--arch", "mlp", "--preset", "smoke", "--set", "sparsity=topk:1.5"])
+    assert exc.value.code == 2
+    assert "sparsity" in capsys.readouterr().err
