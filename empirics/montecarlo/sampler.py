@@ -224,7 +224,8 @@ def draw_inputs(
     return x
 
 
-def _labels(cfg: NetConfig, shape: tuple[int, int], gen, dtype, device) -> torch.Tensor:
+def draw_labels(cfg: NetConfig, shape: tuple[int, int], gen, dtype, device) -> torch.Tensor:
+    """Targets [*shape, K]: one-hot random classes, or N(0, 1) entries (labels='gaussian')."""
     if cfg.labels == "gaussian":
         return torch.randn((*shape, cfg.n_out), generator=gen, dtype=dtype, device=device)
     cls = torch.randint(0, cfg.n_out, shape, generator=gen, device=device)
@@ -246,6 +247,77 @@ def _antithetic_loss_grad(loss: str, out: torch.Tensor, dim: int = -1) -> torch.
     return 0.5 * (torch.softmax(out, dim=dim) - torch.softmax(-out, dim=dim))
 
 
+def init_network(
+    cfg: NetConfig, n: int, gen: torch.Generator, *, first: int = 1
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Weights W_k [N, n_k, n_{k-1}] and biases b_k [N, 1, n_k] of layers first..L by cfg's init
+    law, drawn in layer order (W_k, then b_k) from `gen` (on cfg.device): the one place the
+    Monte Carlo and the batched early training get their random networks from."""
+    dtype, device = DTYPES[cfg.dtype], cfg.device
+    weights, biases = [], []
+    for k in range(first, len(cfg.sizes)):
+        weights.append(_weights(cfg, k, n, gen, dtype, device))
+        biases.append(_biases(cfg, k, n, gen, dtype, device))
+    return weights, biases
+
+
+@dataclass
+class Forward:
+    """A batched forward pass: tensors are [N, B, ...]."""
+
+    out: torch.Tensor  # [N, B, K]
+    preacts: list[torch.Tensor]  # p_k for the hidden layers k = 1..L-1
+    inputs: list[torch.Tensor]  # the input of layer k = 1..L
+    derivs: list[torch.Tensor]  # sigma'(p_k), when `act` is an ActPair; else empty
+
+
+def forward(
+    x: torch.Tensor,
+    weights: list[torch.Tensor | None],
+    biases: list[torch.Tensor | None],
+    act: Callable[[torch.Tensor], torch.Tensor | tuple[torch.Tensor, torch.Tensor]],
+    *,
+    first_preact: torch.Tensor | None = None,
+) -> Forward:
+    """N MLPs at once: p_k = h_{k-1} W_k^T + b_k (one baddbmm), h_k = sigma(p_k).
+
+    `act` is a torch activation (differentiable: batched training takes autograd through it) or
+    an ActPair returning (sigma, sigma') for the hand-written backward of `draw`. With
+    `first_preact` given, p_1 is that tensor (drawn directly) and W_1, b_1 are not used.
+    """
+    preacts: list[torch.Tensor] = []
+    inputs: list[torch.Tensor] = []
+    derivs: list[torch.Tensor] = []
+    h = x
+    depth = len(weights)
+    for k in range(depth):
+        inputs.append(h)
+        w, b = weights[k], biases[k]
+        if k == 0 and first_preact is not None:
+            p = first_preact
+        else:
+            assert w is not None and b is not None
+            p = torch.baddbmm(b, h, w.transpose(1, 2))
+        if k == depth - 1:
+            return Forward(out=p, preacts=preacts, inputs=inputs, derivs=derivs)
+        r = act(p)
+        if isinstance(r, tuple):
+            h, d = r
+            derivs.append(d)
+        else:
+            h = r
+        preacts.append(p)
+    raise ValueError("forward needs at least one layer")
+
+
+def network_loss(loss: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """[N] batch-mean loss per network: 1/2 |out - y|^2 (MSE) or softmax cross-entropy against
+    targets y [N, B, K]; its gradient in `out` is `_loss_grad(loss, out, y) / B`."""
+    if loss == "mse":
+        return 0.5 * ((out - y) ** 2).sum(-1).mean(-1)
+    return -(y * torch.log_softmax(out, dim=-1)).sum(-1).mean(-1)
+
+
 def draw(cfg: NetConfig, n_nets: int, generator: torch.Generator, *, plain: bool = False) -> Draw:
     """Sample `n_nets` networks with B inputs each and return dl/dp at layer `cfg.layer`.
 
@@ -260,35 +332,25 @@ def draw(cfg: NetConfig, n_nets: int, generator: torch.Generator, *, plain: bool
     depth = len(cfg.widths) + 1
     x = draw_inputs(cfg.inputs, (n, b, cfg.d_in), gen, dtype, device)
 
-    weights: list[torch.Tensor | None] = []
-    preacts: list[torch.Tensor] = []
-    derivs: list[torch.Tensor] = []
-    inputs_of: list[torch.Tensor] = []
-    h = x
-    for k in range(1, depth):
-        inputs_of.append(h)
-        if k == 1 and cfg.direct_preact and cfg.init == "gaussian":
-            # p_i | x ~ N(0, s^2 |x|^2 + bias_std^2), i.i.d. over units: skip the d_in x n_1 matmul.
-            scale = torch.sqrt(cfg.weight_var(1) * (x * x).sum(-1, keepdim=True) + cfg.bias_std**2)
-            p = torch.randn((n, b, cfg.sizes[1]), generator=gen, dtype=dtype, device=device) * scale
-            weights.append(None)
-        else:
-            w = _weights(cfg, k, n, gen, dtype, device)
-            p = torch.baddbmm(_biases(cfg, k, n, gen, dtype, device), h, w.transpose(1, 2))
-            weights.append(w)
-        h, d = act(p)
-        preacts.append(p)
-        derivs.append(d)
-    w_out = _weights(cfg, depth, n, gen, dtype, device)
-    out = torch.baddbmm(_biases(cfg, depth, n, gen, dtype, device), h, w_out.transpose(1, 2))
-    weights.append(w_out)
+    p1 = None
+    if cfg.direct_preact and cfg.init == "gaussian":
+        # p_i | x ~ N(0, s^2 |x|^2 + bias_std^2), i.i.d. over units: skip the d_in x n_1 matmul.
+        scale = torch.sqrt(cfg.weight_var(1) * (x * x).sum(-1, keepdim=True) + cfg.bias_std**2)
+        p1 = torch.randn((n, b, cfg.sizes[1]), generator=gen, dtype=dtype, device=device) * scale
+    ws, bs = init_network(cfg, n, gen, first=1 if p1 is None else 2)
+    weights: list[torch.Tensor | None] = [None, *ws] if p1 is not None else list(ws)
+    biases: list[torch.Tensor | None] = [None, *bs] if p1 is not None else list(bs)
+    fwd = forward(x, weights, biases, act, first_preact=p1)
+    preacts, derivs, inputs_of, out = fwd.preacts, fwd.derivs, fwd.inputs, fwd.out
+    w_out = weights[-1]
+    assert w_out is not None
 
     need_labels = plain or not cfg.antithetic
     grads = []
     if cfg.antithetic:
         grads.append(_antithetic_loss_grad(cfg.loss, out))
     if need_labels:
-        y = _labels(cfg, (n, b), gen, dtype, device)
+        y = draw_labels(cfg, (n, b), gen, dtype, device)
         grads.append(_loss_grad(cfg.loss, out, y))
     r = torch.cat(grads, dim=1)  # [N, B * (#kinds), K]; backward is linear, one pass for both
     delta = torch.bmm(r, w_out) * derivs[-1].repeat(1, len(grads), 1)
@@ -367,7 +429,7 @@ def crossed_block_sums(
     if cfg.antithetic:
         grads[f"g_{side}"] = _antithetic_loss_grad(cfg.loss, out, dim=2)
     if plain or not cfg.antithetic:
-        y = _labels(cfg, (nb, b_in * g_v), gen, dtype, device).view(nb, b_in, g_v, k_out)
+        y = draw_labels(cfg, (nb, b_in * g_v), gen, dtype, device).view(nb, b_in, g_v, k_out)
         key = f"g_{side}_plain" if cfg.antithetic else f"g_{side}"
         grads[key] = _loss_grad(cfg.loss, out, y.transpose(2, 3), dim=2)
     out_stats = {
