@@ -8,7 +8,7 @@ over records (`spike_amplification`).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,6 +25,9 @@ ACTIVATION_METRICS: tuple[str, ...] = (
     "spike_max",
     "spike_ratio",
 )
+# Per activation layer, from the backward pass: the gradient-sign probe, the mean of dl/dp over
+# the entries of the activation's input p with p > 0, with p < 0, and over all of them.
+GRAD_METRICS: tuple[str, ...] = ("grad_pos", "grad_neg", "grad_mean")
 # Per parametrised layer (Linear, Conv, Embedding, and any norm that feeds an activation).
 WEIGHT_METRICS: tuple[str, ...] = ("weight_mean", "weight_neg_frac", "drift_score", "bias_mean")
 # Only for the layer feeding an activation: drift along the mean input direction.
@@ -210,6 +213,31 @@ def activation_stats(p: torch.Tensor, a: torch.Tensor) -> dict[str, torch.Tensor
         }
 
 
+def _grad_sign_stats(p: torch.Tensor, grad: torch.Tensor) -> dict[str, torch.Tensor]:
+    """0-d tensors grad_pos, grad_neg, grad_mean of `grad` (= dl/dp) over p > 0, p < 0, all.
+
+    Masks through float sign() as in the forward metrics (cheaper than boolean masks on CPU);
+    an empty side gives nan (0/0), never a fake 0.
+    """
+    with torch.no_grad():
+        s = torch.sign(p.detach().float()).reshape(-1)
+        g = grad.detach().float().reshape(-1)
+        pos, neg = s.clamp(min=0), -s.clamp(max=0)
+        return {
+            "grad_pos": torch.dot(g, pos) / pos.sum(),
+            "grad_neg": torch.dot(g, neg) / neg.sum(),
+            "grad_mean": g.mean(),
+        }
+
+
+def grad_sign_stats(p: torch.Tensor, grad: torch.Tensor) -> dict[str, float]:
+    """E[dl/dp | p > 0], E[dl/dp | p < 0] and E[dl/dp] over the entries of one tensor p, given
+    grad = dl/dp of the same shape (nan for a side with no entries)."""
+    if p.shape != grad.shape:
+        raise ValueError(f"grad_sign_stats: p {tuple(p.shape)} and grad {tuple(grad.shape)}")
+    return {k: float(v) for k, v in _grad_sign_stats(p, grad).items()}
+
+
 def mean_input(module: nn.Module, inp: torch.Tensor) -> torch.Tensor:
     """x̄: the batch-mean input of a feeding layer, as a vector in its input space.
 
@@ -308,6 +336,12 @@ class MetricsTracker:
     on steps that are not logged. W₀ is snapshotted at construction (build the tracker before
     the first optimiser step). `measure()` returns {(layer, metric): value} for the last armed
     forward pass together with the current weight metrics.
+
+    The gradient-sign probe: an armed forward pass also puts a backward hook on each activation's
+    input p (when it requires grad), which reduces dl/dp to grad_pos/grad_neg/grad_mean as the
+    backward pass goes by (it holds p, which autograd holds anyway); read them with
+    `measure_grads()` after `loss.backward()`. dl/dp is the gradient of the loss that is
+    backpropagated (the batch's training loss), entry by entry of the activation's input.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -339,6 +373,8 @@ class MetricsTracker:
         self.snapshot_init()
         self._armed = False
         self._act_stats: dict[tuple[str, str], torch.Tensor] = {}
+        self._grad_stats: dict[tuple[str, str], torch.Tensor] = {}
+        self._grad_calls: dict[str, int] = {}
         self._xbar: dict[str, torch.Tensor] = {}
         self._handles = [
             act.register_forward_hook(self._activation_hook(name))
@@ -370,6 +406,24 @@ class MetricsTracker:
                     )
                 else:
                     self._act_stats[key] = value
+            p = inputs[0]
+            if isinstance(p, torch.Tensor) and p.requires_grad and torch.is_grad_enabled():
+                p.register_hook(self._grad_hook(name, p.detach()))
+
+        return hook
+
+    def _grad_hook(self, name: str, p: torch.Tensor):
+        def hook(grad: torch.Tensor) -> None:
+            stats = _grad_sign_stats(p, grad)
+            # Several calls of one layer (weight sharing, micro-batches): the mean over calls.
+            calls = self._grad_calls.get(name, 0)
+            self._grad_calls[name] = calls + 1
+            for metric, value in stats.items():
+                key = (name, metric)
+                prev = self._grad_stats.get(key)
+                self._grad_stats[key] = (
+                    value if prev is None else prev + (value - prev) / (calls + 1)
+                )
 
         return hook
 
@@ -385,6 +439,8 @@ class MetricsTracker:
     def collect(self) -> Iterator[MetricsTracker]:
         """Arm the hooks for the forward passes inside the block."""
         self._act_stats.clear()
+        self._grad_stats.clear()
+        self._grad_calls.clear()
         self._xbar.clear()
         self._armed = True
         try:
@@ -420,6 +476,18 @@ class MetricsTracker:
         out = {key: float(value) for key, value in self._act_stats.items()}
         out.update(self.weight_metrics())
         return out
+
+    def measure_grads(
+        self, reduce: Callable[[torch.Tensor, str], torch.Tensor] | None = None
+    ) -> dict[tuple[str, str], float]:
+        """grad_pos, grad_neg, grad_mean per activation layer from the backward pass of the last
+        armed forward (empty before it has run); `reduce` as in `reduce_across` averages them
+        over processes holding equal shards of the batch."""
+        keys = sorted(self._grad_stats)
+        if reduce is not None and keys:
+            values = reduce(torch.stack([self._grad_stats[k].double() for k in keys]), "mean")
+            return {k: float(v) for k, v in zip(keys, values, strict=True)}
+        return {key: float(self._grad_stats[key]) for key in keys}
 
     def mean_sparsity(self, values: Mapping[tuple[str, str], float]) -> float:
         """Mean `sparsity` over activation layers (the progress bar's one number)."""

@@ -353,17 +353,47 @@ def _embedding_and_head(model: Any) -> set[int]:
     return excluded
 
 
-def build_optimizers(model: Any, p: Plan) -> list[Any]:
+def make_optimizers(
+    optimizer: str,
+    params: Sequence[Any],
+    lr: float,
+    *,
+    matrices: Sequence[Any] = (),
+    rest: Sequence[Any] = (),
+    adam_lr: float | None = None,
+    momentum: float = 0.9,
+    betas: tuple[float, float] = (0.9, 0.95),
+    weight_decay: float = 0.0,
+) -> list[Any]:
+    """The optimizer vocabulary (OPTIMIZERS), shared with `empirics.early_training`: `sgd` or
+    `adamw` on `params`; `muon` on `matrices` (hidden 2-D matrices) with AdamW at `adam_lr`
+    (default lr) on `rest`."""
     import torch
 
+    _choice("optimizer", optimizer, OPTIMIZERS)
+    if optimizer == "sgd":
+        return [torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)]
+    if optimizer == "adamw":
+        return [torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)]
+    opts: list[Any] = []
+    if matrices:
+        # momentum 0.95 with Nesterov is torch's default and the paper's setting.
+        opts.append(torch.optim.Muon(matrices, lr=lr, weight_decay=weight_decay))
+    if rest:
+        opts.append(
+            torch.optim.AdamW(
+                rest, lr=lr if adam_lr is None else adam_lr, betas=betas, weight_decay=weight_decay
+            )
+        )
+    return opts
+
+
+def build_optimizers(model: Any, p: Plan) -> list[Any]:
     cfg = p.cfg
     params = [q for q in model.parameters() if q.requires_grad]
-    if p.optimizer == "sgd":
-        return [
-            torch.optim.SGD(params, lr=p.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        ]
-    if p.optimizer == "adamw":
-        return [torch.optim.AdamW(params, lr=p.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)]
+    hyper = dict(momentum=cfg.momentum, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    if p.optimizer != "muon":
+        return make_optimizers(p.optimizer, params, p.lr, **hyper)
     if hasattr(model, "optimizer_groups"):
         groups = model.optimizer_groups()
         matrices, rest = list(groups["muon"]), list(groups["adamw"])
@@ -373,15 +403,9 @@ def build_optimizers(model: Any, p: Plan) -> list[Any]:
         excluded = _embedding_and_head(model)
         matrices = [q for q in params if q.dim() == 2 and id(q) not in excluded]
         rest = [q for q in params if q.dim() != 2 or id(q) in excluded]
-    opts: list[Any] = []
-    if matrices:
-        # momentum 0.95 with Nesterov is torch's default and the paper's setting.
-        opts.append(torch.optim.Muon(matrices, lr=p.lr, weight_decay=cfg.weight_decay))
-    if rest:
-        opts.append(
-            torch.optim.AdamW(rest, lr=p.adam_lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-        )
-    return opts
+    return make_optimizers(
+        "muon", params, p.lr, matrices=matrices, rest=rest, adam_lr=p.adam_lr, **hyper
+    )
 
 
 def lr_multiplier(step: int, p: Plan) -> float:
@@ -572,6 +596,11 @@ def train(cfg: TrainConfig) -> Path:
             for o in opts:
                 o.zero_grad(set_to_none=True)
             loss.backward()
+            if log:
+                # The gradient-sign probe (grad_pos/neg/mean) exists only after backward.
+                grad_rows = tracker.measure_grads()
+                writer.write(step, grad_rows)
+                summary.add(step, grad_rows)
             for o in opts:
                 o.step()
             for s in scheds:
