@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import math
 import os
 import platform
 import subprocess
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import IO, Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: os.umask can only be read by setting it
 RECORD_FIELDS = ("run", "step", "layer", "metric", "value")
 
 
@@ -43,6 +46,9 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file 0600; results are for other users and tools too (0644 less
+        # whatever the umask takes away), as an ordinary open() would have made them.
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
@@ -69,10 +75,23 @@ def _jsonable(obj: Any) -> Any:
     return str(obj)
 
 
+def json_safe(obj: Any) -> Any:
+    """obj with every NaN or infinity replaced by None: strict JSON that any tool can read."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 0) == 0:
+        return json_safe(obj.item())
+    return obj
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_text(
-        path, json.dumps(obj, indent=2, default=_jsonable, allow_nan=True) + "\n"
-    )
+    """Strict JSON (NaN and infinities become null), written atomically."""
+    text = json.dumps(json_safe(obj), indent=2, default=_jsonable, allow_nan=False)
+    return atomic_write_text(path, text + "\n")
 
 
 def git_revision() -> dict[str, Any]:
@@ -139,6 +158,11 @@ class RecordWriter:
         for step, layer, metric, value in rows:
             self._writer.writerow((self.run, step, layer, metric, repr(float(value))))
         self._fh.flush()
+
+    def size(self) -> int:
+        """Bytes written so far (flushed): where a resumed run truncates the file back to."""
+        self._fh.flush()
+        return self._fh.tell()
 
     def close(self) -> None:
         if not self._fh.closed:

@@ -2,343 +2,88 @@
 
 `python -m empirics.train --arch gpt_nano --activation relu2_clip --preset small --out DIR`
 writes DIR/records.csv (tidy rows, incremental), DIR/config.json and DIR/summary.json;
-`train(TrainConfig(...)) -> Path` does the same from Python.
+`torchrun --nproc_per_node N -m empirics.train ...` trains data-parallel; `train(TrainConfig(...))
+-> Path` does the same from Python; `python -m empirics.train list keys --arch mlp` lists keys.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import contextlib
+import json
 import math
-import re
+import os
+import random
+import signal
 import sys
 import time
-import types
-import typing
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from empirics.config import (
+    PRESET_NAMES,
+    RUN_FILES,
+    SCHEDULES,
+    ConfigError,
+    Plan,
+    TrainConfig,
+    check_memory,
+    check_out_dir,
+    describe_keys,
+    differences,
+    parse_sets,
+    previous_run,
+    resolve,
+)
 from empirics.data import DataUnavailable
-from empirics.outputs import RecordWriter, atomic_write_json, provenance, resolve_device
-from empirics.models import ARCHS, get_arch
+from empirics.models import ARCHS
+from empirics.outputs import RecordWriter, atomic_open, atomic_write_json, provenance
 
-DATA_KINDS = ("real", "synthetic")
-OPTIMIZERS = ("sgd", "adamw", "muon")
-SCHEDULES = ("constant", "cosine", "linear", "wsd")
-PRESET_NAMES = ("smoke", "small", "paper")
+__all__ = [
+    "ConfigError",
+    "Interrupted",
+    "Plan",
+    "TrainConfig",
+    "TrainingDiverged",
+    "build_optimizers",
+    "lr_multiplier",
+    "main",
+    "parse_sets",
+    "plan",
+    "train",
+]
 
-
-class ConfigError(ValueError):
-    """A training configuration that cannot run; raised before any model, data or compute."""
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+# Seed offsets of the train and validation data streams (fixed: part of what a seed means).
+DATA_SEED, VAL_SEED = 1_000_003, 2_000_003
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN/inf; records so far and summary.json (status "diverged") are kept."""
 
 
-@dataclass
-class TrainConfig:
-    """Everything a run needs. Fields left None take the architecture preset's value.
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped the run at a step boundary; records and summary are kept."""
 
-    Order of precedence: TrainConfig defaults < preset (`PRESETS[preset]` of the arch module)
-    < fields given here. `model` overrides fields of the architecture's Config (typed values;
-    strings from the CLI are converted by the field's annotation in `main`).
-
-    Logging: metrics every `log_every_early` steps while step < `early_steps` (drift happens in
-    the first hundreds of steps), then every `log_every_late`; the last step is always logged.
-    Step s is measured on the forward pass of step s, before its update (step 0 = init).
-    The schedule multiplies lr: linear warmup over `warmup` steps, then `constant`, `cosine`
-    or `linear` decay to `min_lr_frac`·lr, or `wsd` (flat, then linear to `min_lr_frac` over the
-    last `decay_frac` of the steps, the paper's GPT-nano warmdown).
-    Muon (`optimizer="muon"`) updates 2-D hidden matrices with lr; everything else (embeddings,
-    norms, biases, conv kernels, the output head) goes to AdamW with `adam_lr` (default lr). A
-    model with `optimizer_groups() -> {"muon": [...], "adamw": [...]}` decides the split itself.
-    An arch module's `OPTIMIZER_DETAILS[preset]` (optional) supplies adam_lr, adam_betas,
-    weight_decay and warmdown (-> schedule "wsd") where the fields here are left None/default.
-    """
-
-    arch: str = "mlp"
-    activation: str = "relu"
-    data: str = "real"
-    preset: str = "small"
-    steps: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    adam_lr: float | None = None
-    optimizer: str | None = None
-    momentum: float = 0.9
-    betas: tuple[float, float] = (0.9, 0.95)
-    weight_decay: float = 0.0
-    warmup: int | None = None
-    schedule: str | None = None
-    decay_frac: float | None = None
-    min_lr_frac: float = 0.0
-    seed: int = 0
-    device: str = "auto"
-    out: str | None = None
-    run: str | None = None
-    log_every_early: int = 1
-    early_steps: int = 300
-    log_every_late: int = 25
-    eval_every: int = 0
-    eval_batches: int = 8
-    progress: bool = True
-    model: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        _choice("arch", self.arch, ARCHS)
-        _choice("data", self.data, DATA_KINDS)
-        _choice("preset", self.preset, PRESET_NAMES)
-        if self.schedule is not None:
-            _choice("schedule", self.schedule, SCHEDULES)
-        if self.optimizer is not None:
-            _choice("optimizer", self.optimizer, OPTIMIZERS)
-        if not isinstance(self.activation, str) or not self.activation.strip():
-            raise ConfigError(
-                f"activation: expected a registry name or NAME=EXPR, got {self.activation!r}"
-            )
-        for name in ("steps", "batch_size"):
-            _int_at_least(name, getattr(self, name), 1, optional=True)
-        _int_at_least("warmup", self.warmup, 0, optional=True)
-        for name in ("log_every_early", "log_every_late", "eval_batches"):
-            _int_at_least(name, getattr(self, name), 1)
-        for name in ("early_steps", "eval_every", "seed"):
-            _int_at_least(name, getattr(self, name), 0)
-        for name in ("lr", "adam_lr"):
-            value = getattr(self, name)
-            if value is not None:
-                _positive_float(name, value)
-        _float_in("momentum", self.momentum, 0.0, 1.0, hi_open=True)
-        _float_in("weight_decay", self.weight_decay, 0.0, math.inf)
-        if self.decay_frac is not None:
-            _float_in("decay_frac", self.decay_frac, 0.0, 1.0)
-        _float_in("min_lr_frac", self.min_lr_frac, 0.0, 1.0)
-        if len(tuple(self.betas)) != 2:
-            raise ConfigError(f"betas: expected two numbers, got {self.betas!r}")
-        for i, b in enumerate(self.betas):
-            _float_in(f"betas[{i}]", b, 0.0, 1.0, hi_open=True)
-        self.betas = (float(self.betas[0]), float(self.betas[1]))
-        if not isinstance(self.device, str):
-            raise ConfigError(f"device: expected 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
-        if not isinstance(self.model, Mapping):
-            raise ConfigError(
-                f"model: expected a dict of model config overrides, got {self.model!r}"
-            )
-        if "activation" in self.model:
-            raise ConfigError("model: set the activation with the `activation` field, not in model")
-
-
-def _choice(name: str, value: object, valid: Sequence[str]) -> None:
-    if value not in valid:
-        raise ConfigError(f"{name}: unknown value {value!r}; valid: {', '.join(valid)}")
-
-
-def _int_at_least(name: str, value: object, lo: int, *, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise ConfigError(f"{name}: expected an integer >= {lo}, got {value!r}")
-
-
-def _positive_float(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{name}: expected a number, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{name}: expected a finite number > 0, got {value!r}")
-
-
-def _float_in(name: str, value: object, lo: float, hi: float, *, hi_open: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ConfigError(f"{name}: expected a number, got {value!r}")
-    if value < lo or value > hi or (hi_open and value == hi):
-        bound = f"[{lo}, {hi})" if hi_open else f"[{lo}, {hi}]"
-        raise ConfigError(f"{name}: expected a number in {bound}, got {value!r}")
-
-
-# ---------------------------------------------------------------------------- resolution
-
-
-@dataclass
-class Plan:
-    """A TrainConfig with the preset applied and every name resolved; built before compute."""
-
-    cfg: TrainConfig
-    arch: types.ModuleType
-    model_cfg: Any
-    steps: int
-    batch_size: int
-    lr: float
-    adam_lr: float
-    optimizer: str
-    warmup: int
-    device: str
-    run: str
-    out: Path
-
-
-def model_fields(arch: types.ModuleType) -> dict[str, Any]:
-    """Field name -> resolved type annotation of the architecture's Config (activation aside)."""
-    hints = typing.get_type_hints(arch.Config)
-    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(arch.Config)}
-
-
-def parse_value(key: str, text: str, annotation: Any) -> Any:
-    """Convert a `--set key=value` string by the field's annotation; ConfigError says why not."""
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        if type(None) in args and text.strip().lower() in ("none", "null"):
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return parse_value(key, text, arg)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError("; ".join(errors))
-    if origin in (tuple, list):
-        parts = [p for p in text.replace("(", "").replace(")", "").split(",") if p.strip()]
-        inner = args[0] if args else str
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(parts) != len(args):
-                raise ConfigError(
-                    f"{key}: expected {len(args)} comma-separated values, got {text!r}"
-                )
-            return tuple(parse_value(key, p, a) for p, a in zip(parts, args, strict=True))
-        values = [parse_value(key, p, inner) for p in parts]
-        return tuple(values) if origin is tuple else values
-    text = text.strip()
-    if annotation is bool:
-        lowered = text.lower()
-        if lowered in ("true", "1", "yes", "on"):
-            return True
-        if lowered in ("false", "0", "no", "off"):
-            return False
-        raise ConfigError(f"{key}: expected true or false, got {text!r}")
-    if annotation is int:
-        try:
-            return int(text)
-        except ValueError:
-            raise ConfigError(f"{key}: expected an integer, got {text!r}") from None
-    if annotation is float:
-        try:
-            return float(text)
-        except ValueError:
-            raise ConfigError(f"{key}: expected a number, got {text!r}") from None
-    if origin is typing.Literal:
-        for option in args:
-            if str(option) == text:
-                return option
-        raise ConfigError(f"{key}: expected one of {', '.join(map(str, args))}, got {text!r}")
-    return text
-
-
-def _run_name(cfg: TrainConfig) -> str:
-    act = cfg.activation.split("=", 1)[0] if "=" in cfg.activation.split(":")[0] else cfg.activation
-    act = re.sub(r"[^A-Za-z0-9_.]+", "-", act).strip("-")
-    return f"{cfg.arch}-{act}-{cfg.data}-s{cfg.seed}"
+    def __init__(self, signum: int, step: int) -> None:
+        super().__init__(f"{signal.Signals(signum).name} at step {step}")
+        self.signum, self.step = signum, step
 
 
 def plan(cfg: TrainConfig) -> Plan:
-    """Apply the preset, resolve activation, model config, optimizer and device; no compute."""
-    from empirics.activations import RegistryError, make_activation
-
-    arch = get_arch(cfg.arch)
-    preset = dict(arch.PRESETS.get(cfg.preset, {}))
-    details = dict(getattr(arch, "OPTIMIZER_DETAILS", {}).get(cfg.preset, {}))
-    fields = model_fields(arch)
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    model_kwargs: dict[str, Any] = {}
-    train_defaults: dict[str, Any] = {}
-    for key, value in preset.items():
-        if key in fields:
-            model_kwargs[key] = value
-        elif key in train_fields:
-            train_defaults[key] = value
-        else:
-            raise ConfigError(f"preset {cfg.preset!r} of {cfg.arch}: unknown key {key!r}")
-    unknown = sorted(set(cfg.model) - set(fields))
-    if unknown:
-        valid = ", ".join(k for k in fields if k != "activation")
-        raise ConfigError(
-            f"unknown model key(s) {', '.join(unknown)} for {cfg.arch}; valid: {valid}"
-        )
-    model_kwargs.update(cfg.model)
-    try:
-        make_activation(cfg.activation)  # registers NAME=EXPR, lists valid names otherwise
-    except RegistryError as exc:
-        raise ConfigError(f"activation: {exc}") from exc
-    model_kwargs["activation"] = cfg.activation
-    try:
-        model_cfg = arch.Config(**model_kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{cfg.arch} config: {exc}") from exc
-
-    def pick(name: str, fallback: Any = None) -> Any:
-        value = getattr(cfg, name)
-        return value if value is not None else train_defaults.get(name, fallback)
-
-    steps = pick("steps")
-    schedule, decay_frac = cfg.schedule, cfg.decay_frac
-    if schedule is None and "warmdown" in details and isinstance(steps, int) and steps > 0:
-        schedule = "wsd"
-        decay_frac = (
-            min(float(details["warmdown"]) / steps, 1.0) if decay_frac is None else decay_frac
-        )
-    resolved = dataclasses.replace(
-        cfg,
-        steps=steps,
-        batch_size=pick("batch_size"),
-        lr=pick("lr"),
-        optimizer=pick("optimizer", "adamw"),
-        warmup=pick("warmup", 0),
-        adam_lr=cfg.adam_lr if cfg.adam_lr is not None else details.get("adam_lr"),
-        schedule=schedule or "constant",
-        decay_frac=0.3 if decay_frac is None else decay_frac,
-        betas=tuple(details.get("adam_betas", cfg.betas))
-        if cfg.betas == TrainConfig.betas
-        else cfg.betas,
-        weight_decay=float(details.get("weight_decay", cfg.weight_decay))
-        if cfg.weight_decay == TrainConfig.weight_decay
-        else cfg.weight_decay,
-    )  # re-runs the field checks on the preset's values
-    for name in ("steps", "batch_size", "lr"):
-        if getattr(resolved, name) is None:
-            raise ConfigError(
-                f"{name}: not set and the {cfg.preset!r} preset of {cfg.arch} has none"
-            )
-    try:
-        device = resolve_device(cfg.device)
-    except ValueError as exc:
-        raise ConfigError(f"device: {exc}") from exc
-    run = cfg.run or _run_name(cfg)
-    out = Path(cfg.out) if cfg.out else Path("results") / "train" / run
-    return Plan(
-        cfg=resolved,
-        arch=arch,
-        model_cfg=model_cfg,
-        steps=resolved.steps,
-        batch_size=resolved.batch_size,
-        lr=float(resolved.lr),
-        adam_lr=float(resolved.adam_lr if resolved.adam_lr is not None else resolved.lr),
-        optimizer=resolved.optimizer,
-        warmup=resolved.warmup,
-        device=device,
-        run=run,
-        out=out,
-    )
+    """Resolve a config against its preset (ConfigError before any compute)."""
+    return resolve(cfg)
 
 
 # --------------------------------------------------------------------- optimisation pieces
 
 
 def _embedding_and_head(model: Any) -> set[int]:
-    """ids of parameters Muon must not take: embeddings and the output head.
-
-    The head is the last nn.Linear registered in the model (for a tied GPT head it is the
-    embedding matrix itself). Muon orthogonalises hidden matrices only.
-    """
+    """ids of parameters Muon must not take (for a model without `optimizer_groups`):
+    embeddings and the output head, the last nn.Linear registered."""
     from torch import nn
 
     excluded: set[int] = set()
@@ -353,47 +98,19 @@ def _embedding_and_head(model: Any) -> set[int]:
     return excluded
 
 
-def make_optimizers(
-    optimizer: str,
-    params: Sequence[Any],
-    lr: float,
-    *,
-    matrices: Sequence[Any] = (),
-    rest: Sequence[Any] = (),
-    adam_lr: float | None = None,
-    momentum: float = 0.9,
-    betas: tuple[float, float] = (0.9, 0.95),
-    weight_decay: float = 0.0,
-) -> list[Any]:
-    """The optimizer vocabulary (OPTIMIZERS), shared with `empirics.early_training`: `sgd` or
-    `adamw` on `params`; `muon` on `matrices` (hidden 2-D matrices) with AdamW at `adam_lr`
-    (default lr) on `rest`."""
+def build_optimizers(model: Any, p: Plan) -> list[Any]:
     import torch
 
-    _choice("optimizer", optimizer, OPTIMIZERS)
-    if optimizer == "sgd":
-        return [torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)]
-    if optimizer == "adamw":
-        return [torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)]
-    opts: list[Any] = []
-    if matrices:
-        # momentum 0.95 with Nesterov is torch's default and the paper's setting.
-        opts.append(torch.optim.Muon(matrices, lr=lr, weight_decay=weight_decay))
-    if rest:
-        opts.append(
-            torch.optim.AdamW(
-                rest, lr=lr if adam_lr is None else adam_lr, betas=betas, weight_decay=weight_decay
-            )
-        )
-    return opts
-
-
-def build_optimizers(model: Any, p: Plan) -> list[Any]:
     cfg = p.cfg
     params = [q for q in model.parameters() if q.requires_grad]
-    hyper = dict(momentum=cfg.momentum, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    if p.optimizer != "muon":
-        return make_optimizers(p.optimizer, params, p.lr, **hyper)
+    if cfg.optimizer == "sgd":
+        return [
+            torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        ]
+    if cfg.optimizer == "adamw":
+        return [
+            torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        ]
     if hasattr(model, "optimizer_groups"):
         groups = model.optimizer_groups()
         matrices, rest = list(groups["muon"]), list(groups["adamw"])
@@ -403,14 +120,21 @@ def build_optimizers(model: Any, p: Plan) -> list[Any]:
         excluded = _embedding_and_head(model)
         matrices = [q for q in params if q.dim() == 2 and id(q) not in excluded]
         rest = [q for q in params if q.dim() != 2 or id(q) in excluded]
-    return make_optimizers(
-        "muon", params, p.lr, matrices=matrices, rest=rest, adam_lr=p.adam_lr, **hyper
-    )
+    opts: list[Any] = []
+    if matrices:
+        # momentum 0.95 with Nesterov is torch's default and the paper's setting.
+        opts.append(torch.optim.Muon(matrices, lr=cfg.lr, weight_decay=cfg.weight_decay))
+    if rest:
+        opts.append(
+            torch.optim.AdamW(rest, lr=cfg.adam_lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        )
+    return opts
 
 
 def lr_multiplier(step: int, p: Plan) -> float:
     """The schedule's factor on lr at `step` (0-based): warmup, then the chosen decay."""
-    cfg, total, warm = p.cfg, p.steps, p.warmup
+    cfg = p.cfg
+    total, warm = cfg.steps, cfg.warmup
     if warm > 0 and step < warm:
         return (step + 1) / warm
     span = max(total - warm, 1)
@@ -430,14 +154,152 @@ def lr_multiplier(step: int, p: Plan) -> float:
 
 def is_log_step(step: int, p: Plan) -> bool:
     cfg = p.cfg
-    if step == p.steps - 1:
+    if step == cfg.steps - 1:
         return True
     if step < cfg.early_steps:
         return step % cfg.log_every_early == 0
     return step % cfg.log_every_late == 0
 
 
-# ------------------------------------------------------------------------------- the loop
+# ------------------------------------------------------------------- processes and signals
+
+
+@dataclass
+class Dist:
+    """This process's place under torchrun (rank 0 of 1 without it)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    def reduce(self, t: Any, op: str = "mean") -> Any:
+        """t combined over the processes: "mean", "max" or "sum" (identity on one process)."""
+        if not self.active:
+            return t
+        import torch.distributed as dist
+
+        t = t.clone()
+        dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
+        return t / self.world if op == "mean" else t
+
+    def barrier(self) -> None:
+        if self.active:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
+def _dist_from_env() -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    return Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+class StopFlag:
+    """Set by the first SIGINT/SIGTERM: the loop stops at the next step boundary; a second
+    signal stops at once (KeyboardInterrupt)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise Interrupted(signum, -1)
+        self.signum = signum
+        print(
+            f"\n{signal.Signals(signum).name}: stopping after this step (again to stop now)",
+            file=sys.stderr,
+        )
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StopFlag]:
+        old = {s: signal.signal(s, self) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+
+
+# ------------------------------------------------------------------------- data and state
+
+
+class BatchStream:
+    """Train batches forever from `make_data`, restartable at any position.
+
+    Its position is the generator's state when the current pass over the data began plus the
+    batches drawn since; `restore` replays that many draws, so a resumed run sees exactly the
+    batches an uninterrupted one would have.
+    """
+
+    def __init__(self, factory: Callable[[], Any], generator: Any) -> None:
+        self.factory, self.generator = factory, generator
+        self._it: Iterator[Any] | None = None
+        self._epoch_state: Any = None
+        self._drawn = 0
+
+    def __iter__(self) -> BatchStream:
+        return self
+
+    def __next__(self) -> Any:
+        for _ in range(2):
+            if self._it is None:
+                self._epoch_state = self.generator.get_state()
+                self._it, self._drawn = iter(self.factory()), 0
+            try:
+                batch = next(self._it)
+            except StopIteration:
+                if self._drawn == 0:
+                    raise RuntimeError("make_data(split='train') yielded no batches") from None
+                self._it = None
+                continue
+            self._drawn += 1
+            return batch
+        raise AssertionError("unreachable")
+
+    def state(self) -> dict[str, Any]:
+        return {"epoch_state": self._epoch_state, "drawn": self._drawn}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        if state["epoch_state"] is None:
+            return
+        self.generator.set_state(state["epoch_state"])
+        self._epoch_state = state["epoch_state"]
+        self._it, self._drawn = iter(self.factory()), 0
+        for _ in range(int(state["drawn"])):
+            next(self._it)
+            self._drawn += 1
+
+
+def _rng_state() -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    import numpy as np
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
 
 
 class _Summary:
@@ -453,6 +315,14 @@ class _Summary:
             self.first.setdefault(key, (step, value))
             self.last[key] = (step, value)
 
+    def state(self) -> list[list[Any]]:
+        return [[*k, *self.first[k], *self.last[k]] for k in self.first]
+
+    def restore(self, rows: Sequence[Sequence[Any]]) -> None:
+        for layer, metric, s0, v0, s1, v1 in rows:
+            self.first[(layer, metric)] = (int(s0), float(v0))
+            self.last[(layer, metric)] = (int(s1), float(v1))
+
     def layers(self) -> dict[str, dict[str, dict[str, float]]]:
         out: dict[str, dict[str, dict[str, float]]] = {}
         for key, (s0, v0) in self.first.items():
@@ -467,14 +337,15 @@ class _Summary:
 
 
 def _write_summary(p: Plan, status: str, t0: float, summary: _Summary, **extra: Any) -> None:
+    cfg = p.cfg
     body = {
-        "run": p.run,
+        "run": cfg.run,
         "status": status,
-        "arch": p.cfg.arch,
-        "activation": p.cfg.activation,
-        "data": p.cfg.data,
-        "seed": p.cfg.seed,
-        "steps": p.steps,
+        "arch": cfg.arch,
+        "activation": cfg.activation,
+        "data": cfg.data,
+        "seed": cfg.seed,
+        "steps": cfg.steps,
         "wall_time_s": time.perf_counter() - t0,
         **extra,
         "feeds": summary.feeds,
@@ -483,274 +354,526 @@ def _write_summary(p: Plan, status: str, t0: float, summary: _Summary, **extra: 
     atomic_write_json(p.out / "summary.json", body)
 
 
-def _cycle(factory: Any) -> Iterator[Any]:
-    """Train batches forever, even from a make_data that returns a finite iterator."""
-    while True:
-        empty = True
-        for batch in factory():
-            empty = False
-            yield batch
-        if empty:
-            raise RuntimeError("make_data(split='train') yielded no batches")
+def _split(batch: Any, parts: int) -> list[tuple[Any, ...]]:
+    """A batch (tuple of tensors, batch first) cut into `parts` equal micro-batches."""
+    import torch
+
+    items = tuple(batch)
+    sizes = {t.shape[0] for t in items if torch.is_tensor(t)}
+    if len(sizes) != 1 or next(iter(sizes)) % parts:
+        raise RuntimeError(f"batch of sizes {sorted(sizes)} does not split into {parts} parts")
+    pieces = [t.chunk(parts) if torch.is_tensor(t) else [t] * parts for t in items]
+    return [tuple(piece[i] for piece in pieces) for i in range(parts)]
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Train one run; returns its output directory (records.csv, config.json, summary.json)."""
-    p = plan(cfg)  # every ConfigError is raised here, before any tensor is made
+# ----------------------------------------------------------------- output directory and resume
+
+
+def _start_mode(p: Plan) -> str:
+    """'fresh' or 'resume' for p.out, or ConfigError when it holds a different run.
+
+    A directory holding the same run (same resolved config) resumes from its checkpoint when it
+    has one and did not complete; otherwise the run starts over there. A directory holding
+    another run is refused unless `overwrite`, so records of two runs are never mixed.
+    """
+    out = p.out
+    check_out_dir(out)
+    old = previous_run(out)
+    if old is None:
+        return "fresh"
+    new_identity = p.cfg.identity()
+    old_identity = old.get("identity")
+    if old_identity != new_identity and not p.cfg.overwrite:
+        detail = (
+            differences(old_identity, new_identity)
+            if isinstance(old_identity, dict)
+            else "its config.json records no comparable config"
+        )
+        raise ConfigError(
+            f"out: {str(out)!r} holds a different run ({detail}); "
+            "pass --overwrite to replace it, or choose another --out"
+        )
+    if old_identity == new_identity and (out / CHECKPOINT).exists():
+        try:
+            status = json.loads((out / "summary.json").read_text()).get("status")
+        except (OSError, ValueError):
+            status = None
+        if status != "completed":
+            return "resume"
+    return "fresh"
+
+
+def _save_checkpoint(path: Path, body: dict[str, Any]) -> None:
+    import torch
+
+    with atomic_open(path, "wb") as fh:
+        torch.save(body, fh)
+
+
+# ------------------------------------------------------------------------------- the loop
+
+
+def train(cfg: TrainConfig, *, stop: StopFlag | None = None) -> Path:
+    """Train one run; returns its output directory (records.csv, config.json, summary.json).
+
+    Every ConfigError (bad field, output directory, memory) is raised before anything is
+    written or allocated. Under torchrun every process calls this; rank 0 alone writes. `stop`
+    (set by a signal handler, see `main`) ends the run at the next step boundary.
+    """
+    p = resolve(cfg)
+    cfg = p.cfg
+    dist = _dist_from_env()
+    if cfg.batch_size % (dist.world * cfg.grad_accum):
+        raise ConfigError(
+            f"batch_size: {cfg.batch_size} does not split into {dist.world} process(es) x "
+            f"grad_accum {cfg.grad_accum} equal micro-batches; accepted: a multiple of "
+            f"{dist.world * cfg.grad_accum}"
+        )
+    mode = _start_mode(p)
+    estimate = check_memory(p, dist.world)
+
     import torch
 
     from empirics.metrics import MODEL_LAYER, MetricsTracker
 
-    p.out.mkdir(parents=True, exist_ok=True)
-    # A re-run into the same directory starts clean: stale files must not mix with new ones.
-    (p.out / "summary.json").unlink(missing_ok=True)
-    config_body = {
-        "train": dataclasses.asdict(p.cfg),
-        "resolved": {
-            "steps": p.steps,
-            "batch_size": p.batch_size,
-            "lr": p.lr,
-            "adam_lr": p.adam_lr,
-            "optimizer": p.optimizer,
-            "warmup": p.warmup,
-            "run": p.run,
-        },
-        "model": dataclasses.asdict(p.model_cfg),
-        "provenance": provenance(p.device),
+    device = cfg.device
+    if dist.active:
+        import torch.distributed as tdist
+
+        if device.startswith("cuda"):
+            device = f"cuda:{dist.local_rank}"
+            torch.cuda.set_device(device)
+        if not tdist.is_initialized():
+            tdist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    lead = dist.rank == 0
+    if cfg.preset == "paper" and device == "cpu" and lead:
+        print(
+            f"warning: the paper preset of {cfg.arch} is sized for a GPU ({estimate.params:,} "
+            f"parameters, {cfg.steps} steps); on this CPU it will take very long",
+            file=sys.stderr,
+        )
+    runtime = {
+        "threads": torch.get_num_threads(),
+        "world_size": dist.world,
+        "device": device,
+        "micro_batch": cfg.batch_size // (dist.world * cfg.grad_accum),
+        "memory_estimate_bytes": estimate.total,
     }
-    atomic_write_json(p.out / "config.json", config_body)
+    if lead and mode == "fresh":
+        p.out.mkdir(parents=True, exist_ok=True)
+        # A run starts clean: files of an earlier attempt must not sit beside the new ones.
+        for name in RUN_FILES:
+            (p.out / name).unlink(missing_ok=True)
+        config_body = {
+            "train": cfg.model_dump(mode="json"),
+            "given": list(p.given),
+            "identity": cfg.identity(),
+            "model": _asdict(p.model_cfg),
+            "runtime": runtime,
+            "provenance": provenance(device),
+        }
+        atomic_write_json(p.out / "config.json", config_body)
+    dist.barrier()
 
     t0 = time.perf_counter()
     summary = _Summary()
-    torch.manual_seed(p.cfg.seed)
-    model = p.arch.Model(p.model_cfg).to(p.device)
-    model.train()
-    tracker = MetricsTracker(model)
+    random.seed(cfg.seed)
+    _seed_numpy(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    raw = p.arch.Model(p.model_cfg).to(device)
+    raw.train()
+    tracker = MetricsTracker(raw)  # hooks first: torch.compile keeps hooks registered before it
     summary.feeds = dict(tracker.feeds)
-    opts = build_optimizers(model, p)
+    model: Any = raw
+    if cfg.compile:
+        model = torch.compile(model)
+    if dist.active:
+        model = _DDP(model, device_ids=[dist.local_rank] if device.startswith("cuda") else None)
+    opts = build_optimizers(raw, p)
     scheds = [
         torch.optim.lr_scheduler.LambdaLR(o, lambda s, p=p: lr_multiplier(s, p)) for o in opts
     ]
-    data_gen = torch.Generator().manual_seed(p.cfg.seed + 1_000_003)
-    batches = _cycle(
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.startswith("cuda"))
+    device_type = "cuda" if device.startswith("cuda") else "cpu"
+
+    def autocast() -> Any:
+        return torch.autocast(device_type, dtype=torch.bfloat16, enabled=use_bf16)
+
+    data_gen = torch.Generator().manual_seed((cfg.seed + DATA_SEED) % 2**63)
+    batches = BatchStream(
         lambda: p.arch.make_data(
-            p.cfg.data,
+            cfg.data,
             p.model_cfg,
             split="train",
-            batch_size=p.batch_size,
+            batch_size=cfg.batch_size,
             generator=data_gen,
-            device=p.device,
-        )
+            device=device,
+        ),
+        data_gen,
     )
 
     def evaluate() -> dict[str, float]:
-        val_gen = torch.Generator().manual_seed(p.cfg.seed + 2_000_003)
+        val_gen = torch.Generator().manual_seed((cfg.seed + VAL_SEED) % 2**63)
         val = p.arch.make_data(
-            p.cfg.data,
+            cfg.data,
             p.model_cfg,
             split="val",
-            batch_size=p.batch_size,
+            batch_size=cfg.batch_size,
             generator=val_gen,
-            device=p.device,
+            device=device,
         )
-        limited = (b for i, b in zip(range(p.cfg.eval_batches), val, strict=False))
-        return {k: float(v) for k, v in p.arch.evaluate(model, limited).items()}
+        limited = (b for _, b in zip(range(cfg.eval_batches), val, strict=False))
+        with autocast():
+            return {k: float(v) for k, v in p.arch.evaluate(raw, limited).items()}
+
+    start, resumed_from = 0, None
+    last_loss, val_metrics = math.nan, {}
+    ckpt_path = p.out / CHECKPOINT
+    if mode == "resume":
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        raw.load_state_dict(state["model"])
+        for o, s in zip(opts, state["optimizers"], strict=True):
+            o.load_state_dict(s)
+        for sch, s in zip(scheds, state["schedulers"], strict=True):
+            sch.load_state_dict(s)
+        _set_rng_state(state["rng"])
+        batches.restore(state["data"])
+        summary.restore(state["summary"])
+        start = resumed_from = int(state["step"])
+        last_loss = float(state["last_loss"])
+        val_metrics = dict(state["val"])
+        if lead:
+            with open(p.out / "records.csv", "r+b") as fh:
+                fh.truncate(int(state["records_bytes"]))  # rows after the checkpoint go
+            print(f"{cfg.run}: resuming from step {start} ({ckpt_path})", file=sys.stderr)
+
+    writer = RecordWriter(p.out / "records.csv", cfg.run, append=mode == "resume") if lead else None
+
+    def checkpoint(next_step: int) -> None:
+        if not lead:
+            return
+        _save_checkpoint(
+            ckpt_path,
+            {
+                "format": CHECKPOINT_FORMAT,
+                "step": next_step,
+                "identity": cfg.identity(),
+                "model": raw.state_dict(),
+                "optimizers": [o.state_dict() for o in opts],
+                "schedulers": [s.state_dict() for s in scheds],
+                "rng": _rng_state(),
+                "data": batches.state(),
+                "summary": summary.state(),
+                "records_bytes": writer.size(),  # type: ignore[union-attr]
+                "last_loss": last_loss,
+                "val": val_metrics,
+            },
+        )
 
     from tqdm.auto import tqdm
 
-    writer = RecordWriter(p.out / "records.csv", p.run)
-    status, last_loss, val_metrics = "running", math.nan, {}
-    _write_summary(p, status, t0, summary)
-    bar = tqdm(range(p.steps), desc=p.run, disable=not p.cfg.progress, leave=False)
-    step = 0
+    status = "running"
+    extra: dict[str, Any] = {"resumed_from": resumed_from} if resumed_from is not None else {}
+    if lead:
+        _write_summary(p, status, t0, summary, **extra)
+    bar = tqdm(
+        range(start, cfg.steps),
+        desc=cfg.run,
+        disable=not (cfg.progress and lead),
+        leave=False,
+        initial=start,
+        total=cfg.steps,
+    )
+    parts = dist.world * cfg.grad_accum
+    step = start
     try:
         for step in bar:
             batch = next(batches)
             log = is_log_step(step, p)
+            if parts == 1:
+                micro = [batch]
+            else:  # this process's share of the global batch, grad_accum micro-batches
+                shards = _split(batch, parts)
+                micro = shards[dist.rank * cfg.grad_accum : (dist.rank + 1) * cfg.grad_accum]
+            totals: dict[str, Any] = {}
+            with tracker.collect() if log else contextlib.nullcontext():
+                for j, mb in enumerate(micro):
+                    sync = j == len(micro) - 1 or not dist.active
+                    with contextlib.nullcontext() if sync else model.no_sync():
+                        with autocast():
+                            loss, batch_metrics = p.arch.loss_and_metrics(model, mb)
+                        # Equal micro-batches: the step's loss is their mean, so each backward
+                        # takes 1/grad_accum of its own (DDP averages over processes).
+                        (loss / len(micro) if len(micro) > 1 else loss).backward()
+                    totals["loss"] = totals.get("loss", 0.0) + loss.detach().float() / len(micro)
+                    for metric, value in batch_metrics.items():
+                        if metric != "loss":
+                            totals[metric] = totals.get(metric, 0.0) + float(value) / len(micro)
+            flag = 0.0 if stop is None or stop.signum is None else 1.0
+            scalars = torch.stack(
+                [torch.as_tensor(v, dtype=torch.float64).cpu() for v in totals.values()]
+                + [torch.tensor(flag, dtype=torch.float64)]
+            )
+            if dist.active:
+                scalars = dist.reduce(scalars.to(device), "sum").cpu()
+                scalars[:-1] /= dist.world
+            values = dict(zip(totals, scalars[:-1].tolist(), strict=True))
+            stopping = bool(scalars[-1] > 0)
             rows: dict[tuple[str, str], float] = {}
             if log:
-                with tracker.collect():
-                    loss, batch_metrics = p.arch.loss_and_metrics(model, batch)
+                if dist.active:
+                    tracker.reduce_across(lambda t, op: dist.reduce(t.to(device), op))
                 rows.update(tracker.measure())
-            else:
-                loss, batch_metrics = p.arch.loss_and_metrics(model, batch)
-            last_loss = float(loss.detach())
+            last_loss = values.pop("loss")
             rows[(MODEL_LAYER, "loss")] = last_loss
             rows[(MODEL_LAYER, "lr")] = scheds[0].get_last_lr()[0]
-            for metric, value in batch_metrics.items():
-                if metric != "loss":  # already logged from the loss tensor
-                    rows[(MODEL_LAYER, f"train_{metric}")] = float(value)
+            for metric, value in values.items():
+                rows[(MODEL_LAYER, f"train_{metric}")] = value
             if not math.isfinite(last_loss):
-                writer.write(step, rows)
+                if lead:
+                    writer.write(step, rows)  # type: ignore[union-attr]
                 summary.add(step, rows)
                 status = "diverged"
                 break
-            if p.cfg.eval_every and step > 0 and step % p.cfg.eval_every == 0:
+            if cfg.eval_every and step > 0 and step % cfg.eval_every == 0 and lead:
                 val_metrics = evaluate()
                 rows.update({(MODEL_LAYER, k): v for k, v in val_metrics.items()})
-            writer.write(step, rows)
+            if lead:
+                writer.write(step, rows)  # type: ignore[union-attr]
             summary.add(step, rows)
-            if log:
-                mean_sp = tracker.mean_sparsity(rows)
-                bar.set_postfix(loss=f"{last_loss:.4g}", sparsity=f"{mean_sp:.3f}")
-            for o in opts:
-                o.zero_grad(set_to_none=True)
-            loss.backward()
-            if log:
-                # The gradient-sign probe (grad_pos/neg/mean) exists only after backward.
-                grad_rows = tracker.measure_grads()
-                writer.write(step, grad_rows)
-                summary.add(step, grad_rows)
+            if log and lead:
+                bar.set_postfix(
+                    loss=f"{last_loss:.4g}", sparsity=f"{tracker.mean_sparsity(rows):.3f}"
+                )
             for o in opts:
                 o.step()
+            for o in opts:
+                o.zero_grad(set_to_none=True)
             for s in scheds:
                 s.step()
+            done = step + 1
+            if cfg.checkpoint_every and (done % cfg.checkpoint_every == 0 or stopping):
+                if done < cfg.steps:
+                    checkpoint(done)
+            if stopping:
+                raise Interrupted(stop.signum if stop and stop.signum else signal.SIGTERM, done)
         else:
             status = "completed"
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         status = "interrupted"
+        where = exc.step if isinstance(exc, Interrupted) and exc.step >= 0 else step
+        extra["message"] = f"interrupted at step {where}" + (
+            f" by {signal.Signals(exc.signum).name}" if isinstance(exc, Interrupted) else ""
+        )
+        if cfg.checkpoint_every and ckpt_path.exists():
+            extra["message"] += "; rerun the same command to resume from its checkpoint"
         raise
     except BaseException as exc:
         status = "failed"
-        _write_summary(p, status, t0, summary, message=f"{type(exc).__name__}: {exc}")
+        extra["message"] = f"{type(exc).__name__}: {exc}"
         raise
     finally:
         bar.close()
         tracker.remove()
         if status != "completed":
-            writer.close()
-            if status != "failed":
-                message = (
-                    f"loss became {last_loss} at step {step}; records up to it are kept"
-                    if status == "diverged"
-                    else f"interrupted at step {step}"
-                )
-                _write_summary(p, status, t0, summary, final_loss=last_loss, message=message)
+            if writer is not None:
+                writer.close()
+            if lead:
+                if status == "diverged":
+                    extra["message"] = (
+                        f"loss became {last_loss} at step {step}; records up to it are kept"
+                    )
+                _write_summary(p, status, t0, summary, final_loss=last_loss, **extra)
+            _finish(dist)
 
     if status == "diverged":
         raise TrainingDiverged(
-            f"{p.run}: loss became {last_loss} at step {step}; stopped. The records logged so far "
-            f"are in {p.out / 'records.csv'}; lower lr ({p.lr}) or add warmup."
+            f"{cfg.run}: loss became {last_loss} at step {step}; stopped. The records logged so "
+            f"far are in {p.out / 'records.csv'}; lower lr ({cfg.lr}) or add warmup."
         )
-    # Validation after the last update; logged at step = steps (the trained model).
-    val_metrics = evaluate()
-    writer.write(p.steps, {(MODEL_LAYER, k): v for k, v in val_metrics.items()})
-    writer.close()
-    _write_summary(p, status, t0, summary, final_loss=last_loss, val=val_metrics)
+    if lead:
+        # Validation after the last update; logged at step = steps (the trained model).
+        val_metrics = evaluate()
+        writer.write(cfg.steps, {(MODEL_LAYER, k): v for k, v in val_metrics.items()})  # type: ignore[union-attr]
+        writer.close()  # type: ignore[union-attr]
+        _write_summary(p, status, t0, summary, final_loss=last_loss, val=val_metrics, **extra)
+        ckpt_path.unlink(missing_ok=True)  # a completed run needs no resume point
+    _finish(dist)
     return p.out
+
+
+def _finish(dist: Dist) -> None:
+    if dist.active:
+        import torch.distributed as tdist
+
+        if tdist.is_initialized():
+            tdist.destroy_process_group()
+
+
+def _seed_numpy(seed: int) -> None:
+    import numpy as np
+
+    np.random.seed(seed % 2**32)
+
+
+def _asdict(obj: Any) -> dict[str, Any]:
+    import dataclasses
+
+    return dataclasses.asdict(obj)
+
+
+def _ddp_class() -> type:
+    from torch.nn.parallel import DistributedDataParallel
+
+    class DDP(DistributedDataParallel):
+        """DDP that lends the wrapped model's attributes (an arch's loss may read them)."""
+
+        def __getattr__(self, name: str) -> Any:
+            try:
+                return super().__getattr__(name)
+            except AttributeError:
+                return getattr(self.module, name)
+
+    return DDP
+
+
+def _DDP(model: Any, **kwargs: Any) -> Any:  # noqa: N802 -- reads as the class it builds
+    return _ddp_class()(model, **kwargs)
 
 
 # ---------------------------------------------------------------------------------- the CLI
 
 
-def parse_sets(arch_name: str, items: Sequence[str]) -> dict[str, Any]:
-    """`key=value` strings -> typed model overrides; unknown keys list the valid ones."""
-    _choice("arch", arch_name, ARCHS)
-    fields = model_fields(get_arch(arch_name))
-    fields.pop("activation", None)
-    out: dict[str, Any] = {}
-    for item in items:
-        key, eq, text = item.partition("=")
-        key = key.strip()
-        if not eq or not key:
-            raise ConfigError(f"--set: expected key=value, got {item!r}")
-        if key not in fields:
-            raise ConfigError(
-                f"--set: unknown key {key!r} for {arch_name}; valid: {', '.join(fields)}"
-            )
-        out[key] = parse_value(key, text, fields[key])
-    return out
-
-
 def build_parser() -> argparse.ArgumentParser:
+    """Flags for TrainConfig's fields; only the flags given reach it (the rest: preset/default)."""
+    d = {k: f.default for k, f in TrainConfig.model_fields.items()}
     ap = argparse.ArgumentParser(
         prog="python -m empirics.train",
-        description="Train one architecture and log drift, sparsity and spike metrics.",
+        description="Train one architecture and log drift, sparsity and spike metrics. "
+        "`python -m empirics.train list keys --arch ARCH` and `list activations` list choices.",
+        argument_default=argparse.SUPPRESS,
     )
-    d = TrainConfig()
-    ap.add_argument("--arch", default=d.arch, help=f"one of {', '.join(ARCHS)}")
-    ap.add_argument("--activation", default=d.activation, help="registry name, or NAME=EXPR in x")
-    ap.add_argument("--data", default=d.data, help="real | synthetic")
-    ap.add_argument("--preset", default=d.preset, help="smoke | small | paper")
-    ap.add_argument("--steps", type=int)
-    ap.add_argument("--batch-size", type=int)
+    ap.add_argument("--arch", help=f"one of {', '.join(ARCHS)} (default {d['arch']})")
+    ap.add_argument("--activation", help="registry name, family:k=v, or NAME=EXPR in x")
+    ap.add_argument("--data", help="real | synthetic (default real)")
+    ap.add_argument("--preset", help=f"{' | '.join(PRESET_NAMES)} (default {d['preset']})")
+    ap.add_argument("--steps", type=int, help="optimiser steps (default: preset)")
+    ap.add_argument("--batch-size", type=int, help="global batch per step (default: preset)")
     ap.add_argument("--lr", type=float)
     ap.add_argument("--adam-lr", type=float, help="AdamW lr for non-matrix params under muon")
-    ap.add_argument("--optimizer", help="sgd | adamw | muon")
-    ap.add_argument("--momentum", type=float, default=d.momentum)
-    ap.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    ap.add_argument("--warmup", type=int)
+    ap.add_argument("--optimizer", help="sgd | adamw | muon (default: preset)")
+    ap.add_argument("--momentum", type=float, help=f"sgd (default {d['momentum']})")
+    ap.add_argument("--betas", help="AdamW betas as B1,B2 (default: preset, else 0.9,0.95)")
+    ap.add_argument("--weight-decay", type=float, help="(default: preset, else 0)")
+    ap.add_argument("--warmup", type=int, help="linear warmup steps, at most --steps")
     ap.add_argument("--schedule", help=" | ".join(SCHEDULES) + " (default: preset, else constant)")
     ap.add_argument("--decay-frac", type=float, help="wsd: fraction of steps decaying (0.3)")
-    ap.add_argument("--min-lr-frac", type=float, default=d.min_lr_frac)
-    ap.add_argument("--seed", type=int, default=d.seed)
-    ap.add_argument("--device", default=d.device)
+    ap.add_argument("--min-lr-frac", type=float)
+    ap.add_argument("--seed", type=int, help="0 .. 2**63-1 (default 0)")
+    ap.add_argument("--device", help="auto | cpu | cuda[:N] (default auto)")
     ap.add_argument("--out", help="output directory (default results/train/RUN)")
-    ap.add_argument("--run", help="run name in records.csv (default arch-activation-data-sSEED)")
-    ap.add_argument("--early-steps", type=int, default=d.early_steps)
-    ap.add_argument("--log-every-early", type=int, default=d.log_every_early)
-    ap.add_argument("--log-every-late", type=int, default=d.log_every_late)
-    ap.add_argument("--eval-every", type=int, default=d.eval_every)
-    ap.add_argument("--eval-batches", type=int, default=d.eval_batches)
-    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--run", help="run name: letters, digits, _.+=- (default arch-act-data-sSEED)")
+    ap.add_argument("--early-steps", type=int, help=f"(default {d['early_steps']})")
+    ap.add_argument("--log-every-early", type=int, help=f"(default {d['log_every_early']})")
+    ap.add_argument("--log-every-late", type=int, help=f"(default {d['log_every_late']})")
+    ap.add_argument("--eval-every", type=int, help="validate every N steps (default: at the end)")
+    ap.add_argument("--eval-batches", type=int, help=f"(default {d['eval_batches']})")
+    ap.add_argument("--threads", type=int, help="torch CPU threads (default torch's; recorded)")
+    ap.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (0: none)")
+    ap.add_argument("--grad-accum", type=int, help="micro-batches per step and process (1)")
+    ap.add_argument("--precision", help="auto (bf16 on CUDA) | fp32 | bf16")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the model")
+    ap.add_argument("--overwrite", action="store_true", help="replace a different run in --out")
+    ap.add_argument("--no-progress", dest="progress", action="store_false")
     ap.add_argument(
         "--set",
+        dest="sets",
         action="append",
-        default=[],
         metavar="KEY=VALUE",
-        help="override a field of the architecture's config (repeatable)",
+        help="a field of the architecture's config (repeatable; see `list keys --arch ARCH`)",
     )
     return ap
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(
-        arch=args.arch,
-        activation=args.activation,
-        data=args.data,
-        preset=args.preset,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        adam_lr=args.adam_lr,
-        optimizer=args.optimizer,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        warmup=args.warmup,
-        schedule=args.schedule,
-        decay_frac=args.decay_frac,
-        min_lr_frac=args.min_lr_frac,
-        seed=args.seed,
-        device=args.device,
-        out=args.out,
-        run=args.run,
-        early_steps=args.early_steps,
-        log_every_early=args.log_every_early,
-        log_every_late=args.log_every_late,
-        eval_every=args.eval_every,
-        eval_batches=args.eval_batches,
-        progress=not args.no_progress,
-        model=parse_sets(args.arch, args.set),
-    )
+    given = vars(args).copy()
+    sets = given.pop("sets", [])
+    if "betas" in given:
+        given["betas"] = [b.strip() for b in given["betas"].strip("()").split(",")]
+    if sets:
+        given["model"] = parse_sets(given.get("arch", "mlp"), sets)
+    return TrainConfig(**given)
+
+
+def build_list_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m empirics.train list")
+    sub = ap.add_subparsers(dest="what", required=True)
+    keys = sub.add_parser("keys", help="an architecture's --set keys, defaults and presets")
+    keys.add_argument("--arch", required=True, choices=ARCHS)
+    sub.add_parser("activations", help="the registry's activation names and expressions")
+    return ap
+
+
+def list_main(argv: Sequence[str]) -> int:
+    args = build_list_parser().parse_args(argv)
+    if args.what == "keys":
+        for key, tp, default, presets in describe_keys(args.arch):
+            by_preset = ", ".join(f"{k}={v!r}" for k, v in presets.items())
+            print(
+                f"{key:<18} {tp:<18} default {default!r}"
+                + (f"  ({by_preset})" if by_preset else "")
+            )
+        return 0
+    from theory import registry
+
+    for name in registry.activation_names():
+        act = registry.get_activation(name)
+        print(f"{name:<16} {act.expr}")
+    print("also: NAME=EXPR (an expression in x), families as leaky_relu:slope=0.2")
+    return 0
+
+
+def _result_line(out: Path) -> str:
+    body = json.loads((out / "summary.json").read_text())
+    parts = [
+        f"{body['run']}: {body['status']} {body['steps']} steps in {body['wall_time_s']:.1f} s"
+    ]
+    if body.get("final_loss") is not None:
+        parts.append(f"final loss {body['final_loss']:.4g}")
+    for key, value in (body.get("val") or {}).items():
+        if value is not None:
+            parts.append(f"{key} {value:.4g}")
+    return ", ".join(parts) + f"; wrote {out}/records.csv, config.json, summary.json"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit codes: 0 done, 1 diverged or data missing, 2 bad input, 128+signal when stopped."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["list"]:
+        return list_main(argv[1:])
     ap = build_parser()
-    args = ap.parse_args(argv)
+    args = ap.parse_args(argv)  # malformed flags exit 2 here
+    stop = StopFlag()
     try:
         cfg = config_from_args(args)
-        p = plan(cfg)
+        with stop.installed():
+            out = train(cfg, stop=stop)
     except ConfigError as exc:
         ap.error(str(exc))  # exits 2 with the message, before any compute
-    try:
-        out = train(cfg)
     except TrainingDiverged as exc:
         print(f"diverged: {exc}", file=sys.stderr)
         return 1
     except DataUnavailable as exc:
         print(f"data unavailable: {exc}", file=sys.stderr)
         return 1
-    print(f"{p.run}: wrote {out}/records.csv, config.json, summary.json")
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        print(f"stopped: {exc or 'SIGINT'}; records and summary.json are kept", file=sys.stderr)
+        return 128 + int(signum)
+    if _dist_from_env().rank == 0:
+        print(_result_line(out))
     return 0
 
 
