@@ -1,36 +1,101 @@
-"""Grids of training runs (arch × activation × seed) and the drift report over them.
+"""Grids of training runs (arch × activation × seed) on submitit, and the drift report over them.
 
-`python -m empirics.sweep --arch mlp,vit --activation relu,gelu,silu,tanh --seeds 0,1
---preset small --out results/sweeps/NAME [--jobs N]` runs or resumes the grid;
-`python -m empirics.sweep report DIR` prints the drift table (`drift_report(DIR)` its rows).
+`python -m empirics.sweep run --arch mlp,vit --activation relu --activation 'sq=x**2/2' --seeds 0,1
+--preset small --out results/sweeps/NAME [--parallel 2] [--cluster slurm --partition gpu ...]`
+runs or resumes the grid; `python -m empirics.sweep report DIR` prints the drift table.
 """
 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as cf
+import contextlib
 import dataclasses
+import errno
+import fcntl
 import itertools
 import json
 import math
-import multiprocessing
+import os
 import re
 import shutil
+import signal
 import statistics
 import sys
+import threading
+import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from empirics.outputs import atomic_write_json, read_records
-from empirics.train import ConfigError, TrainConfig, TrainingDiverged, parse_sets, plan
+from empirics.config import NOT_IDENTITY
+from empirics.outputs import atomic_write_json, provenance, read_records
+from empirics.train import (
+    CHECKPOINT,
+    ConfigError,
+    TrainConfig,
+    TrainingDiverged,
+    parse_sets,
+    plan,
+)
 
+# Layout of a sweep directory:
+#   sweep.json        marks the directory as a sweep; the invocations that ran in it
+#   index.json        every run's status, rewritten atomically as runs finish (derived: it is
+#                     rebuilt from the run directories when missing or unreadable)
+#   runs/NAME/        one training run (records.csv, config.json, summary.json)
+#   points/NAME.json  the run's resolved configuration, compared when the sweep is resumed
+#   locks/NAME.lock   held (flock) by the process training NAME
+#   submitit/         submitit's job pickles and per-job logs
 INDEX = "index.json"
+MARKER = "sweep.json"
+RUNS, POINTS, LOCKS, JOBS = "runs", "points", "locks", "submitit"
+CLUSTERS = ("auto", "local", "slurm", "debug")
+# Fields of a resolved TrainConfig that say where a run is written or how it is displayed, not
+# what it computes; every other field must match when a sweep resumes.
+NOT_COMPARED = frozenset({"out", "run", "progress", *NOT_IDENTITY})
+POLL_S = 0.5
+MAX_SEED = 2**63 - 1
+# Seconds a cancelled local job gets to stop (the controller SIGKILLs its task after ~1 s).
+CANCEL_GRACE_S = 20.0
+FINISHED = ("completed", "diverged", "failed", "cancelled", "interrupted")
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM reached the sweep; its unfinished jobs were cancelled."""
+
+
+# ------------------------------------------------------------------------------ the grid
 
 
 def _split(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def split_values(values: Sequence[str]) -> list[str]:
+    """Repeated `--arch`/`--activation` values, each a comma list unless it holds '='.
+
+    `NAME=EXPR` (e.g. `f=Max(x,0)`) and `name:param=value` specs may contain commas, so an entry
+    with '=' is taken whole; `relu,gelu` is two entries.
+    """
+    out: list[str] = []
+    for value in values:
+        out.extend([value.strip()] if "=" in value else _split(value))
+    return [v for v in out if v]
+
+
+def parse_seeds(values: Sequence[str]) -> list[int]:
+    """`--seeds 0,1 --seeds 2` -> [0, 1, 2]; ConfigError names the bad entry."""
+    seeds = []
+    for text in split_values(values):
+        try:
+            seed = int(text)
+        except ValueError:
+            raise ConfigError(f"--seeds: expected integers, got {text!r}") from None
+        if not 0 <= seed <= MAX_SEED:
+            raise ConfigError(f"--seeds: expected integers in [0, 2**63 - 1], got {seed}")
+        seeds.append(seed)
+    return seeds
 
 
 def _slug(activation: str) -> str:
@@ -47,121 +112,714 @@ def grid(
     model_sets: Sequence[str] = (),
 ) -> list[TrainConfig]:
     """One TrainConfig per grid point, each checked (ConfigError) before anything runs."""
+    for flag, values in (("--arch", archs), ("--activation", activations), ("--seeds", seeds)):
+        if not values:
+            raise ConfigError(f"{flag}: no values given, so the grid is empty")
     configs = []
     for arch, act, seed in itertools.product(archs, activations, seeds):
         name = f"{arch}-{_slug(act)}-s{seed}"
-        cfg = dataclasses.replace(
-            base,
+        cfg = base.replace(
             arch=arch,
             activation=act,
             seed=seed,
             run=name,
-            out=str(root / "runs" / name),
+            out=str(Path(root) / RUNS / name),
             progress=False,
             model=parse_sets(arch, model_sets) if model_sets else dict(base.model),
         )
         plan(cfg)
         configs.append(cfg)
-    names = [c.run for c in configs]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"two grid points share a run name: {sorted(names)}")
+    _unique_names(configs)
     return configs
 
 
-def _status(out: Path) -> str | None:
+def _unique_names(configs: Sequence[TrainConfig]) -> None:
+    names = [c.run for c in configs]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(
+            f"grid: two grid points share the run name(s) {', '.join(repeated)} "
+            "(a repeated seed, or two activations with the same name)"
+        )
+
+
+# ----------------------------------------------------------------- where and how runs execute
+
+
+def _cpus() -> int:
     try:
-        return json.loads((out / "summary.json").read_text()).get("status")
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _positive_int(name: str, value: object, lo: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise ConfigError(f"{name}: expected an integer >= {lo}, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Launch:
+    """How the grid's runs execute: a submitit executor and its parameters.
+
+    cluster: `auto` (SLURM where `srun` exists, else local), `local` (one process per run on this
+    machine, at most `parallel` at a time), `slurm` (one job array per grid, `parallel` array
+    tasks at a time, in `partition`, `gpus_per_job` GPUs and `time_min` minutes each) or `debug`
+    (in this process, one run after the other: tests). `threads` is torch's thread count per
+    run (default: this machine's CPUs divided among the parallel local runs; on SLURM the CPUs
+    the job was given).
+    """
+
+    cluster: str = "auto"
+    parallel: int = 1
+    threads: int | None = None
+    partition: str | None = None
+    gpus_per_job: int = 0
+    cpus_per_job: int | None = None
+    time_min: int = 24 * 60
+
+    def __post_init__(self) -> None:
+        if self.cluster not in CLUSTERS:
+            raise ConfigError(
+                f"--cluster: unknown value {self.cluster!r}; valid: {', '.join(CLUSTERS)}"
+            )
+        _positive_int("--parallel", self.parallel)
+        _positive_int("--time", self.time_min)
+        _positive_int("--gpus-per-job", self.gpus_per_job, 0)
+        if self.threads is not None:
+            _positive_int("--threads", self.threads)
+        if self.cpus_per_job is not None:
+            _positive_int("--cpus-per-job", self.cpus_per_job)
+        if self.partition is not None and not str(self.partition).strip():
+            raise ConfigError("--partition: expected a SLURM partition name, got ''")
+
+    @property
+    def resolved_cluster(self) -> str:
+        if self.cluster == "auto":
+            return "slurm" if shutil.which("srun") else "local"
+        return self.cluster
+
+    def check(self) -> None:
+        """Refuse settings this machine cannot honour (before anything is written)."""
+        cluster = self.resolved_cluster
+        if cluster == "slurm" and not shutil.which("srun"):
+            raise ConfigError("--cluster slurm: `srun` is not on PATH; this is not a SLURM node")
+        if cluster != "slurm":
+            for flag, value in (
+                ("--partition", self.partition),
+                ("--cpus-per-job", self.cpus_per_job),
+            ):
+                if value is not None:
+                    raise ConfigError(
+                        f"{flag} {value}: only applies on SLURM, and the sweep runs on the "
+                        f"{cluster} executor here (no `srun` on PATH, or --cluster {cluster})"
+                    )
+            if self.gpus_per_job:
+                import torch
+
+                have = torch.cuda.device_count()
+                if self.gpus_per_job > have:
+                    raise ConfigError(
+                        f"--gpus-per-job {self.gpus_per_job}: this machine has {have} CUDA "
+                        "device(s)"
+                    )
+
+    def threads_per_run(self) -> int | None:
+        if self.threads is not None:
+            return self.threads
+        cluster = self.resolved_cluster
+        if cluster == "slurm":
+            return self.cpus_per_job  # None: the worker uses the CPUs SLURM gave its job
+        if cluster == "debug":
+            return _cpus()
+        return max(1, _cpus() // self.parallel)
+
+    def executor_parameters(self) -> dict[str, Any]:
+        """submitit's `update_parameters` arguments for this launch."""
+        params: dict[str, Any] = {
+            "name": "sweep",
+            "timeout_min": self.time_min,
+            "gpus_per_node": self.gpus_per_job,
+            "tasks_per_node": 1,
+        }
+        if self.resolved_cluster == "slurm":
+            params["slurm_array_parallelism"] = self.parallel
+            if self.partition:
+                params["slurm_partition"] = self.partition
+            if self.cpus_per_job is not None:
+                params["cpus_per_task"] = self.cpus_per_job
+        return params
+
+
+def make_executor(launch: Launch, folder: Path) -> Any:
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=folder, cluster=launch.resolved_cluster)
+    executor.update_parameters(**launch.executor_parameters())
+    return executor
+
+
+# ------------------------------------------------------------------------ one run (the job)
+
+
+def run_point(
+    cfg: TrainConfig, threads: int | None, lock_path: str, own_process: bool = True
+) -> dict[str, Any]:
+    """The body of one job: train one grid point while holding its lock. An Exception becomes
+    the entry's status (one bad run must not lose the others). In a job's own process (local,
+    SLURM) SIGINT/SIGTERM stop the run at a step boundary with its records kept; in the
+    driver's process (debug executor) an interrupt propagates to the driver."""
+    import torch
+
+    from empirics.train import StopFlag, train
+
+    entry: dict[str, Any] = {"run": cfg.run, "status": "failed"}
+    Path(lock_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            entry["message"] = f"another process holds {lock_path}; this point is running there"
+            return entry
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        before = torch.get_num_threads()
+        entry["threads"] = threads if threads is not None else _cpus()
+        stop = StopFlag()
+        handle = own_process and threading.current_thread() is threading.main_thread()
+        try:
+            with stop.installed() if handle else contextlib.nullcontext():
+                train(cfg.replace(threads=entry["threads"]), stop=stop)
+            entry["status"] = "completed"
+        except TrainingDiverged as exc:
+            entry["status"], entry["message"] = "diverged", str(exc)
+        except KeyboardInterrupt as exc:
+            if not own_process:
+                raise
+            entry["status"], entry["message"] = "interrupted", str(exc) or "SIGINT"
+        except Exception as exc:  # noqa: BLE001 -- recorded in the index, the sweep goes on
+            entry["message"] = f"{type(exc).__name__}: {exc}"
+        finally:
+            torch.set_num_threads(before)
+    entry.update(_summary_fields(Path(cfg.out)))
+    return entry
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
 
 
-def _run_one(cfg: TrainConfig, threads: int) -> dict[str, Any]:
-    """Worker body: one training run; failures become an index entry, not a dead sweep."""
-    import torch
+def _finite(value: Any) -> Any:
+    """NaN/inf -> None so that the index stays valid JSON for any reader."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
 
-    from empirics.train import train
 
-    torch.set_num_threads(threads)
-    entry: dict[str, Any] = {"run": cfg.run, "arch": cfg.arch, "activation": cfg.activation}
-    entry["seed"] = cfg.seed
-    entry["dir"] = str(Path(cfg.out).name)
+def _summary_fields(out: Path) -> dict[str, Any]:
+    body = _read_json(out / "summary.json")
+    if not isinstance(body, dict):
+        return {}
+    return _finite({k: body.get(k) for k in ("final_loss", "val", "wall_time_s")})
+
+
+def _status(out: Path) -> str | None:
+    body = _read_json(out / "summary.json")
+    return body.get("status") if isinstance(body, dict) else None
+
+
+# -------------------------------------------------------------- resolved configs and resume
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    """A config object as plain JSON data (tuples become lists, as they do on disk)."""
+    if hasattr(obj, "model_dump"):
+        data = obj.model_dump(mode="json")
+    elif dataclasses.is_dataclass(obj):
+        data = dataclasses.asdict(obj)
+    else:
+        data = dict(obj)
+    return json.loads(json.dumps(data, default=str))
+
+
+def point_record(cfg: TrainConfig) -> dict[str, Any]:
+    """What a grid point computes: its resolved train and model configs (preset applied)."""
+    p = plan(cfg)
+    resolved = p.cfg.identity() if hasattr(p.cfg, "identity") else _plain(p.cfg)
+    train = {k: v for k, v in resolved.items() if k not in NOT_COMPARED}
+    return {
+        "run": cfg.run,
+        "arch": cfg.arch,
+        "activation": cfg.activation,
+        "seed": cfg.seed,
+        "train": train,
+        "model": _plain(p.model_cfg),
+    }
+
+
+def _flat(record: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in record.get("train", {}).items() if k not in NOT_COMPARED}
+    out.update({f"model.{k}": v for k, v in record.get("model", {}).items()})
+    return out
+
+
+def _stored_record(root: Path, run: str) -> dict[str, Any] | None:
+    """The recorded config of a run: points/NAME.json, else the trainer's config.json."""
+    body = _read_json(root / POINTS / f"{run}.json")
+    if isinstance(body, dict) and "train" in body:
+        return body
+    body = _read_json(root / RUNS / run / "config.json")
+    if isinstance(body, dict):
+        train = body.get("identity", body.get("train"))
+        if isinstance(train, dict):
+            return {"run": run, "train": train, "model": body.get("model", {})}
+    return None
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    a, b = _flat(old), _flat(new)
+    return [
+        f"{key}: {a.get(key, '(unset)')!r} then, {b.get(key, '(unset)')!r} now"
+        for key in sorted(set(a) | set(b))
+        if a.get(key) != b.get(key)
+    ]
+
+
+def check_resume(root: Path, configs: Sequence[TrainConfig]) -> dict[str, dict[str, Any]]:
+    """Resolved records of the grid; ConfigError when a completed run in `root` was made with
+    other settings (resuming must never pass old runs off as the new grid's)."""
+    records = {cfg.run: point_record(cfg) for cfg in configs}
+    same_arch = {cfg.arch: cfg for cfg in configs}
+    for run_dir in sorted((root / RUNS).glob("*")) if (root / RUNS).is_dir() else []:
+        run = run_dir.name
+        if _status(run_dir) != "completed":
+            continue  # redone from a clean directory if it is in the grid
+        stored = _stored_record(root, run)
+        if stored is None:
+            raise ConfigError(
+                f"--out {root}: run {run} has no record of the settings it was made with; "
+                f"delete {run_dir} or choose a new --out"
+            )
+        if run in records:
+            new = records[run]
+        else:  # a run of an earlier, different grid in the same directory
+            summary = _read_json(run_dir / "summary.json") or {}
+            arch = stored.get("arch") or stored["train"].get("arch") or summary.get("arch")
+            if arch not in same_arch:
+                continue  # an architecture this grid does not run: nothing to compare with
+            new = point_record(
+                same_arch[arch].replace(
+                    activation=stored.get("activation") or stored["train"]["activation"],
+                    seed=stored.get("seed", stored["train"].get("seed")),
+                    run=run,
+                    out=str(run_dir),
+                )
+            )
+        diff = _differences(stored, new)
+        if diff:
+            shown = "; ".join(diff[:4]) + (f"; and {len(diff) - 4} more" if len(diff) > 4 else "")
+            raise ConfigError(
+                f"--out {root}: completed run {run} was made with other settings ({shown}); "
+                "resume with the same settings or choose a new --out"
+            )
+    return records
+
+
+def _resumable(root: Path, out: Path, record: dict[str, Any]) -> bool:
+    """An unfinished run the trainer can resume: stopped or killed (not failed or diverged),
+    with a checkpoint, made with the same settings. Anything else is redone from scratch."""
+    if _status(out) not in ("running", "interrupted", "cancelled"):
+        return False
+    if not (out / CHECKPOINT).is_file():
+        return False
+    stored = _stored_record(root, out.name)
+    return stored is not None and not _differences(stored, record)
+
+
+def check_out_dir(root: Path) -> None:
+    """--out must be a directory we may write, and either new, empty or a sweep directory."""
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--out: {root} is a file; expected a directory for the sweep")
+    ancestor = root
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConfigError(f"--out: {root} lies under {ancestor}, which is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out: {ancestor} is not writable")
+    if root.is_dir() and any(root.iterdir()):
+        if not any((root / name).exists() for name in (MARKER, INDEX, RUNS)):
+            raise ConfigError(
+                f"--out: {root} exists and is not a sweep directory (no {MARKER}, {INDEX} or "
+                f"{RUNS}/); choose a new or empty directory"
+            )
+
+
+@contextlib.contextmanager
+def _sweep_lock(root: Path) -> Iterator[None]:
+    """One driver per sweep directory at a time."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".sweep.lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            pid = fh.read().strip() or "?"
+            raise ConfigError(
+                f"--out {root}: another sweep (pid {pid}) is running in this directory"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        yield
+
+
+def _held_by_other(lock_path: Path) -> str | None:
+    """The pid written in a run's lock file when a live process holds it, else None."""
     try:
-        train(cfg)
-        entry["status"] = "completed"
-    except TrainingDiverged as exc:
-        entry["status"], entry["message"] = "diverged", str(exc)
-    except Exception as exc:  # noqa: BLE001 -- one bad run must not lose the others' results
-        entry["status"], entry["message"] = "failed", f"{type(exc).__name__}: {exc}"
-    summary = Path(cfg.out) / "summary.json"
-    if summary.exists():
-        body = json.loads(summary.read_text())
-        entry["final_loss"] = body.get("final_loss")
-        entry["val"] = body.get("val")
-        entry["wall_time_s"] = body.get("wall_time_s")
+        fd = os.open(lock_path, os.O_RDWR)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            raise
+        return (lock_path.read_text().strip() or "?") if lock_path.exists() else "?"
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------- the index
+
+
+def _entry(cfg: TrainConfig, **fields: Any) -> dict[str, Any]:
+    return {
+        "run": cfg.run,
+        "arch": cfg.arch,
+        "activation": cfg.activation,
+        "seed": cfg.seed,
+        "dir": Path(cfg.out).name,
+        **fields,
+    }
+
+
+def _entry_from_dir(run_dir: Path) -> dict[str, Any]:
+    summary = _read_json(run_dir / "summary.json")
+    summary = summary if isinstance(summary, dict) else {}
+    return {
+        "run": run_dir.name,
+        "arch": summary.get("arch"),
+        "activation": summary.get("activation"),
+        "seed": summary.get("seed"),
+        "dir": run_dir.name,
+        "status": summary.get("status") or "unknown",
+        **_summary_fields(run_dir),
+    }
+
+
+def rebuild_index(root: Path) -> dict[str, Any]:
+    """The index as the run directories tell it (the index is derived data)."""
+    runs_dir = root / RUNS
+    dirs = sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []
+    runs = [_entry_from_dir(d) for d in dirs]
+    return {"runs": runs, "pending": 0, "rebuilt": True}
+
+
+def load_index(root: Path, warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """index.json, or (missing or unreadable) the index rebuilt from root/runs/*; a directory
+    with neither raises FileNotFoundError."""
+    path = root / INDEX
+    body = _read_json(path)
+    valid = (
+        isinstance(body, dict)
+        and isinstance(body.get("runs"), list)
+        and all(isinstance(e, dict) and {"run", "status"} <= set(e) for e in body["runs"])
+    )
+    if valid:
+        return body
+    if not (root / RUNS).is_dir():
+        raise FileNotFoundError(f"{root} has no {INDEX} and no {RUNS}/: not a sweep directory")
+    if warn is not None:
+        reason = "missing" if not path.exists() else "unreadable"
+        warn(f"{path} is {reason}; rebuilt it from {root / RUNS}")
+    return rebuild_index(root)
+
+
+# ------------------------------------------------------------------------------- running
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM becomes SweepInterrupted, so it cancels the jobs as Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise SweepInterrupted("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Pids below `pid` in the process tree (Linux /proc; empty elsewhere)."""
+    children: dict[int, list[int]] = defaultdict(list)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        ppid = int(text.rsplit(")", 1)[1].split()[1])
+        children[ppid].append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+@contextlib.contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """Processes started inside inherit SIGINT as ignored (Python then installs no
+    KeyboardInterrupt handler): a Ctrl-C at the terminal reaches the whole process group, and
+    the driver alone should answer it, by cancelling the jobs cleanly."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _cancel(jobs: Sequence[Any]) -> None:
+    """Cancel jobs and, for local ones, wait until their processes are gone (SIGKILL what is
+    left after CANCEL_GRACE_S), so that no worker outlives the sweep."""
+    local = []
+    for job in jobs:
+        process = getattr(job, "_process", None)
+        if process is None:  # SLURM (scancel) or debug
+            with contextlib.suppress(Exception):
+                job.cancel(check=False)
+            continue
+        # submitit's local controller forwards SIGTERM to its task and exits once it has.
+        local.append((process, _descendants(process.pid)))
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + CANCEL_GRACE_S
+    for process, below in local:
+        with contextlib.suppress(Exception):
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        for pid in [process.pid, *below]:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            process.wait(timeout=5)
+
+
+def _collect(job: Any, cfg: TrainConfig) -> dict[str, Any]:
+    try:
+        entry = dict(job.result())
+    except Exception as exc:  # noqa: BLE001 -- a job that died (killed, OOM) is one failed run
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        entry = {"status": "failed", "message": f"{type(exc).__name__}: {first}"[:500]}
+        entry.update(_summary_fields(Path(cfg.out)))
+    log = getattr(getattr(job, "paths", None), "stderr", None)
+    if entry.get("status") != "completed" and log is not None:
+        entry["log"] = str(log)
     return entry
 
 
+def _describe(entry: dict[str, Any]) -> str:
+    parts = [entry["status"]]
+    if entry.get("final_loss") is not None:
+        parts.append(f"loss {entry['final_loss']:.4g}")
+    for key, value in (entry.get("val") or {}).items():
+        if isinstance(value, (int, float)):
+            parts.append(f"{key} {value:.4g}")
+            break
+    if entry.get("wall_time_s") is not None:
+        parts.append(f"{entry['wall_time_s']:.1f} s")
+    if entry.get("message") and entry["status"] != "completed":
+        parts.append(entry["message"].splitlines()[0][:200])
+    return "  ".join(parts)
+
+
 def run_sweep(
-    configs: Sequence[TrainConfig], root: Path, *, jobs: int = 1, threads: int | None = None
+    configs: Sequence[TrainConfig],
+    root: Path,
+    launch: Launch | None = None,
+    *,
+    echo: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
-    """Run every config not already completed under root/runs; write root/index.json.
+    """Run every config not already completed under root/runs through submitit; keep
+    root/index.json current as runs finish and return it.
 
-    A run directory whose summary.json does not say "completed" (killed, diverged, failed) is
-    deleted and redone from scratch, so no run mixes records of two attempts. `threads` is
-    torch's CPU thread count per run (default: the cores divided among the jobs).
+    Everything is checked before anything is written (ConfigError): the grid, the launch, the
+    output directory, and that every completed run in root was made with the same settings. A
+    run directory whose summary.json does not say "completed" (killed, diverged, failed) is
+    deleted and redone from scratch, so no run mixes records of two attempts. SIGINT/SIGTERM
+    cancel the unfinished jobs, wait for their processes, mark them "cancelled" and raise
+    SweepInterrupted; rerunning the same call resumes.
     """
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ConfigError(f"jobs: expected an integer >= 1, got {jobs!r}")
-    if threads is None:
-        threads = max(1, (multiprocessing.cpu_count() or 1) // jobs)
-    elif isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ConfigError(f"threads: expected an integer >= 1, got {threads!r}")
-    root.mkdir(parents=True, exist_ok=True)
-    index_path = root / INDEX
-    previous: dict[str, dict[str, Any]] = {}
-    if index_path.exists():
-        previous = {e["run"]: e for e in json.loads(index_path.read_text()).get("runs", [])}
-    entries: dict[str, dict[str, Any]] = {}
-    todo = []
-    for cfg in configs:
-        out = Path(cfg.out)
-        if _status(out) == "completed":
-            entries[cfg.run] = {**previous.get(cfg.run, {}), "run": cfg.run, "status": "completed"}
-            entries[cfg.run].setdefault("dir", out.name)
-            entries[cfg.run]["skipped"] = True
-            continue
-        if out.exists():
-            shutil.rmtree(out)
-        todo.append(cfg)
+    launch = launch if launch is not None else Launch()
+    say = echo if echo is not None else (lambda line: None)
+    root = Path(root)
+    if not configs:
+        raise ConfigError("grid: no grid points (an empty --arch, --activation or --seeds)")
+    _unique_names(configs)
+    launch.check()
+    check_out_dir(root)
+    records = check_resume(root, configs)
+    threads = launch.threads_per_run()
+    started = time.perf_counter()
+    with _sweep_lock(root), _sigterm_raises():
+        marker = _read_json(root / MARKER)
+        history = marker.get("invocations", []) if isinstance(marker, dict) else []
+        history.append({"grid": len(configs), "cluster": launch.resolved_cluster, **provenance()})
+        atomic_write_json(root / MARKER, {"invocations": history[-50:]})
+        if (root / INDEX).exists() and not isinstance(_read_json(root / INDEX), dict):
+            say(f"{root / INDEX} was unreadable; rewriting it from {root / RUNS}")
+        entries: dict[str, dict[str, Any]] = {}
+        in_grid = {cfg.run for cfg in configs}
+        for run_dir in sorted((root / RUNS).glob("*")) if (root / RUNS).is_dir() else []:
+            if run_dir.name not in in_grid and run_dir.is_dir():
+                entries[run_dir.name] = {**_entry_from_dir(run_dir), "in_grid": False}
+        todo = []
+        for cfg in configs:
+            out = Path(cfg.out)
+            if _status(out) == "completed":
+                entries[cfg.run] = _entry(
+                    cfg, status="completed", skipped=True, **_summary_fields(out)
+                )
+                continue
+            holder = _held_by_other(root / LOCKS / f"{cfg.run}.lock")
+            if holder is not None:
+                raise ConfigError(
+                    f"--out {root}: run {cfg.run} is still being trained by process {holder} "
+                    "(left running by a killed sweep?); stop it or wait, then rerun"
+                )
+            if out.exists() and not _resumable(root, out, records[cfg.run]):
+                shutil.rmtree(out)
+            atomic_write_json(root / POINTS / f"{cfg.run}.json", records[cfg.run])
+            entries[cfg.run] = _entry(cfg, status="pending")
+            todo.append(cfg)
+        order = [cfg.run for cfg in configs] + sorted(set(entries) - in_grid)
 
-    def save() -> None:
-        ordered = [entries[c.run] for c in configs if c.run in entries]
-        atomic_write_json(index_path, {"runs": ordered, "pending": len(configs) - len(ordered)})
+        def save() -> None:
+            runs = [entries[name] for name in order if name in entries]
+            pending = sum(1 for e in runs if e["status"] in ("pending", "running"))
+            atomic_write_json(root / INDEX, _finite({"runs": runs, "pending": pending}))
 
-    save()
-    if jobs == 1:
-        for cfg in todo:
-            entries[cfg.run] = _run_one(cfg, threads)
+        save()
+        skipped = len(configs) - len(todo)
+        say(
+            f"sweep {root}: {len(configs)} runs, {skipped} already completed, {len(todo)} to run "
+            f"on the {launch.resolved_cluster} executor ({launch.parallel} at a time)"
+        )
+        finished = 0
+
+        def done(cfg: TrainConfig, entry: dict[str, Any]) -> None:
+            nonlocal finished
+            finished += 1
+            job_id = entries[cfg.run].get("job_id")
+            entries[cfg.run] = _entry(cfg, **{**entry, "run": cfg.run, "job_id": job_id})
             save()
-    else:
-        # spawn: a fresh interpreter per worker (torch and fork do not mix); a user activation
-        # NAME=EXPR travels inside its config string and is registered again in the worker.
-        ctx = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            futures = {pool.submit(_run_one, cfg, threads): cfg for cfg in todo}
-            for fut in cf.as_completed(futures):
-                cfg = futures[fut]
-                try:
-                    entries[cfg.run] = fut.result()
-                except Exception as exc:  # noqa: BLE001 -- a crashed worker is one failed run
-                    entries[cfg.run] = {
-                        "run": cfg.run,
-                        "status": "failed",
-                        "message": f"{type(exc).__name__}: {exc}",
-                    }
-                save()
-    save()
-    return json.loads(index_path.read_text())
+            width = len(str(len(todo)))
+            say(f"[{finished:>{width}}/{len(todo)}] {cfg.run}: {_describe(entries[cfg.run])}")
+
+        def running(cfg: TrainConfig, job_id: str) -> None:
+            entries[cfg.run].update(status="running", job_id=job_id)
+            save()
+
+        try:
+            _execute(todo, root, launch, threads, running, done)
+        except KeyboardInterrupt as exc:
+            for name in order:
+                if entries.get(name, {}).get("status") in ("pending", "running"):
+                    entries[name]["status"] = "cancelled"
+            save()
+            signame = str(exc) if isinstance(exc, SweepInterrupted) else "SIGINT"
+            raise SweepInterrupted(signame) from None
+    index = _read_json(root / INDEX)
+    runs = [e for e in index["runs"] if e["run"] in in_grid]
+    counts = defaultdict(int)
+    for e in runs:
+        counts[e["status"]] += 1
+    other = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()) if s != "completed")
+    say(
+        f"sweep {root}: {counts['completed']}/{len(configs)} completed ({skipped} already done)"
+        + (f", {other}" if other else "")
+        + f" in {time.perf_counter() - started:.0f} s; index {root / INDEX}"
+    )
+    return index
+
+
+def _execute(
+    todo: Sequence[TrainConfig],
+    root: Path,
+    launch: Launch,
+    threads: int | None,
+    running: Callable[[TrainConfig, str], None],
+    done: Callable[[TrainConfig, dict[str, Any]], None],
+) -> None:
+    """Submit the runs and report each as it finishes. SLURM gets one job array for the grid
+    (at most `parallel` tasks at a time); the local and debug executors have no arrays, so at
+    most `parallel` jobs are kept submitted there."""
+    if not todo:
+        return
+    executor = make_executor(launch, root / JOBS)
+
+    def lock(cfg: TrainConfig) -> str:
+        return str(root / LOCKS / f"{cfg.run}.lock")
+
+    queue = list(todo)
+    own = launch.resolved_cluster != "debug"
+    active: list[tuple[Any, TrainConfig]] = []
+    try:
+        if launch.resolved_cluster == "slurm":
+            n = len(queue)
+            jobs = executor.map_array(
+                run_point, queue, [threads] * n, [lock(c) for c in queue], [True] * n
+            )
+            active = list(zip(jobs, queue, strict=True))
+            for job, cfg in active:
+                running(cfg, str(job.job_id))
+            queue = []
+        while queue or active:
+            while queue and len(active) < launch.parallel:
+                cfg = queue.pop(0)
+                with _children_ignore_sigint():
+                    job = executor.submit(run_point, cfg, threads, lock(cfg), own)
+                active.append((job, cfg))
+                running(cfg, str(job.job_id))
+            ready = [(job, cfg) for job, cfg in active if job.done()]
+            for job, cfg in ready:
+                active.remove((job, cfg))
+                done(cfg, _collect(job, cfg))
+            if not ready:
+                time.sleep(POLL_S)
+    except BaseException:
+        _cancel([job for job, _ in active])
+        raise
 
 
 # ------------------------------------------------------------------------------ the report
@@ -255,29 +913,40 @@ def _responsible(row: dict[str, Any]) -> str:
     return max(finite, key=lambda k: abs(finite[k]))
 
 
-def drift_report(sweep_dir: str | Path, *, step_k: int | None = None) -> list[dict[str, Any]]:
+def drift_report(
+    sweep_dir: str | Path,
+    *,
+    step_k: int | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
     """Per arch × activation (seeds and activation layers averaged): preact_mean at step 0 vs
     step k (default the last logged step), the sparsity / negative_rate change, and the
     weight/bias metric deltas of the feeding layers with which part moved the pre-activation.
 
-    `falling` counts activation layers (summed over seeds) whose preact_mean went down.
+    `falling` counts activation layers (summed over seeds) whose preact_mean went down. A
+    completed run whose files cannot be read is left out (with `warn`).
     """
     root = Path(sweep_dir)
-    index_path = root / INDEX
-    if not index_path.exists():
-        raise FileNotFoundError(f"{root} has no {INDEX}; run `python -m empirics.sweep` first")
-    runs = json.loads(index_path.read_text())["runs"]
+    runs = load_index(root, warn)["runs"]
     groups: dict[tuple[str, str], list[tuple[int, dict[str, float]]]] = defaultdict(list)
     for entry in runs:
         if entry.get("status") != "completed":
             continue
-        run_dir = root / "runs" / entry["dir"]
-        config = json.loads((run_dir / "config.json").read_text())["train"]
-        feeds = json.loads((run_dir / "summary.json").read_text()).get("feeds", {})
-        got = _run_drift(read_records(run_dir / "records.csv"), feeds, step_k)
+        run_dir = root / RUNS / entry.get("dir", entry["run"])
+        summary = _read_json(run_dir / "summary.json")
+        try:
+            rows = read_records(run_dir / "records.csv")
+        except (OSError, ValueError, KeyError) as exc:
+            rows = None
+            problem = f"{type(exc).__name__}: {exc}"
+        if not isinstance(summary, dict) or rows is None:
+            if warn is not None:
+                warn(f"{run_dir}: unreadable ({problem if rows is None else 'summary.json'})")
+            continue
+        got = _run_drift(rows, summary.get("feeds", {}), step_k)
         if got is not None:
-            groups[(config["arch"], config["activation"])].append(got)
-    rows = []
+            groups[(summary.get("arch"), summary.get("activation"))].append(got)
+    rows_out = []
     for (arch, act), results in groups.items():
         row: dict[str, Any] = {"arch": arch, "activation": act, "runs": len(results)}
         row["step_k"] = min(k for k, _ in results)
@@ -288,8 +957,8 @@ def drift_report(sweep_dir: str | Path, *, step_k: int | None = None) -> list[di
         falling = sum(r["falling"] for _, r in results)
         row["falling"] = f"{falling}/{sum(r['layers'] for _, r in results)}"
         row["responsible"] = _responsible(row)
-        rows.append(row)
-    return rows
+        rows_out.append(row)
+    return rows_out
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -307,69 +976,147 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 
 # ---------------------------------------------------------------------------------- the CLI
 
+PROG = "python -m empirics.sweep"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog=PROG,
+        description="Run (or resume) a grid of training runs through submitit; "
+        "`report DIR` prints its drift table. Exit codes: 0 all runs completed, 1 a run "
+        "failed, diverged or was cancelled, 2 bad input.",
+    )
+    sub = ap.add_subparsers(dest="command", required=True, metavar="{run,report}")
+    run = sub.add_parser("run", help="run or resume a grid (arch x activation x seed)")
+    run.add_argument(
+        "--arch", action="append", required=True, help="architectures (repeatable, or a,b)"
+    )
+    run.add_argument(
+        "--activation",
+        action="append",
+        required=True,
+        help="registry names or NAME=EXPR (repeatable; a value without '=' may be a comma list)",
+    )
+    run.add_argument("--seeds", action="append", default=None, help="integers (default 0)")
+    run.add_argument("--preset", default="small", help="smoke | small | paper")
+    run.add_argument("--data", default="real")
+    run.add_argument("--steps", type=int)
+    run.add_argument("--lr", type=float)
+    run.add_argument("--optimizer")
+    run.add_argument("--early-steps", type=int)
+    run.add_argument(
+        "--checkpoint-every",
+        type=int,
+        help="each run writes a checkpoint every N steps; a killed run then resumes from it",
+    )
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("--out", required=True, help="sweep directory, e.g. results/sweeps/NAME")
+    where = run.add_argument_group("where the runs execute (submitit)")
+    where.add_argument(
+        "--cluster",
+        default="auto",
+        help="auto (SLURM if srun exists, else local) | local | slurm | debug (in this process)",
+    )
+    where.add_argument(
+        "--parallel",
+        "--jobs",
+        dest="parallel",
+        type=int,
+        default=1,
+        help="runs at a time (local processes, or SLURM array tasks)",
+    )
+    where.add_argument("--threads", type=int, help="torch threads per run (default CPUs/parallel)")
+    where.add_argument("--partition", help="SLURM partition")
+    where.add_argument("--gpus-per-job", type=int, default=0)
+    where.add_argument("--cpus-per-job", type=int, help="SLURM CPUs per task")
+    where.add_argument(
+        "--time", dest="time_min", type=int, default=24 * 60, help="minutes per run (limit)"
+    )
+    report = sub.add_parser("report", help="print the drift table of a sweep directory")
+    report.add_argument("dir")
+    report.add_argument("--step", type=int, help="compare step 0 with this step (default last)")
+    return ap
+
+
+def _fail(command: str, message: str) -> int:
+    print(f"{PROG} {command}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _report(args: argparse.Namespace) -> int:
+    root = Path(args.dir)
+    if not root.is_dir():
+        return _fail("report", f"DIR: {root} is not a directory")
+    if args.step is not None and args.step < 0:
+        return _fail("report", f"--step: expected an integer >= 0, got {args.step}")
+    try:
+        rows = drift_report(root, step_k=args.step, warn=_warn)
+    except FileNotFoundError as exc:
+        return _fail("report", f"DIR: {exc}")
+    if not rows:
+        print(f"{root}: no completed run with activation metrics to report", file=sys.stderr)
+        return 1
+    print(format_table(rows))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        archs = split_values(args.arch)
+        activations = split_values(args.activation)
+        seeds = parse_seeds(args.seeds if args.seeds is not None else ["0"])
+        launch = Launch(
+            cluster=args.cluster,
+            parallel=args.parallel,
+            threads=args.threads,
+            partition=args.partition,
+            gpus_per_job=args.gpus_per_job,
+            cpus_per_job=args.cpus_per_job,
+            time_min=args.time_min,
+        )
+        given = {
+            "preset": args.preset,
+            "data": args.data,
+            "steps": args.steps,
+            "lr": args.lr,
+            "optimizer": args.optimizer,
+            "early_steps": args.early_steps,
+            "checkpoint_every": args.checkpoint_every,
+        }
+        # Only what was given: a field passed as None would override the preset's value.
+        base = TrainConfig(**{k: v for k, v in given.items() if v is not None})
+        root = Path(args.out)
+        configs = grid(archs, activations, seeds, base, root, args.set)
+        index = run_sweep(configs, root, launch, echo=lambda line: print(line, flush=True))
+    except ConfigError as exc:
+        return _fail("run", str(exc))
+    except SweepInterrupted as exc:
+        print(
+            f"{PROG}: interrupted by {exc}; unfinished runs were cancelled. "
+            "Run the same command again to resume.",
+            file=sys.stderr,
+        )
+        return 1
+    bad = [e for e in index["runs"] if e.get("status") != "completed" and e.get("in_grid", True)]
+    for e in bad:
+        where = f" (log: {e['log']})" if e.get("log") else ""
+        print(f"  {e['run']}: {e['status']}: {e.get('message', '')}{where}", file=sys.stderr)
+    rows = drift_report(root, warn=_warn)
+    if rows:
+        print(format_table(rows))
+    return 1 if bad else 0
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["report"]:
-        rp = argparse.ArgumentParser(prog="python -m empirics.sweep report")
-        rp.add_argument("dir")
-        rp.add_argument("--step", type=int, help="compare step 0 with this step (default last)")
-        args = rp.parse_args(argv[1:])
-        try:
-            rows = drift_report(args.dir, step_k=args.step)
-        except FileNotFoundError as exc:
-            rp.error(str(exc))
-        print(format_table(rows))
-        return 0
-    ap = argparse.ArgumentParser(
-        prog="python -m empirics.sweep",
-        description="Run (or resume) a grid of training runs; `report DIR` prints the drift table.",
-    )
-    ap.add_argument("--arch", required=True, help="comma-separated architectures")
-    ap.add_argument("--activation", required=True, help="comma-separated names or NAME=EXPR")
-    ap.add_argument("--seeds", default="0", help="comma-separated integers")
-    ap.add_argument("--preset", default="small")
-    ap.add_argument("--data", default="real")
-    ap.add_argument("--steps", type=int)
-    ap.add_argument("--lr", type=float)
-    ap.add_argument("--optimizer")
-    ap.add_argument("--early-steps", type=int, default=TrainConfig.early_steps)
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--out", required=True, help="sweep directory, e.g. results/sweeps/NAME")
-    ap.add_argument("--jobs", type=int, default=1)
-    ap.add_argument("--threads", type=int, help="torch threads per run (default cores/jobs)")
-    args = ap.parse_args(argv)
-    try:
-        seeds = [int(s) for s in _split(args.seeds)]
-    except ValueError:
-        ap.error(f"--seeds: expected comma-separated integers, got {args.seeds!r}")
-    try:
-        base = TrainConfig(
-            preset=args.preset,
-            data=args.data,
-            steps=args.steps,
-            lr=args.lr,
-            optimizer=args.optimizer,
-            early_steps=args.early_steps,
-        )
-        root = Path(args.out)
-        configs = grid(_split(args.arch), _split(args.activation), seeds, base, root, args.set)
-        if args.jobs < 1:
-            raise ConfigError(f"--jobs: expected an integer >= 1, got {args.jobs}")
-    except ConfigError as exc:
-        ap.error(str(exc))
-    try:
-        index = run_sweep(configs, root, jobs=args.jobs, threads=args.threads)
-    except ConfigError as exc:
-        ap.error(str(exc))
-    bad = [e for e in index["runs"] if e.get("status") != "completed"]
-    done = len(index["runs"]) - len(bad)
-    print(f"{done}/{len(configs)} runs completed; index in {root / INDEX}")
-    for e in bad:
-        print(f"  {e['run']}: {e['status']}: {e.get('message', '')}", file=sys.stderr)
-    if done:
-        print(format_table(drift_report(root)))
-    return 1 if bad else 0
+    if argv and argv[0] not in ("run", "report", "-h", "--help"):
+        argv = ["run", *argv]  # the form before subcommands: `python -m empirics.sweep --arch ...`
+    args = build_parser().parse_args(argv)
+    return _report(args) if args.command == "report" else _run(args)
 
 
 if __name__ == "__main__":
