@@ -417,10 +417,10 @@ def available_memory(device: str) -> int | None:
 def estimate_memory(plan: Plan, world_size: int = 1) -> MemoryEstimate:
     """Parameters, gradients, optimiser state and one micro-batch's activations, in bytes.
 
-    The model is built on torch's meta device (shapes only) and run forward on a meta copy of a
-    one-example synthetic batch's input; every leaf module's output counts as kept for backward, scaled
-    to the micro-batch. An estimate, not a bound: it is meant to refuse sizes that are off by
-    orders of magnitude (a width of 10^8) before anything is allocated.
+    The model is built on torch's meta device (shapes only) and run forward on a meta copy of
+    a one-example synthetic batch's input; every leaf module's output counts as kept for
+    backward, scaled to the micro-batch. An estimate, not a bound: it is meant to refuse sizes
+    that are off by orders of magnitude (a width of 10^8) before anything is allocated.
     """
     import torch
 

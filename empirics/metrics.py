@@ -376,6 +376,8 @@ class MetricsTracker:
         self._grad_stats: dict[tuple[str, str], torch.Tensor] = {}
         self._grad_calls: dict[str, int] = {}
         self._xbar: dict[str, torch.Tensor] = {}
+        self._calls: dict[str, int] = {}
+        self._feed_calls: dict[str, int] = {}
         self._handles = [
             act.register_forward_hook(self._activation_hook(name))
             for name, act in self.activations.items()
@@ -395,14 +397,17 @@ class MetricsTracker:
             if not self._armed:
                 return
             stats = activation_stats(inputs[0], output)
-            # A layer called twice in one forward (weight sharing) is averaged over its calls.
+            # A layer called k times while armed (weight sharing, or the k micro-batches of one
+            # accumulated step) reports the mean over its calls (the max for spike_max).
+            calls = self._calls.get(name, 0)
+            self._calls[name] = calls + 1
             for metric, value in stats.items():
                 key = (name, metric)
                 if key in self._act_stats:
                     self._act_stats[key] = (
                         torch.maximum(self._act_stats[key], value)
                         if metric == "spike_max"
-                        else (self._act_stats[key] + value) / 2
+                        else self._act_stats[key] + (value - self._act_stats[key]) / (calls + 1)
                     )
                 else:
                     self._act_stats[key] = value
@@ -431,7 +436,12 @@ class MetricsTracker:
         def hook(module: nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
             if self._armed:
                 with torch.no_grad():
-                    self._xbar[name] = mean_input(module, inputs[0])
+                    xbar = mean_input(module, inputs[0])
+                    calls = self._feed_calls.get(name, 0)
+                    self._feed_calls[name] = calls + 1
+                    old = self._xbar.get(name)
+                    # Equal-size micro-batches: the running mean is the whole batch's mean.
+                    self._xbar[name] = xbar if old is None else old + (xbar - old) / (calls + 1)
 
         return hook
 
@@ -442,11 +452,36 @@ class MetricsTracker:
         self._grad_stats.clear()
         self._grad_calls.clear()
         self._xbar.clear()
+        self._calls.clear()
+        self._feed_calls.clear()
         self._armed = True
         try:
             yield self
         finally:
             self._armed = False
+
+    def reduce_across(self, reduce: Callable[[torch.Tensor, str], torch.Tensor]) -> None:
+        """Combine what the armed passes gathered over processes holding equal-size shards of
+        one batch (torchrun), before `measure`: `reduce(t, op)` returns t combined over the
+        processes by op "mean" or "max" (a collective: every process calls it the same way).
+        Means of shard means are the batch's means; spike_ratio becomes the mean of the shards'
+        ratios (a median does not split over shards); x̄ is reduced before the feed metrics."""
+        keys = sorted(self._act_stats)
+        for op, group in (
+            ("mean", [k for k in keys if k[1] != "spike_max"]),
+            ("max", [k for k in keys if k[1] == "spike_max"]),
+        ):
+            if group:
+                values = reduce(torch.stack([self._act_stats[k].double() for k in group]), op)
+                for key, value in zip(group, values, strict=True):
+                    self._act_stats[key] = value
+        names = sorted(self._xbar)
+        if names:
+            flat = reduce(torch.cat([self._xbar[n].double().reshape(-1) for n in names]), "mean")
+            for name, part in zip(
+                names, flat.split([self._xbar[n].numel() for n in names]), strict=True
+            ):
+                self._xbar[name] = part.float().view_as(self._xbar[name])
 
     def weight_metrics(self) -> dict[tuple[str, str], float]:
         out: dict[tuple[str, str], float] = {}

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from empirics.config import (
+    OPTIMIZERS,
     PRESET_NAMES,
     RUN_FILES,
     SCHEDULES,
@@ -50,6 +51,7 @@ __all__ = [
     "build_optimizers",
     "lr_multiplier",
     "main",
+    "make_optimizers",
     "parse_sets",
     "plan",
     "train",
@@ -98,19 +100,48 @@ def _embedding_and_head(model: Any) -> set[int]:
     return excluded
 
 
-def build_optimizers(model: Any, p: Plan) -> list[Any]:
+def make_optimizers(
+    optimizer: str,
+    params: Sequence[Any],
+    lr: float,
+    *,
+    matrices: Sequence[Any] = (),
+    rest: Sequence[Any] = (),
+    adam_lr: float | None = None,
+    momentum: float = 0.9,
+    betas: tuple[float, float] = (0.9, 0.95),
+    weight_decay: float = 0.0,
+) -> list[Any]:
+    """The optimizer vocabulary (OPTIMIZERS), shared with `empirics.early_training`: `sgd` or
+    `adamw` on `params`; `muon` on `matrices` (hidden 2-D matrices) with AdamW at `adam_lr`
+    (default lr) on `rest`."""
     import torch
 
+    if optimizer not in OPTIMIZERS:
+        raise ConfigError(f"optimizer: unknown value {optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+    if optimizer == "sgd":
+        return [torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)]
+    if optimizer == "adamw":
+        return [torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)]
+    opts: list[Any] = []
+    if matrices:
+        # momentum 0.95 with Nesterov is torch's default and the paper's setting.
+        opts.append(torch.optim.Muon(matrices, lr=lr, weight_decay=weight_decay))
+    if rest:
+        opts.append(
+            torch.optim.AdamW(
+                rest, lr=lr if adam_lr is None else adam_lr, betas=betas, weight_decay=weight_decay
+            )
+        )
+    return opts
+
+
+def build_optimizers(model: Any, p: Plan) -> list[Any]:
     cfg = p.cfg
     params = [q for q in model.parameters() if q.requires_grad]
-    if cfg.optimizer == "sgd":
-        return [
-            torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        ]
-    if cfg.optimizer == "adamw":
-        return [
-            torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-        ]
+    hyper = dict(momentum=cfg.momentum, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    if cfg.optimizer != "muon":
+        return make_optimizers(cfg.optimizer, params, cfg.lr, **hyper)
     if hasattr(model, "optimizer_groups"):
         groups = model.optimizer_groups()
         matrices, rest = list(groups["muon"]), list(groups["adamw"])
@@ -120,15 +151,9 @@ def build_optimizers(model: Any, p: Plan) -> list[Any]:
         excluded = _embedding_and_head(model)
         matrices = [q for q in params if q.dim() == 2 and id(q) not in excluded]
         rest = [q for q in params if q.dim() != 2 or id(q) in excluded]
-    opts: list[Any] = []
-    if matrices:
-        # momentum 0.95 with Nesterov is torch's default and the paper's setting.
-        opts.append(torch.optim.Muon(matrices, lr=cfg.lr, weight_decay=cfg.weight_decay))
-    if rest:
-        opts.append(
-            torch.optim.AdamW(rest, lr=cfg.adam_lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-        )
-    return opts
+    return make_optimizers(
+        "muon", params, cfg.lr, matrices=matrices, rest=rest, adam_lr=cfg.adam_lr, **hyper
+    )
 
 
 def lr_multiplier(step: int, p: Plan) -> float:
@@ -587,6 +612,10 @@ def train(cfg: TrainConfig, *, stop: StopFlag | None = None) -> Path:
         total=cfg.steps,
     )
     parts = dist.world * cfg.grad_accum
+
+    def reduce(t: Any, op: str) -> Any:
+        return dist.reduce(t.to(device), op).cpu()
+
     step = start
     try:
         for step in bar:
@@ -624,8 +653,13 @@ def train(cfg: TrainConfig, *, stop: StopFlag | None = None) -> Path:
             rows: dict[tuple[str, str], float] = {}
             if log:
                 if dist.active:
-                    tracker.reduce_across(lambda t, op: dist.reduce(t.to(device), op))
+                    tracker.reduce_across(reduce)
                 rows.update(tracker.measure())
+                # The gradient-sign probe (grad_pos/neg/mean) exists only after backward. Under
+                # torchrun each process backpropagates its own shard's mean loss, whose dl/dp
+                # is world_size times that of the global batch's mean loss: scaled back here.
+                grads = tracker.measure_grads(reduce if dist.active else None)
+                rows.update({k: v / dist.world for k, v in grads.items()})
             last_loss = values.pop("loss")
             rows[(MODEL_LAYER, "loss")] = last_loss
             rows[(MODEL_LAYER, "lr")] = scheds[0].get_last_lr()[0]

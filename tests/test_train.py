@@ -17,7 +17,7 @@ import torch
 from empirics import sweep as S
 from empirics import train as T
 from empirics.outputs import RECORD_FIELDS, read_records
-from empirics.metrics import ACTIVATION_METRICS, FEED_METRICS, WEIGHT_METRICS
+from empirics.metrics import ACTIVATION_METRICS, FEED_METRICS, GRAD_METRICS, WEIGHT_METRICS
 
 
 def _cfg(tmp: Path, **kw: object) -> T.TrainConfig:
@@ -42,7 +42,7 @@ def test_smoke_run_writes_records_config_and_summary(tmp_path: Path) -> None:
         header = next(csv.reader(fh))
     assert tuple(header) == RECORD_FIELDS
     rows = read_records(out / "records.csv")
-    known = set(ACTIVATION_METRICS + WEIGHT_METRICS + FEED_METRICS)
+    known = set(ACTIVATION_METRICS + WEIGHT_METRICS + FEED_METRICS + GRAD_METRICS)
     known |= {"loss", "lr", "train_accuracy", "val_loss", "accuracy"}
     assert {r["metric"] for r in rows} <= known
     # Metrics every step before early_steps=3, then every 2, and always the last step (5).
