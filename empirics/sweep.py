@@ -23,6 +23,7 @@ import statistics
 import sys
 import threading
 import time
+import typing
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -63,6 +64,10 @@ FINISHED = ("completed", "diverged", "failed", "cancelled", "interrupted")
 
 class SweepInterrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM reached the sweep; its unfinished jobs were cancelled."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
 
 
 # ------------------------------------------------------------------------------ the grid
@@ -568,7 +573,7 @@ def _sigterm_raises() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: object) -> None:
-        raise SweepInterrupted("SIGTERM")
+        raise SweepInterrupted(signal.SIGTERM)
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
@@ -692,6 +697,13 @@ def run_sweep(
     threads = launch.threads_per_run()
     started = time.perf_counter()
     with _sweep_lock(root), _sigterm_raises():
+        for cfg in configs:
+            holder = _held_by_other(root / LOCKS / f"{cfg.run}.lock")
+            if holder is not None and _status(Path(cfg.out)) != "completed":
+                raise ConfigError(
+                    f"--out {root}: run {cfg.run} is still being trained by process {holder} "
+                    "(left running by a killed sweep?); stop it or wait, then rerun"
+                )
         marker = _read_json(root / MARKER)
         history = marker.get("invocations", []) if isinstance(marker, dict) else []
         history.append({"grid": len(configs), "cluster": launch.resolved_cluster, **provenance()})
@@ -711,12 +723,6 @@ def run_sweep(
                     cfg, status="completed", skipped=True, **_summary_fields(out)
                 )
                 continue
-            holder = _held_by_other(root / LOCKS / f"{cfg.run}.lock")
-            if holder is not None:
-                raise ConfigError(
-                    f"--out {root}: run {cfg.run} is still being trained by process {holder} "
-                    "(left running by a killed sweep?); stop it or wait, then rerun"
-                )
             if out.exists() and not _resumable(root, out, records[cfg.run]):
                 shutil.rmtree(out)
             atomic_write_json(root / POINTS / f"{cfg.run}.json", records[cfg.run])
@@ -757,8 +763,8 @@ def run_sweep(
                 if entries.get(name, {}).get("status") in ("pending", "running"):
                     entries[name]["status"] = "cancelled"
             save()
-            signame = str(exc) if isinstance(exc, SweepInterrupted) else "SIGINT"
-            raise SweepInterrupted(signame) from None
+            signum = exc.signum if isinstance(exc, SweepInterrupted) else signal.SIGINT
+            raise SweepInterrupted(signum) from None
     index = _read_json(root / INDEX)
     runs = [e for e in index["runs"] if e["run"] in in_grid]
     counts = defaultdict(int)
@@ -979,14 +985,23 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 PROG = "python -m empirics.sweep"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the run subcommand's usage alone is a dozen lines."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog=PROG,
         description="Run (or resume) a grid of training runs through submitit; "
         "`report DIR` prints its drift table. Exit codes: 0 all runs completed, 1 a run "
         "failed, diverged or was cancelled, 2 bad input.",
     )
-    sub = ap.add_subparsers(dest="command", required=True, metavar="{run,report}")
+    sub = ap.add_subparsers(
+        dest="command", required=True, metavar="{run,report}", parser_class=_Parser
+    )
     run = sub.add_parser("run", help="run or resume a grid (arch x activation x seed)")
     run.add_argument(
         "--arch", action="append", required=True, help="architectures (repeatable, or a,b)"
@@ -1100,7 +1115,7 @@ def _run(args: argparse.Namespace) -> int:
             "Run the same command again to resume.",
             file=sys.stderr,
         )
-        return 1
+        return 128 + exc.signum  # as a process killed by the signal reports it
     bad = [e for e in index["runs"] if e.get("status") != "completed" and e.get("in_grid", True)]
     for e in bad:
         where = f" (log: {e['log']})" if e.get("log") else ""

@@ -1,4 +1,4 @@
-"""The training loop and sweeps: files written, determinism, config errors, divergence, resume.
+"""The training loop: files written, determinism, config errors, divergence, resume.
 
 Run: `.venv/bin/python -m pytest tests/test_train.py -q` (uses the `mlp` smoke preset on
 synthetic data, a second or two per run).
@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from empirics import sweep as S
 from empirics import train as T
 from empirics.outputs import RECORD_FIELDS, read_records
 from empirics.metrics import ACTIVATION_METRICS, FEED_METRICS, GRAD_METRICS, WEIGHT_METRICS
@@ -166,40 +165,6 @@ def test_nan_raises_training_diverged_and_keeps_records(tmp_path: Path) -> None:
     assert not math.isfinite(losses[last]) and last < 19
 
 
-def test_sweep_resume_skips_finished_and_redoes_half_finished(tmp_path: Path) -> None:
-    root = tmp_path / "sweep"
-    base = T.TrainConfig(data="synthetic", preset="smoke", steps=4, early_steps=4)
-    configs = S.grid(["mlp"], ["relu", "tanh"], [0], base, root)
-    index = S.run_sweep(configs, root)
-    assert [e["status"] for e in index["runs"]] == ["completed", "completed"]
-    done, half = (Path(c.out) for c in configs)
-    # Simulate a run killed midway: its summary says running and it has a stray file.
-    summary = json.loads((half / "summary.json").read_text())
-    summary["status"] = "running"
-    (half / "summary.json").write_text(json.dumps(summary))
-    (half / "stray.txt").write_text("from the killed attempt")
-    stamp = (done / "records.csv").stat().st_mtime_ns
-    index = S.run_sweep(configs, root)
-    assert (done / "records.csv").stat().st_mtime_ns == stamp  # not redone
-    assert not (half / "stray.txt").exists()  # redone in a fresh directory
-    assert json.loads((half / "summary.json").read_text())["status"] == "completed"
-    by_run = {e["run"]: e for e in index["runs"]}
-    assert by_run[configs[0].run].get("skipped") and not by_run[configs[1].run].get("skipped")
-    rows = S.drift_report(root)
-    assert {(r["arch"], r["activation"]) for r in rows} == {("mlp", "relu"), ("mlp", "tanh")}
-    for r in rows:
-        assert r["step_k"] == 3 and r["falling"].endswith("/2")
-        assert r["d_preact"] == pytest.approx(r["preact_k"] - r["preact_0"])
-    assert "responsible" in S.format_table(rows).splitlines()[0]
-
-
-def test_sweep_rejects_bad_grid_before_running(tmp_path: Path) -> None:
-    with pytest.raises(T.ConfigError, match="unknown activation"):
-        S.grid(["mlp"], ["relu", "bogus"], [0], T.TrainConfig(preset="smoke"), tmp_path)
-    with pytest.raises(T.ConfigError, match="jobs"):
-        S.run_sweep([], tmp_path, jobs=0)
-
-
 def test_missing_data_and_interrupt_leave_an_honest_summary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
@@ -232,15 +197,3 @@ def test_missing_data_and_interrupt_leave_an_honest_summary(
     assert summary["status"] == "interrupted"
     steps = {r["step"] for r in read_records(tmp_path / "intr" / "records.csv")}
     assert steps == {0, 1}
-
-
-@pytest.mark.slow
-def test_sweep_fans_out_through_a_process_pool_with_a_user_activation(tmp_path: Path) -> None:
-    root = tmp_path / "pool"
-    base = T.TrainConfig(data="synthetic", preset="smoke", steps=3, early_steps=3)
-    # The user activation reaches the spawned workers inside its config string.
-    configs = S.grid(["mlp"], ["relu", "poolsq=x**2/2"], [0], base, root)
-    index = S.run_sweep(configs, root, jobs=2, threads=1)
-    assert [e["status"] for e in index["runs"]] == ["completed", "completed"]
-    text = [(Path(c.out) / "records.csv").read_text() for c in configs]
-    assert text[0] != text[1]
