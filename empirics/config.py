@@ -23,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, Valid
 from empirics.models import ARCHS, get_arch
 
 Arch = Literal["mlp", "resnet", "vit", "gpt_nano", "mp_senet"]
-DATA_KINDS = ("real", "synthetic")
+# fineweb: modded-nanogpt token shards, read by gpt_nano only (its `check_data` says so).
+DATA_KINDS = ("real", "synthetic", "fineweb")
 OPTIMIZERS = ("sgd", "adamw", "muon")
 SCHEDULES = ("constant", "cosine", "linear", "wsd")
 PRESET_NAMES = ("smoke", "small", "paper")
@@ -55,7 +56,8 @@ def describe(exc: ValidationError, prefix: str = "") -> str:
     for err in exc.errors():
         loc = ".".join(str(part) for part in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
-        msg = msg[:1].lower() + msg[1:]
+        if msg[1:2].islower():  # "Input should ..." reads on after a colon; "GPTNano..." not
+            msg = msg[:1].lower() + msg[1:]
         where = ".".join(part for part in (prefix, loc) if part)
         if err["type"] == "value_error":  # a model's own check already names field and value
             lines.append(f"{where}: {msg}" if where else msg)
@@ -94,7 +96,7 @@ class TrainConfig(BaseModel):
 
     arch: Arch = "mlp"
     activation: str = Field("relu", min_length=1, max_length=500)
-    data: Literal["real", "synthetic"] = "real"
+    data: Literal["real", "synthetic", "fineweb"] = "real"
     preset: Literal["smoke", "small", "paper"] = "small"
     steps: PositiveInt | None = None
     batch_size: PositiveInt | None = None
@@ -277,6 +279,15 @@ def resolve(cfg: TrainConfig) -> Plan:
         raise ConfigError(describe(exc, prefix=f"{cfg.arch} config")) from None
     except (TypeError, ValueError) as exc:  # a Config check outside pydantic's wrapping
         raise ConfigError(f"{cfg.arch} config: {exc}") from None
+    # The data kind against the model's data options (an arch may define `check_data`).
+    check_data = getattr(arch, "check_data", None)
+    try:
+        if check_data is not None:
+            check_data(cfg.data, model_cfg)
+        elif cfg.data not in ("real", "synthetic"):
+            raise ValueError(f"{cfg.arch} reads real or synthetic data, not {cfg.data!r}")
+    except ValueError as exc:
+        raise ConfigError(f"data: {exc}") from None
 
     # The optimiser details a preset cannot say with the common keys.
     if "adam_lr" in details:

@@ -785,6 +785,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = {k: f.default for k, f in TrainConfig.model_fields.items()}
     ap = argparse.ArgumentParser(
         prog="python -m empirics.train",
+        usage="%(prog)s [--arch ARCH] [--preset PRESET] [options]   (--help lists them)",
         description="Train one architecture and log drift, sparsity and spike metrics. "
         "`python -m empirics.train list keys --arch ARCH` and `list activations` list choices.",
         argument_default=argparse.SUPPRESS,

@@ -59,8 +59,8 @@ class GPTNanoConfig:
             )
         if (self.n_embd // self.n_head) % 2:
             raise ValueError(
-                f"GPTNanoConfig: head size n_embd/n_head = {self.n_embd // self.n_head} must be "
-                "even (rotary embeddings rotate pairs of channels)"
+                f"GPTNanoConfig: head size n_embd/n_head = {self.n_embd}/{self.n_head} = "
+                f"{self.n_embd // self.n_head} must be even (rotary embeddings rotate pairs)"
             )
         if not (math.isfinite(self.rope_base) and self.rope_base > 1.0):
             raise ValueError(

@@ -6,13 +6,13 @@ Run: `python -m empirics.montecarlo g_pos --activation gelu --loss cross_entropy
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from empirics.outputs import RecordWriter, atomic_write_json, provenance
 from empirics.montecarlo.estimators import (
     estimate_conditional_mean,
     estimate_drift_coefficient,
@@ -23,6 +23,7 @@ from empirics.montecarlo.estimators import (
 from empirics.montecarlo.ledger import ENTRY_IDS, montecarlo_for_entry
 from empirics.montecarlo.sampler import DESIGNS, INITS, INPUTS, LABELS, LOSS_NAMES, NetConfig
 from empirics.montecarlo.stats import Estimate, SignTest
+from empirics.outputs import RecordWriter, atomic_write_json, provenance
 from theory import registry
 
 QUANTITIES = ("g_pos", "g_neg", "net_drift", "D", "g_curve", "effective_weights", "first_step")
@@ -31,11 +32,55 @@ DEFAULT_OUT = Path("results/montecarlo")
 
 def _parse_edges(text: str) -> list[float]:
     """'lo,hi,n' -> n+1 equally spaced edges, or an explicit list 'a,b,c,...' (more than 3)."""
-    parts = [float(v) for v in text.split(",")]
-    if len(parts) == 3 and parts[2].is_integer() and parts[2] >= 1:
+    accepted = "accepted: 'lo,hi,n' (n >= 1 bins) or increasing finite edges 'a,b,c,d,...'"
+    try:
+        parts = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--edges: {text!r} is not a list of numbers; {accepted}") from None
+    if len(parts) == 3 and parts[2].is_integer() and 1 <= parts[2] <= 100_000:
         lo, hi, n = parts[0], parts[1], int(parts[2])
-        return [lo + (hi - lo) * i / n for i in range(n + 1)]
+        parts = [lo + (hi - lo) * i / n for i in range(n + 1)]
+    if len(parts) < 2 or not all(map(math.isfinite, parts)):
+        raise ValueError(f"--edges: {text!r} gives no finite bins; {accepted}")
+    if any(b <= a for a, b in zip(parts, parts[1:], strict=False)):
+        raise ValueError(f"--edges: {text!r} is not increasing; {accepted}")
     return parts
+
+
+def _check_args(args: argparse.Namespace, cfg: NetConfig) -> None:
+    """The fields NetConfig does not hold, the output directory and the memory one network
+    needs: ValueError naming the flag, before anything is written or allocated."""
+    from empirics.config import MAX_SEED, available_memory, check_out_dir
+
+    if not 0 <= args.seed <= MAX_SEED:
+        raise ValueError(f"--seed: expected an integer in [0, 2**63 - 1], got {args.seed}")
+    if not 2 <= args.n_networks <= 2**40:
+        raise ValueError(f"--n-networks: expected an integer in [2, 2**40], got {args.n_networks}")
+    if not 0 < args.alpha < 1:
+        raise ValueError(f"--alpha: expected a false-sign rate in (0, 1), got {args.alpha}")
+    if args.max_looks < 1:
+        raise ValueError(f"--max-looks: expected an integer >= 1, got {args.max_looks}")
+    if not math.isfinite(args.lr) or args.lr == 0:
+        raise ValueError(f"--lr: expected a finite non-zero number, got {args.lr}")
+    if not (math.isfinite(args.s) and args.s > 0):
+        raise ValueError(f"--s: expected a finite number > 0, got {args.s}")
+    if args.out is not None:
+        check_out_dir(Path(args.out))
+    # The estimators chunk networks to ~32 MB, but never below one network: its weights and
+    # three [inputs, width] tensors per layer (pre-activation, activation, gradient) must fit.
+    sizes = cfg.sizes
+    itemsize = 8 if cfg.dtype == "float64" else 4
+    weights = sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
+    crossed_out = cfg.v_per_block * cfg.n_out * 3 if cfg.crossed else 0
+    acts = cfg.inputs_per_net * (3 * sum(sizes) + crossed_out)
+    need = (weights + acts) * itemsize
+    have = available_memory(cfg.device)
+    if have is not None and need > have:
+        raise ValueError(
+            f"memory: one network of widths {','.join(map(str, cfg.widths))} (d_in {cfg.d_in}, "
+            f"{cfg.inputs_per_net} inputs) needs about {need / 2**30:.1f} GiB, "
+            f"{have / 2**30:.1f} GiB are available; lower --widths or --inputs-per-net"
+        )
 
 
 def _rows(look: int, estimates: dict[str, Estimate]) -> list[tuple[int, str, str, float]]:
@@ -193,6 +238,7 @@ def _run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         for act in activations
     }
     edges = _parse_edges(args.edges)
+    _check_args(args, next(iter(configs.values())))
     out = args.out or DEFAULT_OUT / args.quantity
     out.mkdir(parents=True, exist_ok=True)
     device = next(iter(configs.values())).device
