@@ -13,6 +13,11 @@ from typing import Any
 
 import sympy as sp
 
+from empirics.verdicts import (
+    decide_verdict,
+    evidence_of,
+    scope_of,
+)
 from theory import (
     C1_REFERENCE,
     EffectiveConfig,
@@ -25,23 +30,9 @@ from theory import (
     predict_weight_drift,
 )
 from theory.registry import x as registry_x
-from theory.signs import SIGNS, compatible, implies
+from theory.signs import SIGNS
 
-VERDICTS: tuple[str, ...] = ("confirmed", "refined", "refuted", "not-tested", "fail")
 MC_SIGNS: tuple[str, ...] = (*SIGNS, "undecided")
-# Ids whose symbolic value is the very number the Monte Carlo estimates (same configuration), so
-# a value outside the Monte Carlo CI is a `fail`; elsewhere only signs are compared.
-VALUE_IDS = frozenset({"C1.mean", "C1.offdiag", "C1.diag", "C4.D"})
-
-EXPERIMENT_CLAIMS: dict[str, str] = {
-    "C6.optimizer_lr": "drift depends on the optimizer and the learning rate",
-    "C7.random_inputs": "drift is intrinsic to optimization: it appears on random inputs too",
-    "C8.architectures": "drift appears in MLP, ResNet, ViT, GPT-nano and MP-SENet",
-    "C9.relu_sparsity": "with ReLU, drift yields activation sparsity up to 90% in GPT-nano",
-    "C10.sparsity_accuracy": "accuracy falls off a cliff above ~70% controlled sparsity",
-    "C11.relu2_spikes": "ReLU^2 amplifies activation spikes ~25x relative to ReLU",
-    "C12.clipping": "clipped ReLU^2 beats ReLU^2; GELU^2 reaches the lowest GPT-nano loss",
-}
 
 
 @dataclass(frozen=True)
@@ -59,6 +50,13 @@ class LedgerEntry:
     montecarlo: dict[str, Any] | None = None
     verdict: str = "not-tested"
     notes: list[str] = field(default_factory=list)
+    scope: str = "paper"
+    prediction: str = ""  # rows computed from one prediction share this key (counted once)
+    network: dict[str, Any] | None = None
+
+    @property
+    def evidence(self) -> str:
+        return evidence_of(self.symbolic, self.montecarlo)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -73,6 +71,10 @@ class LedgerEntry:
             "detail": self.detail,
             "pieces": [list(p) for p in self.pieces],
             "notes": list(self.notes),
+            "scope": self.scope,
+            "evidence": self.evidence,
+            "prediction": self.prediction or f"{self.id}|{self.activation}|{self.loss}",
+            "network": self.network,
         }
 
 
@@ -99,56 +101,6 @@ def _symbolic(pred: Prediction) -> dict[str, Any]:
     return out
 
 
-def decide_verdict(
-    entry_id: str,
-    claimed: str | None,
-    symbolic: dict[str, Any] | None,
-    pieces: Iterable[tuple[float, float, str]],
-    montecarlo: dict[str, Any] | None,
-) -> tuple[str, list[str]]:
-    """The verdict rule, with the reasons.
-
-    fail: our own prediction and estimate disagree (both signs decided with disjoint sign sets,
-    or, for VALUE_IDS, the symbolic value outside the Monte Carlo CI). Otherwise the established
-    sign (theory first, else a decided Monte Carlo sign) against the claimed one: refuted if
-    incompatible or if a certified piece of the function contradicts it; confirmed if equal;
-    refined if strictly sharper; not-tested when nothing is established or there is no claim.
-    """
-    notes: list[str] = []
-    sym_sign = (symbolic or {}).get("sign") or "undetermined"
-    mc_sign = (montecarlo or {}).get("sign")
-    mc_decided = mc_sign in SIGNS and mc_sign != "undetermined"
-    if sym_sign != "undetermined" and mc_decided and not compatible(sym_sign, mc_sign):
-        return "fail", [f"theory says {sym_sign}, Monte Carlo says {mc_sign}"]
-    value = (symbolic or {}).get("value")
-    ci = (montecarlo or {}).get("ci")
-    if entry_id in VALUE_IDS and isinstance(value, float) and ci is not None:
-        lo, hi = float(ci[0]), float(ci[1])
-        if not (lo <= value <= hi):
-            return "fail", [
-                f"theory value {value:.6g} outside the Monte Carlo CI [{lo:.6g}, {hi:.6g}]"
-            ]
-        notes.append(f"theory value inside the Monte Carlo CI [{lo:.4g}, {hi:.4g}]")
-    if claimed is None:
-        return "not-tested", notes + ["no claim of the paper for this case"]
-    against = [p for p in pieces if p[2] != "undetermined" and not compatible(p[2], claimed)]
-    if against:
-        lo, hi, sign = against[0]
-        where = f"p = {lo:g}" if lo == hi else f"({lo:g}, {hi:g})"
-        notes.append(f"certified {sign} at {where}, the claim says {claimed}")
-        return "refuted", notes
-    established = sym_sign if sym_sign != "undetermined" else (mc_sign if mc_decided else None)
-    if sym_sign == "undetermined" and established is not None:
-        notes.append("sign established by the Monte Carlo alone")
-    if established is None:
-        return "not-tested", notes
-    if not compatible(established, claimed):
-        return "refuted", notes + [f"established {established}, claimed {claimed}"]
-    if implies(established, claimed):
-        return ("confirmed" if established == claimed else "refined"), notes
-    return "not-tested", notes + [f"established {established} is weaker than claimed {claimed}"]
-
-
 def _entry(
     entry_id: str,
     claim: str,
@@ -156,10 +108,13 @@ def _entry(
     loss: str | None,
     pred: Prediction,
     claimed: str | None,
+    *,
+    prediction: str = "",
 ) -> LedgerEntry:
     pieces = tuple((p.lo, p.hi, p.sign) for p in pred.pieces)
     symbolic = _symbolic(pred)
     verdict, notes = decide_verdict(entry_id, claimed, symbolic, pieces, None)
+    control = activation is not None and parity(activation) is not None
     return LedgerEntry(
         entry_id,
         claim,
@@ -172,6 +127,8 @@ def _entry(
         None,
         verdict,
         notes,
+        scope=scope_of(entry_id, activation, control),
+        prediction=prediction,
     )
 
 
@@ -196,23 +153,16 @@ def c1_entries(cfg: EffectiveConfig = C1_REFERENCE) -> list[LedgerEntry]:
     ]
 
 
-def _is_clipped(activation: str) -> bool:
-    """A clipped square: g is exactly 0 above the clip, so only >= 0 can hold on p > 0."""
-    return activation.partition(":")[0] in ("relu2_clip", "relu2_clip50", "gelu2_clip")
-
-
 def gradient_entries(activation: str, loss: str) -> list[LedgerEntry]:
     """C2/C3 as the paper states them for asymmetric activations. Odd/even activations are our
     controls, for which the paper claims nothing: their rows check theory against Monte Carlo."""
     claim_id = {"mse": "C2", "cross_entropy": "C3"}.get(loss, "C3.general")
     name = {"mse": "MSE", "cross_entropy": "cross-entropy"}.get(loss, f"loss {loss}")
     control = parity(activation) is not None
-    pos_claim = "nonnegative" if _is_clipped(activation) else "positive"
-    pos_text = (
-        f"E_V[dl/dp_i | p] >= 0 for p_i > 0, 0 above the clip ({name})"
-        if _is_clipped(activation)
-        else f"E_V[dl/dp_i | p] > 0 for p_i > 0 ({name})"
-    )
+    # The paper's claim is strict on p > 0 for every activation; where sigma is clipped the
+    # certified pieces show g = 0 above the clip, and the row is refuted there.
+    pos_claim = "positive"
+    pos_text = f"E_V[dl/dp_i | p] > 0 for p_i > 0 ({name})"
     neg_text = f"E_V[dl/dp_i | p] >= 0 for p_i < 0 ({name})"
     if control:
         pos_text = neg_text = f"control ({parity(activation)} sigma, no paper claim): sign of g"
@@ -267,6 +217,7 @@ def first_step_entries(activation: str, loss: str) -> list[LedgerEntry]:
             loss,
             bias,
             _asymmetric_claim(activation, "negative"),
+            prediction=f"C5.bias_drift|{activation}|{loss}",
         ),
         _entry(
             "C5.first_step.b.nonneg",
@@ -275,6 +226,7 @@ def first_step_entries(activation: str, loss: str) -> list[LedgerEntry]:
             loss,
             bias,
             _asymmetric_claim(activation, "negative"),
+            prediction=f"C5.bias_drift|{activation}|{loss}",
         ),
         _entry(
             "C5.first_step.W",
@@ -297,13 +249,6 @@ def first_step_entries(activation: str, loss: str) -> list[LedgerEntry]:
     ]
 
 
-def experiment_entries() -> list[LedgerEntry]:
-    return [
-        LedgerEntry(cid, text, None, None, None, None, "experiment-backed: filled by the runs")
-        for cid, text in EXPERIMENT_CLAIMS.items()
-    ]
-
-
 def theory_entries(
     activations: Iterable[str],
     losses: Iterable[str],
@@ -311,7 +256,7 @@ def theory_entries(
     c1_config: EffectiveConfig = C1_REFERENCE,
     progress: Callable[[str], None] | None = None,
 ) -> list[LedgerEntry]:
-    """Every theory entry for the activations x losses, then C6-C12 as not-tested."""
+    """Every theory entry for the activations x losses (C1-C5)."""
     losses = list(losses)
     entries = c1_entries(c1_config)
     for act in activations:
@@ -322,7 +267,7 @@ def theory_entries(
             entries += gradient_entries(act, loss)
         for loss in losses:
             entries += first_step_entries(act, loss)
-    return entries + experiment_entries()
+    return entries
 
 
 def attach_montecarlo(entry: LedgerEntry, mc: dict[str, Any] | None) -> LedgerEntry:
@@ -384,10 +329,3 @@ def format_table(entries: Iterable[LedgerEntry]) -> str:
         if row is header:
             lines.append("-" * (sum(widths) + len(widths) - 1))
     return "\n".join(lines)
-
-
-def summarize(entries: Iterable[LedgerEntry]) -> dict[str, int]:
-    counts = dict.fromkeys(VERDICTS, 0)
-    for e in entries:
-        counts[e.verdict] += 1
-    return counts

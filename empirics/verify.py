@@ -1,11 +1,14 @@
-"""`make verify`: the claims ledger (theory, plus Monte Carlo columns when available) as a table
-and as JSON. Run: `python -m empirics.verify [--activation NAME=EXPR]... [--only a,b]
-[--json PATH] [--no-montecarlo] [--mc-budget SECONDS]`; exits 1 on any `fail`, 2 on bad input.
+"""`make verify`: the claims ledger (theory, Monte Carlo and experiment rows) as a table and JSON.
+
+Run: `python -m empirics.verify [--activation SPEC]... [--only a,b] [--seed N] [--alpha A]
+[--json PATH] [--no-montecarlo]`; exits 1 on any `fail`, 2 on bad input. Sample sizes are fixed
+per row (`empirics.montecarlo.ledger.LEDGER_SAMPLES`), so one seed gives one ledger.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import time
 from collections.abc import Sequence
@@ -13,14 +16,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
+from empirics.ledger import LedgerEntry, attach_montecarlo, format_table, theory_entries
 from empirics.outputs import REPO_ROOT, atomic_write_json, provenance
-from empirics.ledger import (
-    LedgerEntry,
-    attach_montecarlo,
-    format_table,
-    summarize,
-    theory_entries,
-)
+from empirics.verdicts import claim_rows, experiment_entries, summarize, summary_line
 from theory.effective import C1_REFERENCE, EffectiveConfig
 from theory.registry import (
     BUILTIN_ACTIVATIONS,
@@ -31,7 +31,10 @@ from theory.registry import (
 )
 
 DEFAULT_JSON = REPO_ROOT / "results" / "verify" / "ledger.json"
+DEFAULT_RESULTS = REPO_ROOT / "results"
 MC_LOSSES = ("mse", "cross_entropy")  # the losses the Monte Carlo estimator implements
+LEDGER_ALPHA = 1e-3  # P(any spurious fail in one run) <= this, by Bonferroni over the rows
+MAX_SEED = 2**63 - 1
 
 
 class VerifyInputError(ValueError):
@@ -39,14 +42,10 @@ class VerifyInputError(ValueError):
 
 
 def _resolve_activations(activations: Sequence[str], only: Sequence[str] | None) -> list[str]:
-    """Register NAME=EXPR specs, then the names to verify (all builtins + added, or `only`)."""
+    """Add the specs (NAME=EXPR, family:key=value, or a name), then the names to verify (all
+    builtins + added, or `only`)."""
     added = []
     for spec in activations:
-        if "=" not in spec:
-            raise VerifyInputError(
-                f"--activation {spec!r}: expected NAME=EXPR (a sympy expression in x) or a "
-                "parametrised spec like leaky_relu:slope=0.2"
-            )
         try:
             added.append(parse_activation_spec(spec).name)
         except RegistryError as exc:
@@ -63,31 +62,29 @@ def _resolve_activations(activations: Sequence[str], only: Sequence[str] | None)
     return names
 
 
-def _montecarlo_hook() -> tuple[Any, Any] | None:
-    """(montecarlo_for_entry, montecarlo_config_for_entry) if empirics.montecarlo provides them."""
-    try:
-        import empirics.montecarlo as mc
-    except ImportError:
-        return None
-    fn = getattr(mc, "montecarlo_for_entry", None)
-    return None if fn is None else (fn, getattr(mc, "montecarlo_config_for_entry", None))
-
-
 def _c1_config_from(config: dict[str, Any] | None) -> EffectiveConfig:
     """The EffectiveConfig matching the Monte Carlo's C1 network (variance w_gain / fan_in)."""
     if not config:
         return C1_REFERENCE
-    try:
-        fan_ins = (int(config["d_in"]), *(int(w) for w in config["widths"]))
-        gain = float(config["w_gain"])
-        return EffectiveConfig(
-            widths=fan_ins,
-            outputs=int(config["n_out"]),
-            weight_var=tuple(gain / n for n in fan_ins),
-            layer=int(config.get("layer", 1)),
-        )
-    except (KeyError, TypeError, ValueError):
-        return C1_REFERENCE
+    fan_ins = (int(config["d_in"]), *(int(w) for w in config["widths"]))
+    gain = float(config["w_gain"])
+    return EffectiveConfig(
+        widths=fan_ins,
+        outputs=int(config["n_out"]),
+        weight_var=tuple(gain / n for n in fan_ins),
+        layer=int(config.get("layer", 1)),
+    )
+
+
+def row_seed(seed: int, entry: LedgerEntry) -> int:
+    """Each row's own stream, derived from the seed and what the row is: a row's numbers do not
+    depend on which other rows ran before it (so `--only relu` reproduces the full ledger's)."""
+    key = f"{seed}|{entry.id}|{entry.activation}|{entry.loss}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") & MAX_SEED
+
+
+def _runs_montecarlo(e: LedgerEntry) -> bool:
+    return e.symbolic is not None and (e.loss is None or e.loss in MC_LOSSES)
 
 
 def run_verify(
@@ -96,73 +93,101 @@ def run_verify(
     json_path: str | Path | None = DEFAULT_JSON,
     montecarlo: bool = True,
     *,
-    mc_budget_s: float = 0.15,
     seed: int = 0,
+    alpha: float = LEDGER_ALPHA,
+    results: str | Path | None = DEFAULT_RESULTS,
+    threads: int = 1,
     verbose: bool = False,
-) -> list[dict[str, Any]]:
-    """Build the ledger and write it (atomically, with provenance) unless json_path is None.
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Build the ledger; write it (atomically, with provenance) unless json_path is None.
 
-    Raises VerifyInputError for bad activation specs or names before any computation."""
-    if mc_budget_s <= 0:
-        raise VerifyInputError(f"--mc-budget must be > 0 seconds, got {mc_budget_s}")
+    Every Monte Carlo row is a one-look sign test at alpha / m (m the number of rows estimated),
+    so the probability that a correct theory gets any spurious `fail` is at most `alpha`.
+    The Monte Carlo runs on `threads` torch threads (pinned, then restored): the summation order
+    of a matmul depends on the thread count, so pinning it makes the ledger bit-identical across
+    machines and loads. Raises VerifyInputError for bad input before any computation."""
+    if not 0 < alpha < 1:
+        raise VerifyInputError(f"--alpha must be in (0, 1), got {alpha}")
+    if not 0 <= seed <= MAX_SEED:
+        raise VerifyInputError(f"--seed must be an integer in [0, 2^63 - 1], got {seed}")
+    if not 1 <= threads <= 256:
+        raise VerifyInputError(f"--threads must be an integer in [1, 256], got {threads}")
     names = _resolve_activations(activations, only)
-    hook = _montecarlo_hook() if montecarlo else None
-    c1_cfg = C1_REFERENCE
-    if hook is not None and hook[1] is not None:
-        c1_cfg = _c1_config_from(hook[1]("C1.diag", None, None))
+    mc_mod = None
+    if montecarlo:
+        import empirics.montecarlo.ledger as mc_mod
     start = time.perf_counter()
+    c1_cfg = C1_REFERENCE
+    if mc_mod is not None:
+        c1_cfg = _c1_config_from(mc_mod.montecarlo_config_for_entry("C1.diag"))
 
-    def progress(name: str) -> None:
-        if verbose:
-            print(f"  theory: {name} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
-
+    bar = tqdm(names, desc="theory", disable=not progress, leave=False, file=sys.stderr)
     entries: list[LedgerEntry] = theory_entries(
-        names, loss_names(), c1_config=c1_cfg, progress=progress
+        names, loss_names(), c1_config=c1_cfg, progress=lambda name: bar.set_postfix_str(name)
     )
+    bar.close()
     theory_s = time.perf_counter() - start
-    mc_note = "montecarlo disabled" if not montecarlo else "empirics.montecarlo not available"
-    if hook is not None:
+    runnable = [e for e in entries if _runs_montecarlo(e)] if mc_mod is not None else []
+    alpha_row = alpha / max(len(runnable), 1)
+    mc_note = "montecarlo disabled"
+    if mc_mod is not None:
         import torch
 
-        generator = torch.Generator().manual_seed(seed)
+        saved_threads = torch.get_num_threads()
+        torch.set_num_threads(threads)
         filled = []
-        for e in entries:
-            mc, error = None, None
-            runnable = e.symbolic is not None and (e.loss is None or e.loss in MC_LOSSES)
-            if runnable:
-                try:
-                    mc = hook[0](
-                        e.id, e.activation, e.loss, budget_s=mc_budget_s, generator=generator
-                    )
-                except (ValueError, RegistryError, RuntimeError) as exc:
-                    # One estimate that cannot run leaves its column empty, not the ledger.
-                    error = f"montecarlo error: {exc}"
-            entry = attach_montecarlo(e, mc)
-            filled.append(replace(entry, notes=entry.notes + [error]) if error else entry)
+        try:
+            for e in tqdm(entries, desc="monte carlo", disable=not progress, file=sys.stderr):
+                network = mc_mod.montecarlo_config_for_entry(e.id, e.activation, e.loss)
+                mc, error = None, None
+                if _runs_montecarlo(e):
+                    gen = torch.Generator().manual_seed(row_seed(seed, e))
+                    try:
+                        mc = mc_mod.montecarlo_for_entry(
+                            e.id, e.activation, e.loss, generator=gen, alpha=alpha_row
+                        )
+                    except (ValueError, RegistryError, RuntimeError) as exc:
+                        # One estimate that cannot run leaves its column empty, not the ledger.
+                        error = f"montecarlo error: {exc}"
+                entry = replace(attach_montecarlo(e, mc), network=network)
+                filled.append(replace(entry, notes=entry.notes + [error]) if error else entry)
+        finally:
+            torch.set_num_threads(saved_threads)
         entries = filled
-        mc_note = f"montecarlo budget {mc_budget_s:g} s per entry, seed {seed}"
-    records = [e.to_json() for e in entries]
-    if json_path is not None:
-        atomic_write_json(
-            json_path,
-            {
-                "provenance": provenance("cpu"),
-                "montecarlo": mc_note,
-                "theory_seconds": round(theory_s, 2),
-                "total_seconds": round(time.perf_counter() - start, 2),
-                "summary": summarize(entries),
-                "entries": records,
-            },
+        mc_note = (
+            f"Monte Carlo: {len(runnable)} rows, one-look Student-t sign test at alpha = "
+            f"{alpha:g} / {len(runnable)} = {alpha_row:.3g} each (Bonferroni): P(any spurious "
+            f"fail) <= {alpha:g}; seed {seed}, {threads} torch thread(s)"
         )
+    mc_s = time.perf_counter() - start - theory_s
+    records = [e.to_json() for e in entries]
+    if results is not None:
+        records += experiment_entries(Path(results))
+    summary = summarize(records) | {
+        "alpha_ledger": alpha if mc_mod is not None else None,
+        "alpha_row": alpha_row if mc_mod is not None else None,
+        "montecarlo_rows": len(runnable),
+    }
+    ledger = {
+        "provenance": provenance("cpu"),
+        "seed": seed,
+        "threads": threads,
+        "montecarlo": mc_note,
+        "timing_seconds": {"theory": round(theory_s, 2), "montecarlo": round(mc_s, 2)},
+        "summary": summary,
+        "claims": claim_rows(records),
+        "entries": records,
+    }
+    if json_path is not None:
+        atomic_write_json(json_path, ledger)
     if verbose:
         print(format_table(entries))
-        counts = summarize(entries)
-        print(
-            f"\n{len(entries)} entries: "
-            + ", ".join(f"{k} {v}" for k, v in counts.items())
-            + f"; theory {theory_s:.1f} s, total {time.perf_counter() - start:.1f} s; {mc_note}"
-        )
-    return records
+        print()
+        print(summary_line(summary))
+        print(mc_note)
+        print(f"time: theory {theory_s:.1f} s, Monte Carlo {mc_s:.1f} s", file=sys.stderr)
+    return ledger
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -171,14 +196,17 @@ def _parser() -> argparse.ArgumentParser:
         "--activation",
         action="append",
         default=[],
-        metavar="NAME=EXPR",
-        help="add an activation (sympy expression in x); repeatable",
+        metavar="SPEC",
+        help="add an activation: NAME=EXPR (EXPR in x), family:key=value, or a name; repeatable",
     )
     p.add_argument("--only", default=None, help="comma-separated activation names to verify")
     p.add_argument("--json", default=str(DEFAULT_JSON), help="where to write the ledger JSON")
+    p.add_argument("--results", default=str(DEFAULT_RESULTS), help="experiment results (C6-C12)")
     p.add_argument("--no-montecarlo", action="store_true", help="theory columns only")
-    p.add_argument("--mc-budget", type=float, default=0.15, help="Monte Carlo seconds per entry")
     p.add_argument("--seed", type=int, default=0, help="Monte Carlo seed")
+    p.add_argument("--alpha", type=float, default=LEDGER_ALPHA, help="ledger-wide false-fail rate")
+    p.add_argument("--threads", type=int, default=1, help="torch threads for the Monte Carlo")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
 
@@ -188,22 +216,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.only is not None and not only:
         print("error: --only needs at least one activation name", file=sys.stderr)
         return 2
+    json_path = Path(args.json)
+    if json_path.exists() and json_path.is_dir():
+        print(f"error: --json {args.json!r} is a directory; give a file path", file=sys.stderr)
+        return 2
     try:
-        records = run_verify(
+        ledger = run_verify(
             args.activation,
             only,
-            args.json,
+            json_path,
             not args.no_montecarlo,
-            mc_budget_s=args.mc_budget,
             seed=args.seed,
+            alpha=args.alpha,
+            results=args.results,
+            threads=args.threads,
             verbose=True,
+            progress=not args.no_progress,
         )
     except VerifyInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"ledger written to {args.json}")
     fails = [
-        r["id"] + f" [{r['activation']}/{r['loss']}]" for r in records if r["verdict"] == "fail"
+        f"{r['id']} [{r['activation']}/{r['loss']}]"
+        for r in ledger["entries"]
+        if r["verdict"] == "fail"
     ]
     if fails:
         print("FAIL: " + ", ".join(fails), file=sys.stderr)

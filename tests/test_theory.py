@@ -1,5 +1,5 @@
 """Theory checks against constants computed independently here, the C1 closed forms against an
-exact enumeration, caught wrong derivations, the verdict rule and the verify CLI.
+exact enumeration, and caught wrong derivations (the ledger and verify CLI: test_verify.py).
 
 Run: `.venv/bin/python -m pytest -q tests/test_theory.py`.
 """
@@ -7,9 +7,7 @@ Run: `.venv/bin/python -m pytest -q tests/test_theory.py`.
 from __future__ import annotations
 
 import itertools
-import json
 import math
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,8 +16,6 @@ import scipy.optimize
 import scipy.special
 import sympy as sp
 
-from empirics import verify
-from empirics.ledger import attach_montecarlo, decide_verdict, drift_entry, gradient_entries
 from theory import registry
 from theory.certify import interval_sign, sign_on_side
 from theory.drift import (
@@ -351,126 +347,3 @@ def test_first_step_predictions():
     assert predict_bias_drift("tanh", "cross_entropy").sign == "zero"
     with pytest.raises(ValueError, match="inputs must be one of"):
         predict_weight_drift("relu", "mse", "positive")
-
-
-# ------------------------------------------------------------------------- verdicts, ledger
-
-
-def _mc(sign: str, mean: float = 0.1, ci=(0.05, 0.15)) -> dict:
-    return {"mean": mean, "stderr": 0.01, "n": 100, "ci": list(ci), "sign": sign}
-
-
-def test_verdict_rule():
-    sym = {"sign": "zero", "method": "proved", "value": 0.0}
-    assert decide_verdict("C1.offdiag", "nonnegative", sym, (), None)[0] == "refined"
-    assert decide_verdict("C1.mean", "zero", sym, (), None)[0] == "confirmed"
-    assert decide_verdict("C1.mean", "zero", sym, (), _mc("undecided", 0.0, (-1, 1)))[0] == (
-        "confirmed"
-    )
-    # Own prediction and estimate disagree: sign, or value outside the CI.
-    assert decide_verdict("C1.mean", "zero", sym, (), _mc("positive"))[0] == "fail"
-    assert decide_verdict("C1.mean", "zero", sym, (), _mc("undecided", 0.1, (0.05, 0.2)))[0] == (
-        "fail"
-    )
-    und = {"sign": "undetermined", "method": "certified", "value": None}
-    pieces = ((-8.0, -0.75, "positive"), (-0.75, 0.0, "negative"))
-    assert decide_verdict("C2.g_neg", "nonnegative", und, pieces, None)[0] == "refuted"
-    assert decide_verdict("C2.g_neg", "nonnegative", und, (), None)[0] == "not-tested"
-    # A decided Monte Carlo sign establishes it when theory does not (strictly sharper: refined).
-    assert decide_verdict("C2.g_neg", "nonnegative", und, (), _mc("positive"))[0] == "refined"
-    assert decide_verdict("C2.g_neg", "positive", und, (), _mc("positive"))[0] == "confirmed"
-    assert decide_verdict("C2.g_neg", "positive", und, (), _mc("negative"))[0] == "refuted"
-    assert decide_verdict("C9.x", None, None, (), None)[0] == "not-tested"
-
-
-def test_wrong_derivation_is_caught_by_the_ledger():
-    """Flip the sign of a correct theory result: against an agreeing estimate it must fail."""
-    entry = gradient_entries("relu", "mse")[0]
-    assert entry.verdict == "confirmed"
-    assert attach_montecarlo(entry, _mc("positive")).verdict == "confirmed"
-    flipped = replace(entry, symbolic={**entry.symbolic, "sign": "negative"})
-    assert attach_montecarlo(flipped, _mc("positive")).verdict == "fail"
-    d = drift_entry("relu")
-    wrong_value = replace(d, symbolic={**d.symbolic, "value": -d.symbolic["value"]})
-    mc = _mc("positive", 0.4, (0.38, 0.42))
-    assert attach_montecarlo(d, mc).verdict == "confirmed"
-    assert attach_montecarlo(wrong_value, mc).verdict == "fail"
-
-
-def test_verify_cli_only_relu(tmp_path, capsys):
-    out = tmp_path / "ledger.json"
-    code = verify.main(["--only", "relu", "--json", str(out), "--no-montecarlo"])
-    assert code == 0
-    data = json.loads(out.read_text())
-    ids = {e["id"] for e in data["entries"]}
-    for cid in ("C1.offdiag", "C2.g_pos", "C3.g_pos", "C4.D", "C5.first_step.b", "C12.clipping"):
-        assert cid in ids
-    assert "git" in data["provenance"]
-    keys = {"id", "claim", "activation", "loss", "symbolic", "montecarlo", "verdict"}
-    assert all(keys <= set(e) for e in data["entries"])
-    d = next(e for e in data["entries"] if e["id"] == "C4.D")
-    assert d["symbolic"]["value"] == pytest.approx(1 / SQRT2PI, rel=1e-12)
-    assert "C4.D" in capsys.readouterr().out
-
-
-def test_verify_cli_user_activation(tmp_path):
-    out = tmp_path / "ledger.json"
-    try:
-        code = verify.main(
-            [
-                "--activation",
-                "cube_cli=x**3",
-                "--only",
-                "cube_cli",
-                "--json",
-                str(out),
-                "--no-montecarlo",
-            ]
-        )
-    finally:
-        registry.unregister_activation("cube_cli")
-    assert code == 0
-    d = next(e for e in json.loads(out.read_text())["entries"] if e["id"] == "C4.D")
-    assert d["activation"] == "cube_cli" and d["symbolic"]["sign"] == "zero"
-
-
-@pytest.mark.parametrize(
-    ("argv", "fragment"),
-    [
-        (["--activation", "bad=x+y"], "only use the variable x"),
-        (["--activation", "noequals"], "expected NAME=EXPR"),
-        (["--only", "relux"], "valid names"),
-        (["--only", ","], "at least one"),
-        (["--mc-budget", "-1"], "must be > 0"),
-    ],
-)
-def test_verify_cli_bad_input(tmp_path, capsys, argv, fragment):
-    code = verify.main([*argv, "--json", str(tmp_path / "l.json")])
-    assert code == 2
-    assert fragment in capsys.readouterr().err
-    assert not (tmp_path / "l.json").exists()
-
-
-def test_verify_with_montecarlo_column(tmp_path):
-    """The Monte Carlo hook fills the column (short budget) and nothing fails for ReLU."""
-    pytest.importorskip("empirics.montecarlo")
-    records = verify.run_verify((), ["relu"], tmp_path / "l.json", True, mc_budget_s=0.02, seed=1)
-    assert all(r["verdict"] != "fail" for r in records)
-    filled = [r for r in records if r["montecarlo"] is not None]
-    assert any(r["id"] == "C4.D" for r in filled)
-
-
-def test_verify_exits_nonzero_on_fail(tmp_path, monkeypatch, capsys):
-    """A Monte Carlo column that contradicts a proved sign must make verify exit 1."""
-
-    def contradicting(entry_id, activation, loss, *, budget_s, generator):
-        if entry_id == "C4.D":
-            return {"mean": -0.4, "stderr": 0.01, "n": 10, "ci": [-0.42, -0.38], "sign": "negative"}
-        return None
-
-    monkeypatch.setattr(verify, "_montecarlo_hook", lambda: (contradicting, None))
-    code = verify.main(["--only", "relu", "--json", str(tmp_path / "l.json")])
-    assert code == 1
-    assert "FAIL: C4.D [relu/None]" in capsys.readouterr().err
-    data = json.loads((tmp_path / "l.json").read_text())
-    assert data["summary"]["fail"] == 1

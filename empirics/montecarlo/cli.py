@@ -1,6 +1,6 @@
 """Command line for single Monte Carlo estimates: tidy records + summary/config JSON + provenance.
 
-Run: `python -m empirics.montecarlo g_pos --activation gelu --loss cross_entropy --budget-s 10`.
+Run: `python -m empirics.montecarlo g_pos --activation gelu --loss cross_entropy --n-networks 8192`.
 """
 
 from __future__ import annotations
@@ -103,8 +103,6 @@ def estimate(
     *,
     generator: torch.Generator,
     test: SignTest | None = None,
-    budget_s: float = 10.0,
-    min_networks: int = 64,
     lr: float = 1.0,
     s: float = 1.0,
     edges: list[float] | None = None,
@@ -124,8 +122,7 @@ def estimate(
     seq: dict[str, Any] = dict(
         generator=generator,
         test=test,
-        budget_s=budget_s,
-        min_networks=min_networks,
+        n_networks=n_networks,
         progress=progress,
         on_look=on_look,
     )
@@ -175,14 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--v-per-block", type=int, default=16, help="crossed design: output layers")
     ap.add_argument("--no-control-variate", action="store_true")
     ap.add_argument("--measure-vr", action="store_true", help="also estimate without the pair")
-    ap.add_argument("--budget-s", type=float, default=10.0)
-    ap.add_argument("--alpha", type=float, default=1e-3)
-    ap.add_argument("--max-looks", type=int, default=16)
-    ap.add_argument("--min-networks", type=int, default=64)
+    ap.add_argument("--alpha", type=float, default=1e-3, help="false-sign rate of the test")
+    ap.add_argument("--max-looks", type=int, default=1, help="looks at N/2^(L-1), ..., N")
     ap.add_argument("--lr", type=float, default=1.0, help="first_step learning rate")
     ap.add_argument("--s", type=float, default=1.0, help="D(sigma, s): pre-activation std")
     ap.add_argument("--edges", default="-4,4,16", help="g_curve bins: 'lo,hi,n' or a list")
-    ap.add_argument("--n-networks", type=int, default=2048, help="g_curve sample size")
+    ap.add_argument(
+        "--n-networks", type=int, default=4096, help="sample size (networks, or crossed blocks)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help=f"default {DEFAULT_OUT}/<quantity>")
     ap.add_argument("--no-progress", action="store_true")
@@ -212,8 +209,8 @@ def _run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     test = SignTest(alpha=args.alpha, max_looks=args.max_looks)
     if args.quantity == "entry" and args.entry_id not in ENTRY_IDS:
         raise ValueError(f"--entry-id must be one of {', '.join(ENTRY_IDS)}, got {args.entry_id}")
-    if args.budget_s <= 0:
-        raise ValueError(f"--budget-s must be > 0, got {args.budget_s}")
+    if args.n_networks < 2:
+        raise ValueError(f"--n-networks must be >= 2, got {args.n_networks}")
     configs = {
         act: NetConfig(
             activation=act,
@@ -256,7 +253,7 @@ def _run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             writer.run = run
             if args.quantity == "entry":
                 res = montecarlo_for_entry(
-                    args.entry_id, act, args.loss, budget_s=args.budget_s, generator=gen
+                    args.entry_id, act, args.loss, n_networks=args.n_networks, generator=gen
                 )
                 summary[run] = {args.entry_id: res}
             else:
@@ -265,8 +262,6 @@ def _run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                     cfg,
                     generator=gen,
                     test=test,
-                    budget_s=args.budget_s,
-                    min_networks=args.min_networks,
                     lr=args.lr,
                     s=args.s,
                     edges=edges,

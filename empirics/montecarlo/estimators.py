@@ -42,15 +42,26 @@ def _chunk_blocks(cfg: NetConfig) -> int:
     return max(1, _CHUNK_ELEMENTS // (cfg.inputs_per_net * widest))
 
 
+def look_sizes(n_networks: int, looks: int) -> list[int]:
+    """The fixed look schedule: N / 2^(L-1), ..., N / 2, N units (sizes below 2 are dropped).
+
+    Fixed by the configuration (N, L) alone, never by elapsed time, so the same seed gives the
+    same decisions on a quiet or a loaded machine."""
+    if n_networks < 2:
+        raise ValueError(f"n_networks must be >= 2 (a standard error needs two), got {n_networks}")
+    if looks < 1:
+        raise ValueError(f"looks must be >= 1, got {looks}")
+    sizes = sorted({n_networks >> k for k in range(looks)})
+    return [n for n in sizes if n >= 2]
+
+
 def run_sequential(
     cfg: NetConfig,
     stat_fn: StatFn,
     *,
     targets: Sequence[str] | None = None,
     test: SignTest | None = None,
-    budget_s: float = 5.0,
-    min_networks: int = 64,
-    max_networks: int | None = None,
+    n_networks: int = 4096,
     generator: torch.Generator,
     plain: bool = False,
     progress: bool = False,
@@ -58,32 +69,19 @@ def run_sequential(
     chunk_networks: int | None = None,
     sampler: Callable[[int, torch.Generator], Stat] | None = None,
 ) -> dict[str, Estimate]:
-    """Draw networks in geometrically growing looks (min_networks * 2^k) until every target's
-    sign is decided by `test`, the looks run out, `max_networks` is reached, or the next look would
-    overrun `budget_s` (the first look is always taken). Returns an Estimate per statistic.
-    `sampler(n, generator)`, when given, replaces `stat_fn(draw(...))` (n then counts its i.i.d.
-    units, e.g. blocks of the crossed design)."""
-    if budget_s <= 0 or not math.isfinite(budget_s):
-        raise ValueError(f"budget_s must be finite and > 0, got {budget_s}")
-    if min_networks < 2:
-        raise ValueError(
-            f"min_networks must be >= 2 (a standard error needs two), got {min_networks}"
-        )
+    """Draw `n_networks` i.i.d. units, looking at the schedule `look_sizes(n, test.max_looks)`,
+    and stop at the first look where every target's sign is decided by `test`. Returns an
+    Estimate per statistic. `sampler(n, generator)`, when given, replaces
+    `stat_fn(draw(...))` (n then counts its i.i.d. units, e.g. blocks of the crossed design).
+    With the default single look this is a fixed-sample test at n = `n_networks`."""
     test = test or SignTest()
+    sizes = look_sizes(n_networks, test.max_looks)
     chunk = chunk_networks or _chunk_networks(cfg, 3 if plain else 2)
     accs: dict[str, RatioAccumulator] = {}
-    start = time.perf_counter()
+    start = time.perf_counter()  # reported only, never used to decide anything
     drawn, looks, estimates = 0, 0, {}
-    bar = tqdm(total=test.max_looks, desc="looks", disable=not progress, leave=False)
-    for look in range(test.max_looks):
-        goal = min_networks * 2**look
-        if max_networks is not None:
-            goal = min(goal, max_networks)
-        if goal <= drawn:
-            break
-        elapsed = time.perf_counter() - start
-        if look > 0 and elapsed + (goal - drawn) * elapsed / drawn > budget_s:
-            break
+    bar = tqdm(total=len(sizes), desc="looks", disable=not progress, leave=False)
+    for goal in sizes:
         while drawn < goal:
             n = min(chunk, goal - drawn)
             if sampler is not None:
@@ -96,15 +94,14 @@ def run_sequential(
                     num, den, any_nonzero=nonzero, control=control
                 )
             drawn += n
-        looks = look + 1
+        looks += 1
         estimates = {
             name: acc.estimate(
                 test.quantile(acc.dof),
                 test.confidence,
                 n_samples=0,
                 looks=looks,
-                method=f"sequential Bonferroni sign test, alpha={test.alpha}, "
-                f"{test.max_looks} looks max",
+                method=test.describe(),
             )
             for name, acc in accs.items()
         }
@@ -116,9 +113,10 @@ def run_sequential(
         if all(estimates[t].sign != "undecided" for t in wanted):
             break
     bar.close()
-    for est in estimates.values():
+    for name, est in estimates.items():
         est.extra["seconds"] = time.perf_counter() - start
         est.extra["networks"] = drawn
+        est.extra["dof"] = accs[name].dof
     return estimates
 
 
@@ -159,9 +157,7 @@ def estimate_conditional_mean(
     *,
     generator: torch.Generator,
     test: SignTest | None = None,
-    budget_s: float = 5.0,
-    min_networks: int = 64,
-    max_networks: int | None = None,
+    n_networks: int = 4096,
     measure_vr: bool = False,
     progress: bool = False,
     on_look: LookHook | None = None,
@@ -185,9 +181,7 @@ def estimate_conditional_mean(
         chunk_networks=_chunk_blocks(cfg) if crossed else None,
         targets=[f"g_{side}"],
         test=test,
-        budget_s=budget_s,
-        min_networks=min_networks,
-        max_networks=max_networks,
+        n_networks=n_networks,
         generator=generator,
         plain=plain,
         progress=progress,

@@ -19,12 +19,16 @@ from empirics.montecarlo.estimators import (
     estimate_first_step,
 )
 from empirics.montecarlo.sampler import NetConfig
-from empirics.montecarlo.stats import Estimate
+from empirics.montecarlo.stats import Estimate, SignTest
 
 DEFAULT_ACTIVATION = "relu"
 DEFAULT_LOSS = "mse"
 # Sub-ids of C5: `.nonneg` uses inputs uniform on [0, 1] (non-negative data), the plain ids use
 # zero-mean Gaussian inputs.
+# Units per ledger row: networks (C1, C5) or crossed-design blocks of 16 x 16 networks (C2-C4).
+# Chosen so that a row costs about 0.1 s on one CPU thread and the per-network statistics'
+# means are close enough to normal for the Student-t test (`make calibrate` checks it).
+LEDGER_SAMPLES = {"C1": 4096, "C2": 1024, "C3": 1024, "C4": 1024, "C5": 4096}
 ENTRY_IDS = (
     "C1.mean",
     "C1.diag",
@@ -87,10 +91,23 @@ def montecarlo_config_for_entry(
     return None
 
 
+def sample_size(entry_id: str) -> int:
+    """The number of i.i.d. units behind a ledger id's estimate (fixed, never from time)."""
+    family = entry_id.split(".")[0]
+    if family not in LEDGER_SAMPLES:
+        raise ValueError(f"no Monte Carlo sample size for ledger id {entry_id!r}")
+    return LEDGER_SAMPLES[family]
+
+
 def _estimate(
-    entry_id: str, act: str, lss: str, budget_s: float, generator: torch.Generator
+    entry_id: str,
+    act: str,
+    lss: str,
+    n_networks: int,
+    test: SignTest,
+    generator: torch.Generator,
 ) -> Estimate | None:
-    common: dict[str, Any] = {"budget_s": budget_s, "generator": generator}
+    common: dict[str, Any] = {"n_networks": n_networks, "test": test, "generator": generator}
     if entry_id in ("C1.mean", "C1.diag", "C1.offdiag"):
         quantity = entry_id.split(".")[1]
         return estimate_effective_weights(c1_config(activation=act), targets=(quantity,), **common)[
@@ -126,8 +143,9 @@ def montecarlo_for_entry(
     activation: str | None,
     loss: str | None,
     *,
-    budget_s: float,
     generator: torch.Generator,
+    n_networks: int | None = None,
+    alpha: float = 1e-3,
 ) -> dict | None:
     """{"mean", "stderr", "n", "ci": [lo, hi], "sign"} for a ledger id, or None if not estimated.
 
@@ -137,10 +155,14 @@ def montecarlo_for_entry(
     uniform on [0, 1]): mean change of b / W of layer 1 after one SGD step with lr = 1. `n` counts
     the i.i.d. units the standard error is taken over: networks, or for C2-C4 blocks of the
     crossed design (each block pairs 16 output layers with 16 inputs). The sign comes from the
-    sequential test of `SignTest` (alpha = 1e-3); `zero` only when every sample is exactly 0
-    (e.g. relu on p < 0). The network family behind each id is
-    `montecarlo_config_for_entry(entry_id, activation, loss)`.
+    one-look `SignTest` at false-sign rate `alpha` on `n_networks` units (default
+    `sample_size(entry_id)`); `zero` only when every sample is exactly 0 (e.g. relu on p < 0).
+    The network family behind each id is `montecarlo_config_for_entry(entry_id, activation,
+    loss)`.
     """
     act, lss = activation or DEFAULT_ACTIVATION, loss or DEFAULT_LOSS
-    est = _estimate(entry_id, act, lss, budget_s, generator)
+    if entry_id.split(".")[0] not in LEDGER_SAMPLES:
+        return None
+    n = sample_size(entry_id) if n_networks is None else n_networks
+    est = _estimate(entry_id, act, lss, n, SignTest(alpha=alpha), generator)
     return None if est is None else est.ledger_dict()

@@ -159,13 +159,13 @@ def check_conditional_gradient(
 
 
 def check_sign_decision(
-    activation: str, loss: str, shape: dict, side: str, seed: int, budget_s: float = 1.0
+    activation: str, loss: str, shape: dict, side: str, seed: int, n_networks: int = 1024
 ) -> tuple[str, str]:
     """The Monte Carlo sign of E[dl/dp | side] never contradicts a decided symbolic sign."""
     symbolic = predict_gradient_sign(activation, loss, side).sign
     cfg = net_config(activation, loss, shape, "gaussian", "gaussian")
     est = estimate_conditional_mean(
-        cfg, side, generator=torch.Generator().manual_seed(seed), budget_s=budget_s
+        cfg, side, generator=torch.Generator().manual_seed(seed), n_networks=n_networks
     )
     if symbolic != "undetermined" and est.sign != "undecided":
         assert compatible(est.sign, symbolic), (
@@ -253,7 +253,7 @@ def check_first_step_vs_montecarlo(
         direct_preact=False,
     )
     mc = estimate_first_step(
-        cfg, lr, generator=torch.Generator().manual_seed(mc_seed), budget_s=2.0, min_networks=512
+        cfg, lr, generator=torch.Generator().manual_seed(mc_seed), n_networks=512
     )
     out = {}
     for key in ("b", "W"):
