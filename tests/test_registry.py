@@ -130,16 +130,48 @@ def test_min_max_become_piecewise(fresh_name):
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        ("x + y", "only use the variable x"),
-        ("x +* 2", "cannot parse"),
-        ("sqrt(x)", "not real-valued"),
-        ("1/x", "not finite"),
-        ("log(x)", "not"),
+        ("x + y", "unknown name 'y'"),
+        ("x +* 2", "not a formula"),
+        ("sqrt(x)", "undefined on the real line"),
+        ("1/x", r"undefined on the real line at \{0\}"),
+        ("1/(x-0.5)", r"undefined on the real line at \{1/2\}"),
+        ("Piecewise((1/x, x > -1), (0, True))", "undefined on the real line"),
+        ("log(x)", "undefined on the real line"),
+        ("tan(x)", "'tan' is not allowed"),
+        ("9**9**9**9", "exponent"),
+        ("1e400 * x", "not finite"),
+        ("x.real", "Attribute is not allowed"),
+        ("(lambda: x)()", "only named functions may be called"),
+        ("x" + " + x" * 300, "longer than"),
     ],
 )
 def test_bad_expressions(fresh_name, text, fragment):
     with pytest.raises(RegistryError, match=fragment):
         register_activation(fresh_name(), text)
+
+
+def test_a_pole_guarded_by_its_branch_is_accepted(fresh_name):
+    act = register_activation(fresh_name(), "Piecewise((1/x, x > 1), (0, True))")
+    assert value(act, 2.0) == pytest.approx(0.5) and value(act, -3.0) == 0.0
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '__import__("os").system("touch {marker}")',
+        "exec(\"open('{marker}', 'w')\")",
+        "Piecewise((x, open('{marker}', 'w')), (0, True))",
+        "x + __builtins__.open('{marker}', 'w').close()",
+    ],
+)
+def test_an_expression_is_never_run_as_code(fresh_name, tmp_path, payload):
+    """The payloads would create the marker file if the text were evaluated (sympify does)."""
+    marker = tmp_path / "pwned"
+    with pytest.raises(RegistryError, match="not allowed"):
+        register_activation(fresh_name(), payload.format(marker=marker))
+    with pytest.raises(RegistryError, match="not allowed"):
+        register_loss("payload_loss_test", payload.format(marker=marker).replace("x", "z"))
+    assert not marker.exists()
 
 
 def test_bad_names():
@@ -184,3 +216,29 @@ def test_register_loss(loss_cleanup):
         register_loss("bad_target_test", "(z - y)**2", target="ordinal")
     with pytest.raises(RegistryError, match="built in"):
         register_loss("mse", "(z - y)**2")
+
+
+def test_answers_follow_the_expression_not_the_name(fresh_name):
+    """Theory caches are keyed by the expression: a name registered again gets new answers."""
+    from theory.drift import parity, predict_drift_coefficient
+
+    name = fresh_name()
+    register_activation(name, "tanh(x)")
+    assert parity(name) == "odd" and predict_drift_coefficient(name).value == 0
+    register_activation(name, "Max(x, 0)", overwrite=True)
+    assert parity(name) is None
+    assert float(predict_drift_coefficient(name).value) == pytest.approx(1 / math.sqrt(2 * math.pi))
+
+
+def test_two_names_with_one_expression_get_the_same_verdicts(fresh_name):
+    """What the ledger decides (clipped, odd, even) comes from the expression: a copy of
+    relu2_clip under another name gets relu2_clip's rows."""
+    from empirics.ledger import drift_entry, gradient_entries
+
+    copy = fresh_name()
+    register_activation(copy, registry.get_activation("relu2_clip").expr)
+    for loss in ("mse", "cross_entropy"):
+        mine = [(e.id, e.claimed, e.verdict) for e in gradient_entries(copy, loss)]
+        theirs = [(e.id, e.claimed, e.verdict) for e in gradient_entries("relu2_clip", loss)]
+        assert mine == theirs
+    assert drift_entry(copy).verdict == drift_entry("relu2_clip").verdict

@@ -7,20 +7,18 @@ D = E[p sigma(p)^2] / (2 s^2), i.e. from the sign of sigma(x)^2 - sigma(-x)^2 on
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import mpmath
 import sympy as sp
 
 from theory.certify import interval_sign, sign_on_side
 from theory.gradient import drift_product, s
-from theory.registry import get_activation, x
+from theory.registry import cached_by_expression, get_activation, x
 from theory.signs import Prediction, sympy_sign, weakest
 
 _PARITY_PROBES = (0.3, 0.9, 1.7, 2.6, 4.1)
 
 
-@lru_cache(maxsize=128)
+@cached_by_expression
 def parity(activation: str) -> str | None:
     """'odd' or 'even' when sympy proves sigma(-x) = -/+ sigma(x), else None."""
     e = get_activation(activation).expr
@@ -42,7 +40,7 @@ def gaussian_density(var: sp.Expr = x, std: sp.Expr = s) -> sp.Expr:
     return sp.exp(-(var**2) / (2 * std**2)) / (std * sp.sqrt(2 * sp.pi))
 
 
-@lru_cache(maxsize=128)
+@cached_by_expression
 def derive_drift_coefficient(activation: str) -> sp.Expr | None:
     """D(sigma, s) as an exact sympy expression in s, or None when sympy is not asked/able to."""
     if parity(activation) is not None:
@@ -72,7 +70,7 @@ def _kinks(e: sp.Expr) -> list[float]:
     return sorted(points)
 
 
-@lru_cache(maxsize=128)
+@cached_by_expression
 def drift_coefficient_numeric(activation: str, std: float = 1.0) -> tuple[float, float]:
     """(D, error estimate): tanh-sinh at 20 digits vs tanh-sinh at 30 digits on a finer split.
 
@@ -127,7 +125,7 @@ def continuity_proved(activation: str) -> bool:
     return True
 
 
-@lru_cache(maxsize=128)
+@cached_by_expression
 def predict_drift_coefficient(activation: str, std: float = 1.0) -> Prediction:
     """D at s = std with its sign: positively biased (> 0), symmetric (= 0) or negatively biased."""
     par = parity(activation)

@@ -12,7 +12,7 @@ from functools import lru_cache
 import sympy as sp
 
 from theory.certify import sign_on_side
-from theory.registry import get_activation, get_loss
+from theory.registry import get_activation, get_loss, register_cache
 from theory.signs import Prediction, sign_product, sympy_sign, weakest
 
 s = sp.Symbol("s", positive=True)  # standard deviation of each entry of V
@@ -122,6 +122,9 @@ def predict_hessian_factor(loss: str, outputs: int = 3) -> Prediction:
             "at zero logits"
         )
     return Prediction(trace, total, "proved" if total != "undetermined" else "numeric", detail)
+
+
+register_cache(predict_hessian_factor.cache_clear)  # keyed by loss name: cleared on registration
 
 
 def derive_expected_gradient(activation: str, loss: str = "mse") -> sp.Expr:

@@ -6,10 +6,13 @@ Add an activation with `register_activation("name", "expr in x")` or, from any C
 
 from __future__ import annotations
 
+import ast
+import functools
 import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import sympy as sp
 
@@ -145,20 +148,229 @@ def _known_names() -> str:
     return ", ".join(sorted(ACTIVATIONS))
 
 
+# ------------------------------------------------------------------- the expression whitelist
+
+# Functions a user expression may call, by the name it is written with. Nothing else is callable:
+# the text is parsed by Python's `ast` into a tree that is checked node by node and built with
+# sympy constructors; it is never evaluated (sympy's `sympify` would run arbitrary Python).
+_FUNCTIONS: dict[str, Callable[..., sp.Expr]] = {
+    "exp": sp.exp,
+    "log": sp.log,
+    "sqrt": sp.sqrt,
+    "tanh": sp.tanh,
+    "sinh": sp.sinh,
+    "cosh": sp.cosh,
+    "sin": sp.sin,
+    "cos": sp.cos,
+    "atan": sp.atan,
+    "erf": sp.erf,
+    "erfc": sp.erfc,
+    "Abs": sp.Abs,
+    "abs": sp.Abs,
+    "sign": sp.sign,
+    "Heaviside": sp.Heaviside,
+    "Min": sp.Min,
+    "Max": sp.Max,
+    "min": sp.Min,
+    "max": sp.Max,
+    "Piecewise": sp.Piecewise,
+    "relu": lambda e: _relu(e),
+    "gelu": lambda e: _gelu(e),
+    "sigmoid": lambda e: 1 / (1 + sp.exp(-e)),
+}
+_CONSTANTS: dict[str, sp.Expr] = {"pi": sp.pi, "E": sp.E}
+_BINARY = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b,
+    ast.Pow: lambda a, b: a**b,
+    ast.BitXor: lambda a, b: a**b,  # x^2 as sympy's parser reads it
+}
+_COMPARE = {ast.Lt: sp.Lt, ast.LtE: sp.Le, ast.Gt: sp.Gt, ast.GtE: sp.Ge}
+MAX_EXPRESSION_CHARS = 500
+MAX_EXPRESSION_NODES = 200
+_MAX_LITERAL = 1e6  # larger numbers (and integer powers of them) are refused, not evaluated
+_MAX_EXPONENT = 16
+
+ALLOWED_SYNTAX = (
+    "numbers, the variable x, + - * / ** (or ^), comparisons < <= > >= inside Piecewise, pi, E "
+    f"and the functions {', '.join(sorted(_FUNCTIONS))}"
+)
+
+
+class _Refused(ValueError):
+    """A node outside the whitelist; the message names it."""
+
+
+def parse_safe(text: str, symbols: dict[str, sp.Expr]) -> sp.Expr:
+    """Build a sympy expression from `text` using the whitelist only (never `eval`/`sympify`).
+
+    `symbols` maps the variable names allowed (e.g. {"x": x}) to their sympy symbols. Raises
+    ValueError naming what is not allowed."""
+    if len(text) > MAX_EXPRESSION_CHARS:
+        raise ValueError(f"longer than {MAX_EXPRESSION_CHARS} characters")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ValueError(f"not a formula ({exc.msg})") from None
+    nodes = sum(1 for _ in ast.walk(tree))
+    if nodes > MAX_EXPRESSION_NODES:
+        raise ValueError(f"more than {MAX_EXPRESSION_NODES} syntax nodes")
+
+    def number(value: Any) -> sp.Expr:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Refused(f"the literal {value!r} is not a number")
+        if not math.isfinite(value) or abs(value) > _MAX_LITERAL:
+            raise _Refused(f"the number {value!r} is not finite or exceeds {_MAX_LITERAL:g}")
+        return sp.Integer(value) if isinstance(value, int) else sp.nsimplify(value, rational=True)
+
+    def build(node: ast.AST, in_piecewise: bool = False) -> Any:
+        if isinstance(node, ast.Expression):
+            return build(node.body)
+        if isinstance(node, ast.Constant):
+            if node.value is True and in_piecewise:
+                return sp.true
+            return number(node.value)
+        if isinstance(node, ast.Name):
+            if node.id in symbols:
+                return symbols[node.id]
+            if node.id in _CONSTANTS:
+                return _CONSTANTS[node.id]
+            raise _Refused(f"unknown name {node.id!r}")
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            inner = build(node.operand)
+            return -inner if isinstance(node.op, ast.USub) else inner
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+            left, right = build(node.left), build(node.right)
+            if isinstance(node.op, (ast.Pow, ast.BitXor)) and right.is_number:
+                if abs(float(right)) > _MAX_EXPONENT:
+                    raise _Refused(f"the exponent {right} exceeds {_MAX_EXPONENT}")
+            return _BINARY[type(node.op)](left, right)
+        if isinstance(node, ast.Compare) and in_piecewise and len(node.ops) == 1:
+            op = type(node.ops[0])
+            if op not in _COMPARE:
+                raise _Refused("only < <= > >= comparisons are allowed")
+            return _COMPARE[op](build(node.left), build(node.comparators[0]))
+        if isinstance(node, ast.Tuple) and in_piecewise and len(node.elts) == 2:
+            return (build(node.elts[0]), build(node.elts[1], in_piecewise=True))
+        if isinstance(node, ast.Call):
+            if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS:
+                if isinstance(node.func, ast.Name):
+                    raise _Refused(f"the function {node.func.id!r} is not allowed")
+                raise _Refused(
+                    "only named functions may be called: calling attributes or results is "
+                    "not allowed"
+                )
+            if node.keywords or not node.args:
+                raise _Refused(f"{node.func.id}() takes positional arguments only")
+            piecewise = node.func.id == "Piecewise"
+            args = [build(a, in_piecewise=piecewise) for a in node.args]
+            if piecewise and not all(isinstance(a, tuple) for a in args):
+                raise _Refused("Piecewise takes (expression, condition) pairs")
+            return _FUNCTIONS[node.func.id](*args)
+        raise _Refused(f"the syntax {type(node).__name__} is not allowed")
+
+    try:
+        expr = build(tree)
+    except _Refused as exc:
+        raise ValueError(f"{exc}; allowed: {ALLOWED_SYNTAX}") from None
+    except (TypeError, ValueError, ZeroDivisionError) as exc:
+        raise ValueError(f"sympy cannot build it ({exc})") from None
+    if not isinstance(expr, sp.Expr):
+        raise ValueError("not an expression")
+    return expr
+
+
+class _Undecided(Exception):
+    """The singularity analysis cannot decide a node; the caller refuses the expression."""
+
+
+_ENTIRE = (
+    sp.exp,
+    sp.sin,
+    sp.cos,
+    sp.tanh,
+    sp.sinh,
+    sp.cosh,
+    sp.atan,
+    sp.erf,
+    sp.erfc,
+    sp.Abs,
+    sp.sign,
+    sp.Heaviside,
+    sp.Min,
+    sp.Max,
+)
+
+
+def _solve(condition: Any, where: sp.Set) -> sp.Set:
+    found = sp.solveset(condition, x, where)
+    if isinstance(found, (sp.ConditionSet, sp.ImageSet)) or found.has(sp.ConditionSet):
+        raise _Undecided(str(condition))
+    return found
+
+
+def _singular_set(e: sp.Expr, where: sp.Set) -> sp.Set:
+    """Points of `where` at which e is undefined (a pole, log or root of a negative number)."""
+    if where is sp.S.EmptySet or e.is_number or e == x:
+        return sp.S.EmptySet
+    if isinstance(e, sp.Piecewise):
+        bad, rest = sp.S.EmptySet, where
+        for branch, cond in e.args:
+            active = rest if cond is sp.true else sp.Intersection(rest, cond.as_set())
+            bad = sp.Union(bad, _singular_set(branch, active))
+            rest = sp.Complement(rest, active)
+        return bad
+    if isinstance(e, (sp.Add, sp.Mul)) or e.func in _ENTIRE:
+        out = sp.S.EmptySet
+        for arg in e.args:
+            out = sp.Union(out, _singular_set(arg, where))
+        return out
+    if isinstance(e, sp.Pow):
+        base, power = e.args
+        if power.has(x):
+            raise _Undecided(str(e))
+        out = _singular_set(base, where)
+        if power.is_integer and power.is_nonnegative:
+            return out
+        if power.is_negative:
+            out = sp.Union(out, _solve(sp.Eq(base, 0), where))
+        if not power.is_integer:
+            out = sp.Union(out, _solve(base < 0, where))
+        return out
+    if isinstance(e, sp.log):
+        (arg,) = e.args
+        return sp.Union(_singular_set(arg, where), _solve(arg <= 0, where))
+    raise _Undecided(str(e.func))
+
+
+def singularities(expr: sp.Expr) -> sp.Set:
+    """The real points where `expr` is undefined, decided symbolically; raises ValueError when
+    sympy cannot decide (such an expression is refused rather than guessed about)."""
+    try:
+        return sp.simplify(_singular_set(expr, sp.S.Reals))
+    except _Undecided as exc:
+        raise ValueError(f"cannot decide where {exc} is finite on the real line") from None
+    except (TypeError, NotImplementedError) as exc:
+        raise ValueError(f"cannot decide where it is finite ({type(exc).__name__})") from None
+
+
 def parse_expression(text: str | sp.Expr, name: str = "<expr>") -> sp.Expr:
-    """Parse and validate an activation expression in `x` (Piecewise/Min/Max allowed).
+    """Parse (by the whitelist, see `parse_safe`) and validate an activation expression in `x`.
 
     Min/Max/Abs/Heaviside are rewritten as Piecewise so that every derivation differentiates them
-    branch by branch. Raises RegistryError for unparsable text, other free symbols, or values that
-    are not real and finite on the real line.
+    branch by branch. Raises RegistryError for text outside the whitelist, other free symbols,
+    real points where the expression is undefined (decided symbolically), or values that are
+    not real and finite at sample points of the real line.
     """
     if isinstance(text, sp.Basic):
         expr = text
     else:
         try:
-            expr = sp.sympify(text, locals={"x": x, "relu": _relu, "gelu": _gelu})
-        except (sp.SympifyError, SyntaxError, TypeError, AttributeError) as exc:
-            raise RegistryError(f"activation {name!r}: cannot parse {text!r}: {exc}") from None
+            expr = parse_safe(str(text), {"x": x})
+        except ValueError as exc:
+            raise RegistryError(f"activation {name!r}: cannot use {text!r}: {exc}") from None
     if not isinstance(expr, sp.Expr):
         raise RegistryError(f"activation {name!r}: {text!r} is not an expression")
     # A user's plain Symbol('x') is not our real x: map it over by name.
@@ -171,10 +383,19 @@ def parse_expression(text: str | sp.Expr, name: str = "<expr>") -> sp.Expr:
         )
     if expr.has(sp.Min, sp.Max, sp.Abs, sp.Heaviside, sp.sign):
         expr = sp.piecewise_fold(expr.rewrite(sp.Piecewise))
+    try:
+        bad = singularities(expr)
+    except ValueError as exc:
+        raise RegistryError(f"activation {name!r}: {text!r}: {exc}") from None
+    if bad != sp.S.EmptySet:
+        raise RegistryError(
+            f"activation {name!r}: {text!r} is undefined on the real line at {bad}; an "
+            "activation must be finite for every real x"
+        )
     for point in _PROBE_POINTS:
         try:
             value = complex(sp.N(expr.subs(x, point), 20))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, ZeroDivisionError):
             raise RegistryError(
                 f"activation {name!r}: {text!r} does not evaluate to a number at x = {point}"
             ) from None
@@ -185,6 +406,40 @@ def parse_expression(text: str | sp.Expr, name: str = "<expr>") -> sp.Expr:
         if not math.isfinite(value.real):
             raise RegistryError(f"activation {name!r}: {text!r} is not finite at x = {point}")
     return expr
+
+
+# ------------------------------------------------------------ caches keyed by the expression
+
+_CACHE_CLEARERS: list[Callable[[], None]] = []
+
+
+def register_cache(clear: Callable[[], None]) -> None:
+    """Have `clear_caches` also empty another cache (e.g. one keyed by a loss name)."""
+    _CACHE_CLEARERS.append(clear)
+
+
+def cached_by_expression(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Memoise `fn(activation, *args)` on the activation's expression (never its name): a name
+    registered again with another expression gets fresh answers, and two names with one
+    expression share them."""
+    store: dict[tuple, Any] = {}
+    _CACHE_CLEARERS.append(store.clear)
+
+    @functools.wraps(fn)
+    def wrapper(activation: str, *args: Any, **kwargs: Any) -> Any:
+        key = (get_activation(activation).expr, args, tuple(sorted(kwargs.items())))
+        if key not in store:
+            store[key] = fn(activation, *args, **kwargs)
+        return store[key]
+
+    wrapper.cache_clear = store.clear  # type: ignore[attr-defined]
+    return wrapper
+
+
+def clear_caches() -> None:
+    """Empty every expression-keyed cache (tests that patch the registry's semantics use it)."""
+    for clear in _CACHE_CLEARERS:
+        clear()
 
 
 def register_activation(
@@ -286,10 +541,18 @@ def register_loss(name: str, expr: str | sp.Expr, *, target: str = "real") -> Lo
         raise RegistryError(f"loss {name!r} is built in and cannot be redefined")
     if target not in ("real", "onehot"):
         raise RegistryError(f"loss {name!r}: target must be 'real' or 'onehot', got {target!r}")
-    try:
-        parsed = sp.sympify(expr) if not isinstance(expr, sp.Basic) else expr
-    except (sp.SympifyError, SyntaxError, TypeError) as exc:
-        raise RegistryError(f"loss {name!r}: cannot parse {expr!r}: {exc}") from None
+    if isinstance(expr, sp.Basic):
+        parsed = expr
+    else:
+        text = str(expr)
+        allowed = {n: sp.Symbol(n) for n in set(re.findall(r"\b[zy]\d*\b", text))}
+        try:
+            parsed = parse_safe(text, allowed)
+        except ValueError as exc:
+            raise RegistryError(
+                f"loss {name!r}: cannot use {expr!r}: {exc} (use symbols z and y per output, or "
+                "z0.., y0..)"
+            ) from None
     names = {s.name for s in parsed.free_symbols}
     coordinatewise = names <= {"z", "y"}
     if not coordinatewise and not all(re.fullmatch(r"[zy]\d+", n) for n in names):
@@ -303,7 +566,7 @@ def register_loss(name: str, expr: str | sp.Expr, *, target: str = "real") -> Lo
         if coordinatewise:
             zs, ys = sp.Symbol("z"), sp.Symbol("y")
             total = sum(parsed.subs({zs: zi, ys: yi}) for zi, yi in zip(z, y, strict=True))
-            return sp.sympify(total), z, y
+            return sp.Integer(0) + total, z, y
         mapping = {s: sp.Symbol(s.name, real=True) for s in parsed.free_symbols}
         used = parsed.subs(mapping)
         out_of_range = [s.name for s in used.free_symbols if int(s.name[1:]) >= k]
@@ -313,6 +576,7 @@ def register_loss(name: str, expr: str | sp.Expr, *, target: str = "real") -> Lo
 
     loss = Loss(name, builder, target, False, str(expr))
     LOSSES[name] = loss
+    clear_caches()  # loss-keyed answers (the Hessian factor) may have changed
     return loss
 
 

@@ -28,7 +28,9 @@ THEORY_MODULES = [m for name, m in sys.modules.items() if name.startswith("theor
 
 
 def _clear_caches() -> None:
-    """Every lru_cache in theory/ (keyed by activation name) and the sampler's compiled pairs."""
+    """Every theory cache (keyed by expression, but a patched derivative changes the answer for
+    the same expression), every lru_cache in theory/, and the sampler's compiled pairs."""
+    registry.clear_caches()
     for module in THEORY_MODULES + [importlib.import_module("theory.certify")]:
         for obj in vars(module).values():
             if isinstance(obj, functools._lru_cache_wrapper):
