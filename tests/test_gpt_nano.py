@@ -236,6 +236,8 @@ def test_unknown_activation_lists_valid_names() -> None:
 def test_make_data_rejects_bad_arguments() -> None:
     cfg = tiny()
     with pytest.raises(ValueError, match="data must be"):
+        gpt_nano.make_data("imagenet", cfg, split="train", batch_size=2)
+    with pytest.raises(ValueError, match="needs GPTNanoConfig.data_path"):
         gpt_nano.make_data("fineweb", cfg, split="train", batch_size=2)
     with pytest.raises(ValueError, match="split must be"):
         gpt_nano.make_data("synthetic", cfg, split="test", batch_size=2)

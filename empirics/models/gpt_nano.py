@@ -27,7 +27,10 @@ class GPTNanoConfig:
     """Shape of the model; the paper's GPT-nano is n_layer=12, n_head=12, n_embd=768, vocab 50257.
 
     vocab_size defaults to the 64-character King James alphabet (`empirics.data.text`); the paper
-    trains on FineWeb with the GPT-2 BPE, which is not available offline.
+    trains on FineWeb with the GPT-2 BPE. Data options (they live here because `make_data`
+    receives this config): `tokenizer=bpe` reads the King James text through a byte-level BPE of
+    vocab_size entries trained offline; `--data fineweb` reads modded-nanogpt `.bin` token shards
+    from `data_path` (a file, directory or glob; `val_path` for separate validation shards).
     """
 
     activation: str = "relu"
@@ -45,6 +48,9 @@ class GPTNanoConfig:
     val_windows: int = 256
     # C10's sparsity control at every MLP activation (`empirics.sparsity`): none, topk:0.75, ...
     sparsity: str = "none"
+    tokenizer: str = "char"
+    data_path: str | None = None
+    val_path: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("n_layer", "n_head", "n_embd", "vocab_size", "block_size", "mlp_ratio"):
@@ -72,6 +78,16 @@ class GPTNanoConfig:
             raise ValueError(f"GPTNanoConfig.activation must be a string, got {self.activation!r}")
         make_activation(self.activation)  # unknown names raise RegistryError listing valid ones
         parse_sparsity(self.sparsity)
+        if self.tokenizer not in text.TOKENIZERS:
+            raise ValueError(
+                f"tokenizer: unknown value {self.tokenizer!r}; valid: {', '.join(text.TOKENIZERS)}"
+            )
+        if self.tokenizer == "bpe":
+            text.check_bpe_vocab(self.vocab_size)
+        for name in ("data_path", "val_path"):  # headers checked now: a bad shard fails early
+            if getattr(self, name) is not None:
+                for path in text.shard_paths(getattr(self, name)):
+                    text.read_shard(path)
 
 
 Config = GPTNanoConfig
@@ -281,6 +297,21 @@ class Model(nn.Module):
         return groups
 
 
+DATA_KINDS = ("real", "synthetic", "fineweb")
+
+
+def check_data(data: str, cfg: GPTNanoConfig) -> None:
+    """The data kind and the config's data options agree (ValueError says how not)."""
+    if data not in DATA_KINDS:
+        raise ValueError(f"unknown value {data!r}; valid for gpt_nano: {', '.join(DATA_KINDS)}")
+    if data == "fineweb" and cfg.data_path is None:
+        raise ValueError("fineweb reads token shards: pass --set data_path=FILE|DIR|GLOB")
+    if data != "fineweb" and (cfg.data_path is not None or cfg.val_path is not None):
+        raise ValueError(f"data_path/val_path are read with --data fineweb, not --data {data}")
+    if data == "fineweb" and cfg.tokenizer != "char":
+        raise ValueError("fineweb shards are already tokenized: leave tokenizer unset")
+
+
 def make_data(
     data: str,
     cfg: GPTNanoConfig,
@@ -290,14 +321,16 @@ def make_data(
     generator: torch.Generator | None = None,
     device: str | torch.device = "cpu",
 ) -> Iterator[Batch]:
-    """Batches (x, y) of shape (B, block_size), y = x shifted by one character.
+    """Batches (x, y) of shape (B, block_size), y = x shifted by one token.
 
-    real: King James text (train = first 90%, random windows; val = last 10%, cfg.val_windows fixed
-    windows). synthetic: uniform random tokens over cfg.vocab_size of the same shape; its val set
-    is fixed by a seed derived from the generator's seed (the generator itself is not advanced).
+    real: King James text, characters or (tokenizer=bpe) BPE tokens (train = first 90%, random
+    windows; val = last 10%, cfg.val_windows fixed windows). fineweb: the token shards at
+    cfg.data_path, the same windows (val: cfg.val_path, else their last 10%). synthetic: uniform
+    random tokens over cfg.vocab_size of the same shape; its val set is fixed by a seed derived
+    from the generator's seed (the generator itself is not advanced).
     """
-    if data not in ("real", "synthetic"):
-        raise ValueError(f"data must be 'real' or 'synthetic', got {data!r}")
+    if data not in DATA_KINDS:
+        raise ValueError(f"data must be one of {', '.join(DATA_KINDS)}, got {data!r}")
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -318,12 +351,31 @@ def make_data(
             n_batches=n_batches,
             device=device,
         )
-    if cfg.vocab_size < text.KJV_VOCAB.size:
+    if data == "fineweb":
+        if cfg.data_path is None:
+            raise ValueError("data='fineweb' needs GPTNanoConfig.data_path (token shards)")
+        train, val = text.fineweb_splits(cfg.data_path, cfg.val_path)
+        shards, lo, hi = train if split == "train" else val
+        return text.shard_windows(
+            shards,
+            lo=lo,
+            hi=hi,
+            block_size=cfg.block_size,
+            batch_size=batch_size,
+            vocab_size=cfg.vocab_size,
+            generator=generator,
+            n_windows=None if split == "train" else cfg.val_windows,
+            device=device,
+        )
+    if cfg.tokenizer == "bpe":
+        train_ids, val_ids = text.kjv_bpe_splits(cfg.vocab_size)
+    elif cfg.vocab_size < text.KJV_VOCAB.size:
         raise ValueError(
             f"GPTNanoConfig.vocab_size={cfg.vocab_size} is smaller than the King James character "
             f"vocabulary ({text.KJV_VOCAB.size})"
         )
-    train_ids, val_ids = text.kjv_splits()
+    else:
+        train_ids, val_ids = text.kjv_splits()
     if split == "train":
         return text.train_windows(
             train_ids,
@@ -375,6 +427,7 @@ __all__ = [
     "GPTNanoConfig",
     "Model",
     "Rotary",
+    "check_data",
     "evaluate",
     "loss_and_metrics",
     "make_data",

@@ -1,0 +1,276 @@
+"""FineWeb token shards (modded-nanogpt `.bin`) and the offline BPE, down to a GPT-nano run.
+
+Run: `.venv/bin/python -m pytest tests/test_text_data.py -q` (small shards and texts written by
+the tests; the trainer runs the gpt_nano smoke preset for a few steps).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from empirics import train as T
+from empirics.data import text
+from empirics.models import gpt_nano
+from empirics.outputs import read_records
+
+SENTENCES = (
+    "In the beginning was the word, and the word was with the people.\n"
+    "And the people said: let there be light; and there was light!\n"
+    "Who hath seen the wind? Neither I nor you (but the trees bow down).\n"
+)
+
+
+def _shard(path: Path, n: int, seed: int = 0, high: int = 64) -> np.ndarray:
+    tokens = np.random.default_rng(seed).integers(0, high, n)
+    text.write_shard(path, tokens)
+    return tokens
+
+
+# ------------------------------------------------------------------------------- shards
+
+
+def test_shard_round_trip_is_memory_mapped_and_in_the_reference_layout(tmp_path: Path) -> None:
+    tokens = _shard(tmp_path / "a.bin", 1000, high=50257)
+    raw = (tmp_path / "a.bin").read_bytes()
+    # The layout modded-nanogpt writes: 256 int32 (magic, version, count), then uint16 tokens.
+    header = np.frombuffer(raw[:1024], dtype="<i4")
+    assert header[:3].tolist() == [20240520, 1, 1000] and not header[3:].any()
+    assert len(raw) == 1024 + 2 * 1000
+    got = text.read_shard(tmp_path / "a.bin")
+    assert isinstance(got, np.memmap) and got.dtype == np.dtype("<u2")
+    assert np.array_equal(got, tokens)
+
+
+def _corrupt(path: Path, how: str) -> None:
+    _shard(path, 100)
+    raw = bytearray(path.read_bytes())
+    if how == "magic":
+        raw[0:4] = np.array([12345], dtype="<i4").tobytes()
+    elif how == "version":
+        raw[4:8] = np.array([2], dtype="<i4").tobytes()
+    elif how == "zero-tokens":
+        raw[8:12] = np.array([0], dtype="<i4").tobytes()
+    elif how == "short-header":
+        raw = raw[:512]
+    elif how == "short-body":
+        raw = raw[:-10]
+    elif how == "trailing":
+        raw += b"\0\0\0\0"
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("magic", r"not a FineWeb token shard: magic number 12345, expected 20240520"),
+        ("version", r"shard format version 2; this reader knows version 1"),
+        ("zero-tokens", r"header announces 0 tokens"),
+        ("short-header", r"truncated: 512 bytes, shorter than the 1024-byte header"),
+        ("short-body", r"truncated: header announces 100 tokens \(200 bytes\), .* 190 bytes"),
+        ("trailing", r"4 bytes beyond the 100 tokens its header announces"),
+    ],
+)
+def test_a_broken_shard_is_refused_naming_the_file_and_the_fault(
+    tmp_path: Path, how: str, message: str
+) -> None:
+    path = tmp_path / "shard.bin"
+    _corrupt(path, how)
+    with pytest.raises(text.ShardError, match=message) as exc:
+        text.read_shard(path)
+    assert str(path) in str(exc.value)
+
+
+def test_shard_paths_take_a_file_a_directory_or_a_glob(tmp_path: Path) -> None:
+    for i in (2, 1):
+        _shard(tmp_path / f"fineweb_train_{i:06d}.bin", 50, seed=i)
+    (tmp_path / "notes.txt").write_text("not a shard")
+    files = [tmp_path / "fineweb_train_000001.bin", tmp_path / "fineweb_train_000002.bin"]
+    assert text.shard_paths(tmp_path) == files
+    assert text.shard_paths(str(tmp_path / "fineweb_train_*.bin")) == files
+    assert text.shard_paths(files[1]) == [files[1]]
+    for missing in (tmp_path / "nothing.bin", str(tmp_path / "val_*.bin"), tmp_path / "empty"):
+        if str(missing).endswith("empty"):
+            Path(missing).mkdir()
+        with pytest.raises(text.ShardError, match="no token shard at"):
+            text.shard_paths(missing)
+
+
+def test_windows_run_across_shard_ends_and_stay_in_their_split(tmp_path: Path) -> None:
+    a = _shard(tmp_path / "s1.bin", 40, seed=1)
+    b = _shard(tmp_path / "s2.bin", 60, seed=2)
+    shards = text.TokenShards.open(str(tmp_path / "s*.bin"))
+    whole = np.concatenate([a, b])
+    assert len(shards) == 100
+    assert np.array_equal(shards.window(30, 25), whole[30:55])  # crosses the end of s1
+    gen = torch.Generator().manual_seed(0)
+    batches = text.shard_windows(
+        shards, lo=0, hi=90, block_size=8, batch_size=16, vocab_size=64, generator=gen
+    )
+    for _ in range(20):
+        x, y = next(batches)
+        assert x.shape == y.shape == (16, 8) and torch.equal(x[:, 1:], y[:, :-1])
+        for row_x, row_y in zip(x.tolist(), y.tolist(), strict=True):
+            seq = row_x + row_y[-1:]
+            starts = [i for i in range(0, 90 - 8) if whole[i : i + 9].tolist() == seq]
+            assert starts, "a window that is not a contiguous piece of the train split"
+    val = list(
+        text.shard_windows(
+            shards,
+            lo=90,
+            hi=100,
+            block_size=4,
+            batch_size=3,
+            vocab_size=64,
+            generator=None,
+            n_windows=5,
+        )
+    )
+    first = torch.cat([x for x, _ in val])
+    assert first.shape == (5, 4) and first[0].tolist() == whole[90:94].tolist()
+    assert first[-1].tolist() == whole[95:99].tolist()
+
+
+def test_a_token_beyond_the_vocabulary_is_named(tmp_path: Path) -> None:
+    _shard(tmp_path / "big.bin", 200, high=50257)
+    shards = text.TokenShards.open(tmp_path / "big.bin")
+    gen = torch.Generator().manual_seed(0)
+    with pytest.raises(text.ShardError, match=r"token id \d+ >= vocab_size=64.*50257"):
+        next(
+            text.shard_windows(
+                shards, lo=0, hi=200, block_size=16, batch_size=4, vocab_size=64, generator=gen
+            )
+        )
+
+
+def test_gpt_nano_trains_on_fineweb_shards_through_the_trainer(tmp_path: Path) -> None:
+    shard_dir = tmp_path / "fineweb"
+    shard_dir.mkdir()
+    for i in range(2):
+        _shard(shard_dir / f"fineweb_train_{i:06d}.bin", 3000, seed=i)
+    _shard(shard_dir / "fineweb_val_000000.bin", 800, seed=9)
+    cfg = T.TrainConfig(
+        arch="gpt_nano",
+        preset="smoke",
+        data="fineweb",
+        steps=4,
+        progress=False,
+        out=str(tmp_path / "run"),
+        model={
+            "data_path": str(shard_dir / "fineweb_train_*.bin"),
+            "val_path": str(shard_dir / "fineweb_val_*.bin"),
+        },
+    )
+    out = T.train(cfg)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "completed" and np.isfinite(summary["final_loss"])
+    # Uniform random tokens over 64 ids: the loss starts near log(64).
+    losses = [r["value"] for r in read_records(out / "records.csv") if r["metric"] == "loss"]
+    assert abs(losses[0] - np.log(64)) < 0.5
+    assert 0 < summary["val"]["val_loss"] < 10
+    model = json.loads((out / "config.json").read_text())["model"]
+    assert model["data_path"].endswith("fineweb_train_*.bin")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--data", "fineweb"], r"data: fineweb reads token shards: pass --set data_path="),
+        (["--arch", "mlp", "--data", "fineweb"], r"data: mlp reads real or synthetic data"),
+        (["--set", "data_path={dir}/ok.bin"], r"data_path/val_path are read with --data fineweb"),
+        (["--data", "fineweb", "--set", "data_path={dir}/bad.bin"], r"bad.bin: not a FineWeb"),
+        (["--data", "fineweb", "--set", "data_path={dir}/*.nope"], r"no token shard at"),
+        (["--set", "tokenizer=bpe"], r"vocab_size=64 with tokenizer=bpe: expected 257..65536"),
+        (["--set", "tokenizer=wordpiece"], r"tokenizer: unknown value 'wordpiece'; valid: char"),
+        (
+            [
+                "--data",
+                "fineweb",
+                "--set",
+                "data_path={dir}/ok.bin",
+                "--set",
+                "tokenizer=bpe",
+                "--set",
+                "vocab_size=512",
+            ],
+            r"already tokenized",
+        ),
+    ],
+)
+def test_bad_text_data_input_exits_2_before_anything_is_written(
+    tmp_path: Path, capsys, argv: list[str], message: str
+) -> None:
+    (tmp_path / "bad.bin").write_bytes(b"\0" * 2048)
+    _shard(tmp_path / "ok.bin", 500)
+    out = tmp_path / "out"
+    full = ["--arch", "gpt_nano", "--preset", "smoke", "--no-progress", "--out", str(out)]
+    full += [a.format(dir=tmp_path) for a in argv]
+    with pytest.raises(SystemExit) as exc:
+        T.main(full)
+    assert exc.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------------------------- BPE
+
+
+def test_bpe_is_deterministic_round_trips_and_respects_its_size(tmp_path: Path) -> None:
+    corpus = SENTENCES * 40
+    a = text.train_bpe(corpus, 300)
+    b = text.train_bpe(corpus, 300)
+    assert a.to_str() == b.to_str()  # same text and size: the same vocabulary and merges
+    assert 256 < a.get_vocab_size() <= 300
+    ids = text.bpe_encode(a, SENTENCES)
+    assert ids.dtype == np.uint16 and int(ids.max()) < 300
+    assert a.decode(ids.tolist()) == SENTENCES
+    assert len(ids) < len(SENTENCES) / 2  # merges learned: far fewer tokens than bytes
+
+
+def test_bpe_cache_is_keyed_by_text_and_size(tmp_path: Path) -> None:
+    corpus = SENTENCES * 20
+    first = text.bpe_tokenizer(corpus, 280, cache_dir=tmp_path)
+    files = sorted(tmp_path.glob("bpe*.json"))
+    assert len(files) == 1 and "-v280-" in files[0].name
+    again = text.bpe_tokenizer(corpus, 280, cache_dir=tmp_path)
+    assert again.to_str() == first.to_str()
+    text.bpe_tokenizer(corpus + "Amen.\n", 280, cache_dir=tmp_path)
+    text.bpe_tokenizer(corpus, 290, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("bpe*.json"))) == 3
+    files[0].write_text("{ torn")  # a damaged cache file is retrained, not trusted
+    assert text.bpe_tokenizer(corpus, 280, cache_dir=tmp_path).to_str() == first.to_str()
+    for bad in (256, 70000, True):
+        with pytest.raises(ValueError, match="vocab_size"):
+            text.check_bpe_vocab(bad)
+
+
+def test_gpt_nano_trains_on_bpe_tokens_of_the_local_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BUGORFEATURE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(text, "load_kjv_text", lambda **_: SENTENCES * 60)
+    text.kjv_bpe_splits.cache_clear()
+    try:
+        cfg = gpt_nano.Config(n_embd=32, n_head=2, block_size=16, tokenizer="bpe", vocab_size=300)
+        gen = torch.Generator().manual_seed(0)
+        x, y = next(gpt_nano.make_data("real", cfg, split="train", batch_size=4, generator=gen))
+        assert x.shape == (4, 16) and int(x.max()) < 300 and torch.equal(x[:, 1:], y[:, :-1])
+        out = T.train(
+            T.TrainConfig(
+                arch="gpt_nano",
+                preset="smoke",
+                steps=3,
+                progress=False,
+                out=str(tmp_path / "run"),
+                model={"tokenizer": "bpe", "vocab_size": 300},
+            )
+        )
+        assert json.loads((out / "summary.json").read_text())["status"] == "completed"
+        assert list((tmp_path / "cache").glob("bpe*-ids.npz"))  # encodings cached
+    finally:
+        text.kjv_bpe_splits.cache_clear()
