@@ -809,7 +809,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, help="0 .. 2**63-1 (default 0)")
     ap.add_argument("--device", help="auto | cpu | cuda[:N] (default auto)")
     ap.add_argument("--out", help="output directory (default results/train/RUN)")
-    ap.add_argument("--run", help="run name: letters, digits, _.+=- (default arch-act-data-sSEED)")
+    ap.add_argument(
+        "--run",
+        "--run-name",  # the spelling torchrun lets through (it takes --run for its --run-path)
+        dest="run",
+        help="run name: letters, digits, _.+=- (default arch-act-data-sSEED)",
+    )
     ap.add_argument("--early-steps", type=int, help=f"(default {d['early_steps']})")
     ap.add_argument("--log-every-early", type=int, help=f"(default {d['log_every_early']})")
     ap.add_argument("--log-every-late", type=int, help=f"(default {d['log_every_late']})")

@@ -9,14 +9,20 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from empirics import train as T
-from empirics.outputs import RECORD_FIELDS, read_records
 from empirics.metrics import ACTIVATION_METRICS, FEED_METRICS, GRAD_METRICS, WEIGHT_METRICS
+from empirics.outputs import RECORD_FIELDS, read_records
 
 
 def _cfg(tmp: Path, **kw: object) -> T.TrainConfig:
@@ -116,7 +122,7 @@ def test_schedules() -> None:
     [
         ({"arch": "lstm"}, r"arch: input should be 'mlp', 'resnet'.*, got 'lstm'"),
         ({"activation": "nope"}, r"unknown activation 'nope'; valid names: .*relu"),
-        ({"data": "imagenet"}, r"data: input should be 'real' or 'synthetic', got 'imagenet'"),
+        ({"data": "imagenet"}, r"data: input should be 'real', 'synthetic'.*, got 'imagenet'"),
         ({"optimizer": "lion"}, r"optimizer: input should be 'sgd', 'adamw' or 'muon', got 'lion'"),
         ({"steps": 0}, r"steps: input should be greater than or equal to 1, got 0"),
         ({"lr": -1.0}, r"lr: input should be greater than 0, got -1.0"),
@@ -142,7 +148,9 @@ def test_cli_set_is_typed_and_rejects_bad_keys_and_values(tmp_path: Path, capsys
     out = tmp_path / "cli"
     with pytest.raises(SystemExit) as exc:
         T.main(["--arch", "mlp", "--set", "depth=two", "--out", str(out)])
-    assert exc.value.code == 2 and "depth: input should be a valid integer" in capsys.readouterr().err
+    assert (
+        exc.value.code == 2 and "depth: input should be a valid integer" in capsys.readouterr().err
+    )
     assert not out.exists()
     code = T.main(
         ["--arch", "mlp", "--preset", "smoke", "--data", "synthetic", "--steps", "3"]
@@ -197,3 +205,240 @@ def test_missing_data_and_interrupt_leave_an_honest_summary(
     assert summary["status"] == "interrupted"
     steps = {r["step"] for r in read_records(tmp_path / "intr" / "records.csv")}
     assert steps == {0, 1}
+
+
+# --------------------------------------------------------------- configuration and outputs
+
+
+def test_a_value_the_caller_sets_wins_over_the_preset_even_when_it_is_the_default() -> None:
+    # mp_senet's paper preset asks for AdamW betas (0.8, 0.99); (0.9, 0.95) is the default.
+    assert T.plan(T.TrainConfig(arch="mp_senet", preset="paper")).cfg.betas == (0.8, 0.99)
+    p = T.plan(T.TrainConfig(arch="mp_senet", preset="paper", betas=(0.9, 0.95)))
+    assert p.cfg.betas == (0.9, 0.95) and "betas" in p.given
+    # A replaced config keeps what was set and adds the change.
+    cfg = T.TrainConfig(preset="smoke", lr=0.2).replace(steps=4)
+    assert cfg.model_fields_set == {"preset", "lr", "steps"}
+    with pytest.raises(T.ConfigError, match="steps: input should be greater than or equal to 1"):
+        cfg.steps = 0  # assignment is validated too
+
+
+def test_warmup_may_last_the_whole_run_but_not_longer() -> None:
+    p = T.plan(T.TrainConfig(preset="smoke", steps=4, warmup=4))
+    assert [T.lr_multiplier(s, p) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    with pytest.raises(T.ConfigError, match=r"warmup: 5 \(set\) exceeds steps=4"):
+        T.plan(T.TrainConfig(preset="smoke", steps=4, warmup=5))
+    with pytest.raises(T.ConfigError, match=r"warmup: 2 \(the 'smoke' preset's\) exceeds steps=1"):
+        T.plan(T.TrainConfig(arch="gpt_nano", preset="smoke", steps=1))
+
+
+def test_list_shows_keys_and_activations(capsys) -> None:
+    assert T.main(["list", "keys", "--arch", "gpt_nano"]) == 0
+    out = capsys.readouterr().out
+    assert "n_embd" in out and "(smoke=32, small=128, paper=768)" in out
+    assert T.main(["list", "activations"]) == 0
+    assert "relu2_clip" in capsys.readouterr().out
+
+
+def test_rerun_into_the_same_dir_starts_clean_and_json_is_strict(tmp_path: Path, capsys) -> None:
+    argv = ["--preset", "smoke", "--data", "synthetic", "--steps", "3", "--no-progress"]
+    argv += ["--out", str(tmp_path / "r"), "--threads", "1"]
+    assert T.main(argv) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "completed 3 steps" in line and "final loss" in line and "val_loss" in line
+    (tmp_path / "r" / "stray.txt").write_text("mine")
+    first = (tmp_path / "r" / "records.csv").read_text()
+    assert T.main(argv) == 0  # the same run again: redone from scratch, same records
+    assert (tmp_path / "r" / "records.csv").read_text() == first
+    assert (tmp_path / "r" / "stray.txt").read_text() == "mine"  # not ours: left alone
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["runtime"]["threads"] == 1 and config["train"]["threads"] == 1
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("config.json", "summary.json"):
+        path = tmp_path / "r" / name
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def _strict_json(path: Path) -> dict:
+    def refuse(token: str) -> None:
+        raise ValueError(f"{path.name} holds bare {token}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_diverged_summary_is_strict_json_with_null(tmp_path: Path) -> None:
+    with pytest.raises(T.TrainingDiverged):
+        T.train(_cfg(tmp_path / "nan", lr=1e30, optimizer="sgd", steps=20))
+    summary = _strict_json(tmp_path / "nan" / "summary.json")
+    assert summary["status"] == "diverged" and summary["final_loss"] is None
+
+
+# ------------------------------------------------------------------- faults: kill, signals
+
+RUN_ARGS = [
+    "--arch", "mlp", "--preset", "smoke", "--data", "synthetic", "--steps", "12",
+    "--optimizer", "adamw", "--lr", "0.01", "--schedule", "cosine", "--warmup", "3",
+    "--early-steps", "4", "--log-every-late", "3", "--checkpoint-every", "4",
+    "--no-progress", "--run", "r", "--threads", "1",
+]  # fmt: skip
+
+# Runs the CLI and SIGKILLs itself inside the loss of the KILL_AT_CALL-th step (a kill -9 at
+# a known step: no handler runs, nothing is flushed beyond what the run already wrote).
+KILLER = """
+import os, signal, sys
+from empirics.models import mlp
+from empirics import train as T
+real, calls = mlp.loss_and_metrics, [0]
+def killing(model, batch):
+    calls[0] += 1
+    if calls[0] == int(os.environ["KILL_AT_CALL"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(model, batch)
+mlp.loss_and_metrics = killing
+sys.exit(T.main(sys.argv[1:]))
+"""
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+
+def test_killed_run_resumes_to_the_records_of_an_uninterrupted_one(tmp_path: Path, capsys) -> None:
+    killed = tmp_path / "killed"
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLER, *RUN_ARGS, "--out", str(killed)],
+        env={**_env(), "KILL_AT_CALL": "10"},  # step 9; checkpoints after steps 4 and 8
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert _strict_json(killed / "summary.json")["status"] == "running"
+    logged = {r["step"] for r in read_records(killed / "records.csv")}
+    assert max(logged) == 8  # step 8 was written after the last checkpoint: it must go
+    assert T.main([*RUN_ARGS, "--out", str(killed)]) == 0  # the same command again
+    assert "resuming from step 8" in capsys.readouterr().err
+    assert T.main([*RUN_ARGS, "--out", str(tmp_path / "whole")]) == 0
+    resumed = (killed / "records.csv").read_text()
+    assert resumed == (tmp_path / "whole" / "records.csv").read_text()
+    summary = _strict_json(killed / "summary.json")
+    assert summary["status"] == "completed" and summary["resumed_from"] == 8
+    assert not (killed / "checkpoint.pt").exists()  # a completed run keeps no resume point
+
+
+def test_a_changed_command_does_not_resume_another_runs_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from empirics.models import mlp
+
+    out, real, calls = tmp_path / "r", mlp.loss_and_metrics, [0]
+
+    def interrupt_at_sixth(model, batch):
+        calls[0] += 1
+        if calls[0] == 6:
+            raise KeyboardInterrupt
+        return real(model, batch)
+
+    monkeypatch.setattr(mlp, "loss_and_metrics", interrupt_at_sixth)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(T.TrainConfig(**vars(T.build_parser().parse_args([*RUN_ARGS, "--out", str(out)]))))
+    monkeypatch.setattr(mlp, "loss_and_metrics", real)
+    assert (out / "checkpoint.pt").exists()
+    with pytest.raises(SystemExit) as exc:
+        T.main([*RUN_ARGS, "--lr", "0.02", "--out", str(out)])
+    assert exc.value.code == 2
+    assert (out / "checkpoint.pt").exists()  # the other run's state is left for it
+
+
+@pytest.mark.parametrize(
+    ("signum", "code"),
+    # SIGINT goes the same way (one StopFlag for both); slow only to keep `make test` short.
+    [(signal.SIGTERM, 143), pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow)],
+)
+def test_signal_stops_at_a_step_boundary_with_records_and_summary(
+    tmp_path: Path, signum: int, code: int
+) -> None:
+    out = tmp_path / "r"
+    args = [
+        "--preset", "smoke", "--data", "synthetic", "--steps", "100000", "--early-steps", "0",
+        "--log-every-late", "50", "--checkpoint-every", "100000", "--no-progress",
+        "--threads", "1", "--out", str(out),
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "empirics.train", *args],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            records = out / "records.csv"
+            if records.exists() and records.read_text().count("\n") > 20:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == code, err
+    assert "Traceback" not in err and signal.Signals(signum).name in err
+    summary = _strict_json(out / "summary.json")
+    assert summary["status"] == "interrupted"
+    assert signal.Signals(signum).name in summary["message"]
+    steps = {r["step"] for r in read_records(out / "records.csv")}
+    assert steps == set(range(max(steps) + 1))  # every step up to the stop, none half-written
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] == max(steps) + 1  # a resume point where it stopped
+
+
+# ----------------------------------------------------------------------------- torchrun
+
+
+def _by_key(path: Path) -> dict[tuple[int, str, str], float]:
+    return {(r["step"], r["layer"], r["metric"]): r["value"] for r in read_records(path)}
+
+
+def _close(a: dict, b: dict, skip: tuple[str, ...] = ()) -> list[str]:
+    assert set(a) == set(b)
+    bad = []
+    for key, x in a.items():
+        if key[2] in skip:
+            continue
+        y = b[key]
+        if not (math.isnan(x) and math.isnan(y)) and not math.isclose(
+            x, y, rel_tol=1e-4, abs_tol=1e-6
+        ):
+            bad.append(f"{key}: {x} vs {y}")
+    return bad
+
+
+def test_torchrun_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> None:
+    args = [
+        "--arch", "mlp", "--preset", "smoke", "--data", "synthetic", "--steps", "4",
+        "--early-steps", "2", "--log-every-late", "2", "--no-progress", "--threads", "1",
+        "--run-name", "r",
+    ]  # fmt: skip
+    torchrun = Path(sys.executable).with_name("torchrun")
+    proc = subprocess.run(
+        [str(torchrun), "--standalone", "--nnodes", "1", "--nproc_per_node", "2"]
+        + ["-m", "empirics.train", *args, "--out", str(tmp_path / "w2")],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("completed 4 steps") == 1  # rank 0 alone reports and writes
+    assert T.main([*args, "--grad-accum", "2", "--out", str(tmp_path / "a2")]) == 0
+    assert T.main([*args, "--out", str(tmp_path / "a1")]) == 0
+    two, accum, one = (_by_key(tmp_path / d / "records.csv") for d in ("w2", "a2", "a1"))
+    config = json.loads((tmp_path / "w2" / "config.json").read_text())
+    assert config["runtime"]["world_size"] == 2 and config["runtime"]["micro_batch"] == 16
+    # Two processes of 16 examples = one process accumulating two micro-batches of 16.
+    assert _close(two, accum) == []
+    # = one batch of 32, except statistics that are means over micro-batches of a quantity
+    # that does not split over them: a median ratio and conditional means (a per-shard count).
+    assert _close(two, one, skip=("spike_ratio", "grad_pos", "grad_neg")) == []
+    assert _close(two, one, skip=()) != []  # those do differ: the skip is not vacuous
