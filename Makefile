@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 DEBIAN_DATA := dataset-fashion-mnist bible-kjv bible-kjv-text asterisk-core-sounds-en-g722 pocketsphinx-testdata
 PYTEST_WORKERS ?= 2
 
-.PHONY: help setup data verify test test-all bench experiments figures lint clean
+.PHONY: help setup data verify test test-all bench gpu-check experiments figures lint clean
 
 help:  ## list every target
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ test-all: setup  ## the suites including slow tests
 bench: setup  ## benchmarks: ratios measured side by side in one run
 	$(PY) -m benchmarks.montecarlo_bench
 	$(PY) -m benchmarks.train_bench
+
+gpu-check: setup  ## on a CUDA machine (<= 5 min): Monte Carlo samples/s, training tokens/s and MFU
+	$(PY) -m benchmarks.gpu_check
 
 experiments: setup  ## the CPU runs behind the README's claims table (about 1.5 h on 2 cores), then the table and figures
 	$(PY) -m empirics.sweep --arch mlp,resnet,vit,gpt_nano --activation relu,gelu,silu,tanh --seeds 0 --preset small --steps 300 --data real --out results/sweeps/drift_small --jobs 2
