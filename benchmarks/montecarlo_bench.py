@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from scipy import stats
 from torch.func import grad, vmap
 
-from empirics.outputs import atomic_write_json, provenance, resolve_device
 from empirics.montecarlo.estimators import conditional_mean_stat
 from empirics.montecarlo.sampler import CONTROL, NetConfig, crossed_block_sums, draw
 from empirics.montecarlo.stats import RatioAccumulator
+from empirics.outputs import atomic_write_json, provenance, resolve_device
 
 D_IN, WIDTH, K, B = 64, 256, 10, 64
 CONFIDENCE = 0.95
