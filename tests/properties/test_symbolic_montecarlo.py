@@ -3,7 +3,7 @@ sign test never contradicts a sign the theory decided (`make test`: dev profile;
 
 from __future__ import annotations
 
-from hypothesis import given, note, settings
+from hypothesis import given, note, reject, settings
 from hypothesis import strategies as st
 
 from tests.properties import checks
@@ -19,7 +19,13 @@ from tests.properties.strategies import activations, inits, inputs, losses, netw
     seed=seeds,
 )
 def test_conditional_gradient_matches_closed_form(activation, loss, shape, init, input_law, seed):
-    est = checks.check_conditional_gradient(activation, loss, shape, init, input_law, seed)
+    """Power >= 0.999 against an error of half of |g| (checks.check_conditional_gradient);
+    draws where 4096 networks cannot reach it are rejected, not passed."""
+    try:
+        est = checks.check_conditional_gradient(activation, loss, shape, init, input_law, seed)
+    except checks.LowPower as exc:
+        note(str(exc))
+        reject()
     note(f"residual {est.mean:.3g} +- {est.stderr:.2g}")
 
 

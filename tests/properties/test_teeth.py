@@ -10,18 +10,14 @@ import sys
 import pytest
 import sympy as sp
 import torch
-from hypothesis import Phase, given, settings
+from hypothesis import Phase, given, reject, settings
 
 import theory
 from empirics import activations as torch_acts
 from empirics.montecarlo import sampler
 from tests.properties import checks
-from tests.properties import test_symbolic_montecarlo as suite
 from tests.properties.strategies import activations, inits, inputs, losses, network_shapes, seeds
 from theory import registry
-
-# The undecorated body of the symbolic <-> Monte Carlo suite.
-SUITE_BODY = suite.test_conditional_gradient_matches_closed_form.hypothesis.inner_test
 
 FEW = max(3, settings.default.max_examples // 4)
 THEORY_MODULES = [m for name, m in sys.modules.items() if name.startswith("theory")]
@@ -68,11 +64,16 @@ def test_wrong_symbolic_derivative_fails_the_suite(activation, loss, shape, init
     registry.Activation.derivative = property(lambda self: -sp.diff(self.expr, registry.x))
     _clear_caches()
     try:
-        with pytest.raises(AssertionError):
-            SUITE_BODY(activation, loss, shape, init, input_law, seed)
+        # The suite rejects draws where it has no stated power (checks.LowPower): reject them
+        # here too. Everywhere else the negated sigma' errs by 2|g|, four times what the suite
+        # detects with probability >= 0.999.
+        with pytest.raises((AssertionError, checks.LowPower)) as info:
+            checks.check_conditional_gradient(activation, loss, shape, init, input_law, seed)
     finally:
         registry.Activation.derivative = original
         _clear_caches()
+    if info.type is checks.LowPower:
+        reject()
 
 
 class _WrongBackward(torch.autograd.Function):
@@ -105,11 +106,13 @@ def test_wrong_torch_derivative_is_caught(loss, shape, init, input_law, seed):
     torch_acts._native = broken
     _clear_caches()
     try:
-        with pytest.raises(AssertionError):
+        with pytest.raises((AssertionError, checks.LowPower)) as info:
             checks.check_conditional_gradient("gelu", loss, shape, init, input_law, seed)
     finally:
         torch_acts._native = original
         _clear_caches()
+    if info.type is checks.LowPower:
+        reject()
 
 
 TRAINER_SHAPE = {"depth": 2, "width": 64, "in_dim": 32, "batch": 64}
@@ -131,7 +134,9 @@ def test_trainer_sign_flip_fails_the_montecarlo_link(monkeypatch, clean_caches):
     registry.register_activation("teeth_flipped_relu", "Max(-x, 0)")
     try:
         monkeypatch.setattr(
-            mlp, "make_activation", lambda name: torch_acts.make_activation("teeth_flipped_relu")
+            mlp,
+            "make_sparse_activation",
+            lambda name, sparsity: torch_acts.make_activation("teeth_flipped_relu"),
         )
         with pytest.raises(AssertionError):
             checks.check_first_step_vs_montecarlo("relu", TRAINER_SHAPE, 0.1, range(16), 7)
