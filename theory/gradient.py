@@ -144,8 +144,11 @@ _INIT_NOTE = {
     "other": (
         "Gaussian V: Stein gives g = s^2 sigma sigma' E[tr H(z)], z ~ N(0, s^2|sigma(p)|^2 I); any "
         "zero-mean V of finite variance (uniform included): the zero-bias transform gives "
-        "g = s^2 sigma sigma' sum_k E[H_kk(z')] at a perturbed z', so the sign statement holds, "
-        "the Gaussian value of the factor only to leading order as s -> 0 (Monte Carlo checks it)"
+        "g = s^2 sigma sigma' sum_k E[H_kk(z'_k)], each term at its own perturbed point z'_k, so "
+        "the sign statement holds and, for softmax cross-entropy, 0 < factor <= K/4 is proved "
+        "(H_kk = pi_k (1 - pi_k) <= 1/4); the sharper Gaussian bound 1 - 1/K is not proved for "
+        "non-Gaussian V (it equals K/4 only at K = 2), and the factor's value is left to the "
+        "Monte Carlo"
     ),
 }
 
