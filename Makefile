@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 DEBIAN_DATA := dataset-fashion-mnist bible-kjv bible-kjv-text asterisk-core-sounds-en-g722 pocketsphinx-testdata
 PYTEST_WORKERS ?= 2
 
-.PHONY: help setup data verify test test-all bench gpu-check experiments figures lint clean
+.PHONY: help setup data verify calibrate test test-all bench gpu-check experiments figures lint clean
 
 help:  ## list every target
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -25,8 +25,15 @@ data:  ## install the offline Debian data packages (needs root; skipped with a n
 	else echo "not root: install these Debian packages yourself: $(DEBIAN_DATA)"; fi
 
 verify: setup  ## check the theorems, print the claims ledger, run the `verify` hypothesis profile
-	$(PY) -m empirics.verify
-	$(PY) -m pytest -q -p no:cacheprovider --hypothesis-profile=verify -n $(PYTEST_WORKERS) tests/properties
+	@start=$$(date +%s); \
+	$(PY) -m empirics.verify --no-progress || exit $$?; \
+	mid=$$(date +%s); \
+	$(PY) -m pytest -q -p no:cacheprovider --hypothesis-profile=verify -n $(PYTEST_WORKERS) tests/properties || exit $$?; \
+	end=$$(date +%s); \
+	echo "make verify: ledger $$((mid - start)) s, verify property profile $$((end - mid)) s, total $$((end - start)) s"
+
+calibrate: setup  ## replay >= 2000 nulls of every null statistic the ledger tests; observed vs nominal false-sign rates
+	$(PY) -m empirics.calibrate --replays 2000 --no-progress
 
 test: setup  ## run the test suites (hypothesis `dev` profile), a few minutes on 2 cores
 	$(PY) -m pytest -q --hypothesis-profile=dev -n $(PYTEST_WORKERS) tests
