@@ -303,9 +303,20 @@ def _mc_text(mc: dict[str, Any] | None) -> str:
 
 
 def format_table(entries: Iterable[LedgerEntry]) -> str:
-    """Plain-text table: id, activation, loss, claim, symbolic status, value, MC, verdict."""
-    header = ("id", "activation", "loss", "claim", "symbolic", "value", "monte carlo", "verdict")
-    widths = (24, 13, 13, 44, 26, 14, 26, 10)
+    """Plain-text table: id, activation, loss, scope, claim, symbolic status (sign and method),
+    value, Monte Carlo (mean +- SE and decided sign), verdict."""
+    header = (
+        "id",
+        "activation",
+        "loss",
+        "scope",
+        "claim",
+        "symbolic",
+        "value",
+        "monte carlo",
+        "verdict",
+    )
+    widths = (24, 13, 13, 9, 40, 26, 14, 26, 10)
     rows = [header]
     for e in entries:
         sym = e.symbolic or {}
@@ -315,6 +326,7 @@ def format_table(entries: Iterable[LedgerEntry]) -> str:
                 e.id,
                 e.activation or "-",
                 e.loss or "-",
+                e.scope,
                 e.claim,
                 status,
                 sym.get("value"),

@@ -184,6 +184,9 @@ def run_verify(
     if verbose:
         print(format_table(entries))
         print()
+        for row in ledger["claims"]:
+            print(f"{row['id']:4s} {row['verdict']:34s} {row['paper_says']}")
+        print()
         print(summary_line(summary))
         print(mc_note)
         print(f"time: theory {theory_s:.1f} s, Monte Carlo {mc_s:.1f} s", file=sys.stderr)
