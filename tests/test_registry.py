@@ -242,3 +242,17 @@ def test_two_names_with_one_expression_get_the_same_verdicts(fresh_name):
         theirs = [(e.id, e.claimed, e.verdict) for e in gradient_entries("relu2_clip", loss)]
         assert mine == theirs
     assert drift_entry(copy).verdict == drift_entry("relu2_clip").verdict
+
+
+def test_a_spec_is_parsed_once_and_recreates_the_activation(fresh_name, monkeypatch):
+    name = fresh_name()
+    act = registry.parse_activation_spec(f"{name}=Max(x, 0) * 2")
+    calls = []
+    monkeypatch.setattr(registry, "parse_expression", lambda *a: calls.append(a))
+    assert registry.parse_activation_spec(f"{name}=Max(x, 0) * 2") is act
+    assert not calls  # the second sight of the same NAME=EXPR does not parse again
+    monkeypatch.undo()
+    assert act.spec == f"{name}=Max(x, 0) * 2"
+    registry.unregister_activation(name)
+    assert registry.parse_activation_spec(act.spec).expr == act.expr
+    assert registry.get_activation("relu2_clip:c=50").spec == "relu2_clip:c=50"

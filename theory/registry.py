@@ -11,7 +11,7 @@ import functools
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sympy as sp
@@ -35,6 +35,15 @@ class Activation:
     params: dict[str, float] = field(default_factory=dict)
     builtin: bool = True
     description: str = ""
+    source: str = ""  # the EXPR text a user gave, so `spec` recreates the activation
+
+    @property
+    def spec(self) -> str:
+        """The text that recreates this activation in any process: its name for built-ins and
+        parametrised families, NAME=EXPR for a user's expression (what run records store)."""
+        if self.builtin:
+            return self.name
+        return f"{self.name}={self.source or self.expr}"
 
     @property
     def derivative(self) -> sp.Expr:
@@ -452,11 +461,15 @@ def register_activation(
         raise RegistryError(f"activation {name!r} is built in and cannot be redefined")
     if name in ACTIVATIONS and not overwrite:
         old = ACTIVATIONS[name]
+        if isinstance(expr, str) and expr.strip() == old.spec.partition("=")[2]:
+            return old  # the same NAME=EXPR again (another layer, a worker): no second parse
         new_expr = parse_expression(expr, name)
         if sp.simplify(old.expr - new_expr) == 0:
             return old
         raise RegistryError(f"activation {name!r} is already registered with {old.expr}")
     act = Activation(name, parse_expression(expr, name), {}, False, description or str(expr))
+    if isinstance(expr, str):
+        act = replace(act, source=expr.strip())
     ACTIVATIONS[name] = act
     return act
 
