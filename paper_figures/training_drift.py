@@ -1,6 +1,8 @@
-"""Mean pre-activation of the activation layers over training, per architecture and activation.
+"""C8 over time: mean pre-activation and negative rate of the activation layers during training,
+per architecture and activation, seeds as 95 % CI bands.
 
-`python paper_figures/training_drift.py --sweep results/sweeps/drift_small --out FILE.png`
+`python paper_figures/training_drift.py --results results/experiments/full --out FILE.png`
+(reads drift.json, whose trajectories average each run over its activation layers).
 """
 
 from __future__ import annotations
@@ -8,43 +10,45 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common import COLORS, plt, read_json, save, series
+from common import color, label, need, plt, save
+
+ARCH_ORDER = ("mlp", "resnet", "vit", "gpt_nano", "mp_senet")
+METRICS = (("preact_mean", "mean pre-activation"), ("negative_rate", "negative rate"))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sweep", type=Path, required=True)
+    ap.add_argument("--results", type=Path, required=True)
+    ap.add_argument("--data", default="real", choices=("real", "synthetic"))
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
-    runs = sorted((args.sweep / "runs").glob("*/summary.json"))
-    if not runs:
-        raise SystemExit(f"no runs under {args.sweep}: run `make experiments` first")
-    by_arch: dict[str, list[tuple[str, Path, dict]]] = {}
-    for path in runs:
-        summary = read_json(path)
-        by_arch.setdefault(summary["arch"], []).append(
-            (summary["activation"], path.parent, summary)
-        )
-    fig, axes = plt.subplots(2, len(by_arch), figsize=(3.4 * len(by_arch), 5.6), squeeze=False)
-    for col, (arch, items) in enumerate(sorted(by_arch.items())):
-        for act, run_dir, summary in sorted(items):
-            acts = set(summary.get("feeds", {}))
-            for row, metric in enumerate(("preact_mean", "negative_rate")):
-                per_layer = next(iter(series(run_dir / "records.csv", metric).values()), {})
-                steps: dict[int, list[float]] = {}
-                for layer, points in per_layer.items():
-                    if layer in acts:
-                        for step, value in points:
-                            steps.setdefault(step, []).append(value)
-                xs = sorted(steps)
-                ys = [sum(steps[s]) / len(steps[s]) for s in xs]
-                axes[row][col].plot(xs, ys, label=act, color=COLORS.get(act))
-        axes[0][col].set_title(arch)
+    rows = [r for r in need(args.results / "drift.json")["rows"] if r["data"] == args.data]
+    if not rows:
+        raise SystemExit(f"no {args.data}-data runs in drift.json: run `make experiments`")
+    archs = [a for a in ARCH_ORDER if any(r["arch"] == a for r in rows)]
+    fig, axes = plt.subplots(2, len(archs), figsize=(3.0 * len(archs), 5.0), squeeze=False)
+    for col, arch in enumerate(archs):
+        for r in (r for r in rows if r["arch"] == arch):
+            for row, (metric, _) in enumerate(METRICS):
+                traj = r["trajectory"][metric]
+                xs = [p["step"] for p in traj]
+                ys = [p["mean"] for p in traj]
+                lo = [p["ci"][0] if p["ci"][0] is not None else p["mean"] for p in traj]
+                hi = [p["ci"][1] if p["ci"][1] is not None else p["mean"] for p in traj]
+                c = color(r["activation"])
+                axes[row][col].plot(xs, ys, color=c, lw=1, label=label(r["activation"]))
+                axes[row][col].fill_between(xs, lo, hi, color=c, alpha=0.2, lw=0)
+        n = max(len(r["seeds"]) for r in rows if r["arch"] == arch)
+        axes[0][col].set_title(f"{arch} ({n} seeds)")
         axes[1][col].set_xlabel("step")
-    axes[0][0].set_ylabel("mean pre-activation")
-    axes[1][0].set_ylabel("negative rate")
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle("Activation drift in early training (small preset, averaged over layers)")
+    for row, (_, name) in enumerate(METRICS):
+        axes[row][0].set_ylabel(name)
+    axes[0][0].legend()
+    fig.suptitle(
+        f"Activation drift over training ({args.data} data), mean over activation layers; "
+        "bands: 95% CI over seeds"
+    )
+    fig.tight_layout()
     save(fig, args.out)
 
 

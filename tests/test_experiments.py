@@ -1,0 +1,161 @@
+"""The experiment pipeline: its statistics against independent computations, a micro pipeline run
+end to end (train, aggregate, render the figures), and the quick pipeline (slow).
+
+Run: `.venv/bin/python -m pytest tests/test_experiments.py -q` (about half a minute).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import runpy
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from empirics import experiments as E
+
+REPO = Path(__file__).resolve().parents[1]
+FIGURES = REPO / "paper_figures"
+
+
+def test_mean_ci_is_the_student_t_interval() -> None:
+    v = [1.0, 2.0, 4.0, 7.0]
+    got = E.mean_ci(v)
+    lo, hi = stats.t.interval(0.95, 3, loc=np.mean(v), scale=stats.sem(v))
+    assert got["n"] == 4 and got["mean"] == pytest.approx(3.5)
+    assert got["ci"] == pytest.approx([lo, hi])
+    one = E.mean_ci([2.0, float("nan")])
+    assert one["n"] == 1 and one["ci"] == [None, None]
+
+
+def test_paired_matches_scipy_and_the_exact_sign_flip_count() -> None:
+    a = {0: 1.0, 1: 2.5, 2: 3.0, 3: 2.0, 4: 4.0}
+    b = {0: 0.5, 1: 1.0, 2: 3.5, 3: 1.0, 4: 2.0, 9: 7.0}  # seed 9 has no partner
+    got = E.paired(a, b)
+    s = sorted(a)
+    ref = stats.ttest_rel([a[k] for k in s], [b[k] for k in s])
+    assert got["seeds"] == s and got["p_t"] == pytest.approx(ref.pvalue)
+    # diffs 0.5, 1.5, -0.5, 1.0, 2.0 (mean 0.9): of the 32 sign patterns, those with |mean| >=
+    # 0.9 are counted by hand below.
+    diffs = np.array([0.5, 1.5, -0.5, 1.0, 2.0])
+    count = 0
+    for mask in range(32):
+        signs = np.array([1 if mask >> i & 1 else -1 for i in range(5)])
+        count += abs((signs * diffs).mean()) >= 0.9 - 1e-12
+    assert got["p_signflip"] == pytest.approx(count / 32)
+    assert E.sign_flip_p([1.0, 2.0, 3.0]) == pytest.approx(2 / 8)
+    # the power statement: the detectable difference shrinks with n at fixed spread
+    big = E.paired({i: float(i % 3) for i in range(20)}, {i: 0.0 for i in range(20)})
+    assert big["mde80"] < got["mde80"]
+
+
+def test_holm_adjusts_by_rank() -> None:
+    assert E.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert E.holm([None, 0.2]) == [None, 0.2]
+
+
+def test_hinge_fit_finds_a_planted_knee_and_not_one_in_a_line() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, 120)
+    y = 1.0 - 0.05 * x - 3.0 * np.maximum(0, x - 0.7) + rng.normal(0, 0.02, x.size)
+    got = E.cliff_analysis(x, y, n_boot=300)
+    lo, hi = got["knee_ci"]
+    assert abs(got["fit"]["knee"] - 0.7) < 0.03 and lo <= 0.7 <= hi and hi - lo < 0.1
+    assert got["f_test_vs_line"]["p"] < 1e-6
+    assert got["fitted"]["0.90"] == pytest.approx(1 - 0.045 - 0.6, abs=0.03)
+    line = E.cliff_analysis(x, 1.0 - 0.3 * x + rng.normal(0, 0.02, x.size), n_boot=200)
+    assert line["f_test_vs_line"]["p"] > 1e-3  # no knee to find: the F screen stays quiet
+    assert abs(line["fit"]["c"]) < 0.2
+
+
+MICRO = replace(
+    E.SCALES["quick"],
+    name="micro",
+    seeds=(0, 1),
+    archs=("mlp", "gpt_nano"),
+    synthetic_archs=("mlp",),
+    spike_acts=("relu", "relu2", "gelu"),
+    c10_archs=("mlp",),
+    c10_levels=(0.5, 0.9),
+    steps={"mlp": 4, "gpt_nano": 3},
+    c10_steps={"mlp": 3},
+)
+
+
+@pytest.fixture(scope="module")
+def micro(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("exp")
+    E.run(MICRO, groups=("drift", "synthetic", "acts", "c10"), jobs=1, root=root)
+    return root / "micro"
+
+
+def test_micro_pipeline_writes_every_claim_file_with_seeds(micro: Path) -> None:
+    drift = E.json.loads((micro / "drift.json").read_text())
+    assert drift["ci_level"] == 0.95 and drift["run_status"]["drift"] == {"completed": 16}
+    row = next(r for r in drift["rows"] if (r["arch"], r["activation"]) == ("mlp", "relu"))
+    assert row["seeds"] == [0, 1]
+    assert row["mean_over_layers"]["d_preact_mean"]["n"] == 2
+    assert "d_preact_mean" in row["vs_tanh"] and row["vs_tanh"]["d_preact_mean"]["n"] == 2
+    assert row["consumers"] == {"layers.act1": ["layers.fc2"], "layers.act2": ["layers.head"]}
+    c10 = E.json.loads((micro / "c10_cliff.json").read_text())
+    # 3 controls x 2 levels + the baseline, one seed each; relative = 1 for the baseline
+    assert c10["configurations"] == 7 and c10["runs"] == 7
+    assert all(p["relative"] == 1.0 for p in c10["points"] if p["control"] == "none")
+    topk = [p for p in c10["points"] if p["control"] == "topk"]
+    assert all(p["measured_sparsity"] >= p["level"] - 1 / 32 for p in topk)
+    c12 = E.json.loads((micro / "c12_val_loss.json").read_text())
+    assert set(c12["activations"]) == {"relu", "gelu", "relu2", "silu", "tanh"}
+    c11 = E.json.loads((micro / "c11_spikes.json").read_text())
+    amp = c11["activations"]["relu"]["layers"][c11["layers"][0]]["amp_spike_max_last"]
+    assert amp["geo_mean"] == pytest.approx(1.0)  # ReLU against itself
+    c9 = E.json.loads((micro / "c9_sparsity.json").read_text())
+    assert set(c9["archs"]) == {"mlp", "gpt_nano"}
+
+
+@pytest.mark.parametrize(
+    "script,extra",
+    [
+        ("drift_layers.py", ["--data", "real"]),
+        ("drift_layers.py", ["--data", "synthetic"]),
+        ("training_drift.py", []),
+        ("sparsity_layers.py", []),
+        ("cliff.py", []),
+        ("spikes.py", []),
+        ("val_loss.py", []),
+    ],
+)
+def test_every_experiment_figure_renders_from_the_micro_results(
+    micro: Path, script: str, extra: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "fig.png"
+    monkeypatch.syspath_prepend(str(FIGURES))
+    monkeypatch.setattr(sys, "argv", [script, "--results", str(micro), *extra, "--out", str(out)])
+    runpy.run_path(str(FIGURES / script), run_name="__main__")
+    assert out.stat().st_size > 5000 and out.with_suffix(".pdf").exists()
+
+
+@pytest.mark.slow
+def test_quick_pipeline_and_all_figures(tmp_path: Path) -> None:
+    """`make experiments-quick` end to end into a temporary results tree (a few minutes)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    root = tmp_path / "experiments"
+    subprocess.run(
+        [sys.executable, "-m", "empirics.experiments", "run", "--scale", "quick", "--root",
+         str(root)], check=True, cwd=REPO, env=env,
+    )  # fmt: skip
+    for name in ("drift", "c9_sparsity", "c10_cliff", "c11_spikes", "c12_val_loss"):
+        assert (root / "quick" / f"{name}.json").exists()
+    assert (root / "quick" / "theory" / "drift_coefficient.json").exists()
+    results = root.parent
+    subprocess.run(
+        ["make", "-C", str(FIGURES), f"PY={sys.executable}", "SCALE=quick",
+         f"RESULTS={results}"], check=True, env=env,
+    )  # fmt: skip
+    figs = sorted((results / "figures" / "quick").glob("*.png"))
+    assert len(figs) == 10 and all(math.isfinite(f.stat().st_size) for f in figs)
