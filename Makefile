@@ -4,8 +4,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEBIAN_DATA := dataset-fashion-mnist bible-kjv bible-kjv-text asterisk-core-sounds-en-g722 pocketsphinx-testdata
 PYTEST_WORKERS ?= 2
+SCALE ?= full
 
-.PHONY: help setup data verify calibrate test test-all bench gpu-check experiments figures lint clean
+.PHONY: help setup data verify calibrate test test-all bench gpu-check experiments experiments-quick figures lint clean
 
 help:  ## list every target
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -48,18 +49,17 @@ bench: setup  ## benchmarks: ratios measured side by side in one run
 gpu-check: setup  ## on a CUDA machine (<= 5 min): Monte Carlo samples/s, training tokens/s and MFU
 	$(PY) -m benchmarks.gpu_check
 
-experiments: setup  ## the CPU runs behind the README's claims table (about 1.5 h on 2 cores), then the table and figures
-	$(PY) -m empirics.sweep --arch mlp,resnet,vit,gpt_nano --activation relu,gelu,silu,tanh --seeds 0 --preset small --steps 300 --data real --out results/sweeps/drift_small --jobs 2
-	$(PY) -m empirics.sweep --arch mp_senet --activation relu,gelu,silu,tanh --seeds 0 --preset small --steps 150 --data real --out results/sweeps/drift_small_mpsenet --jobs 2
-	$(PY) -m empirics.sweep --arch mlp,vit,gpt_nano --activation relu,tanh --seeds 0 --preset small --data synthetic --out results/sweeps/synthetic_small --jobs 2
-	$(PY) -m empirics.sweep --arch gpt_nano --activation relu,gelu,relu2,relu2_clip,relu2_clip50,gelu2,gelu2_clip --seeds 0 --preset small --data real --out results/sweeps/gpt_nano_acts --jobs 2
-	$(PY) -m empirics.early_training --sweep --steps 200 --n-networks 16 --out results/montecarlo/early_training_sweep
-	for a in relu gelu silu tanh; do $(PY) -m empirics.montecarlo g_curve --activation $$a --loss mse --n-networks 1024 --no-progress --out results/montecarlo/g_curve/$$a-mse || exit 1; done
+experiments: setup  ## C6-C12 over 5 seeds (small presets, shortened runs; about 90 min on 2 cores), then the table and figures
+	$(PY) -m empirics.experiments run --scale full --jobs 2
 	$(PY) paper_figures/claims_table.py --results results --readme README.md
-	$(MAKE) figures
+	$(MAKE) figures SCALE=full
 
-figures: setup  ## rebuild the figures in paper_figures/ from results/
-	$(MAKE) -C paper_figures PY=$(abspath $(PY))
+experiments-quick: setup  ## the same pipeline at smoke scale (a few minutes); figures in results/figures/quick
+	$(PY) -m empirics.experiments run --scale quick --jobs 1
+	$(MAKE) figures SCALE=quick
+
+figures: setup  ## rebuild the figures (PNG + PDF) from results/experiments/$(SCALE) (SCALE=full|quick)
+	$(MAKE) -C paper_figures PY=$(abspath $(PY)) SCALE=$(SCALE)
 
 lint: setup  ## ruff format check and lint
 	$(PY) -m ruff format --check . && $(PY) -m ruff check .
