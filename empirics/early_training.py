@@ -1,57 +1,87 @@
-"""Early training of many MLPs at once: how long E[dl/dp | p > 0] stays positive after init.
+"""Early training of many random MLPs at once: how long the sign of E[dl/dp | p > 0] and drift hold.
 
-Run one configuration or the horizon sweep:
-`python -m empirics.early_training --activation relu --loss mse --optimizer sgd --lr 0.1`
-`python -m empirics.early_training --sweep --steps 200` (activations x losses x optimizers x lrs).
+One configuration: `python -m empirics.early_training --activation relu --optimizer sgd --lr 0.1`;
+the grid behind the C6 and Remark A.2 rows (activations x losses x optimizers x lrs x seeds):
+`python -m empirics.early_training --sweep --seeds 0,1,2,3,4` (to results/montecarlo/...).
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures as cf
+import itertools
+import json
 import math
+import multiprocessing
+import re
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy import stats
 from torch import nn
 from tqdm.auto import tqdm
 
 from empirics import metrics
 from empirics.activations import get_torch_activation
-from empirics.outputs import RecordWriter, atomic_write_json, provenance, resolve_device
-from empirics.montecarlo.sampler import DTYPES, draw_inputs
-from empirics.montecarlo.stats import RatioAccumulator
+from empirics.montecarlo.sampler import (
+    DTYPES,
+    INITS,
+    INPUTS,
+    Forward,
+    NetConfig,
+    draw_inputs,
+    draw_labels,
+    forward,
+    init_network,
+    network_loss,
+)
+from empirics.outputs import (
+    RecordWriter,
+    atomic_open,
+    atomic_write_json,
+    provenance,
+    resolve_device,
+)
+from empirics.train import OPTIMIZERS, make_optimizers
 from theory import registry
 
-OPTIMIZERS = ("sgd", "adam", "muon")
-DATA = ("gaussian", "uniform", "halfnormal", "fashion_mnist")
+DATA = (*INPUTS, "fashion_mnist")
 LOSSES = ("mse", "cross_entropy")
-# Learning-rate grid of the horizon sweep (two per optimizer, a tenfold apart).
+# Learning-rate grid of the sweep: two per optimizer, a tenfold apart.
 LR_GRID: dict[str, tuple[float, ...]] = {
     "sgd": (0.01, 0.1),
-    "adam": (1e-3, 1e-2),
+    "adamw": (1e-3, 1e-2),
     "muon": (5e-3, 5e-2),
 }
+SWEEP_ACTIVATIONS = ("relu", "gelu", "silu", "tanh")
 DEFAULT_OUT = Path("results/montecarlo/early_training")
 FASHION_DIM = 28 * 28
+# Quantities whose horizons are reported, per hidden layer.
+HORIZON_QUANTITIES = ("g_pos", "g_all", "delta_b", "delta_w")
+# The layers' non-negative inputs make E[dW] carry the drift (C5); recorded, not assumed.
+SCHEMA_VERSION = 2  # 2: bootstrap-t bands (1 had Bonferroni-t, miscalibrated under skew)
 
 
 @dataclass(frozen=True)
 class EarlyConfig:
-    """A batch of `n_networks` independent MLPs d_in -> widths -> n_out trained for `steps` steps.
+    """`n_networks * check_factor` independent MLPs d_in -> widths -> n_out, trained `steps` steps.
 
-    Weights i.i.d. zero-mean with variance w_gain / fan_in (Gaussian or uniform), biases with
+    The networks come from `empirics.montecarlo.sampler` (the Monte Carlo's init laws, batched
+    forward pass and loss): weights i.i.d. zero-mean with variance w_gain / fan_in, biases with
     std bias_std. Each network draws its own mini-batch of `batch_size` fresh inputs per step
     (random class labels for synthetic data). The per-step statistics are measured before each
     update on a separate fresh batch of `measure_batch` inputs per network (same parameters, no
-    update from it), so their precision does not hinge on the training batch size. `alpha` is
-    the two-sided level of the per-step interval that decides whether E[dl/dp | p > 0] is still
-    positive.
+    update from it). Horizons are computed twice: from the first `n_networks` networks and from
+    all `n_networks * check_factor` (the N-check: a horizon that measures the sign, not the
+    power, must not move). `alpha` is the family-wise error rate of each simultaneous band over
+    the steps, built from `bootstrap` resamples of the networks (see `horizon`). Optimizers use
+    the trainer's vocabulary (`empirics.train`).
     """
 
     activation: str = "relu"
@@ -60,17 +90,21 @@ class EarlyConfig:
     lr: float = 0.05
     steps: int = 200
     n_networks: int = 32
+    check_factor: int = 4
     d_in: int = 32
     widths: tuple[int, ...] = (64, 64)
     n_out: int = 10
     batch_size: int = 32
-    measure_batch: int = 256
-    data: str = "gaussian"
+    measure_batch: int = 64
+    data: str = "halfnormal"
     init: str = "gaussian"
     w_gain: float = 1.0
     bias_std: float = 0.0
     momentum: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.95)
     alpha: float = 0.01
+    decay_fraction: float = 0.1
+    bootstrap: int = 4000
     dtype: str = "float32"
     device: str = "auto"
     seed: int = 0
@@ -85,115 +119,111 @@ class EarlyConfig:
                 f"optimizer={self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}",
             ),
             (self.data in DATA, f"data={self.data!r}; valid: {', '.join(DATA)}"),
-            (self.init in ("gaussian", "uniform"), f"init={self.init!r}; valid: gaussian, uniform"),
+            (self.init in INITS, f"init={self.init!r}; valid: {', '.join(INITS)}"),
             (math.isfinite(self.lr) and self.lr > 0, f"lr must be finite and > 0, got {self.lr}"),
-            (self.steps >= 0, f"steps must be >= 0, got {self.steps}"),
-            (self.n_networks >= 2, f"n_networks must be >= 2 (for an SE), got {self.n_networks}"),
+            (self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
+            (self.n_networks >= 3, f"n_networks must be >= 3 (for an SE), got {self.n_networks}"),
+            (self.check_factor >= 1, f"check_factor must be >= 1, got {self.check_factor}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (self.measure_batch >= 1, f"measure_batch must be >= 1, got {self.measure_batch}"),
-            (self.d_in >= 1 and self.n_out >= 1, "d_in and n_out must be >= 1"),
-            (
-                len(self.widths) >= 1 and all(w >= 1 for w in self.widths),
-                f"widths must be a non-empty tuple of positive ints, got {self.widths}",
-            ),
-            (self.w_gain > 0 and self.bias_std >= 0, "w_gain must be > 0 and bias_std >= 0"),
+            (self.measure_batch >= 2, f"measure_batch must be >= 2, got {self.measure_batch}"),
             (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
+            (
+                len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+                f"betas must be two numbers in [0, 1), got {self.betas}",
+            ),
             (0 < self.alpha < 1, f"alpha must be in (0, 1), got {self.alpha}"),
-            (self.dtype in DTYPES, f"dtype={self.dtype!r}; valid: {', '.join(DTYPES)}"),
+            (
+                self.bootstrap * self.alpha >= 20,
+                "bootstrap must leave >= 20 resamples beyond the band (bootstrap * alpha >= 20), "
+                f"got bootstrap={self.bootstrap}, alpha={self.alpha}",
+            ),
+            (
+                0 < self.decay_fraction < 1,
+                f"decay_fraction must be in (0, 1), got {self.decay_fraction}",
+            ),
         )
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
         d_in = FASHION_DIM if self.data == "fashion_mnist" else self.d_in
-        return replace(
-            self, d_in=d_in, widths=tuple(self.widths), device=resolve_device(self.device)
+        cfg = replace(self, d_in=d_in, widths=tuple(self.widths), betas=tuple(self.betas))
+        cfg.net_config().validate()  # d_in, widths, n_out, w_gain, bias_std, dtype
+        return replace(cfg, device=resolve_device(self.device))
+
+    def net_config(self) -> NetConfig:
+        """The Monte Carlo's description of these networks (init law, sizes, loss, inputs)."""
+        return NetConfig(
+            activation=self.activation,
+            loss=self.loss,
+            d_in=self.d_in,
+            widths=tuple(self.widths),
+            n_out=self.n_out,
+            inputs_per_net=self.batch_size,
+            init=self.init,
+            w_gain=self.w_gain,
+            bias_std=self.bias_std,
+            inputs=self.data if self.data in INPUTS else "gaussian",
+            labels="class",
+            dtype=self.dtype,
+            device=self.device,
         )
 
     @property
-    def sizes(self) -> tuple[int, ...]:
-        return (self.d_in, *self.widths, self.n_out)
+    def total_networks(self) -> int:
+        return self.n_networks * self.check_factor
 
     def run_name(self) -> str:
-        return f"{self.activation}/{self.loss}/{self.optimizer}/lr={self.lr:g}/{self.data}"
+        act = re.sub(r"[^A-Za-z0-9_.]+", "-", self.activation.split("=", 1)[0]).strip("-")
+        return f"{act}-{self.loss}-{self.optimizer}-lr{self.lr:g}-{self.data}-s{self.seed}"
 
 
 class BatchedMLP(nn.Module):
-    """N independent MLPs evaluated together. Each network's layer is its own 2-D weight and
-    1-D bias Parameter (Muon orthogonalises per matrix), stacked for one batched matmul."""
+    """N independent MLPs as one weight [N, out, in] and one bias [N, 1, out] per layer, so one
+    baddbmm runs every network. SGD and AdamW are elementwise, hence per network on these
+    stacks; Muon orthogonalises one matrix at a time, so it gets per-network 2-D views that
+    share the stacks' storage (`muon_views`; their gradients are set by `sync_view_grads`)."""
 
-    def __init__(self, weights: list[list[torch.Tensor]], biases: list[list[torch.Tensor]], act):
+    def __init__(self, weights: list[torch.Tensor], biases: list[torch.Tensor], activation: str):
         super().__init__()
-        self.weights = nn.ModuleList(
-            nn.ParameterList([nn.Parameter(w.clone()) for w in layer]) for layer in weights
-        )
-        self.biases = nn.ModuleList(
-            nn.ParameterList([nn.Parameter(b.clone()) for b in layer]) for layer in biases
-        )
-        self.activation = act
-        self._fn = get_torch_activation(act)
+        self.weights = nn.ParameterList(nn.Parameter(w) for w in weights)
+        self.biases = nn.ParameterList(nn.Parameter(b) for b in biases)
+        self.activation = activation
+        self.fn = get_torch_activation(activation)
+        self._views: list[list[torch.Tensor]] | None = None
 
     @classmethod
-    def init(cls, cfg: EarlyConfig, gen: torch.Generator) -> BatchedMLP:
-        dtype, device = DTYPES[cfg.dtype], cfg.device
-        ws, bs = [], []
-        for fan_in, fan_out in zip(cfg.sizes[:-1], cfg.sizes[1:], strict=True):
-            std = math.sqrt(cfg.w_gain / fan_in)
-            shape = (cfg.n_networks, fan_out, fan_in)
-            if cfg.init == "gaussian":
-                w = torch.randn(shape, generator=gen, dtype=dtype, device=device) * std
-                b = torch.randn(
-                    (cfg.n_networks, fan_out), generator=gen, dtype=dtype, device=device
-                )
-            else:
-                a = math.sqrt(3.0)
-                w = (torch.rand(shape, generator=gen, dtype=dtype, device=device) * 2 - 1) * a * std
-                b = (
-                    torch.rand((cfg.n_networks, fan_out), generator=gen, dtype=dtype, device=device)
-                    * 2
-                    - 1
-                ) * a
-            ws.append(list(w.unbind(0)))
-            bs.append(list((b * cfg.bias_std).unbind(0)))
-        return cls(ws, bs, cfg.activation)
+    def init(cls, cfg: EarlyConfig, n: int, gen: torch.Generator) -> BatchedMLP:
+        weights, biases = init_network(cfg.net_config(), n, gen)
+        return cls(weights, biases, cfg.activation)
 
-    def stacked(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Weights [N, out, in] and biases [N, out] per layer."""
-        return (
-            [torch.stack(list(layer)) for layer in self.weights],
-            [torch.stack(list(layer)) for layer in self.biases],
-        )
+    def forward(self, x: torch.Tensor) -> Forward:
+        """x [N, B, d_in] -> out, pre-activations and layer inputs (autograd through all)."""
+        return forward(x, list(self.weights), list(self.biases), self.fn)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list]:
-        """x [N, B, d_in] -> (out [N, B, K], pre-activations, layer inputs) of the hidden layers."""
-        ws, bs = self.stacked()
-        preacts, inputs = [], []
-        h = x
-        for k, (w, b) in enumerate(zip(ws, bs, strict=True)):
-            inputs.append(h)
-            p = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))  # [N, B, out]
-            if k == len(ws) - 1:
-                return p, preacts, inputs
-            preacts.append(p)
-            h = self.activation_fn(p)
-        raise AssertionError("unreachable: the loop returns at the output layer")
+    def muon_views(self) -> list[torch.Tensor]:
+        """One 2-D view per network of every hidden matrix (the output layer is the head, which
+        Muon does not take, as in the trainer)."""
+        if self._views is None:
+            self._views = [[w.detach()[i] for i in range(w.shape[0])] for w in self.weights[:-1]]
+        return [v for layer in self._views for v in layer]
 
-    def activation_fn(self, p: torch.Tensor) -> torch.Tensor:
-        return self._fn(p)
+    def sync_view_grads(self) -> None:
+        if self._views is None:
+            return
+        for w, views in zip(self.weights[:-1], self._views, strict=True):
+            for i, v in enumerate(views):
+                v.grad = None if w.grad is None else w.grad[i]
 
 
-def make_optimizers(cfg: EarlyConfig, model: BatchedMLP) -> list[torch.optim.Optimizer]:
-    """SGD or Adam on everything; Muon on the weight matrices with Adam on the biases (Muon is
-    for 2-D parameters only). No weight decay, so that drift is not confounded with shrinkage."""
-    weights = [w for layer in model.weights for w in layer]
-    biases = [b for layer in model.biases for b in layer]
-    if cfg.optimizer == "sgd":
-        return [torch.optim.SGD(weights + biases, lr=cfg.lr, momentum=cfg.momentum, foreach=True)]
-    if cfg.optimizer == "adam":
-        return [torch.optim.Adam(weights + biases, lr=cfg.lr, foreach=True)]
-    return [
-        torch.optim.Muon(weights, lr=cfg.lr, weight_decay=0.0),
-        torch.optim.Adam(biases, lr=cfg.lr, foreach=True),
-    ]
+def build_optimizers(cfg: EarlyConfig, model: BatchedMLP) -> list[torch.optim.Optimizer]:
+    """The trainer's `make_optimizers` (no weight decay, so drift is not confounded with
+    shrinkage): sgd/adamw on everything; muon on the hidden matrices, AdamW on the rest."""
+    params = [*model.weights, *model.biases]
+    hyper: dict[str, Any] = dict(momentum=cfg.momentum, betas=cfg.betas, weight_decay=0.0)
+    if cfg.optimizer != "muon":
+        return make_optimizers(cfg.optimizer, params, cfg.lr, **hyper)
+    rest = [model.weights[-1], *model.biases]
+    return make_optimizers("muon", params, cfg.lr, matrices=model.muon_views(), rest=rest, **hyper)
 
 
 def _fashion_tensors(device: str, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -206,256 +236,736 @@ def _fashion_tensors(device: str, dtype: torch.dtype) -> tuple[torch.Tensor, tor
 
 
 def batches(
-    cfg: EarlyConfig, gen: torch.Generator, batch_size: int | None = None
+    cfg: EarlyConfig, n: int, gen: torch.Generator, batch_size: int
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(x [N, B, d_in], labels [N, B]) forever; each network gets its own samples."""
+    """(x [N, B, d_in], one-hot targets [N, B, K]) forever; each network gets its own samples."""
     dtype, device = DTYPES[cfg.dtype], cfg.device
-    shape = (cfg.n_networks, batch_size or cfg.batch_size)
+    shape = (n, batch_size)
     if cfg.data == "fashion_mnist":
         images, labels = _fashion_tensors(device, dtype)
         while True:
             idx = torch.randint(0, len(images), shape, generator=gen, device=device)
-            yield images[idx], labels[idx]
-    kind = {"gaussian": "gaussian", "uniform": "uniform", "halfnormal": "halfnormal"}[cfg.data]
+            yield images[idx], nn.functional.one_hot(labels[idx], cfg.n_out).to(dtype)
+    net = cfg.net_config()
     while True:
-        x = draw_inputs(kind, (*shape, cfg.d_in), gen, dtype, device)
-        yield x, torch.randint(0, cfg.n_out, shape, generator=gen, device=device)
+        x = draw_inputs(cfg.data, (*shape, cfg.d_in), gen, dtype, device)
+        yield x, draw_labels(net, shape, gen, dtype, device)
 
 
-def per_network_loss(loss: str, out: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """[N] batch-mean losses: 1/2 |out - onehot|^2 (MSE) or softmax cross-entropy."""
-    if loss == "mse":
-        y = F.one_hot(labels, out.shape[-1]).to(out.dtype)
-        return 0.5 * ((out - y) ** 2).sum(-1).mean(-1)
-    return (
-        F.cross_entropy(out.flatten(0, 1), labels.flatten(), reduction="none")
-        .view(labels.shape)
-        .mean(-1)
-    )
+# ----------------------------------------------------------------------- per-step statistics
+# Per network n and step t, each statistic is one number; the networks are i.i.d., so every
+# mean over networks has a CLT standard error over them (samples inside one network share its
+# weights and are not independent).
 
 
-def _ratio(num: torch.Tensor, den: torch.Tensor) -> RatioAccumulator:
-    acc = RatioAccumulator()
-    acc.add(num, den)
-    return acc
-
-
-def step_metrics(
-    model: BatchedMLP,
-    preacts: list[torch.Tensor],
-    grads: list[torch.Tensor],
-    inputs: list[torch.Tensor],
-    z: float,
-) -> dict[tuple[str, str], float]:
-    """Per hidden layer: E[dl/dp | p > 0] (mean, SE, interval at z), E[dl/dp | p < 0], the net
-    E[dl/dp], Remark A.2's Cov_x(dl/dp_i, x_k) and the two parts of E[dl/dW]; plus weight/bias
-    means, preact_mean, sparsity and negative_rate. `grads` are d(sum of the networks' batch-mean
-    losses)/dp per hidden layer."""
-    out: dict[tuple[str, str], float] = {}
-    ws, bs = model.stacked()
+def per_network_stats(fwd: Forward, grads: Sequence[torch.Tensor]) -> dict[tuple[str, str], Any]:
+    """Per hidden layer k, tensors [N]: sums and counts of dl/dp over p > 0 and p < 0, the mean
+    dl/dp, Remark A.2's split of the mean entry of dl/dW_k into the mean term
+    E_x[dl/dp_i] E_x[x_j] and the covariance term Cov_x(dl/dp_i, x_j) (both averaged over i, j,
+    within one network over its measure batch), and the smallest layer input; plus floats for
+    the records (preact_mean, sparsity, negative_rate). `grads` are d(sum over networks of the
+    batch-mean loss)/dp, so the per-sample dl/dp is B times them."""
+    out: dict[tuple[str, str], Any] = {}
     with torch.no_grad():
-        hidden = zip(preacts, grads, inputs[: len(preacts)], strict=True)
-        for k, (p, grad_p, x) in enumerate(hidden, start=1):
-            layer = f"layer{k}"
+        for k, (p, grad_p) in enumerate(zip(fwd.preacts, grads, strict=True)):
+            layer = f"layer{k + 1}"
+            x, a = fwd.inputs[k], fwd.inputs[k + 1]
             b = p.shape[1]
-            delta = grad_p * b  # the gradient is of the batch-mean loss: per-sample dl/dp / B
-            for side, mask in (("pos", p > 0), ("neg", p < 0)):
-                m = mask.to(delta.dtype)
-                acc = _ratio((delta * m).sum((1, 2)), m.sum((1, 2)))
-                est = acc.estimate(z, 0.0)
-                out[(layer, f"g_{side}")] = est.mean
-                out[(layer, f"g_{side}_se")] = est.stderr
-                if side == "pos":
-                    out[(layer, "g_pos_lo")], out[(layer, "g_pos_hi")] = est.ci
-            out[(layer, "g_all")] = float(delta.mean())
-            # Cov over the batch of (dl/dp_i, x_k), averaged over i, k, per network: with
-            # s_b = sum_i dl/dp_bi and t_b = sum_k x_bk it is (mean(s t) - mean s mean t) / (n d).
+            delta = grad_p * b
+            pos, neg = (p > 0).to(p.dtype), (p < 0).to(p.dtype)
+            out[(layer, "pos_num")] = (delta * pos).sum((1, 2))
+            out[(layer, "pos_den")] = pos.sum((1, 2))
+            out[(layer, "neg_num")] = (delta * neg).sum((1, 2))
+            out[(layer, "neg_den")] = neg.sum((1, 2))
+            out[(layer, "g_all")] = delta.mean((1, 2))
+            # Averaged over units i and inputs j: with s_b = sum_i dl/dp_bi and t_b = sum_j x_bj,
+            # mean_ij E[dl/dp_i x_j] = E[s t] / (n d); the covariance part is the unbiased sample
+            # covariance of (s, t) / (n d) and the mean term is the remainder.
             s, t = delta.sum(-1), x.sum(-1)  # [N, B]
             scale = delta.shape[-1] * x.shape[-1]
             full = (s * t).mean(-1) / scale
-            mean_part = s.mean(-1) * t.mean(-1) / scale
-            cov = full - mean_part
-            out[(layer, "grad_w_mean")] = float(full.mean())
-            out[(layer, "grad_w_mean_part")] = float(mean_part.mean())
-            out[(layer, "cov_term")] = float(cov.mean())
-            out[(layer, "cov_term_se")] = float(cov.std() / math.sqrt(cov.numel()))
-            a = model.activation_fn(p)
+            cov = (full - s.mean(-1) * t.mean(-1) / scale) * b / (b - 1)
+            out[(layer, "cov_term")] = cov
+            out[(layer, "mean_term")] = full - cov
+            out[(layer, "input_min")] = x.amin((1, 2))
             out[(layer, "preact_mean")] = metrics.preact_mean(p)
             out[(layer, "sparsity")] = metrics.sparsity(a)
             out[(layer, "negative_rate")] = metrics.negative_rate(p)
-        for k, (w, bias) in enumerate(zip(ws, bs, strict=True), start=1):
-            name = f"layer{k}" if k <= len(preacts) else "output"
-            out[(name, "weight_mean")] = metrics.weight_mean(w)
-            out[(name, "bias_mean")] = metrics.bias_mean(bias)
     return out
 
 
-def persistence_horizon(lower_bounds: Sequence[float]) -> int | None:
-    """First step whose interval's lower bound is not > 0 (the sign is no longer positive at the
-    chosen confidence); None means it stayed positive through the last step ("beyond T")."""
-    for step, lo in enumerate(lower_bounds):
-        if not lo > 0:  # NaN counts as not positive
-            return step
-    return None
+@dataclass
+class Series:
+    """Per-step estimates of one quantity: mean [T] and per-network influence values [T, N]
+    (the linearisation whose mean square / (N - 1) / N is the squared standard error)."""
+
+    mean: np.ndarray
+    influence: np.ndarray
+
+    @property
+    def stderr(self) -> np.ndarray:
+        n = self.influence.shape[1]
+        return np.sqrt((self.influence**2).sum(1) / (n - 1) / n)
+
+    def minus(self, c: float, t0: int = 0) -> Series:
+        """The series m_t - c m_{t0} (its influence too): 'below a fraction c of the start'."""
+        return Series(self.mean - c * self.mean[t0], self.influence - c * self.influence[t0])
+
+
+def ratio_series(num: np.ndarray, den: np.ndarray) -> Series:
+    """R_t = sum_n num / sum_n den (a conditional mean pooled over networks), delta method."""
+    r = num.sum(1) / den.sum(1)
+    return Series(r, (num - r[:, None] * den) / den.mean(1)[:, None])
+
+
+def mean_series(values: np.ndarray) -> Series:
+    m = values.mean(1)
+    return Series(m, values - m[:, None])
+
+
+def resample_weights(n: int, resamples: int, seed: int) -> np.ndarray:
+    """[R, n] bootstrap weights (multinomial counts / n) over n i.i.d. networks, seeded."""
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=resamples) / n
+
+
+def band_multipliers(series: Series, weights: np.ndarray, alpha: float) -> tuple[float, float]:
+    """(c_lo, c_hi) such that [m_t - c_lo se_t, m_t + c_hi se_t] covers every step's true value
+    together with probability ~ 1 - alpha: the studentized bootstrap of the maximum over steps,
+    each side at alpha / 2. Resampling the networks keeps the dependence between steps (so the
+    band is tighter than Bonferroni over the looks) and studentizing corrects the skewness of
+    per-network statistics to second order, where Student t intervals over-fire (measured in
+    tests/test_early_training.py on skewed nulls)."""
+    n = series.influence.shape[1]
+    # Centred values, scaled to unit size: float32 matmuls then lose nothing that matters.
+    psi = series.influence.T  # [n, T]
+    psi = (psi / max(float(np.abs(psi).max()), 1e-300)).astype(np.float32)
+    w = weights.astype(np.float32)
+    mb = (w @ psi).astype(np.float64)  # [R, T]: resampled means of the centred values
+    m2 = (w @ psi**2).astype(np.float64)
+    var = np.maximum(m2 - mb**2, 0.0) * n / (n - 1)
+    se = np.sqrt(var / n)
+    t = np.divide(mb, se, out=np.zeros_like(mb), where=se > 0)
+    level = 1 - alpha / 2
+    return float(np.quantile(t.max(1), level)), float(np.quantile((-t).max(1), level))
+
+
+def _sign(lo: float, hi: float) -> int:
+    return 1 if lo > 0 else -1 if hi < 0 else 0
+
+
+SIGN_NAMES = {1: "positive", -1: "negative", 0: "undecided"}
+
+
+def band(series: Series, weights: np.ndarray, alpha: float) -> dict[str, list[float]]:
+    """Per-step mean and simultaneous band (family-wise 1 - alpha over the steps)."""
+    c_lo, c_hi = band_multipliers(series, weights, alpha)
+    se = series.stderr
+    return {
+        "mean": series.mean.tolist(),
+        "lo": (series.mean - c_lo * se).tolist(),
+        "hi": (series.mean + c_hi * se).tolist(),
+    }
+
+
+def horizon(
+    series: Series, weights: np.ndarray, *, alpha: float, decay_fraction: float
+) -> dict[str, Any]:
+    """The sign at step 0 and when it ends, from bands simultaneous over all steps.
+
+    - `init_sign`: the sign the band decides at step 0 ("undecided" leaves both horizons None).
+    - `reversal`: the first step whose band lies entirely on the other side of 0 than the
+      initial sign (the quantity is confidently reversed), None if none does ("beyond T").
+    - `decay`: the first step at which m_t - f m_0 is confidently on the other side of 0 than
+      m_0 (f = decay_fraction: the quantity has shrunk below a fraction f of its start, or
+      reversed), from its own simultaneous band.
+    - `crossing`: the first step whose point estimate has the opposite sign (no error control;
+      a consistent estimate of where the true mean crosses 0, for reading the N-check).
+    Error rates: each band covers all its steps' true values together with probability
+    ~ 1 - alpha (bootstrap-t of the maximum over steps, `band_multipliers`), so the initial
+    sign and a reported horizon are wrong with probability <= ~alpha / 2 each (one side).
+    """
+    mean, se = series.mean, series.stderr
+    c_lo, c_hi = band_multipliers(series, weights, alpha)
+    lo, hi = mean - c_lo * se, mean + c_hi * se
+    s0 = _sign(lo[0], hi[0])
+    out: dict[str, Any] = {
+        "init_sign": SIGN_NAMES[s0],
+        "positive_steps": int((lo > 0).sum()),
+        "negative_steps": int((hi < 0).sum()),
+        "init": {"mean": float(mean[0]), "lo": float(lo[0]), "hi": float(hi[0])},
+        "final": {"mean": float(mean[-1]), "lo": float(lo[-1]), "hi": float(hi[-1])},
+        "reversal": None,
+        "decay": None,
+        "crossing": None,
+        "looks": len(mean),
+        "networks": series.influence.shape[1],
+        "c": [c_lo, c_hi],
+    }
+    if s0 == 0:
+        return out
+    # Leaving the initial side: s0 = +1 needs hi < 0, s0 = -1 needs lo > 0.
+    reversed_ = np.flatnonzero(hi < 0) if s0 > 0 else np.flatnonzero(lo > 0)
+    out["reversal"] = int(reversed_[0]) if reversed_.size else None
+    crossed = np.flatnonzero(s0 * mean < 0)
+    out["crossing"] = int(crossed[0]) if crossed.size else None
+    rel = series.minus(decay_fraction)
+    d_lo, d_hi = band_multipliers(rel, weights, alpha)
+    if s0 > 0:
+        decayed = np.flatnonzero(rel.mean + d_hi * rel.stderr < 0)
+    else:
+        decayed = np.flatnonzero(rel.mean - d_lo * rel.stderr > 0)
+    out["decay"] = int(decayed[0]) if decayed.size else None
+    return out
+
+
+# ----------------------------------------------------------------------------- one run
+
+
+class TrainingDiverged(RuntimeError):
+    """A network's loss became NaN/inf; the steps measured so far are kept."""
 
 
 @dataclass
-class EarlyResult:
-    config: dict[str, Any]
-    horizons: dict[str, int | None]  # per hidden layer
+class History:
+    """Per-network values [steps, N] of every statistic (numpy, float64) and per-step floats."""
+
+    per_network: dict[tuple[str, str], np.ndarray]
+    scalars: dict[tuple[str, str], list[float]]
     steps: int
-    seconds: float
-    initial: dict[str, float]
-    final: dict[str, float]
 
 
 def train_early(
     cfg: EarlyConfig,
     *,
-    writer: RecordWriter | None = None,
     progress: bool = False,
     model: BatchedMLP | None = None,
     data: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None,
-) -> EarlyResult:
-    """Train the batch for cfg.steps steps, measuring before every update (step 0 = init) and
-    once after the last; returns the persistence horizon of each hidden layer."""
+) -> History:
+    """Train cfg.total_networks networks for cfg.steps steps, measuring before every update
+    (step 0 = init) and the parameter change of every update."""
     cfg = cfg.validate()
+    n = cfg.total_networks
     gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed)
-    model = model or BatchedMLP.init(cfg, gen)
-    data = data or batches(cfg, gen)
+    model = model or BatchedMLP.init(cfg, n, gen)
+    data = data or batches(cfg, n, gen, cfg.batch_size)
     # Its own stream, so that the training trajectory does not depend on measure_batch.
     measure_gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed + 1_000_003)
-    measure_data = batches(cfg, measure_gen, cfg.measure_batch)
-    opts = make_optimizers(cfg, model)
-    # Student t with N - 1 degrees of freedom: the interval is over a few dozen networks.
-    z = float(stats.t.isf(cfg.alpha / 2, cfg.n_networks - 1))
-    lows: dict[str, list[float]] = {f"layer{k}": [] for k in range(1, len(cfg.widths) + 1)}
-    start = time.perf_counter()
-    last: dict[tuple[str, str], float] = {}
-    first: dict[tuple[str, str], float] = {}
+    measure_data = batches(cfg, n, measure_gen, cfg.measure_batch)
+    opts = build_optimizers(cfg, model)
+    per_net: dict[tuple[str, str], list[np.ndarray]] = {}
+    scalars: dict[tuple[str, str], list[float]] = {}
+
+    def keep(key: tuple[str, str], value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            per_net.setdefault(key, []).append(value.detach().double().cpu().numpy())
+        else:
+            scalars.setdefault(key, []).append(float(value))
+
+    done = 0
     for step in tqdm(range(cfg.steps + 1), disable=not progress, desc=cfg.run_name()):
-        xm, labels_m = next(measure_data)
-        out_m, preacts_m, inputs_m = model(xm)
-        grads_m = torch.autograd.grad(per_network_loss(cfg.loss, out_m, labels_m).sum(), preacts_m)
-        last = step_metrics(model, preacts_m, list(grads_m), inputs_m, z)
-        x, labels = next(data)
-        out, _, _ = model(x)
-        losses = per_network_loss(cfg.loss, out, labels)
+        xm, ym = next(measure_data)
+        fwd_m = model(xm)
+        loss_m = network_loss(cfg.loss, fwd_m.out, ym)
+        grads_m = torch.autograd.grad(loss_m.sum(), fwd_m.preacts)
+        for key, value in per_network_stats(fwd_m, grads_m).items():
+            keep(key, value)
+        for k, (w, b) in enumerate(zip(model.weights, model.biases, strict=True)):
+            layer = f"layer{k + 1}" if k < len(cfg.widths) else "output"
+            keep((layer, "weight_mean"), metrics.weight_mean(w))
+            keep((layer, "bias_mean"), metrics.bias_mean(b))
+        keep(("output", "measure_loss"), float(loss_m.detach().mean()))
+        done = step + 1
+        if step == cfg.steps:
+            break
+        x, y = next(data)
+        losses = network_loss(cfg.loss, model(x).out, y)
+        if not bool(torch.isfinite(losses).all()):
+            raise TrainingDiverged(
+                f"{cfg.run_name()}: a network's loss became non-finite at {step}"
+            )
+        keep(("output", "loss"), float(losses.detach().mean()))
         for opt in opts:
             opt.zero_grad(set_to_none=True)
+        model.zero_grad(set_to_none=True)
         # Sum over networks: each network's parameters get exactly its own batch-mean gradient.
         losses.sum().backward()
-        last[("output", "loss")] = float(losses.detach().mean())
-        first = first or last
-        for layer in lows:
-            lows[layer].append(last[(layer, "g_pos_lo")])
-        if writer is not None:
-            writer.write(step, last)
-        if step < cfg.steps:
-            for opt in opts:
-                opt.step()
-    horizons = {layer: persistence_horizon(lo) for layer, lo in lows.items()}
-    return EarlyResult(
-        config=asdict(cfg),
-        horizons=horizons,
-        steps=cfg.steps,
-        seconds=time.perf_counter() - start,
-        initial={f"{layer}/{metric}": v for (layer, metric), v in first.items()},
-        final={f"{layer}/{metric}": v for (layer, metric), v in last.items()},
+        model.sync_view_grads()
+        before = [
+            (w.detach().clone(), b.detach().clone())
+            for w, b in zip(model.weights[:-1], model.biases[:-1], strict=True)
+        ]
+        for opt in opts:
+            opt.step()
+        for k, (w0, b0) in enumerate(before):
+            keep((f"layer{k + 1}", "delta_w"), (model.weights[k].detach() - w0).mean((1, 2)))
+            keep((f"layer{k + 1}", "delta_b"), (model.biases[k].detach() - b0).mean((1, 2)))
+    return History(
+        per_network={k: np.stack(v) for k, v in per_net.items()},
+        scalars=scalars,
+        steps=done - 1,
     )
 
 
-def sweep(
+def series_of(hist: History, layer: str, quantity: str, n: int | None = None) -> Series:
+    """The per-step Series of one quantity from the first n networks (all by default)."""
+    pn = {k: v[:, :n] for k, v in hist.per_network.items() if k[0] == layer}
+    if quantity in ("g_pos", "g_neg"):
+        side = quantity[2:]
+        return ratio_series(pn[(layer, f"{side}_num")], pn[(layer, f"{side}_den")])
+    return mean_series(pn[(layer, quantity)])
+
+
+def summarize_run(cfg: EarlyConfig, hist: History) -> dict[str, Any]:
+    """Horizons per layer and quantity at N and at check_factor * N networks, Remark A.2's
+    per-step covariance and mean terms with simultaneous bands, and what the verdicts need."""
+    layers = [f"layer{k + 1}" for k in range(len(cfg.widths))]
+    subsets = {"N": cfg.n_networks, "kN": cfg.total_networks}
+    weights = {
+        name: resample_weights(n, cfg.bootstrap, cfg.seed + 7_000_001)
+        for name, n in subsets.items()
+    }
+    out: dict[str, Any] = {"layers": {}}
+    for layer in layers:
+        entry: dict[str, Any] = {
+            "nonneg_inputs": bool(hist.per_network[(layer, "input_min")].min() >= 0),
+            "horizons": {},
+        }
+        for quantity in HORIZON_QUANTITIES:
+            entry["horizons"][quantity] = {
+                name: horizon(
+                    series_of(hist, layer, quantity, n),
+                    weights[name],
+                    alpha=cfg.alpha,
+                    decay_fraction=cfg.decay_fraction,
+                )
+                for name, n in subsets.items()
+            }
+        out["layers"][layer] = entry
+    return out
+
+
+def write_records(path: Path, cfg: EarlyConfig, hist: History) -> None:
+    """Per-step tidy rows (all networks): mean and simultaneous band of every quantity."""
+    rows: dict[int, dict[tuple[str, str], float]] = {}
+    weights = resample_weights(cfg.total_networks, cfg.bootstrap, cfg.seed + 7_000_001)
+    for layer in (f"layer{k + 1}" for k in range(len(cfg.widths))):
+        for quantity in (*HORIZON_QUANTITIES, "g_neg", "cov_term", "mean_term"):
+            b = band(series_of(hist, layer, quantity), weights, cfg.alpha)
+            for t, (m, lo, hi) in enumerate(zip(b["mean"], b["lo"], b["hi"], strict=True)):
+                row = rows.setdefault(t, {})
+                row[(layer, quantity)] = m
+                row[(layer, f"{quantity}_lo")] = lo
+                row[(layer, f"{quantity}_hi")] = hi
+    for (layer, metric), values in hist.scalars.items():
+        for t, v in enumerate(values):
+            rows.setdefault(t, {})[(layer, metric)] = v
+    with RecordWriter(path, run=cfg.run_name()) as writer:
+        for t in sorted(rows):
+            writer.write(t, rows[t])
+
+
+def run_one(cfg: EarlyConfig, out_dir: Path, *, progress: bool = False) -> dict[str, Any]:
+    """Train, write out_dir/records.csv and out_dir/result.json (atomically, last), return the
+    result. A diverged run writes its status and message instead of horizons."""
+    cfg = cfg.validate()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    body: dict[str, Any] = {"schema": SCHEMA_VERSION, "config": asdict(cfg), "run": cfg.run_name()}
+    try:
+        hist = train_early(cfg, progress=progress)
+    except TrainingDiverged as exc:
+        body.update(status="diverged", message=str(exc))
+        atomic_write_json(out_dir / "result.json", body)
+        return body
+    write_records(out_dir / "records.csv", cfg, hist)
+    body.update(summarize_run(cfg, hist))
+    # The per-network values [steps, N] (float32): Remark A.2 pools them over seeds, and any
+    # later analysis can rerun without retraining.
+    arrays = {f"{k[0]}.{k[1]}": v.astype(np.float32) for k, v in hist.per_network.items()}
+    with atomic_open(out_dir / "per_network.npz", "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    body.update(status="completed", steps=hist.steps, seconds=time.perf_counter() - start)
+    atomic_write_json(out_dir / "result.json", body)
+    return body
+
+
+# ------------------------------------------------------------------------------- the grid
+
+
+def grid(
     base: EarlyConfig,
     *,
-    activations: Sequence[str] = ("relu", "gelu", "silu", "tanh"),
+    activations: Sequence[str] = SWEEP_ACTIVATIONS,
     losses: Sequence[str] = LOSSES,
     optimizers: Sequence[str] = OPTIMIZERS,
     lrs: dict[str, Sequence[float]] | None = None,
-    out: Path = DEFAULT_OUT,
-    progress: bool = True,
-) -> list[dict[str, Any]]:
-    """Persistence horizons over activation x loss x optimizer x lr; every run's per-step records
-    go to out/records.csv, the table to out/summary.json (with config and provenance)."""
+    seeds: Sequence[int] = (0,),
+) -> list[EarlyConfig]:
+    """One validated config per grid point (activation x loss x optimizer x lr x seed), every
+    one checked before the first step runs."""
     lrs = lrs or LR_GRID
     configs = [
-        replace(base, activation=a, loss=lo, optimizer=o, lr=lr).validate()
-        for a in activations
-        for lo in losses
-        for o in optimizers
+        replace(base, activation=a, loss=lo, optimizer=o, lr=lr, seed=s).validate()
+        for a, lo, o, s in itertools.product(activations, losses, optimizers, seeds)
         for lr in lrs[o]
-    ]  # every configuration checked before the first step runs
+    ]
+    names = [c.run_name() for c in configs]
+    if len(set(names)) != len(names):
+        raise ValueError("two grid points share a run name; give distinct activations/lrs")
+    return configs
+
+
+def _completed(out_dir: Path, cfg: EarlyConfig) -> dict[str, Any] | None:
+    try:
+        body = json.loads((out_dir / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if body.get("schema") != SCHEMA_VERSION:
+        return None
+    if body.get("status") in ("completed", "diverged") and body.get("config") == json.loads(
+        json.dumps(asdict(cfg))
+    ):
+        return body
+    return None
+
+
+def _worker(cfg: EarlyConfig, out_dir: str, threads: int) -> dict[str, Any]:
+    torch.set_num_threads(threads)
+    return run_one(cfg, Path(out_dir))
+
+
+def run_grid(
+    configs: Sequence[EarlyConfig],
+    out: Path,
+    *,
+    jobs: int = 1,
+    threads: int | None = None,
+    progress: bool = True,
+    run: bool = True,
+) -> list[dict[str, Any]]:
+    """Run every config whose out/runs/NAME/result.json is missing or from another config
+    (resume: a killed grid redoes only unfinished runs), then write the aggregate JSON files
+    over the finished ones (`run=False`: only that)."""
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    threads = threads or max(1, (multiprocessing.cpu_count() or 1) // jobs)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(
         out / "config.json",
-        {"base": asdict(base), "lrs": lrs, "provenance": provenance(configs[0].device)},
+        {
+            "configs": [asdict(c) for c in configs],
+            "torch_threads": threads,
+            "provenance": provenance(configs[0].device if configs else None),
+        },
     )
-    table = []
-    with RecordWriter(out / "records.csv", run="sweep") as writer:
-        for cfg in tqdm(configs, disable=not progress, desc="sweep"):
-            writer.run = cfg.run_name()
-            res = train_early(cfg, writer=writer)
-            row = {
-                "activation": cfg.activation,
-                "loss": cfg.loss,
-                "optimizer": cfg.optimizer,
-                "lr": cfg.lr,
-                "data": cfg.data,
-                "horizons": res.horizons,
-                "g_pos_step0": res.initial["layer1/g_pos"],
-                "g_pos_final": res.final["layer1/g_pos"],
-                "bias_mean_final": res.final["layer1/bias_mean"],
-                "seconds": res.seconds,
+    todo = [c for c in configs if run and _completed(out / "runs" / c.run_name(), c) is None]
+    bar = tqdm(total=len(todo), disable=not progress, desc="early training grid")
+    if jobs == 1:
+        torch.set_num_threads(threads)
+        for cfg in todo:
+            run_one(cfg, out / "runs" / cfg.run_name())
+            bar.update(1)
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with cf.ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+            futures = [
+                pool.submit(_worker, c, str(out / "runs" / c.run_name()), threads) for c in todo
+            ]
+            for fut in cf.as_completed(futures):
+                fut.result()
+                bar.update(1)
+    bar.close()
+    results = [_completed(out / "runs" / c.run_name(), c) for c in configs]
+    done = [r for r in results if r is not None]
+    write_aggregates(out, done)
+    return done
+
+
+# ----------------------------------------------------------------------------- aggregates
+
+
+def _spread(values: Sequence[int | None], init_signs: Sequence[str], steps: int) -> dict[str, Any]:
+    """Median, min and max over the seeds whose initial sign was decided (a horizon beyond the
+    run counts as steps + 1); `undefined` counts the seeds without a decided initial sign."""
+    xs = [
+        steps + 1 if v is None else v
+        for v, s in zip(values, init_signs, strict=True)
+        if s != "undecided"
+    ]
+    return {
+        "median": float(np.median(xs)) if xs else None,
+        "min": int(min(xs)) if xs else None,
+        "max": int(max(xs)) if xs else None,
+        "beyond": sum(x == steps + 1 for x in xs),
+        "undefined": len(values) - len(xs),
+    }
+
+
+def _cell_key(cfg: dict[str, Any]) -> tuple:
+    return (cfg["activation"], cfg["loss"], cfg["optimizer"], cfg["lr"])
+
+
+def aggregate_horizons(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per activation x loss x optimizer x lr x layer x quantity, seeds as lists."""
+    cells: dict[tuple, list[dict[str, Any]]] = {}
+    for r in results:
+        if r.get("status") == "completed":
+            cells.setdefault(_cell_key(r["config"]), []).append(r)
+    rows = []
+    for key, runs in sorted(cells.items()):
+        runs = sorted(runs, key=lambda r: r["config"]["seed"])
+        c0 = runs[0]["config"]
+        steps = c0["steps"]
+        for layer in runs[0]["layers"]:
+            for quantity in HORIZON_QUANTITIES:
+                row: dict[str, Any] = {
+                    "activation": key[0],
+                    "loss": key[1],
+                    "optimizer": key[2],
+                    "lr": key[3],
+                    "layer": layer,
+                    "quantity": quantity,
+                    "nonneg_inputs": all(r["layers"][layer]["nonneg_inputs"] for r in runs),
+                    "data": c0["data"],
+                    "steps": steps,
+                    "n_networks": {
+                        "N": c0["n_networks"],
+                        "kN": c0["n_networks"] * c0["check_factor"],
+                    },
+                    "alpha": c0["alpha"],
+                    "decay_fraction": c0["decay_fraction"],
+                    "seeds": [r["config"]["seed"] for r in runs],
+                }
+                for subset in ("N", "kN"):
+                    hs = [r["layers"][layer]["horizons"][quantity][subset] for r in runs]
+                    signs = [h["init_sign"] for h in hs]
+                    row[subset] = {
+                        "init_sign": [h["init_sign"] for h in hs],
+                        "init_mean": [h["init"]["mean"] for h in hs],
+                        "final_mean": [h["final"]["mean"] for h in hs],
+                        "reversal": [h["reversal"] for h in hs],
+                        "decay": [h["decay"] for h in hs],
+                        "crossing": [h["crossing"] for h in hs],
+                        "decided_steps": [h["positive_steps"] + h["negative_steps"] for h in hs],
+                        "reversal_spread": _spread([h["reversal"] for h in hs], signs, steps),
+                        "decay_spread": _spread([h["decay"] for h in hs], signs, steps),
+                    }
+                row["reversal_shift"] = [
+                    None if a is None or b is None else b - a
+                    for a, b in zip(row["N"]["reversal"], row["kN"]["reversal"], strict=True)
+                ]
+                rows.append(row)
+    return rows
+
+
+def null_check(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Exact nulls replayed by the grid: for an odd activation (tanh) the sign flip of
+    (W_k, b_k, W_{k+1}) maps training trajectories onto trajectories of equal probability and
+    flips dl/dp_k, so E[dl/dp], E[db] and E[dW] of every layer are exactly 0 at every step, for
+    every optimizer here (SGD and AdamW are elementwise, Muon's iteration is odd). A band that
+    decides a sign at any step is a false alarm; each band's nominal rate is alpha."""
+    bands = alarms = 0
+    alpha = None
+    for row in rows:
+        if row["activation"] != "tanh" or row["quantity"] not in ("g_all", "delta_b", "delta_w"):
+            continue
+        alpha = row["alpha"]
+        for subset in ("N", "kN"):
+            for decided in row[subset]["decided_steps"]:
+                bands += 1
+                alarms += decided > 0
+    if bands == 0:
+        return {"bands": 0}
+    ci = stats.binomtest(alarms, bands).proportion_ci(0.95, method="exact")
+    return {
+        "what": "tanh g_all/delta_b/delta_w of every layer, seed and subset: exact-zero means; "
+        "a band deciding a sign at any step is a false alarm",
+        "bands": bands,
+        "alarms": alarms,
+        "rate": alarms / bands,
+        "rate_ci95": [ci.low, ci.high],
+        "nominal": alpha,
+    }
+
+
+def remark_a2(
+    out: Path, results: Sequence[dict[str, Any]], alpha: float, resamples: int
+) -> list[dict[str, Any]]:
+    """Remark A.2 per activation x loss x optimizer x lr x layer: per step, the covariance term
+    Cov_x(dl/dp_i, x_j) and the mean term E[dl/dp_i] E[x_j] (mean entries, per network, then
+    over networks pooled across seeds) with simultaneous bands, and counts for a verdict."""
+    cells: dict[tuple, list[dict[str, Any]]] = {}
+    for r in results:
+        if r.get("status") == "completed":
+            cells.setdefault(_cell_key(r["config"]), []).append(r)
+    rows = []
+    for key, runs in sorted(cells.items()):
+        arrays = [np.load(out / "runs" / r["run"] / "per_network.npz") for r in runs]
+        for layer in runs[0]["layers"]:
+            pooled = {
+                q: mean_series(
+                    np.concatenate([a[f"{layer}.{q}"].astype(np.float64) for a in arrays], axis=1)
+                )
+                for q in ("cov_term", "mean_term")
             }
-            table.append(row)
-            atomic_write_json(out / "summary.json", {"steps": base.steps, "runs": table})
-    return table
+            n = pooled["cov_term"].influence.shape[1]
+            weights = resample_weights(n, resamples, 7_000_003)
+            cb = band(pooled["cov_term"], weights, alpha)
+            mb = band(pooled["mean_term"], weights, alpha)
+            cov_m, cov_se = pooled["cov_term"].mean, pooled["cov_term"].stderr
+            mt_m = pooled["mean_term"].mean
+            signs = [_sign(lo, hi) for lo, hi in zip(cb["lo"], cb["hi"], strict=True)]
+            point = np.sign(cov_m)
+            ratio = np.abs(cov_m) / np.maximum(np.abs(mt_m), 1e-300)
+            z = cov_m / np.maximum(cov_se, 1e-300)
+            inside = [t for t, s in enumerate(signs) if s == 0]
+            rows.append(
+                {
+                    "activation": key[0],
+                    "loss": key[1],
+                    "optimizer": key[2],
+                    "lr": key[3],
+                    "layer": layer,
+                    "nonneg_inputs": all(r["layers"][layer]["nonneg_inputs"] for r in runs),
+                    "networks": n,
+                    "seeds": sorted(r["config"]["seed"] for r in runs),
+                    "alpha": alpha,
+                    "cov_term": cb,
+                    "mean_term": mb,
+                    "z": z.tolist(),
+                    "summary": {
+                        "steps": len(signs),
+                        "cov_positive_steps": signs.count(1),
+                        "cov_negative_steps": signs.count(-1),
+                        "cov_undecided_steps": signs.count(0),
+                        "point_sign_changes": int((point[1:] * point[:-1] < 0).sum()),
+                        "first_undecided_step": inside[0] if inside else None,
+                        "init_z": float(z[0]),
+                        "max_abs_z": float(np.abs(z).max()),
+                        "median_abs_ratio_to_mean_term": float(np.median(ratio)),
+                        "mean_term_init_sign": SIGN_NAMES[_sign(mb["lo"][0], mb["hi"][0])],
+                    },
+                }
+            )
+    return rows
 
 
-def _fmt_horizon(h: int | None, steps: int) -> str:
+def write_aggregates(out: Path, results: Sequence[dict[str, Any]]) -> None:
+    """out/horizons.json (C6 and the persistence figure) and out/remark_a2.json."""
+    rows = aggregate_horizons(results)
+    alpha = rows[0]["alpha"] if rows else EarlyConfig.alpha
+    resamples = results[0]["config"]["bootstrap"] if results else EarlyConfig.bootstrap
+    diverged = [r["run"] for r in results if r.get("status") == "diverged"]
+    atomic_write_json(
+        out / "horizons.json",
+        {
+            "schema": SCHEMA_VERSION,
+            "rows": rows,
+            "diverged": diverged,
+            "null_check": null_check(rows),
+            "provenance": provenance(),
+        },
+    )
+    atomic_write_json(
+        out / "remark_a2.json",
+        {
+            "schema": SCHEMA_VERSION,
+            "rows": remark_a2(out, results, alpha, resamples),
+            "provenance": provenance(),
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------- the CLI
+
+
+def _fmt(h: int | None, steps: int) -> str:
     return f">{steps}" if h is None else str(h)
 
 
-def main(argv: list[str] | None = None) -> Any:
+def _ints(text: str, name: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{name} must be comma-separated integers, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m empirics.early_training", description=__doc__)
+    d = EarlyConfig()
     ap.add_argument("--activation", action="append", default=None, help="repeatable; NAME=EXPR ok")
     ap.add_argument("--loss", action="append", default=None, choices=LOSSES)
     ap.add_argument("--optimizer", action="append", default=None, choices=OPTIMIZERS)
     ap.add_argument("--lr", type=float, action="append", default=None)
     ap.add_argument("--sweep", action="store_true", help="all combinations (lrs from LR_GRID)")
-    ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--n-networks", type=int, default=32)
-    ap.add_argument("--d-in", type=int, default=32)
-    ap.add_argument("--widths", default="64,64")
-    ap.add_argument("--n-out", type=int, default=10)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--measure-batch", type=int, default=256)
-    ap.add_argument("--data", default="gaussian", choices=DATA)
-    ap.add_argument("--init", default="gaussian", choices=("gaussian", "uniform"))
-    ap.add_argument("--w-gain", type=float, default=1.0)
-    ap.add_argument("--bias-std", type=float, default=0.0)
-    ap.add_argument("--momentum", type=float, default=0.0)
-    ap.add_argument("--alpha", type=float, default=0.01)
-    ap.add_argument("--dtype", default="float32", choices=tuple(DTYPES))
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="0", help="comma-separated seeds")
+    ap.add_argument("--steps", type=int, default=d.steps)
+    ap.add_argument("--n-networks", type=int, default=d.n_networks)
+    ap.add_argument("--check-factor", type=int, default=d.check_factor)
+    ap.add_argument("--d-in", type=int, default=d.d_in)
+    ap.add_argument("--widths", default=",".join(map(str, d.widths)))
+    ap.add_argument("--n-out", type=int, default=d.n_out)
+    ap.add_argument("--batch-size", type=int, default=d.batch_size)
+    ap.add_argument("--measure-batch", type=int, default=d.measure_batch)
+    ap.add_argument("--data", default=d.data, choices=DATA)
+    ap.add_argument("--init", default=d.init, choices=INITS)
+    ap.add_argument("--w-gain", type=float, default=d.w_gain)
+    ap.add_argument("--bias-std", type=float, default=d.bias_std)
+    ap.add_argument("--momentum", type=float, default=d.momentum)
+    ap.add_argument("--alpha", type=float, default=d.alpha)
+    ap.add_argument("--decay-fraction", type=float, default=d.decay_fraction)
+    ap.add_argument("--dtype", default=d.dtype, choices=tuple(DTYPES))
+    ap.add_argument("--device", default=d.device)
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads per job")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--report", action="store_true", help="aggregate finished runs, run nothing")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
     args = ap.parse_args(argv)
     try:
-        return _run(args)
+        configs = _configs(args)
+        if args.jobs < 1:
+            raise ValueError(f"jobs must be >= 1, got {args.jobs}")
     except (registry.RegistryError, ValueError) as exc:
-        ap.error(str(exc))  # exits with status 2 and the usage line
-        raise AssertionError("unreachable") from exc
+        ap.error(str(exc))  # exits with status 2 and the usage line, before any compute
+    results = run_grid(
+        configs,
+        args.out,
+        jobs=args.jobs,
+        threads=args.threads,
+        progress=not args.no_progress,
+        run=not args.report,
+    )
+    rows = json.loads((args.out / "horizons.json").read_text())["rows"]
+    print(f"horizons (simultaneous bands at family-wise {configs[0].alpha:g}); seeds as lists")
+    for r in rows:
+        if r["quantity"] not in ("g_pos", "delta_b"):
+            continue
+        steps = r["steps"]
+        name = f"{r['activation']:>6} {r['loss']:>13} {r['optimizer']:>5} lr={r['lr']:<6g}"
+        rev = " ".join(_fmt(h, steps) for h in r["N"]["reversal"])
+        rev4 = " ".join(_fmt(h, steps) for h in r["kN"]["reversal"])
+        dec = " ".join(_fmt(h, steps) for h in r["kN"]["decay"])
+        what = f"{r['layer']} {r['quantity']:>7}"
+        print(f"{name} {what}: reversal N [{rev}] kN [{rev4}] decay kN [{dec}]")
+    print(f"wrote {args.out}/horizons.json, remark_a2.json, runs/*/records.csv")
+    return 1 if any(r.get("status") == "diverged" for r in results) else 0
 
 
-def _run(args: argparse.Namespace) -> Any:
+def _configs(args: argparse.Namespace) -> list[EarlyConfig]:
     acts = [registry.parse_activation_spec(a).name for a in (args.activation or [])]
     base = EarlyConfig(
-        activation=(acts or ["relu"])[0],
         steps=args.steps,
         n_networks=args.n_networks,
+        check_factor=args.check_factor,
         d_in=args.d_in,
-        widths=tuple(int(w) for w in args.widths.split(",")),
+        widths=tuple(_ints(args.widths, "widths")),
         n_out=args.n_out,
         batch_size=args.batch_size,
         measure_batch=args.measure_batch,
@@ -465,9 +975,9 @@ def _run(args: argparse.Namespace) -> Any:
         bias_std=args.bias_std,
         momentum=args.momentum,
         alpha=args.alpha,
+        decay_fraction=args.decay_fraction,
         dtype=args.dtype,
         device=args.device,
-        seed=args.seed,
     )
     optimizers = args.optimizer or (list(OPTIMIZERS) if args.sweep else ["sgd"])
     lrs = (
@@ -475,22 +985,15 @@ def _run(args: argparse.Namespace) -> Any:
         if args.lr
         else {o: LR_GRID[o] if args.sweep else (LR_GRID[o][0],) for o in optimizers}
     )
-    table = sweep(
+    return grid(
         base,
-        activations=acts or (["relu", "gelu", "silu", "tanh"] if args.sweep else ["relu"]),
+        activations=acts or (list(SWEEP_ACTIVATIONS) if args.sweep else ["relu"]),
         losses=args.loss or (list(LOSSES) if args.sweep else ["mse"]),
         optimizers=optimizers,
         lrs=lrs,
-        out=args.out,
+        seeds=_ints(args.seeds, "seeds"),
     )
-    print(f"persistence horizon of E[dl/dp | p > 0] > 0 at {1 - args.alpha:.0%} per step")
-    for row in table:
-        hs = " ".join(f"{k}={_fmt_horizon(v, args.steps)}" for k, v in row["horizons"].items())
-        name = f"{row['activation']:>8} {row['loss']:>13} {row['optimizer']:>5}"
-        print(f"{name} lr={row['lr']:<7g} {hs}")
-    print(f"wrote {args.out}/records.csv, config.json, summary.json")
-    return table
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
