@@ -206,3 +206,70 @@ def test_spike_amplification_over_two_runs() -> None:
         M.spike_amplification(ours, relu, metric="loss")
     with pytest.raises(ValueError, match="step 7"):
         M.spike_amplification(ours, relu, step=7)
+
+
+class _Shared(nn.Module):
+    """One activation layer called twice in one forward pass (weight sharing)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.head = nn.Linear(5, 8), nn.Linear(8, 8), nn.Linear(8, 3)
+        self.act = make_activation("gelu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.act(self.b(self.act(self.a(x)))))
+
+
+def _expected_grad_stats(p: torch.Tensor, g: torch.Tensor) -> dict[str, float]:
+    # Independent of the probe: boolean indexing instead of sign masks.
+    return {
+        "grad_pos": float(g[p > 0].mean()),
+        "grad_neg": float(g[p < 0].mean()),
+        "grad_mean": float(g.mean()),
+    }
+
+
+def test_grad_probe_matches_autograd_and_runs_only_when_armed() -> None:
+    torch.manual_seed(0)
+    model = _Shared().double()
+    tracker = M.MetricsTracker(model)
+    x = torch.randn(16, 5, dtype=torch.float64)
+    # Unarmed: no hook is put on the activations' inputs, nothing is measured.
+    model(x).square().mean().backward()
+    assert tracker.measure_grads() == {}
+    with tracker.collect():
+        out = model(x)
+    out.square().mean().backward()
+    got = tracker.measure_grads()
+    # The same loss with both pre-activations as leaves: dl/dp by autograd, independently.
+    p1 = model.a(x).detach().requires_grad_(True)
+    p2 = model.b(model.act(p1))
+    p2.retain_grad()
+    model.head(model.act(p2)).square().mean().backward()
+    exp1, exp2 = _expected_grad_stats(p1, p1.grad), _expected_grad_stats(p2, p2.grad)
+    for metric in M.GRAD_METRICS:
+        # A layer called twice reports the mean over its calls.
+        want = (exp1[metric] + exp2[metric]) / 2
+        assert got[("act", metric)] == pytest.approx(want, rel=1e-5, abs=1e-12)
+    # The ReLU teeth: grad_neg of a ReLU layer is exactly 0 (no gradient flows where p < 0).
+    relu = nn.Sequential(nn.Linear(5, 8), make_activation("relu"), nn.Linear(8, 3)).double()
+    t2 = M.MetricsTracker(relu)
+    with t2.collect():
+        y = relu(x)
+    y.square().mean().backward()
+    vals = t2.measure_grads()
+    assert vals[("1", "grad_neg")] == 0.0 and vals[("1", "grad_pos")] != 0.0
+
+
+def test_trainer_logs_the_grad_probe_on_logged_steps_only(tmp_path) -> None:
+    from empirics.outputs import read_records
+    from empirics.train import TrainConfig, train
+
+    cfg = TrainConfig(arch="mlp", preset="smoke", data="synthetic", steps=4, log_every_early=2,
+                      early_steps=10, out=str(tmp_path), progress=False)  # fmt: skip
+    rows = read_records(train(cfg) / "records.csv")
+    probe = {(r["step"], r["layer"], r["metric"]) for r in rows if r["metric"] in M.GRAD_METRICS}
+    layers = {r["layer"] for r in rows if r["metric"] == "sparsity"}
+    assert layers and probe == {
+        (s, lay, m) for s in (0, 2, 3) for lay in layers for m in M.GRAD_METRICS
+    }
