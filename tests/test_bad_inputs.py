@@ -43,11 +43,6 @@ def _files(root: Path) -> set[Path]:
     return {p for p in root.rglob("*")}
 
 
-parser_pending = pytest.mark.xfail(
-    reason="needs the whitelist expression parser the lead is landing in theory/registry.py",
-    strict=True,
-)
-
 # (id, extra argv, substrings the message must contain). The base is a synthetic mlp smoke run.
 TRAIN_CASES = [
     ("arch", ["--arch", "lstm"], ["arch", "'lstm'", "mlp"]),
@@ -107,20 +102,13 @@ TRAIN_CASES = [
         ["memory", "GiB", "n_embd=100000"],
     ),
     ("huge-batch", ["--batch-size", "1000000000"], ["memory", "GiB", "batch_size"]),
-    pytest.param(
+    # An expression is parsed by a whitelist, never run: the payload must not touch PWNED.
+    (
         "activation-code",
         ["--activation", f"f=__import__('os').system('touch {PWNED}')"],
         ["activation"],
-        marks=parser_pending,
-        id="activation-code",
     ),
-    pytest.param(
-        "activation-pole",
-        ["--activation", "f=1/(x-0.5)"],
-        ["activation", "0.5"],
-        marks=parser_pending,
-        id="activation-pole",
-    ),
+    ("activation-pole", ["--activation", "f=1/(x-0.5)"], ["activation", "0.5"]),
 ]
 
 
