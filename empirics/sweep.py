@@ -691,6 +691,11 @@ def run_sweep(
     if not configs:
         raise ConfigError("grid: no grid points (an empty --arch, --activation or --seeds)")
     _unique_names(configs)
+    for cfg in configs:  # resume, locks and the index find a run by this layout
+        if not cfg.run or Path(cfg.out or "").absolute() != (root / RUNS / cfg.run).absolute():
+            raise ConfigError(
+                f"grid: run {cfg.run!r} must write to {root / RUNS / str(cfg.run)}, not {cfg.out}"
+            )
     launch.check()
     check_out_dir(root)
     records = check_resume(root, configs)

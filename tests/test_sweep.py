@@ -291,6 +291,7 @@ BAD_RUN = [
     ("repeated-seed", {"seeds": "0,0"}, r"share the run name\(s\) mlp-relu-s0"),
     ("unknown-arch", {"arch": "transformer"}, r"arch: .*'mlp'.*got 'transformer'"),
     ("unknown-activation", {"activation": "bogus"}, r"activation.*bogus"),
+    ("activation-with-a-pole", {"activation": "f=1/(x-0.5)"}, r"undefined on the real line"),
     ("steps-zero", {"steps": "0"}, r"steps.*0"),
     ("lr-nan", {"lr": "nan"}, r"lr.*nan"),
     ("unknown-data", {"data": "imagenet"}, r"data.*imagenet"),
