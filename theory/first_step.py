@@ -1,8 +1,9 @@
 """First-step drift (claim C5): E[db_i] = -eta E[g(p_i)], E[dW_ik] = -eta E[x_k g(p_i)].
 
-Bias: for p ~ N(0, s_p^2) and MSE, E[g] = K s^2 D(sigma, s_p). Weights: zero-mean sign-symmetric
-x and w give exactly 0 (the flip (w, x) -> (-w, -x) keeps p); non-negative x with g >= 0 gives a
-proved sign; anything else is left to the Monte Carlo. Library module.
+The unit flip: replacing (row i of W_l, b_i) by its negative sends p_i -> -p_i and leaves the
+layer's input x, every other unit and the layers above unchanged; with sign-symmetric init the
+law is unchanged. It gives E[x_k g] = 0 exactly for odd or even sigma (any loss, any inputs)
+and, under MSE, the sign of E[x_k g] for every non-negative input law. Library module.
 """
 
 from __future__ import annotations
@@ -10,12 +11,24 @@ from __future__ import annotations
 import sympy as sp
 
 from theory.certify import interval_sign, sign_on_side
-from theory.drift import parity, predict_drift_coefficient
+from theory.drift import drift_sign_all_scales, parity, predict_drift_coefficient
 from theory.gradient import K, drift_product, predict_hessian_factor, s
 from theory.registry import x
 from theory.signs import Prediction, sign_negate, sign_product, sign_union, weakest
 
 INPUTS: tuple[str, ...] = ("zero_mean", "nonnegative")
+# Init laws of the analysed layer's (row, bias): Gaussian (p | x is then N(0, s^2|x|^2 + s_b^2)),
+# or any sign-symmetric i.i.d. law (uniform, Rademacher, ...).
+INIT_CLASSES: tuple[str, ...] = ("gaussian", "symmetric")
+
+FLIP_ODD_EVEN = (
+    "unit flip: for even sigma, (row i of W_l, b_i) -> -(row i, b_i) sends p_i -> -p_i, keeps "
+    "sigma(p_i), every other unit and everything above, and flips sigma'(p_i), hence g = "
+    "sigma'(p_i) <dl/dh_i>; for odd sigma flip column i of the layer above as well (then "
+    "W_{l+1}[:, i] sigma(p_i) is unchanged and dl/dh_i flips). Sign-symmetric init leaves the law "
+    "unchanged and x (the layer's input) does not move, so E[x_k g] = -E[x_k g] = 0 and E[g] = 0 "
+    "exactly, for every loss, input law and label law"
+)
 
 
 def _global_sign(activation: str) -> tuple[str, str]:
@@ -76,8 +89,12 @@ def predict_bias_drift(activation: str, loss: str, std: float = 1.0) -> Predicti
             # Stein's form has the sign of sigma(x)^2 - sigma(-x)^2 for every s, so the sign holds
             # for any Gaussian scale mixture of p (p | x ~ N(0, s^2 |x|^2 + s_b^2)); an integral
             # at one s says nothing beyond that s.
-            scope = "every Gaussian scale mixture" if "Stein form" in d.detail else f"N(0, {std:g})"
-            sign, method, how = d.sign, d.method, f"p ~ {scope} only: {d.detail}"
+            every = drift_sign_all_scales(activation)
+            if every.sign != "undetermined":
+                sign, method = every.sign, every.method
+                how = f"p ~ every Gaussian scale mixture: sign of D for every s: {every.detail}"
+            else:
+                sign, method, how = d.sign, d.method, f"p ~ N(0, {std:g}) only: {d.detail}"
         value = -d.value if d.value is not None else None
         return Prediction(
             value,
@@ -88,14 +105,8 @@ def predict_bias_drift(activation: str, loss: str, std: float = 1.0) -> Predicti
             error=d.error,
         )
     if parity(activation) is not None:
-        # g = s^2 sigma(p_i) sigma'(p_i) T(|sigma(p)|^2): odd in p_i while T sees only sigma^2.
         return Prediction(
-            sp.Integer(0),
-            "zero",
-            "proved",
-            f"{parity(activation)} sigma: p_i -> -p_i flips sigma sigma' and keeps sigma^2, so "
-            "E[g] = 0 exactly for symmetric p (Gaussian V; other sign-symmetric V: the factor "
-            "sees |sigma(p_i)| only)",
+            sp.Integer(0), "zero", "proved", f"{parity(activation)} sigma; {FLIP_ODD_EVEN}"
         )
     whole, method = _global_sign(activation)
     if whole in ("nonnegative", "nonpositive") and factor.sign == "positive":
@@ -117,10 +128,23 @@ def predict_bias_drift(activation: str, loss: str, std: float = 1.0) -> Predicti
     )
 
 
-def predict_weight_drift(activation: str, loss: str, inputs: str) -> Prediction:
-    """Sign of E[delta W_ik] = -eta E[x_k g(p_i)] for zero-mean or non-negative inputs x."""
+def predict_weight_drift(
+    activation: str, loss: str, inputs: str, init: str = "gaussian"
+) -> Prediction:
+    """Sign of E[delta W_ik] = -eta E[x_k g(p_i)] for zero-mean or non-negative inputs x.
+
+    Non-negative inputs (x_k >= 0, x independent of layer l's weights): odd/even sigma give 0
+    exactly (FLIP_ODD_EVEN). Under MSE, E[g | p, x] = alpha sigma(p_i) sigma'(p_i) with alpha > 0
+    (the readout's K s^2, or theory.depth's alpha_l with ReLU layers above), so
+    E[x_k g] = alpha E[x_k h(p_i)], h = sigma sigma'. Gaussian init of (row i, b_i): p_i | x ~
+    N(0, s^2 |x|^2 + s_b^2), so E[x_k g] = alpha E[x_k D(sigma, s(x))] has the sign of D for
+    every s. Sign-symmetric init: the unit flip gives E[x_k h(p_i)] = E[x_k (h(p_i) + h(-p_i))/2]
+    and the sign of h(x) + h(-x) on x > 0 decides. Cross-entropy: sign only where sigma sigma' has
+    one sign on the whole line (the loss factor T >= 0 then cannot change it)."""
     if inputs not in INPUTS:
         raise ValueError(f"inputs must be one of {', '.join(INPUTS)}, got {inputs!r}")
+    if init not in INIT_CLASSES:
+        raise ValueError(f"init must be one of {', '.join(INIT_CLASSES)}, got {init!r}")
     factor = predict_hessian_factor(loss)
     if inputs == "zero_mean":
         return Prediction(
@@ -136,6 +160,14 @@ def predict_weight_drift(activation: str, loss: str, inputs: str) -> Prediction:
                 else "this loss's Hessian may involve y: the argument needs y independent of x"
             ),
         )
+    if parity(activation) is not None:
+        return Prediction(
+            sp.Integer(0), "zero", "proved", f"{parity(activation)} sigma; {FLIP_ODD_EVEN}"
+        )
+    if loss == "mse":
+        flip = _mse_nonneg_weight_sign(activation, init)
+        if flip is not None:
+            return flip
     whole, method = _global_sign(activation)
     if whole in ("nonnegative", "nonpositive", "zero") and factor.sign in ("positive", "zero"):
         g_sign, method = _strengthen(drift_product(activation), whole, method)
@@ -156,6 +188,34 @@ def predict_weight_drift(activation: str, loss: str, inputs: str) -> Prediction:
         f"sigma*sigma' is {whole}: E[x_k g] = E[g] E[x_k] + Cov(x_k, g) has no sign from theory "
         "alone; Monte Carlo only",
     )
+
+
+def _mse_nonneg_weight_sign(activation: str, init: str) -> Prediction | None:
+    """The MSE sign of E[delta W_ik] for non-negative inputs through the unit flip, or None."""
+    if init == "gaussian":
+        every = drift_sign_all_scales(activation)
+        if every.sign in ("positive", "negative"):
+            return Prediction(
+                None,
+                sign_negate(every.sign),
+                every.method,
+                "x_k >= 0; MSE: E[g | p, x] = alpha sigma sigma'(p_i); Gaussian (row i, b_i): "
+                "p_i | x ~ N(0, s^2|x|^2 + s_b^2), so E[x_k g] = alpha E[x_k D(sigma, s(x))] with "
+                f"D(sigma, s) {every.sign} for every s ({every.detail}); strict when "
+                "P(x_k > 0) > 0",
+            )
+        return None
+    sym = predict_symmetric_mean(activation)
+    if sym.sign in ("positive", "negative"):
+        return Prediction(
+            None,
+            sign_negate(sym.sign),
+            sym.method,
+            "x_k >= 0; MSE: E[g | p, x] = alpha sigma sigma'(p_i); unit flip (sign-symmetric "
+            "row and bias): E[x_k h(p_i)] = E[x_k (h(|p_i|) + h(-|p_i|)) / 2] with "
+            f"{sym.detail}; strict when P(x_k > 0) > 0",
+        )
+    return None
 
 
 def bias_drift_formula() -> sp.Expr:
