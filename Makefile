@@ -59,7 +59,7 @@ experiments-quick: setup  ## the same pipeline at smoke scale (a few minutes); f
 	$(MAKE) figures SCALE=quick
 
 figures: setup  ## rebuild the figures (PNG + PDF) from results/experiments/$(SCALE) (SCALE=full|quick)
-	$(MAKE) -C paper_figures PY=$(abspath $(PY)) SCALE=$(SCALE)
+	$(MAKE) -k -C paper_figures PY=$(abspath $(PY)) SCALE=$(SCALE)
 
 lint: setup  ## ruff format check and lint
 	$(PY) -m ruff format --check . && $(PY) -m ruff check .

@@ -316,11 +316,7 @@ def run_early(scale: Scale, root: Path) -> None:
     """C6: the early-training persistence sweep (its own batched trainer)."""
     from empirics.early_training import main as early_main
 
-    out = root / "early_training"
-    if (out / "summary.json").exists():
-        body = json.loads((out / "summary.json").read_text())
-        if body.get("steps") == scale.early_training_steps and body.get("runs"):
-            return
+    out = root / "early_training"  # the early-training grid resumes by itself
     early_main(
         [
             *scale.early_training_only,
@@ -418,26 +414,29 @@ def holm(pvalues: Sequence[float | None]) -> list[float | None]:
 
 def hinge_fit(x: np.ndarray, y: np.ndarray, grid: np.ndarray | None = None) -> dict[str, float]:
     """Segmented regression y = a + b·x + c·max(0, x − k) (continuous, one knee k) by least
-    squares over a grid of knees; also the straight line (c = 0) for comparison."""
+    squares over a grid of knees (all knees solved at once); also the straight line (c = 0)."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     if grid is None:
-        lo, hi = np.quantile(x, 0.05), np.quantile(x, 0.95)
-        grid = np.linspace(lo, hi, 181)
-    best: dict[str, float] | None = None
-    for k in grid:
-        design = np.column_stack([np.ones_like(x), x, np.maximum(0.0, x - k)])
-        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-        sse = float(np.sum((y - design @ coef) ** 2))
-        if best is None or sse < best["sse"]:
-            best = {"knee": float(k), "a": float(coef[0]), "b": float(coef[1])}
-            best.update(c=float(coef[2]), sse=sse)
-    assert best is not None
+        grid = np.linspace(np.quantile(x, 0.05), np.quantile(x, 0.95), 181)
+    grid = np.asarray(grid, float)
+    hinge = np.maximum(0.0, x[None, :] - grid[:, None])  # (K, n)
+    design = np.stack([np.ones_like(hinge), np.broadcast_to(x, hinge.shape), hinge], axis=-1)
+    coef = np.linalg.pinv(design) @ y  # (K, 3): least squares per knee (pinv: a knee past
+    sse = np.sum((y - np.einsum("knp,kp->kn", design, coef)) ** 2, axis=1)  # every x is fine)
+    best_k = int(np.argmin(sse))
+    a, b, c = (float(v) for v in coef[best_k])
     line = np.column_stack([np.ones_like(x), x])
-    coef, *_ = np.linalg.lstsq(line, y, rcond=None)
-    best["sse_line"] = float(np.sum((y - line @ coef) ** 2))
-    best["slope_before"] = best["b"]
-    best["slope_after"] = best["b"] + best["c"]
-    return best
+    lcoef, *_ = np.linalg.lstsq(line, y, rcond=None)
+    return {
+        "knee": float(grid[best_k]),
+        "a": a,
+        "b": b,
+        "c": c,
+        "sse": float(sse[best_k]),
+        "sse_line": float(np.sum((y - line @ lcoef) ** 2)),
+        "slope_before": b,
+        "slope_after": b + c,
+    }
 
 
 def cliff_analysis(
@@ -497,7 +496,7 @@ class Run:
     data: str
     sparsity: str
     summary: dict[str, Any]
-    _records: list[dict[str, Any]] | None = field(default=None, repr=False)
+    _series: dict[tuple[str, str], dict[int, float]] | None = field(default=None, repr=False)
 
     @property
     def feeds(self) -> dict[str, str]:
@@ -507,22 +506,19 @@ class Run:
     def layers(self) -> dict[str, dict[str, dict[str, float]]]:
         return self.summary.get("layers", {})
 
-    def records(self) -> list[dict[str, Any]]:
-        if self._records is None:
-            with open(self.dir / "records.csv", newline="") as fh:
-                rows = list(csv.DictReader(fh))
-            for r in rows:
-                r["step"] = int(r["step"])
-                r["value"] = float(r["value"])
-            self._records = rows
-        return self._records
-
     def series(self, layer: str, metric: str) -> dict[int, float]:
-        return {
-            r["step"]: r["value"]
-            for r in self.records()
-            if r["layer"] == layer and r["metric"] == metric
-        }
+        """step -> value of one (layer, metric) from records.csv (read once, indexed)."""
+        if self._series is None:
+            index: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
+            with open(self.dir / "records.csv", newline="") as fh:
+                reader = csv.reader(fh)
+                header = next(reader)
+                i_step, i_layer = header.index("step"), header.index("layer")
+                i_metric, i_value = header.index("metric"), header.index("value")
+                for row in reader:
+                    index[(row[i_layer], row[i_metric])][int(row[i_step])] = float(row[i_value])
+            self._series = dict(index)
+        return self._series.get((layer, metric), {})
 
     def delta(self, layer: str | None, metric: str) -> float | None:
         m = self.layers.get(layer or "", {}).get(metric)
@@ -979,15 +975,14 @@ def aggregate_c10(runs: Sequence[Run]) -> dict[str, Any]:
 
 
 def aggregate_c6(early_dir: Path) -> dict[str, Any]:
-    """C6: persistence horizons from the batched early-training sweep (its CIs are over the
-    networks trained side by side, its sample size `n_networks`)."""
-    path = early_dir / "summary.json"
-    if not path.exists():
-        return {"runs": []}
-    body = json.loads(path.read_text())
-    cfg_path = early_dir / "config.json"
-    base = json.loads(cfg_path.read_text()).get("base", {}) if cfg_path.exists() else {}
-    return {"steps": body.get("steps"), "n_networks": base.get("n_networks"), "runs": body["runs"]}
+    """C6: the early-training horizons as `python -m empirics.early_training` wrote them
+    (horizons.json; its intervals are over the networks trained side by side and its own seeds),
+    passed through so that the verdict reads one directory."""
+    for name in ("horizons.json", "summary.json"):
+        path = early_dir / name
+        if path.exists():
+            return {"source": str(path), "early_training": json.loads(path.read_text())}
+    return {"source": None, "early_training": None}
 
 
 # ------------------------------------------------------------------------------ the driver
@@ -1035,7 +1030,9 @@ def run(
     """Train every planned group (resuming), run the Monte Carlo and C6 sweeps, aggregate."""
     sroot = scale_root(scale, root)
     timing: dict[str, float] = {}
-    for group, specs in plan_runs(scale, groups).items():
+    plans = plan_runs(scale, groups)
+    for group in (g for g in groups if g in plans):  # in the order asked for
+        specs = plans[group]
         t0 = time.perf_counter()
         index = run_group(group, specs, scale, sroot, jobs, cluster or scale.cluster)
         timing[group] = time.perf_counter() - t0
