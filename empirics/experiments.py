@@ -618,6 +618,10 @@ def _drift_quantities(run: Run, act: str) -> dict[str, float | None]:
     for g in ("grad_mean", "grad_pos", "grad_neg"):  # the gradient probe, where recorded
         if g in run.layers.get(act, {}):
             q[f"{g}_init"] = run.first(act, g)
+    if "grad_mean" in run.layers.get(act, {}):
+        # Σ over logged steps of mean ∂ℓ/∂p: what pushes the feeding bias (gradient descent
+        # moves it against this sum; every step is logged during early training).
+        q["grad_mean_sum"] = float(sum(run.series(act, "grad_mean").values()))
     return q
 
 
@@ -635,6 +639,7 @@ DRIFT_QUANTITIES = (
     "grad_mean_init",
     "grad_pos_init",
     "grad_neg_init",
+    "grad_mean_sum",
 )
 
 
@@ -702,7 +707,24 @@ def aggregate_drift(runs: Sequence[Run]) -> dict[str, Any]:
         for q in DRIFT_QUANTITIES:
             layer_means[q] = {s: _mean_of(v.get(q) for v in per_seed_q[s].values()) for s in seeds}
             if any(v is not None for v in layer_means[q].values()):
-                row["mean_over_layers"][q] = mean_ci(layer_means[q].values())
+                entry = mean_ci(layer_means[q].values())
+                lo, hi = entry["ci"]
+                entry["sign_95"] = (
+                    "negative" if hi is not None and hi < 0
+                    else "positive" if lo is not None and lo > 0
+                    else "not distinguishable from 0"
+                )  # fmt: skip
+                row["mean_over_layers"][q] = entry
+        # Does the probe account for the bias motion? Per (seed, layer): sign(Δ feeding bias)
+        # against −sign(Σ grad_mean), the direction gradient descent moves it.
+        agree = total = 0
+        for s in seeds:
+            for v in per_seed_q[s].values():
+                db, gs = v.get("feed_d_bias_mean"), v.get("grad_mean_sum")
+                if db is not None and gs is not None and db != 0 and gs != 0:
+                    total += 1
+                    agree += (db < 0) == (gs > 0)
+        row["bias_vs_grad_probe"] = {"agree": agree, "of": total}
         row["_per_seed"] = layer_means
         row["trajectory"] = {
             m: _layer_mean_trajectory(list(seeds.values()), layers, m)
