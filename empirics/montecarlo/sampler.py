@@ -18,7 +18,11 @@ from empirics.activations import get_torch_activation
 from empirics.outputs import resolve_device
 from theory import registry
 
-INITS = ("gaussian", "uniform")
+INITS = ("gaussian", "uniform", "rademacher", "student_t", "exponential")
+# Laws whose sign flip leaves them unchanged (what the antithetic pair W_L <-> -W_L and the
+# theory's flip arguments need); "exponential" is the centred Exp(1): zero mean, skewness 2.
+SYMMETRIC_INITS = ("gaussian", "uniform", "rademacher", "student_t")
+STUDENT_T_DOF = 5  # heavy-tailed with finite variance (and finite 4th moment only for dof > 4)
 INPUTS = ("gaussian", "sphere", "uniform", "halfnormal")
 LABELS = ("class", "gaussian")
 LOSS_NAMES = ("mse", "cross_entropy")
@@ -33,9 +37,11 @@ ActPair = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 class NetConfig:
     """A family of random MLPs d_in -> widths... -> n_out at initialisation.
 
-    Weights are i.i.d. zero-mean with variance w_gain / fan_in (Gaussian, or uniform with the same
-    variance), biases i.i.d. zero-mean with standard deviation bias_std; both are sign-symmetric,
-    which is what the antithetic pair W_L <-> -W_L uses. `layer` (1-based) picks the hidden layer
+    Weights are i.i.d. zero-mean with variance w_gain / fan_in, biases i.i.d. zero-mean with
+    standard deviation bias_std, both from the law `init` scaled to that variance: gaussian,
+    uniform, rademacher (+-1), student_t (5 degrees of freedom) or exponential (Exp(1) - 1,
+    skewed). The antithetic pair W_L <-> -W_L needs a sign-symmetric law: `validate` turns
+    `antithetic` off for exponential init. `layer` (1-based) picks the hidden layer
     whose pre-activations p are studied. `direct_preact` draws layer 1's p given x exactly as
     N(0, s^2 |x|^2 + bias_std^2) per unit instead of forming W x (exact for Gaussian weights only,
     so it is ignored for uniform init); inputs of one network then do not share W_1, which changes
@@ -114,7 +120,12 @@ class NetConfig:
                 "design='crossed' needs one hidden layer and Gaussian init "
                 f"(got widths={self.widths}, init={self.init!r}); use 'networks'"
             )
-        return replace(self, widths=tuple(self.widths), device=resolve_device(self.device))
+        return replace(
+            self,
+            widths=tuple(self.widths),
+            device=resolve_device(self.device),
+            antithetic=self.antithetic and self.init in SYMMETRIC_INITS,
+        )
 
     @property
     def crossed(self) -> bool:
@@ -191,23 +202,37 @@ def device_generator(generator: torch.Generator, device: str) -> torch.Generator
     return torch.Generator(device=device).manual_seed(seed)
 
 
+def standard_draw(law: str, shape: tuple[int, ...], gen: torch.Generator, dtype, device):
+    """I.i.d. draws of zero mean and unit variance from an init law (see NetConfig)."""
+    if law == "gaussian":
+        return torch.randn(shape, generator=gen, dtype=dtype, device=device)
+    if law == "uniform":
+        return (torch.rand(shape, generator=gen, dtype=dtype, device=device) * 2 - 1) * math.sqrt(3)
+    if law == "rademacher":
+        return torch.randint(0, 2, shape, generator=gen, device=device).to(dtype) * 2 - 1
+    if law == "exponential":
+        e = torch.empty(shape, dtype=dtype, device=device).exponential_(1.0, generator=gen)
+        return e - 1
+    if law == "student_t":
+        nu = STUDENT_T_DOF
+        z = torch.randn(shape, generator=gen, dtype=dtype, device=device)
+        chi2 = torch.randn((*shape, nu), generator=gen, dtype=dtype, device=device).pow(2).sum(-1)
+        # t_nu has variance nu / (nu - 2): rescale to 1.
+        return z / torch.sqrt(chi2 / nu) * math.sqrt((nu - 2) / nu)
+    raise ValueError(f"init={law!r}; valid: {', '.join(INITS)}")
+
+
 def _weights(cfg: NetConfig, k: int, n: int, gen: torch.Generator, dtype, device) -> torch.Tensor:
     shape = (n, cfg.sizes[k], cfg.sizes[k - 1])
     std = math.sqrt(cfg.weight_var(k))
-    if cfg.init == "gaussian":
-        return torch.randn(shape, generator=gen, dtype=dtype, device=device) * std
-    a = std * math.sqrt(3.0)
-    return (torch.rand(shape, generator=gen, dtype=dtype, device=device) * 2 - 1) * a
+    return standard_draw(cfg.init, shape, gen, dtype, device) * std
 
 
 def _biases(cfg: NetConfig, k: int, n: int, gen: torch.Generator, dtype, device) -> torch.Tensor:
     shape = (n, 1, cfg.sizes[k])
     if cfg.bias_std == 0:
         return torch.zeros(shape, dtype=dtype, device=device)
-    if cfg.init == "gaussian":
-        return torch.randn(shape, generator=gen, dtype=dtype, device=device) * cfg.bias_std
-    a = cfg.bias_std * math.sqrt(3.0)
-    return (torch.rand(shape, generator=gen, dtype=dtype, device=device) * 2 - 1) * a
+    return standard_draw(cfg.init, shape, gen, dtype, device) * cfg.bias_std
 
 
 def draw_inputs(
