@@ -32,6 +32,7 @@ def main() -> None:
         m, lo, hi = zip(
             *(ci_err(acts[act]["layers"][layer][args.metric]) for layer in layers), strict=True
         )
+        lo = [min(e, 0.95 * v) for e, v in zip(lo, m, strict=True)]  # a log axis: keep > 0
         axes[0].errorbar(
             xs, m, yerr=[lo, hi], fmt="o", ms=3, color=color(act), label=label(act), lw=1
         )
