@@ -873,7 +873,15 @@ def aggregate_spikes(runs: Sequence[Run]) -> dict[str, Any]:
                         "test": "paired t on log ratios (two-sided)",
                     }
             per_layer[layer] = entry
-        acts[act] = {"seeds": sorted(seeds), "layers": per_layer}
+        amplified = [
+            layer for layer, e in per_layer.items() if (e["amp_spike_max_last"]["ci"][0] or 0) > 1.0
+        ]
+        acts[act] = {
+            "seeds": sorted(seeds),
+            "layers": per_layer,
+            # layers whose spike_max ratio to ReLU has its 95 % CI above 1 (per-layer, unadjusted)
+            "amplified_layers": amplified,
+        }
     return {"layers": layers, "activations": acts}
 
 
