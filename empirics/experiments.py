@@ -33,7 +33,7 @@ SPIKE_ACTS = ("relu", "relu2", "relu2_clip", "relu2_clip50", "gelu", "gelu2", "g
 C10_ARCHS = ("mlp", "vit", "gpt_nano", "resnet")
 C10_CONTROLS = ("topk", "quantile", "shift")
 C10_LEVELS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
-GROUPS = ("drift", "synthetic", "mp_senet", "acts", "c10", "early", "theory")
+GROUPS = ("drift", "synthetic", "mp_senet", "acts", "c10", "early", "theory", "mp_probe")
 
 
 # ------------------------------------------------------------------------------- the scales
@@ -311,6 +311,95 @@ def run_theory(scale: Scale, root: Path) -> None:
                 str(out),
             ]
         )
+
+
+MP_TERMS = ("loss_mag", "loss_complex", "loss_phase", "loss_time", "loss_consistency")
+
+
+def run_mp_probe(scale: Scale, root: Path) -> None:
+    """MP-SENet: which loss terms push which norm shifts. At initialisation, for each seed and
+    activation, the gradient of each weighted loss term on the bias (shift) of every norm that
+    feeds an activation, averaged over its channels (> 0: gradient descent lowers that shift,
+    the drift direction), on one training batch. Writes root/mp_senet_probe.json (raw values;
+    `aggregate` adds the means and CIs)."""
+    import torch
+
+    from empirics.models import mp_senet
+    from empirics.train import TrainConfig, plan
+
+    rows = []
+    for act in DRIFT_ACTS:
+        for seed in scale.seeds:
+            p = plan(TrainConfig(arch="mp_senet", activation=act, preset=scale.preset, seed=seed))
+            torch.manual_seed(seed)
+            model = mp_senet.Model(p.model_cfg)
+            gen = torch.Generator().manual_seed(seed + 1_000_003)
+            noisy, clean = next(
+                iter(
+                    mp_senet.make_data(
+                        "real", p.model_cfg, split="train", batch_size=p.cfg.batch_size,
+                        generator=gen,
+                    )
+                )
+            )  # fmt: skip
+            terms = mp_senet.component_losses(model, model(noisy), clean)
+            modules = dict(model.named_modules())
+            feeds = {
+                name: getattr(m, "feeds_from", None)
+                for name, m in modules.items()
+                if getattr(m, "feeds_from", None)
+            }
+            biases = {a: modules[f].bias for a, f in feeds.items() if modules[f].bias is not None}
+            weights = {k: getattr(p.model_cfg, "w_" + k.removeprefix("loss_")) for k in MP_TERMS}
+            for term in MP_TERMS:
+                grads = torch.autograd.grad(
+                    weights[term] * terms[term], list(biases.values()), retain_graph=True,
+                    allow_unused=True,
+                )  # fmt: skip
+                for (layer, _), g in zip(biases.items(), grads, strict=True):
+                    rows.append(
+                        {
+                            "activation": act,
+                            "seed": seed,
+                            "layer": layer,
+                            "feeds_from": feeds[layer],
+                            "term": term,
+                            "weight": weights[term],
+                            "grad_bias_mean": float(g.mean()) if g is not None else 0.0,
+                        }
+                    )
+    atomic_write_json(root / "mp_senet_probe.json", {"schema": "mp_probe/v1", "rows": rows})
+
+
+def aggregate_mp_probe(path: Path) -> dict[str, Any]:
+    """Per activation, layer and loss term: the mean gradient on the feeding norm's shift over
+    seeds (95 % CI) and its sign at 95 %; per layer, the term with the largest |mean| push."""
+    if not path.exists():
+        return {"rows": []}
+    raw = json.loads(path.read_text())["rows"]
+    by: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for r in raw:
+        by[(r["activation"], r["layer"], r["term"])].append(r["grad_bias_mean"])
+    rows = []
+    for (act, layer, term), vals in sorted(by.items()):
+        e = mean_ci(vals)
+        lo, hi = e["ci"]
+        sign = (
+            "pushes shift down" if lo is not None and lo > 0
+            else "pushes shift up" if hi is not None and hi < 0
+            else "not distinguishable from 0"
+        )  # fmt: skip
+        rows.append({"activation": act, "layer": layer, "term": term, "sign_95": sign, **e})
+    dominant: dict[str, dict[str, str]] = defaultdict(dict)
+    for act, layer in {(r["activation"], r["layer"]) for r in rows}:
+        mine = [r for r in rows if r["activation"] == act and r["layer"] == layer]
+        dominant[act][layer] = max(mine, key=lambda r: abs(r["mean"] or 0.0))["term"]
+    return {
+        "quantity": "d(weighted loss term)/d(norm shift), channel mean, at init (> 0: GD lowers "
+        "the shift)",
+        "rows": rows,
+        "dominant_term": dominant,
+    }
 
 
 def run_early(scale: Scale, root: Path) -> None:
@@ -1040,7 +1129,14 @@ def aggregate(scale: Scale | str, root: Path = ROOT) -> dict[str, Path]:
         written[name] = path
 
     drift_runs = runs["drift"] + runs["synthetic"] + runs["mp_senet"]
-    write("drift", aggregate_drift(drift_runs) | {"resnet": resnet_mechanism(runs["drift"])})
+    write(
+        "drift",
+        aggregate_drift(drift_runs)
+        | {
+            "resnet": resnet_mechanism(runs["drift"]),
+            "mp_senet_probe": aggregate_mp_probe(sroot / "mp_senet_probe.json"),
+        },
+    )
     write("c9_sparsity", aggregate_c9(runs["drift"] + runs["mp_senet"]))
     gpt = [r for r in runs["drift"] if r.arch == "gpt_nano"] + runs["acts"]
     write("c11_spikes", aggregate_spikes(gpt))
@@ -1077,6 +1173,10 @@ def run(
         t0 = time.perf_counter()
         run_theory(scale, sroot)
         timing["theory"] = time.perf_counter() - t0
+    if "mp_probe" in groups:
+        t0 = time.perf_counter()
+        run_mp_probe(scale, sroot)
+        timing["mp_probe"] = time.perf_counter() - t0
     # Wall times are informative only; nothing the pipeline computes depends on them.
     prev = sroot / "timing.json"
     old = json.loads(prev.read_text()) if prev.exists() else {}
