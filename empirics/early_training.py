@@ -379,8 +379,10 @@ def horizon(
     - `decay`: the first step at which m_t - f m_0 is confidently on the other side of 0 than
       m_0 (f = decay_fraction: the quantity has shrunk below a fraction f of its start, or
       reversed), from its own simultaneous band.
-    - `crossing`: the first step whose point estimate has the opposite sign (no error control;
-      a consistent estimate of where the true mean crosses 0, for reading the N-check).
+    - `crossing`, `decay_point`: the first steps whose point estimates are past 0 and past
+      f m_0 (no error control; consistent estimates of where the true mean gets there, for
+      reading the N-check: a confident horizon trails them by about the band's half-width over
+      the slope, which halves when the networks are quadrupled).
     Error rates: each band covers all its steps' true values together with probability
     ~ 1 - alpha (bootstrap-t of the maximum over steps, `band_multipliers`), so the initial
     sign and a reported horizon are wrong with probability <= ~alpha / 2 each (one side).
@@ -398,6 +400,7 @@ def horizon(
         "reversal": None,
         "decay": None,
         "crossing": None,
+        "decay_point": None,
         "looks": len(mean),
         "networks": series.influence.shape[1],
         "c": [c_lo, c_hi],
@@ -416,6 +419,8 @@ def horizon(
     else:
         decayed = np.flatnonzero(rel.mean - d_lo * rel.stderr > 0)
     out["decay"] = int(decayed[0]) if decayed.size else None
+    below = np.flatnonzero(s0 * rel.mean < 0)
+    out["decay_point"] = int(below[0]) if below.size else None
     return out
 
 
@@ -630,6 +635,42 @@ def _completed(out_dir: Path, cfg: EarlyConfig) -> dict[str, Any] | None:
     return None
 
 
+def reanalyze(cfg: EarlyConfig, out_dir: Path) -> dict[str, Any] | None:
+    """Recompute a finished run's horizons from its stored per-network values (no training),
+    so that a changed analysis reaches old runs; returns the updated result (None if absent)."""
+    path = out_dir / "per_network.npz"
+    try:
+        body = json.loads((out_dir / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if body.get("status") != "completed" or not path.exists():
+        return None
+    with np.load(path) as z:
+        per_net = {tuple(k.split(".", 1)): z[k].astype(np.float64) for k in z.files}
+    steps = next(iter(per_net.values())).shape[0] - 1
+    body.update(summarize_run(cfg, History(per_network=per_net, scalars={}, steps=steps)))
+    body["schema"] = SCHEMA_VERSION
+    atomic_write_json(out_dir / "result.json", body)
+    return body
+
+
+def report(out: Path) -> list[dict[str, Any]]:
+    """Re-analyse every finished run under out/runs (whatever grid made it) and rewrite the
+    aggregate JSON files over all of them."""
+    results = []
+    for path in sorted((out / "runs").glob("*/result.json")):
+        body = json.loads(path.read_text())
+        fields = dict(body["config"])
+        fields.update(widths=tuple(fields["widths"]), betas=tuple(fields["betas"]))
+        redone = reanalyze(EarlyConfig(**fields), path.parent)
+        if redone is not None:
+            results.append(redone)
+        elif body.get("status") == "diverged":
+            results.append(body)
+    write_aggregates(out, results)
+    return results
+
+
 def _worker(cfg: EarlyConfig, out_dir: str, threads: int) -> dict[str, Any]:
     torch.set_num_threads(threads)
     return run_one(cfg, Path(out_dir))
@@ -642,11 +683,10 @@ def run_grid(
     jobs: int = 1,
     threads: int | None = None,
     progress: bool = True,
-    run: bool = True,
 ) -> list[dict[str, Any]]:
     """Run every config whose out/runs/NAME/result.json is missing or from another config
     (resume: a killed grid redoes only unfinished runs), then write the aggregate JSON files
-    over the finished ones (`run=False`: only that)."""
+    over the finished ones."""
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     threads = threads or max(1, (multiprocessing.cpu_count() or 1) // jobs)
@@ -659,7 +699,7 @@ def run_grid(
             "provenance": provenance(configs[0].device if configs else None),
         },
     )
-    todo = [c for c in configs if run and _completed(out / "runs" / c.run_name(), c) is None]
+    todo = [c for c in configs if _completed(out / "runs" / c.run_name(), c) is None]
     bar = tqdm(total=len(todo), disable=not progress, desc="early training grid")
     if jobs == 1:
         torch.set_num_threads(threads)
@@ -703,7 +743,7 @@ def _spread(values: Sequence[int | None], init_signs: Sequence[str], steps: int)
 
 
 def _cell_key(cfg: dict[str, Any]) -> tuple:
-    return (cfg["activation"], cfg["loss"], cfg["optimizer"], cfg["lr"])
+    return (cfg["activation"], cfg["loss"], cfg["optimizer"], cfg["lr"], cfg["data"])
 
 
 def aggregate_horizons(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -747,6 +787,7 @@ def aggregate_horizons(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]
                         "reversal": [h["reversal"] for h in hs],
                         "decay": [h["decay"] for h in hs],
                         "crossing": [h["crossing"] for h in hs],
+                        "decay_point": [h["decay_point"] for h in hs],
                         "decided_steps": [h["positive_steps"] + h["negative_steps"] for h in hs],
                         "reversal_spread": _spread([h["reversal"] for h in hs], signs, steps),
                         "decay_spread": _spread([h["decay"] for h in hs], signs, steps),
@@ -826,6 +867,7 @@ def remark_a2(
                     "loss": key[1],
                     "optimizer": key[2],
                     "lr": key[3],
+                    "data": key[4],
                     "layer": layer,
                     "nonneg_inputs": all(r["layers"][layer]["nonneg_inputs"] for r in runs),
                     "networks": n,
@@ -921,7 +963,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=None, help="torch threads per job")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--no-progress", action="store_true")
-    ap.add_argument("--report", action="store_true", help="aggregate finished runs, run nothing")
+    ap.add_argument(
+        "--report",
+        action="store_true",
+        help="re-analyse every finished run under --out, run nothing",
+    )
     return ap
 
 
@@ -934,21 +980,20 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"jobs must be >= 1, got {args.jobs}")
     except (registry.RegistryError, ValueError) as exc:
         ap.error(str(exc))  # exits with status 2 and the usage line, before any compute
-    results = run_grid(
-        configs,
-        args.out,
-        jobs=args.jobs,
-        threads=args.threads,
-        progress=not args.no_progress,
-        run=not args.report,
-    )
+    if args.report:
+        results = report(args.out)
+    else:
+        results = run_grid(
+            configs, args.out, jobs=args.jobs, threads=args.threads, progress=not args.no_progress
+        )
     rows = json.loads((args.out / "horizons.json").read_text())["rows"]
-    print(f"horizons (simultaneous bands at family-wise {configs[0].alpha:g}); seeds as lists")
+    print(f"horizons (bands simultaneous over steps, family-wise {configs[0].alpha:g}), per seed")
     for r in rows:
         if r["quantity"] not in ("g_pos", "delta_b"):
             continue
         steps = r["steps"]
-        name = f"{r['activation']:>6} {r['loss']:>13} {r['optimizer']:>5} lr={r['lr']:<6g}"
+        name = f"{r['activation']:>6} {r['loss']:>13} {r['data']:>10} {r['optimizer']:>5}"
+        name += f" lr={r['lr']:<6g}"
         rev = " ".join(_fmt(h, steps) for h in r["N"]["reversal"])
         rev4 = " ".join(_fmt(h, steps) for h in r["kN"]["reversal"])
         dec = " ".join(_fmt(h, steps) for h in r["kN"]["decay"])
