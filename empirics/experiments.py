@@ -1048,7 +1048,7 @@ def aggregate_c10(runs: Sequence[Run]) -> dict[str, Any]:
         ref = base.get((r.arch, r.activation, r.seed))
         layers = act_layers(r)
         meas = _mean_of(r.last(a, "sparsity") for a in layers)
-        meas_max = _max_or_none(r.last(a, "sparsity") or math.nan for a in layers)
+        meas_max = _max_or_none(v for v in (r.last(a, "sparsity") for a in layers) if v is not None)
         if v is None or ref is None or meas is None:
             continue
         rel = v / ref if metric == "accuracy" else math.exp(-(v - ref))
