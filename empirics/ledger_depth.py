@@ -258,6 +258,7 @@ def _c2_depth_rows() -> list[_Row]:
                 )
                 claim_id = "C2" if loss == "mse" else "C3"
                 for side, claimed, text in (
+                    ("pos", "positive", "E[dl/dp | p > 0] > 0"),
                     ("neg", "nonnegative", "E[dl/dp | p < 0] >= 0"),
                     ("all", "positive", "net drift E[dl/dp] > 0"),
                 ):
@@ -285,7 +286,7 @@ def _c2_depth_rows() -> list[_Row]:
                                 loss,
                                 pred,
                                 claimed,
-                                "paper" if side == "neg" else "extension",
+                                "extension" if side == "all" else "paper",
                                 _net_dict(cfg),
                             ),
                             run,

@@ -17,12 +17,14 @@ from theory.signs import Prediction
 @dataclass(frozen=True)
 class EffectiveConfig:
     """A depth-L ReLU MLP: widths = (n_0, ..., n_{L-1}) (n_0 the input), `outputs` = K,
-    weight_var[k-1] = s_k^2 the variance of W_k's entries (k = 1..L), `layer` = l (1 <= l < L)."""
+    weight_var[k-1] = s_k^2 the variance of W_k's entries (k = 1..L), `layer` = l (1 <= l < L),
+    `biases`: random sign-symmetric biases everywhere (True) or zero biases (False)."""
 
     widths: tuple[int, ...]
     outputs: int
     weight_var: tuple[float, ...]
     layer: int
+    biases: bool = False  # random (sign-symmetric) biases in every layer, or none at all
 
     def __post_init__(self) -> None:
         depth = len(self.widths)
@@ -55,11 +57,23 @@ C1_REFERENCE = EffectiveConfig(
 
 
 def expected_norm(cfg: EffectiveConfig) -> sp.Expr:
-    """E|v_i|^2 = K s_L^2 prod_{k=l+1}^{L-1} n_k s_k^2 / 2 (exact, rational where inputs are)."""
+    """alpha_l = K s_L^2 prod_{k=l+1}^{L-1} n_k s_k^2 / 2: E|v_i|^2 given p_l whenever h_l != 0
+    or b_{l+1} is random (theory.depth, Theorem D1); `unconditional_norm` adds the dead layer."""
     value = sp.Integer(cfg.outputs) * sp.nsimplify(cfg.weight_var[-1])
     for k in range(cfg.layer + 1, cfg.depth):
         value *= sp.Integer(cfg.widths[k]) * sp.nsimplify(cfg.weight_var[k - 1]) / 2
     return value
+
+
+def unconditional_norm(cfg: EffectiveConfig) -> sp.Expr:
+    """E|v_i|^2 over everything: alpha_l, times P(h_l != 0) when there are no biases (a dead
+    layer l then gives V = 0; inputs nonzero a.s., continuous sign-symmetric init)."""
+    from theory.depth import DepthNet, alive_probability
+
+    if cfg.biases:
+        return expected_norm(cfg)
+    net = DepthNet(cfg.widths, cfg.outputs, cfg.weight_var, (0.0,) * cfg.depth, cfg.layer)
+    return expected_norm(cfg) * alive_probability(net)
 
 
 def derive_expected_norm(depth: int, layer: int) -> sp.Expr:
@@ -95,15 +109,16 @@ def predict_c1(cfg: EffectiveConfig = C1_REFERENCE) -> dict[str, Prediction]:
     off, diag = derive_gate_moments()
     base = f"sympy base case: E[W1 W2 1(gate)] = {off}, E[W1^2 1(gate)] = {diag}"
     flip = (
-        "condition on the layers below k; flipping (row m of W_k, b_k,m) maps the gate d_m to "
-        "1 - d_m a.s. (pre-activation a.s. nonzero) and leaves W_mr W_mr' unchanged, so "
-        "E[d_m W_mr W_mr' | below] = s_k^2 delta_rr' / 2; induct up to W_L"
+        "top down: average W_L out, then for the top gating layer flip (row m of W_k, b_k,m): "
+        "the gate d_m -> 1 - d_m a.s. (pre-activation a.s. nonzero) and W_mr W_mr' is kept, "
+        "and nothing left depends on that row, so E[d_m W_mr W_mr' | below] = s_k^2 "
+        "delta_rr' / 2; repeat down to layer l+1 (theory.depth, Theorem D1)"
     )
     edge = (
         "edge case: if h_{k-1} = 0 and b_k = 0 the gates are deterministic (relu'(0) = 0), the "
         "half factor fails and E|v_i|^2 is smaller, while E<v_i, v_j> stays 0"
     )
-    norm = expected_norm(cfg)
+    norm = unconditional_norm(cfg)
     return {
         "mean": Prediction(
             sp.Integer(0), "zero", "proved", "W_L is zero-mean and independent of everything below"
@@ -119,6 +134,8 @@ def predict_c1(cfg: EffectiveConfig = C1_REFERENCE) -> dict[str, Prediction]:
             norm,
             "positive",
             "proved",
-            f"E|v_i|^2 = K s_L^2 prod_(k=l+1..L-1) n_k s_k^2/2 = {norm} for {cfg}; {edge}",
+            f"E|v_i|^2 = K s_L^2 prod_(k=l+1..L-1) n_k s_k^2/2 = {expected_norm(cfg)} given "
+            f"h_l != 0; unconditionally {norm} for {cfg} (zero biases: times P(h_l != 0), the "
+            f"event that all of layer l is dead); {edge}",
         ),
     }
