@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
-import os
-import random
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,21 +29,35 @@ from empirics.config import (
     Plan,
     TrainConfig,
     check_memory,
-    check_out_dir,
     describe_keys,
-    differences,
     parse_sets,
-    previous_run,
     resolve,
 )
 from empirics.data import DataUnavailable
 from empirics.models import ARCHS
-from empirics.outputs import RecordWriter, atomic_open, atomic_write_json, provenance
+from empirics.optim import build_optimizers, lr_multiplier, make_optimizers, schedulers
+from empirics.outputs import RecordWriter, atomic_write_json, provenance
+from empirics.runtime import (
+    CHECKPOINT,
+    BatchStream,
+    Interrupted,
+    RunSummary,
+    StopFlag,
+    TrainingDiverged,
+    TrainState,
+    dist_from_env,
+    seed_everything,
+    split_batch,
+    start_mode,
+)
 
 __all__ = [
+    "CHECKPOINT",
+    "OPTIMIZERS",
     "ConfigError",
     "Interrupted",
     "Plan",
+    "StopFlag",
     "TrainConfig",
     "TrainingDiverged",
     "build_optimizers",
@@ -57,22 +69,8 @@ __all__ = [
     "train",
 ]
 
-CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_FORMAT = 1
 # Seed offsets of the train and validation data streams (fixed: part of what a seed means).
 DATA_SEED, VAL_SEED = 1_000_003, 2_000_003
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN/inf; records so far and summary.json (status "diverged") are kept."""
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM stopped the run at a step boundary; records and summary are kept."""
-
-    def __init__(self, signum: int, step: int) -> None:
-        super().__init__(f"{signal.Signals(signum).name} at step {step}")
-        self.signum, self.step = signum, step
 
 
 def plan(cfg: TrainConfig) -> Plan:
@@ -80,104 +78,8 @@ def plan(cfg: TrainConfig) -> Plan:
     return resolve(cfg)
 
 
-# --------------------------------------------------------------------- optimisation pieces
-
-
-def _embedding_and_head(model: Any) -> set[int]:
-    """ids of parameters Muon must not take (for a model without `optimizer_groups`):
-    embeddings and the output head, the last nn.Linear registered."""
-    from torch import nn
-
-    excluded: set[int] = set()
-    last_linear = None
-    for module in model.modules():
-        if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
-            excluded.update(id(p) for p in module.parameters(recurse=False))
-        elif isinstance(module, nn.Linear):
-            last_linear = module
-    if last_linear is not None:
-        excluded.add(id(last_linear.weight))
-    return excluded
-
-
-def make_optimizers(
-    optimizer: str,
-    params: Sequence[Any],
-    lr: float,
-    *,
-    matrices: Sequence[Any] = (),
-    rest: Sequence[Any] = (),
-    adam_lr: float | None = None,
-    momentum: float = 0.9,
-    betas: tuple[float, float] = (0.9, 0.95),
-    weight_decay: float = 0.0,
-) -> list[Any]:
-    """The optimizer vocabulary (OPTIMIZERS), shared with `empirics.early_training`: `sgd` or
-    `adamw` on `params`; `muon` on `matrices` (hidden 2-D matrices) with AdamW at `adam_lr`
-    (default lr) on `rest`."""
-    import torch
-
-    if optimizer not in OPTIMIZERS:
-        raise ConfigError(f"optimizer: unknown value {optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
-    if optimizer == "sgd":
-        return [torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)]
-    if optimizer == "adamw":
-        return [torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)]
-    opts: list[Any] = []
-    if matrices:
-        # momentum 0.95 with Nesterov is torch's default and the paper's setting.
-        opts.append(torch.optim.Muon(matrices, lr=lr, weight_decay=weight_decay))
-    if rest:
-        opts.append(
-            torch.optim.AdamW(
-                rest, lr=lr if adam_lr is None else adam_lr, betas=betas, weight_decay=weight_decay
-            )
-        )
-    return opts
-
-
-def build_optimizers(model: Any, p: Plan) -> list[Any]:
-    cfg = p.cfg
-    params = [q for q in model.parameters() if q.requires_grad]
-    hyper = dict(momentum=cfg.momentum, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    if cfg.optimizer != "muon":
-        return make_optimizers(cfg.optimizer, params, cfg.lr, **hyper)
-    if hasattr(model, "optimizer_groups"):
-        groups = model.optimizer_groups()
-        matrices, rest = list(groups["muon"]), list(groups["adamw"])
-        if {id(q) for q in matrices + rest} != {id(q) for q in params}:
-            raise RuntimeError(f"{type(model).__name__}.optimizer_groups() misses parameters")
-    else:
-        excluded = _embedding_and_head(model)
-        matrices = [q for q in params if q.dim() == 2 and id(q) not in excluded]
-        rest = [q for q in params if q.dim() != 2 or id(q) in excluded]
-    return make_optimizers(
-        "muon", params, cfg.lr, matrices=matrices, rest=rest, adam_lr=cfg.adam_lr, **hyper
-    )
-
-
-def lr_multiplier(step: int, p: Plan) -> float:
-    """The schedule's factor on lr at `step` (0-based): warmup, then the chosen decay."""
-    cfg = p.cfg
-    total, warm = cfg.steps, cfg.warmup
-    if warm > 0 and step < warm:
-        return (step + 1) / warm
-    span = max(total - warm, 1)
-    progress = min(max((step - warm) / span, 0.0), 1.0)
-    floor = cfg.min_lr_frac
-    if cfg.schedule == "constant":
-        return 1.0
-    if cfg.schedule == "cosine":
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-    if cfg.schedule == "linear":
-        return 1.0 - (1.0 - floor) * progress
-    decay_start = total - int(round(cfg.decay_frac * total))  # wsd
-    if step < decay_start:
-        return 1.0
-    return 1.0 - (1.0 - floor) * (step - decay_start + 1) / max(total - decay_start, 1)
-
-
 def is_log_step(step: int, p: Plan) -> bool:
+    """Metrics every step early (drift happens in the first hundreds of steps), sparser later."""
     cfg = p.cfg
     if step == cfg.steps - 1:
         return True
@@ -186,182 +88,7 @@ def is_log_step(step: int, p: Plan) -> bool:
     return step % cfg.log_every_late == 0
 
 
-# ------------------------------------------------------------------- processes and signals
-
-
-@dataclass
-class Dist:
-    """This process's place under torchrun (rank 0 of 1 without it)."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def active(self) -> bool:
-        return self.world > 1
-
-    def reduce(self, t: Any, op: str = "mean") -> Any:
-        """t combined over the processes: "mean", "max" or "sum" (identity on one process)."""
-        if not self.active:
-            return t
-        import torch.distributed as dist
-
-        t = t.clone()
-        dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
-        return t / self.world if op == "mean" else t
-
-    def barrier(self) -> None:
-        if self.active:
-            import torch.distributed as dist
-
-            dist.barrier()
-
-
-def _dist_from_env() -> Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    return Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
-
-
-class StopFlag:
-    """Set by the first SIGINT/SIGTERM: the loop stops at the next step boundary; a second
-    signal stops at once (KeyboardInterrupt)."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-
-    def __call__(self, signum: int, frame: Any) -> None:
-        if self.signum is not None:
-            raise Interrupted(signum, -1)
-        self.signum = signum
-        print(
-            f"\n{signal.Signals(signum).name}: stopping after this step (again to stop now)",
-            file=sys.stderr,
-        )
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[StopFlag]:
-        old = {s: signal.signal(s, self) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield self
-        finally:
-            for s, handler in old.items():
-                signal.signal(s, handler)
-
-
-# ------------------------------------------------------------------------- data and state
-
-
-class BatchStream:
-    """Train batches forever from `make_data`, restartable at any position.
-
-    Its position is the generator's state when the current pass over the data began plus the
-    batches drawn since; `restore` replays that many draws, so a resumed run sees exactly the
-    batches an uninterrupted one would have.
-    """
-
-    def __init__(self, factory: Callable[[], Any], generator: Any) -> None:
-        self.factory, self.generator = factory, generator
-        self._it: Iterator[Any] | None = None
-        self._epoch_state: Any = None
-        self._drawn = 0
-
-    def __iter__(self) -> BatchStream:
-        return self
-
-    def __next__(self) -> Any:
-        for _ in range(2):
-            if self._it is None:
-                self._epoch_state = self.generator.get_state()
-                self._it, self._drawn = iter(self.factory()), 0
-            try:
-                batch = next(self._it)
-            except StopIteration:
-                if self._drawn == 0:
-                    raise RuntimeError("make_data(split='train') yielded no batches") from None
-                self._it = None
-                continue
-            self._drawn += 1
-            return batch
-        raise AssertionError("unreachable")
-
-    def state(self) -> dict[str, Any]:
-        return {"epoch_state": self._epoch_state, "drawn": self._drawn}
-
-    def restore(self, state: Mapping[str, Any]) -> None:
-        if state["epoch_state"] is None:
-            return
-        self.generator.set_state(state["epoch_state"])
-        self._epoch_state = state["epoch_state"]
-        self._it, self._drawn = iter(self.factory()), 0
-        for _ in range(int(state["drawn"])):
-            next(self._it)
-            self._drawn += 1
-
-
-def _rng_state() -> dict[str, Any]:
-    import numpy as np
-    import torch
-
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
-        "python": random.getstate(),
-    }
-
-
-def _set_rng_state(state: Mapping[str, Any]) -> None:
-    import numpy as np
-    import torch
-
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-
-
-class _Summary:
-    """first/last value of every (layer, metric) logged, for summary.json."""
-
-    def __init__(self) -> None:
-        self.first: dict[tuple[str, str], tuple[int, float]] = {}
-        self.last: dict[tuple[str, str], tuple[int, float]] = {}
-        self.feeds: dict[str, str] = {}  # activation layer -> the layer feeding it
-
-    def add(self, step: int, values: Mapping[tuple[str, str], float]) -> None:
-        for key, value in values.items():
-            self.first.setdefault(key, (step, value))
-            self.last[key] = (step, value)
-
-    def state(self) -> list[list[Any]]:
-        return [[*k, *self.first[k], *self.last[k]] for k in self.first]
-
-    def restore(self, rows: Sequence[Sequence[Any]]) -> None:
-        for layer, metric, s0, v0, s1, v1 in rows:
-            self.first[(layer, metric)] = (int(s0), float(v0))
-            self.last[(layer, metric)] = (int(s1), float(v1))
-
-    def layers(self) -> dict[str, dict[str, dict[str, float]]]:
-        out: dict[str, dict[str, dict[str, float]]] = {}
-        for key, (s0, v0) in self.first.items():
-            s1, v1 = self.last[key]
-            out.setdefault(key[0], {})[key[1]] = {
-                "first_step": s0,
-                "first": v0,
-                "last_step": s1,
-                "last": v1,
-            }
-        return out
-
-
-def _write_summary(p: Plan, status: str, t0: float, summary: _Summary, **extra: Any) -> None:
+def _write_summary(p: Plan, status: str, t0: float, summary: RunSummary, **extra: Any) -> None:
     cfg = p.cfg
     body = {
         "run": cfg.run,
@@ -379,62 +106,6 @@ def _write_summary(p: Plan, status: str, t0: float, summary: _Summary, **extra: 
     atomic_write_json(p.out / "summary.json", body)
 
 
-def _split(batch: Any, parts: int) -> list[tuple[Any, ...]]:
-    """A batch (tuple of tensors, batch first) cut into `parts` equal micro-batches."""
-    import torch
-
-    items = tuple(batch)
-    sizes = {t.shape[0] for t in items if torch.is_tensor(t)}
-    if len(sizes) != 1 or next(iter(sizes)) % parts:
-        raise RuntimeError(f"batch of sizes {sorted(sizes)} does not split into {parts} parts")
-    pieces = [t.chunk(parts) if torch.is_tensor(t) else [t] * parts for t in items]
-    return [tuple(piece[i] for piece in pieces) for i in range(parts)]
-
-
-# ----------------------------------------------------------------- output directory and resume
-
-
-def _start_mode(p: Plan) -> str:
-    """'fresh' or 'resume' for p.out, or ConfigError when it holds a different run.
-
-    A directory holding the same run (same resolved config) resumes from its checkpoint when it
-    has one and did not complete; otherwise the run starts over there. A directory holding
-    another run is refused unless `overwrite`, so records of two runs are never mixed.
-    """
-    out = p.out
-    check_out_dir(out)
-    old = previous_run(out)
-    if old is None:
-        return "fresh"
-    new_identity = p.cfg.identity()
-    old_identity = old.get("identity")
-    if old_identity != new_identity and not p.cfg.overwrite:
-        detail = (
-            differences(old_identity, new_identity)
-            if isinstance(old_identity, dict)
-            else "its config.json records no comparable config"
-        )
-        raise ConfigError(
-            f"out: {str(out)!r} holds a different run ({detail}); "
-            "pass --overwrite to replace it, or choose another --out"
-        )
-    if old_identity == new_identity and (out / CHECKPOINT).exists():
-        try:
-            status = json.loads((out / "summary.json").read_text()).get("status")
-        except (OSError, ValueError):
-            status = None
-        if status != "completed":
-            return "resume"
-    return "fresh"
-
-
-def _save_checkpoint(path: Path, body: dict[str, Any]) -> None:
-    import torch
-
-    with atomic_open(path, "wb") as fh:
-        torch.save(body, fh)
-
-
 # ------------------------------------------------------------------------------- the loop
 
 
@@ -447,32 +118,24 @@ def train(cfg: TrainConfig, *, stop: StopFlag | None = None) -> Path:
     """
     p = resolve(cfg)
     cfg = p.cfg
-    dist = _dist_from_env()
+    dist = dist_from_env()
     if cfg.batch_size % (dist.world * cfg.grad_accum):
         raise ConfigError(
             f"batch_size: {cfg.batch_size} does not split into {dist.world} process(es) x "
             f"grad_accum {cfg.grad_accum} equal micro-batches; accepted: a multiple of "
             f"{dist.world * cfg.grad_accum}"
         )
-    mode = _start_mode(p)
+    mode = start_mode(p)
     estimate = check_memory(p, dist.world)
 
     import torch
 
     from empirics.metrics import MODEL_LAYER, MetricsTracker
 
-    device = cfg.device
-    if dist.active:
-        import torch.distributed as tdist
-
-        if device.startswith("cuda"):
-            device = f"cuda:{dist.local_rank}"
-            torch.cuda.set_device(device)
-        if not tdist.is_initialized():
-            tdist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    device = dist.start(cfg.device)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    lead = dist.rank == 0
+    lead = dist.lead
     if cfg.preset == "paper" and device == "cpu" and lead:
         print(
             f"warning: the paper preset of {cfg.arch} is sized for a GPU ({estimate.params:,} "
@@ -495,7 +158,7 @@ def train(cfg: TrainConfig, *, stop: StopFlag | None = None) -> Path:
             "train": cfg.model_dump(mode="json"),
             "given": list(p.given),
             "identity": cfg.identity(),
-            "model": _asdict(p.model_cfg),
+            "model": dataclasses.asdict(p.model_cfg),
             "runtime": runtime,
             "provenance": provenance(device),
         }
@@ -503,10 +166,8 @@ def train(cfg: TrainConfig, *, stop: StopFlag | None = None) -> Path:
     dist.barrier()
 
     t0 = time.perf_counter()
-    summary = _Summary()
-    random.seed(cfg.seed)
-    _seed_numpy(cfg.seed)
-    torch.manual_seed(cfg.seed)
+    summary = RunSummary()
+    seed_everything(cfg.seed)
     raw = p.arch.Model(p.model_cfg).to(device)
     raw.train()
     tracker = MetricsTracker(raw)  # hooks first: torch.compile keeps hooks registered before it
@@ -514,12 +175,9 @@ def train(cfg: TrainConfig, *, stop: StopFlag | None = None) -> Path:
     model: Any = raw
     if cfg.compile:
         model = torch.compile(model)
-    if dist.active:
-        model = _DDP(model, device_ids=[dist.local_rank] if device.startswith("cuda") else None)
+    model = dist.wrap(model, device)
     opts = build_optimizers(raw, p)
-    scheds = [
-        torch.optim.lr_scheduler.LambdaLR(o, lambda s, p=p: lr_multiplier(s, p)) for o in opts
-    ]
+    scheds = schedulers(opts, p)
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.startswith("cuda"))
     device_type = "cuda" if device.startswith("cuda") else "cpu"
 
@@ -556,46 +214,28 @@ def train(cfg: TrainConfig, *, stop: StopFlag | None = None) -> Path:
     start, resumed_from = 0, None
     last_loss, val_metrics = math.nan, {}
     ckpt_path = p.out / CHECKPOINT
+    state = TrainState(raw, opts, scheds, batches, summary)
     if mode == "resume":
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
-        raw.load_state_dict(state["model"])
-        for o, s in zip(opts, state["optimizers"], strict=True):
-            o.load_state_dict(s)
-        for sch, s in zip(scheds, state["schedulers"], strict=True):
-            sch.load_state_dict(s)
-        _set_rng_state(state["rng"])
-        batches.restore(state["data"])
-        summary.restore(state["summary"])
-        start = resumed_from = int(state["step"])
-        last_loss = float(state["last_loss"])
-        val_metrics = dict(state["val"])
+        point = state.load(ckpt_path, device)
+        start = resumed_from = point.step
+        last_loss, val_metrics = point.last_loss, point.val
         if lead:
             with open(p.out / "records.csv", "r+b") as fh:
-                fh.truncate(int(state["records_bytes"]))  # rows after the checkpoint go
+                fh.truncate(point.records_bytes)  # rows after the checkpoint go
             print(f"{cfg.run}: resuming from step {start} ({ckpt_path})", file=sys.stderr)
 
     writer = RecordWriter(p.out / "records.csv", cfg.run, append=mode == "resume") if lead else None
 
     def checkpoint(next_step: int) -> None:
-        if not lead:
-            return
-        _save_checkpoint(
-            ckpt_path,
-            {
-                "format": CHECKPOINT_FORMAT,
-                "step": next_step,
-                "identity": cfg.identity(),
-                "model": raw.state_dict(),
-                "optimizers": [o.state_dict() for o in opts],
-                "schedulers": [s.state_dict() for s in scheds],
-                "rng": _rng_state(),
-                "data": batches.state(),
-                "summary": summary.state(),
-                "records_bytes": writer.size(),  # type: ignore[union-attr]
-                "last_loss": last_loss,
-                "val": val_metrics,
-            },
-        )
+        if lead:
+            state.save(
+                ckpt_path,
+                step=next_step,
+                identity=cfg.identity(),
+                records_bytes=writer.size(),  # type: ignore[union-attr]
+                last_loss=last_loss,
+                val=val_metrics,
+            )
 
     from tqdm.auto import tqdm
 
@@ -624,7 +264,7 @@ def train(cfg: TrainConfig, *, stop: StopFlag | None = None) -> Path:
             if parts == 1:
                 micro = [batch]
             else:  # this process's share of the global batch, grad_accum micro-batches
-                shards = _split(batch, parts)
+                shards = split_batch(batch, parts)
                 micro = shards[dist.rank * cfg.grad_accum : (dist.rank + 1) * cfg.grad_accum]
             totals: dict[str, Any] = {}
             with tracker.collect() if log else contextlib.nullcontext():
@@ -720,7 +360,7 @@ def train(cfg: TrainConfig, *, stop: StopFlag | None = None) -> Path:
                         f"loss became {last_loss} at step {step}; records up to it are kept"
                     )
                 _write_summary(p, status, t0, summary, final_loss=last_loss, **extra)
-            _finish(dist)
+            dist.finish()
 
     if status == "diverged":
         raise TrainingDiverged(
@@ -734,47 +374,8 @@ def train(cfg: TrainConfig, *, stop: StopFlag | None = None) -> Path:
         writer.close()  # type: ignore[union-attr]
         _write_summary(p, status, t0, summary, final_loss=last_loss, val=val_metrics, **extra)
         ckpt_path.unlink(missing_ok=True)  # a completed run needs no resume point
-    _finish(dist)
+    dist.finish()
     return p.out
-
-
-def _finish(dist: Dist) -> None:
-    if dist.active:
-        import torch.distributed as tdist
-
-        if tdist.is_initialized():
-            tdist.destroy_process_group()
-
-
-def _seed_numpy(seed: int) -> None:
-    import numpy as np
-
-    np.random.seed(seed % 2**32)
-
-
-def _asdict(obj: Any) -> dict[str, Any]:
-    import dataclasses
-
-    return dataclasses.asdict(obj)
-
-
-def _ddp_class() -> type:
-    from torch.nn.parallel import DistributedDataParallel
-
-    class DDP(DistributedDataParallel):
-        """DDP that lends the wrapped model's attributes (an arch's loss may read them)."""
-
-        def __getattr__(self, name: str) -> Any:
-            try:
-                return super().__getattr__(name)
-            except AttributeError:
-                return getattr(self.module, name)
-
-    return DDP
-
-
-def _DDP(model: Any, **kwargs: Any) -> Any:  # noqa: N802 -- reads as the class it builds
-    return _ddp_class()(model, **kwargs)
 
 
 # ---------------------------------------------------------------------------------- the CLI
@@ -912,7 +513,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         print(f"stopped: {exc or 'SIGINT'}; records and summary.json are kept", file=sys.stderr)
         return 128 + int(signum)
-    if _dist_from_env().rank == 0:
+    if dist_from_env().lead:
         print(_result_line(out))
     return 0
 
