@@ -20,6 +20,7 @@ from torch import nn
 from empirics.metrics import MetricsTracker
 from empirics.models import get_arch
 from empirics.outputs import atomic_write_json, provenance, resolve_device
+from empirics.tasks import text as text_task
 
 # Ratios of medians from interleaved repetitions: both models see the same machine load.
 SHAPE = {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64}
@@ -124,7 +125,7 @@ def run(
     gen = torch.Generator().manual_seed(seed)
     batch = next(
         iter(
-            gpt.make_data(
+            text_task.make_data(
                 "synthetic", cfg, split="train", batch_size=BATCH, generator=gen, device=device
             )
         )

@@ -21,9 +21,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError
 
 from empirics.models import ARCHS, get_arch
+from empirics.tasks import get_task
 
 Arch = Literal["mlp", "resnet", "vit", "gpt_nano", "mp_senet"]
-# fineweb: modded-nanogpt token shards, read by gpt_nano only (its `check_data` says so).
+# fineweb: modded-nanogpt token shards, read by the text task only (its `check_data` says so).
 DATA_KINDS = ("real", "synthetic", "fineweb")
 OPTIMIZERS = ("sgd", "adamw", "muon")
 SCHEDULES = ("constant", "cosine", "linear", "wsd")
@@ -157,12 +158,14 @@ class TrainConfig(BaseModel):
 class Plan:
     """A resolved TrainConfig (every None filled from the preset) with what it names looked up.
 
-    `cfg` holds every training field; `model_cfg` the architecture's Config; `given` the fields
-    the caller set. Nothing here is a second copy of a field.
+    `cfg` holds every training field; `arch` the architecture module (Config, Model, PRESETS);
+    `task` its task module (data, loss, evaluation); `model_cfg` the architecture's Config;
+    `given` the fields the caller set. Nothing here is a second copy of a field.
     """
 
     cfg: TrainConfig
     arch: types.ModuleType
+    task: types.ModuleType
     model_cfg: Any
     given: tuple[str, ...]
 
@@ -279,13 +282,14 @@ def resolve(cfg: TrainConfig) -> Plan:
         raise ConfigError(describe(exc, prefix=f"{cfg.arch} config")) from None
     except (TypeError, ValueError) as exc:  # a Config check outside pydantic's wrapping
         raise ConfigError(f"{cfg.arch} config: {exc}") from None
-    # The data kind against the model's data options (an arch may define `check_data`).
-    check_data = getattr(arch, "check_data", None)
+    # The data kind against the model's data options, as the architecture's task sees them.
+    task = get_task(arch.TASK)
+    if cfg.data not in task.DATA_KINDS:
+        *most, last = task.DATA_KINDS
+        kinds = f"{', '.join(most)} or {last}" if most else last
+        raise ConfigError(f"data: {cfg.arch} reads {kinds} data, not {cfg.data!r}")
     try:
-        if check_data is not None:
-            check_data(cfg.data, model_cfg)
-        elif cfg.data not in ("real", "synthetic"):
-            raise ValueError(f"{cfg.arch} reads real or synthetic data, not {cfg.data!r}")
+        task.check_data(cfg.data, model_cfg)
     except ValueError as exc:
         raise ConfigError(f"data: {exc}") from None
 
@@ -329,7 +333,7 @@ def resolve(cfg: TrainConfig) -> Plan:
     merged["out"] = cfg.out or str(Path("results") / "train" / merged["run"])
     merged["model"] = {k: getattr(model_cfg, k) for k in cfg.model}
     resolved = TrainConfig(**merged)  # re-checks the preset's values too
-    return Plan(cfg=resolved, arch=arch, model_cfg=model_cfg, given=tuple(sorted(given)))
+    return Plan(cfg=resolved, arch=arch, task=task, model_cfg=model_cfg, given=tuple(sorted(given)))
 
 
 # -------------------------------------------------------------------- output directory checks
@@ -446,7 +450,7 @@ def estimate_memory(plan: Plan, world_size: int = 1) -> MemoryEstimate:
     try:
         sample = next(
             iter(
-                plan.arch.make_data(
+                plan.task.make_data(
                     "synthetic",
                     plan.model_cfg,
                     split="train",

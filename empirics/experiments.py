@@ -325,6 +325,7 @@ def run_mp_probe(scale: Scale, root: Path) -> None:
     import torch
 
     from empirics.models import mp_senet
+    from empirics.tasks import speech
     from empirics.train import TrainConfig, plan
 
     rows = []
@@ -336,13 +337,13 @@ def run_mp_probe(scale: Scale, root: Path) -> None:
             gen = torch.Generator().manual_seed(seed + 1_000_003)
             noisy, clean = next(
                 iter(
-                    mp_senet.make_data(
+                    speech.make_data(
                         "real", p.model_cfg, split="train", batch_size=p.cfg.batch_size,
                         generator=gen,
                     )
                 )
             )  # fmt: skip
-            terms = mp_senet.component_losses(model, model(noisy), clean)
+            terms = speech.component_losses(model, model(noisy), clean)
             modules = dict(model.named_modules())
             feeds = {
                 name: getattr(m, "feeds_from", None)

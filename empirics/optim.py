@@ -12,23 +12,6 @@ from typing import Any
 from empirics.config import OPTIMIZERS, ConfigError, Plan
 
 
-def _embedding_and_head(model: Any) -> set[int]:
-    """ids of parameters Muon must not take (for a model without `optimizer_groups`):
-    embeddings and the output head, the last nn.Linear registered."""
-    from torch import nn
-
-    excluded: set[int] = set()
-    last_linear = None
-    for module in model.modules():
-        if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
-            excluded.update(id(p) for p in module.parameters(recurse=False))
-        elif isinstance(module, nn.Linear):
-            last_linear = module
-    if last_linear is not None:
-        excluded.add(id(last_linear.weight))
-    return excluded
-
-
 def make_optimizers(
     optimizer: str,
     params: Sequence[Any],
@@ -71,15 +54,12 @@ def build_optimizers(model: Any, p: Plan) -> list[Any]:
     hyper = dict(momentum=cfg.momentum, betas=cfg.betas, weight_decay=cfg.weight_decay)
     if cfg.optimizer != "muon":
         return make_optimizers(cfg.optimizer, params, cfg.lr, **hyper)
-    if hasattr(model, "optimizer_groups"):
-        groups = model.optimizer_groups()
-        matrices, rest = list(groups["muon"]), list(groups["adamw"])
-        if {id(q) for q in matrices + rest} != {id(q) for q in params}:
-            raise RuntimeError(f"{type(model).__name__}.optimizer_groups() misses parameters")
-    else:
-        excluded = _embedding_and_head(model)
-        matrices = [q for q in params if q.dim() == 2 and id(q) not in excluded]
-        rest = [q for q in params if q.dim() != 2 or id(q) in excluded]
+    # The model says which matrices are hidden ones (never a guess such as "the last Linear is
+    # the head"): every architecture defines optimizer_groups.
+    groups = model.optimizer_groups()
+    matrices, rest = list(groups["muon"]), list(groups["adamw"])
+    if {id(q) for q in matrices + rest} != {id(q) for q in params}:
+        raise RuntimeError(f"{type(model).__name__}.optimizer_groups() misses parameters")
     return make_optimizers(
         "muon", params, cfg.lr, matrices=matrices, rest=rest, adam_lr=cfg.adam_lr, **hyper
     )

@@ -186,7 +186,7 @@ def train(cfg: TrainConfig, *, stop: StopFlag | None = None) -> Path:
 
     data_gen = torch.Generator().manual_seed((cfg.seed + DATA_SEED) % 2**63)
     batches = BatchStream(
-        lambda: p.arch.make_data(
+        lambda: p.task.make_data(
             cfg.data,
             p.model_cfg,
             split="train",
@@ -199,7 +199,7 @@ def train(cfg: TrainConfig, *, stop: StopFlag | None = None) -> Path:
 
     def evaluate() -> dict[str, float]:
         val_gen = torch.Generator().manual_seed((cfg.seed + VAL_SEED) % 2**63)
-        val = p.arch.make_data(
+        val = p.task.make_data(
             cfg.data,
             p.model_cfg,
             split="val",
@@ -209,7 +209,7 @@ def train(cfg: TrainConfig, *, stop: StopFlag | None = None) -> Path:
         )
         limited = (b for _, b in zip(range(cfg.eval_batches), val, strict=False))
         with autocast():
-            return {k: float(v) for k, v in p.arch.evaluate(raw, limited).items()}
+            return {k: float(v) for k, v in p.task.evaluate(raw, limited).items()}
 
     start, resumed_from = 0, None
     last_loss, val_metrics = math.nan, {}
@@ -272,7 +272,7 @@ def train(cfg: TrainConfig, *, stop: StopFlag | None = None) -> Path:
                     sync = j == len(micro) - 1 or not dist.active
                     with contextlib.nullcontext() if sync else model.no_sync():
                         with autocast():
-                            loss, batch_metrics = p.arch.loss_and_metrics(model, mb)
+                            loss, batch_metrics = p.task.loss_and_metrics(model, mb)
                         # Equal micro-batches: the step's loss is their mean, so each backward
                         # takes 1/grad_accum of its own (DDP averages over processes).
                         (loss / len(micro) if len(micro) > 1 else loss).backward()

@@ -20,7 +20,9 @@ from empirics.activations import ActivationLayer
 from empirics.data import DataUnavailable
 from empirics.data import text as kjv
 from empirics.models import get_arch
-from empirics.models.gpt_nano import GPTNanoConfig, Model, Rotary, evaluate, loss_and_metrics
+from empirics.models.gpt_nano import GPTNanoConfig, Model, Rotary
+from empirics.tasks import text as text_task
+from empirics.tasks.text import evaluate, loss_and_metrics
 from theory.registry import RegistryError, unregister_activation
 
 gpt_nano = get_arch("gpt_nano")
@@ -51,7 +53,7 @@ def test_fits_a_fixed_batch(activation: str) -> None:
     cfg = tiny(activation)
     model = Model(cfg)
     gen = torch.Generator().manual_seed(0)
-    batch = next(gpt_nano.make_data("synthetic", cfg, split="train", batch_size=4, generator=gen))
+    batch = next(text_task.make_data("synthetic", cfg, split="train", batch_size=4, generator=gen))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     losses = []
     for _ in range(12):
@@ -204,7 +206,7 @@ def test_evaluate_on_uniform_logits_is_log_vocab() -> None:
         model.lm_head.weight.zero_()  # tied: zero embeddings and zero logits, softmax uniform
     model.train()
     batches = list(
-        gpt_nano.make_data("synthetic", model.cfg, split="val", batch_size=4, generator=None)
+        text_task.make_data("synthetic", model.cfg, split="val", batch_size=4, generator=None)
     )
     out = evaluate(model, batches)
     assert out["val_loss"] == pytest.approx(math.log(64), rel=1e-6)
@@ -236,15 +238,15 @@ def test_unknown_activation_lists_valid_names() -> None:
 def test_make_data_rejects_bad_arguments() -> None:
     cfg = tiny()
     with pytest.raises(ValueError, match="data must be"):
-        gpt_nano.make_data("imagenet", cfg, split="train", batch_size=2)
-    with pytest.raises(ValueError, match="needs GPTNanoConfig.data_path"):
-        gpt_nano.make_data("fineweb", cfg, split="train", batch_size=2)
+        text_task.make_data("imagenet", cfg, split="train", batch_size=2)
+    with pytest.raises(ValueError, match="needs data_path"):
+        text_task.make_data("fineweb", cfg, split="train", batch_size=2)
     with pytest.raises(ValueError, match="split must be"):
-        gpt_nano.make_data("synthetic", cfg, split="test", batch_size=2)
+        text_task.make_data("synthetic", cfg, split="test", batch_size=2)
     with pytest.raises(ValueError, match="batch_size"):
-        gpt_nano.make_data("synthetic", cfg, split="train", batch_size=0)
+        text_task.make_data("synthetic", cfg, split="train", batch_size=0)
     with pytest.raises(ValueError, match="vocab_size=10"):
-        gpt_nano.make_data("real", tiny(vocab_size=10), split="train", batch_size=2)
+        text_task.make_data("real", tiny(vocab_size=10), split="train", batch_size=2)
 
 
 def test_synthetic_data_shape_determinism_and_fixed_val() -> None:
@@ -252,7 +254,7 @@ def test_synthetic_data_shape_determinism_and_fixed_val() -> None:
 
     def train_batches(seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         gen = torch.Generator().manual_seed(seed)
-        it = gpt_nano.make_data("synthetic", cfg, split="train", batch_size=3, generator=gen)
+        it = text_task.make_data("synthetic", cfg, split="train", batch_size=3, generator=gen)
         return [next(it) for _ in range(3)]
 
     a, b, c = train_batches(1), train_batches(1), train_batches(2)
@@ -262,9 +264,9 @@ def test_synthetic_data_shape_determinism_and_fixed_val() -> None:
         assert int(xa.max()) < 50
     assert not torch.equal(a[0][0], c[0][0])
     gen = torch.Generator().manual_seed(4)
-    val1 = list(gpt_nano.make_data("synthetic", cfg, split="val", batch_size=3, generator=gen))
+    val1 = list(text_task.make_data("synthetic", cfg, split="val", batch_size=3, generator=gen))
     state = gen.get_state()
-    val2 = list(gpt_nano.make_data("synthetic", cfg, split="val", batch_size=3, generator=gen))
+    val2 = list(text_task.make_data("synthetic", cfg, split="val", batch_size=3, generator=gen))
     assert torch.equal(gen.get_state(), state)  # the val set does not consume the generator
     assert len(val1) == math.ceil(10 / 3)
     assert all(torch.equal(u[0], v[0]) for u, v in zip(val1, val2, strict=True))
@@ -365,11 +367,11 @@ def test_debian_kjv_is_clean_and_fits_the_vocabulary() -> None:
 def test_real_batches_have_the_model_shape() -> None:
     cfg = tiny(val_windows=6)
     gen = torch.Generator().manual_seed(0)
-    x, y = next(gpt_nano.make_data("real", cfg, split="train", batch_size=4, generator=gen))
+    x, y = next(text_task.make_data("real", cfg, split="train", batch_size=4, generator=gen))
     assert x.shape == y.shape == (4, 16) and x.dtype == torch.long
     assert torch.equal(x[:, 1:], y[:, :-1])
-    val = list(gpt_nano.make_data("real", cfg, split="val", batch_size=4))
-    again = list(gpt_nano.make_data("real", cfg, split="val", batch_size=4))
+    val = list(text_task.make_data("real", cfg, split="val", batch_size=4))
+    again = list(text_task.make_data("real", cfg, split="val", batch_size=4))
     assert [len(b[0]) for b in val] == [4, 2]
     assert all(torch.equal(a[0], b[0]) for a, b in zip(val, again, strict=True))
     out = evaluate(Model(cfg), val)

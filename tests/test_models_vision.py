@@ -18,6 +18,7 @@ from empirics.activations import ActivationLayer
 from empirics.data import DataUnavailable
 from empirics.data import images as image_data
 from empirics.models import get_arch
+from empirics.tasks import images as image_task
 from theory.registry import RegistryError
 
 ARCHS = ("mlp", "resnet", "vit")
@@ -38,9 +39,8 @@ def tiny_model(arch: str, activation: str) -> tuple[object, torch.nn.Module]:
 
 
 def fixed_batch(arch: str, cfg: object, n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-    module = get_arch(arch)
     gen = torch.Generator().manual_seed(0)
-    return next(module.make_data("synthetic", cfg, split="train", batch_size=n, generator=gen))
+    return next(image_task.make_data("synthetic", cfg, split="train", batch_size=n, generator=gen))
 
 
 @pytest.mark.parametrize("activation", ["relu", "gelu2_clip", USER_ACTIVATION])
@@ -49,11 +49,10 @@ def test_loss_is_finite_and_decreases_on_a_fixed_batch(arch: str, activation: st
     torch.manual_seed(0)
     cfg, model = tiny_model(arch, activation)
     batch = fixed_batch(arch, cfg)
-    module = get_arch(arch)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
     for _ in range(8):
-        loss, metrics = module.loss_and_metrics(model, batch)
+        loss, metrics = image_task.loss_and_metrics(model, batch)
         assert torch.isfinite(loss), f"{arch}/{activation}: loss {loss}"
         assert 0.0 <= metrics["accuracy"] <= 1.0
         opt.zero_grad()
@@ -167,11 +166,12 @@ def test_presets_are_valid_configs_with_training_fields(arch: str) -> None:
 def test_evaluate_matches_a_direct_computation_and_restores_mode(arch: str) -> None:
     torch.manual_seed(0)
     cfg, model = tiny_model(arch, "relu")
-    module = get_arch(arch)
-    batches = list(module.make_data("synthetic", cfg, split="val", batch_size=24, generator=None))
+    batches = list(
+        image_task.make_data("synthetic", cfg, split="val", batch_size=24, generator=None)
+    )
     assert sum(len(y) for _, y in batches) == cfg.val_size
     model.train()
-    result = module.evaluate(model, batches)
+    result = image_task.evaluate(model, batches)
     assert model.training
     model.eval()
     with torch.no_grad():
@@ -219,7 +219,7 @@ def test_missing_directory_names_the_debian_package(tmp_path: Path, monkeypatch)
         image_data.load_fashion_mnist("train", root=tmp_path / "nowhere")
     monkeypatch.setenv(image_data.ROOT_ENV, str(tmp_path / "nowhere"))
     with pytest.raises(DataUnavailable, match="dataset-fashion-mnist"):
-        get_arch("mlp").make_data(
+        image_task.make_data(
             "real", get_arch("mlp").Config(), split="train", batch_size=4, generator=None
         )
 
@@ -240,13 +240,13 @@ def test_real_batches_are_standardised_with_the_right_shapes(
     module = get_arch(arch)
     cfg = module.Config(activation="relu", **TINY[arch])
     gen = torch.Generator().manual_seed(1)
-    x, y = next(module.make_data("real", cfg, split="train", batch_size=8, generator=gen))
+    x, y = next(image_task.make_data("real", cfg, split="train", batch_size=8, generator=gen))
     assert x.dtype == torch.float32 and y.dtype == torch.int64
     assert x.shape == ((8, 784) if arch == "mlp" else (8, 1, 28, 28))
     # One pass over the 40 training images in order reproduces the standardised data exactly.
     images, labels = image_data.load_fashion_mnist("train", root=tiny_root)
     mean, std = image_data.normalisation(tiny_root)
-    val = list(module.make_data("real", cfg, split="val", batch_size=8, generator=None))
+    val = list(image_task.make_data("real", cfg, split="val", batch_size=8, generator=None))
     vx = torch.cat([b[0] for b in val]).reshape(-1, 28, 28)
     vimages, vlabels = image_data.load_fashion_mnist("val", root=tiny_root)
     expected = (torch.from_numpy(vimages.astype(np.float32)) / 255 - mean) / std
@@ -300,7 +300,7 @@ def test_bad_data_arguments_are_rejected(kwargs: dict, field: str) -> None:
     args = {"data": "synthetic", "split": "train", "batch_size": 4, **kwargs}
     data = args.pop("data")
     with pytest.raises(ValueError, match=field):
-        module.make_data(data, module.Config(), generator=None, **args)
+        image_task.make_data(data, module.Config(), generator=None, **args)
 
 
 @pytest.mark.data
@@ -340,7 +340,7 @@ def test_every_builtin_activation_runs_forward_and_backward(arch: str) -> None:
     for name in BUILTIN_ACTIVATIONS:
         torch.manual_seed(0)
         cfg, model = tiny_model(arch, name)
-        loss, _ = get_arch(arch).loss_and_metrics(model, fixed_batch(arch, cfg, n=4))
+        loss, _ = image_task.loss_and_metrics(model, fixed_batch(arch, cfg, n=4))
         loss.backward()
         assert torch.isfinite(loss), name
         assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

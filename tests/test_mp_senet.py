@@ -18,6 +18,7 @@ from empirics.activations import ActivationLayer
 from empirics.data import DataUnavailable, speech
 from empirics.models import get_arch
 from empirics.models import mp_senet as ms
+from empirics.tasks import speech as speech_task
 from theory.registry import RegistryError
 
 TRAIN_KEYS = ("steps", "batch_size", "lr", "optimizer", "warmup")
@@ -79,11 +80,13 @@ def test_forward_backward_and_loss_decreases(activation: str) -> None:
     # 2 in the encoder + dense layers x 3 blocks + 2 per TS block + 1 magnitude + 1 phase.
     assert len(acts) == 2 + 3 * cfg.dense_depth + 2 * cfg.ts_blocks + 2
     gen = torch.Generator().manual_seed(0)
-    batch = next(ms.make_data("synthetic", cfg, split="train", batch_size=2, generator=gen))
+    batch = next(
+        speech_task.make_data("synthetic", cfg, split="train", batch_size=2, generator=gen)
+    )
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(12):
-        loss, metrics = ms.loss_and_metrics(model, batch)
+        loss, metrics = speech_task.loss_and_metrics(model, batch)
         assert math.isfinite(loss.item()), metrics
         opt.zero_grad()
         loss.backward()
@@ -146,7 +149,7 @@ def test_mix_at_requested_snr(snr: float, kind: str, seed: int) -> None:
 def test_training_batches_have_the_configured_snrs() -> None:
     cfg = tiny_cfg(segment_seconds=0.25)
     g = torch.Generator().manual_seed(3)
-    it = ms.make_data("synthetic", cfg, split="train", batch_size=8, generator=g)
+    it = speech_task.make_data("synthetic", cfg, split="train", batch_size=8, generator=g)
     seen = set()
     for _ in range(3):
         noisy, clean = next(it)
@@ -164,20 +167,20 @@ def test_training_batches_have_the_configured_snrs() -> None:
 def test_phase_losses_zero_wrap_invariant_and_positive(seed: int, offset: float) -> None:
     g = torch.Generator().manual_seed(seed)
     ref = (torch.rand(2, 9, 7, generator=g, dtype=torch.float64) * 2 - 1) * math.pi
-    zero = ms.phase_losses(ref, ref.clone())
+    zero = speech_task.phase_losses(ref, ref.clone())
     assert all(float(z) == 0.0 for z in zero)
     # Adding any integer multiple of 2π anywhere changes nothing.
     turns = torch.randint(-3, 4, ref.shape, generator=g).double()
-    wrapped = ms.phase_losses(ref, ref + 2 * math.pi * turns)
+    wrapped = speech_task.phase_losses(ref, ref + 2 * math.pi * turns)
     assert all(abs(float(w)) < 1e-9 for w in wrapped)
     # A constant offset: IP = |offset| (wrapped), GD = IAF = 0 - a known answer.
-    ip, gd, iaf = ms.phase_losses(ref, ref + offset)
+    ip, gd, iaf = speech_task.phase_losses(ref, ref + offset)
     assert abs(float(ip) - abs(offset)) < 1e-9 and float(gd) < 1e-9 and float(iaf) < 1e-9
     # A different random phase gives strictly positive losses.
     other = (torch.rand(2, 9, 7, generator=g, dtype=torch.float64) * 2 - 1) * math.pi
-    base = ms.phase_losses(ref, other)
+    base = speech_task.phase_losses(ref, other)
     assert all(float(b) > 0 for b in base)
-    moved = ms.phase_losses(ref + 2 * math.pi * turns, other)
+    moved = speech_task.phase_losses(ref + 2 * math.pi * turns, other)
     assert all(abs(float(a) - float(b)) < 1e-9 for a, b in zip(base, moved, strict=True))
 
 
@@ -186,14 +189,16 @@ def test_synthetic_loader_shapes_and_determinism() -> None:
 
     def first(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         g = torch.Generator().manual_seed(seed)
-        return next(ms.make_data("synthetic", cfg, split="train", batch_size=3, generator=g))
+        return next(
+            speech_task.make_data("synthetic", cfg, split="train", batch_size=3, generator=g)
+        )
 
     noisy, clean = first(0)
     assert noisy.shape == clean.shape == (3, cfg.segment) and noisy.dtype == torch.float32
     again = first(0)
     assert torch.equal(noisy, again[0]) and torch.equal(clean, again[1])
     assert not torch.equal(noisy, first(1)[0])
-    val = list(ms.make_data("synthetic", cfg, split="val", batch_size=4, generator=None))
+    val = list(speech_task.make_data("synthetic", cfg, split="val", batch_size=4, generator=None))
     assert len(val) == 3
     for x, y in val:
         assert x.shape == y.shape and x.shape[0] == 1 and x.shape[1] <= 0.5 * speech.SAMPLE_RATE
@@ -204,10 +209,12 @@ def test_synthetic_loader_shapes_and_determinism() -> None:
 def test_real_loader_shapes() -> None:
     cfg = tiny_cfg(segment_seconds=0.5, val_mixtures=3)
     g = torch.Generator().manual_seed(0)
-    noisy, clean = next(ms.make_data("real", cfg, split="train", batch_size=2, generator=g))
+    noisy, clean = next(
+        speech_task.make_data("real", cfg, split="train", batch_size=2, generator=g)
+    )
     assert noisy.shape == clean.shape == (2, 8000)
     assert torch.isfinite(noisy).all() and clean.abs().max() > 0
-    val = list(ms.make_data("real", cfg, split="val", batch_size=1, generator=g))
+    val = list(speech_task.make_data("real", cfg, split="val", batch_size=1, generator=g))
     assert len(val) == 3 and all(x.shape == y.shape and x.shape[0] == 1 for x, y in val)
 
 
@@ -219,7 +226,7 @@ def test_missing_data_names_the_package(tmp_path) -> None:
     cfg = tiny_cfg(clean_root=str(tmp_path / "also-absent"))
     g = torch.Generator().manual_seed(0)
     with pytest.raises(DataUnavailable, match="asterisk-core-sounds-en-g722"):
-        ms.make_data("real", cfg, split="train", batch_size=2, generator=g)
+        speech_task.make_data("real", cfg, split="train", batch_size=2, generator=g)
 
 
 def test_clean_corpus_from_an_overridden_root_is_decoded_and_cached(tmp_path) -> None:
@@ -262,19 +269,19 @@ def test_bad_config_is_rejected(override: dict, error: type, pattern: str) -> No
 def test_bad_data_arguments_are_rejected() -> None:
     cfg, g = tiny_cfg(), torch.Generator()
     with pytest.raises(ValueError, match="data must be"):
-        ms.make_data("noise", cfg, split="train", batch_size=2, generator=g)
+        speech_task.make_data("noise", cfg, split="train", batch_size=2, generator=g)
     with pytest.raises(ValueError, match="split must be"):
-        ms.make_data("synthetic", cfg, split="test", batch_size=2, generator=g)
+        speech_task.make_data("synthetic", cfg, split="test", batch_size=2, generator=g)
     with pytest.raises(ValueError, match="batch_size"):
-        ms.make_data("synthetic", cfg, split="train", batch_size=0, generator=g)
+        speech_task.make_data("synthetic", cfg, split="train", batch_size=0, generator=g)
 
 
 def test_evaluate_reports_scores_and_skips_silent_references() -> None:
     torch.manual_seed(0)
     cfg = tiny_cfg()
     model = ms.Model(cfg)
-    val = list(ms.make_data("synthetic", cfg, split="val", batch_size=1, generator=None))
-    res = ms.evaluate(model, val)
+    val = list(speech_task.make_data("synthetic", cfg, split="val", batch_size=1, generator=None))
+    res = speech_task.evaluate(model, val)
     assert model.training  # evaluate restores the mode
     for key in ("val_loss", "val_loss_mag", "pesq", "stoi", "pesq_noisy", "stoi_noisy"):
         assert key in res
@@ -282,12 +289,12 @@ def test_evaluate_reports_scores_and_skips_silent_references() -> None:
     # A silent reference: PESQ finds no utterance and must skip (enhanced and noisy alike).
     silent = (torch.randn(1, 8000) * 0.1, torch.zeros(1, 8000))
     with pytest.warns(UserWarning, match="PESQ skipped 2"):
-        res = ms.evaluate(model, [silent])
+        res = speech_task.evaluate(model, [silent])
     assert res["pesq_skipped"] == 2 and math.isnan(res["pesq"])
     # Too short for PESQ (under 0.25 s), next to a scorable one: only the short pair is skipped.
     short = (val[0][0][:, :1600], val[0][1][:, :1600])
     with pytest.warns(UserWarning, match="PESQ skipped 2"):
-        res = ms.evaluate(model, [short, val[0]])
+        res = speech_task.evaluate(model, [short, val[0]])
     assert res["pesq_skipped"] == 2 and math.isfinite(res["pesq"])
 
 
@@ -296,8 +303,8 @@ def test_evaluate_reports_scores_and_skips_silent_references() -> None:
 def test_evaluate_on_real_heldout_speech_is_in_range() -> None:
     cfg = tiny_cfg(val_mixtures=2, val_max_seconds=2.0)
     model = ms.Model(cfg)
-    val = list(ms.make_data("real", cfg, split="val", batch_size=1, generator=None))
-    res = ms.evaluate(model, val)
+    val = list(speech_task.make_data("real", cfg, split="val", batch_size=1, generator=None))
+    res = speech_task.evaluate(model, val)
     # Wide-band PESQ (P.862.2) maps to MOS-LQO in [1.04, 4.64]; STOI lies in [0, 1].
     assert res["pesq_skipped"] == 0
     assert 1.0 <= res["pesq_noisy"] <= 4.65 and 0.0 <= res["stoi_noisy"] <= 1.0

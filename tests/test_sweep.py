@@ -172,7 +172,7 @@ def test_a_run_held_by_a_live_process_is_not_touched(tmp_path: Path) -> None:
 def test_an_interrupted_run_resumes_from_its_checkpoint_to_identical_records(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from empirics.models import mlp
+    from empirics.tasks import images
 
     kw = dict(steps=6, early_steps=6, checkpoint_every=2)
     whole = tmp_path / "whole"
@@ -180,7 +180,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_identical_records(
 
     root = tmp_path / "cut"
     configs = _grid(root, acts=("relu",), **kw)
-    real_step, calls = mlp.loss_and_metrics, {"n": 0}
+    real_step, calls = images.loss_and_metrics, {"n": 0}
 
     def interrupt_at_fifth(model, batch):
         calls["n"] += 1
@@ -189,7 +189,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_identical_records(
         return real_step(model, batch)
 
     with monkeypatch.context() as m:
-        m.setattr(mlp, "loss_and_metrics", interrupt_at_fifth)
+        m.setattr(images, "loss_and_metrics", interrupt_at_fifth)
         with pytest.raises(S.SweepInterrupted):
             S.run_sweep(configs, root, _debug(), echo=None)
     assert _strict_json(root / S.INDEX)["runs"][0]["status"] == "cancelled"

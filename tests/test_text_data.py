@@ -18,6 +18,7 @@ from empirics import train as T
 from empirics.data import text
 from empirics.models import gpt_nano
 from empirics.outputs import read_records
+from empirics.tasks import text as text_task
 
 SENTENCES = (
     "In the beginning was the word, and the word was with the people.\n"
@@ -258,7 +259,7 @@ def test_gpt_nano_trains_on_bpe_tokens_of_the_local_text(
     try:
         cfg = gpt_nano.Config(n_embd=32, n_head=2, block_size=16, tokenizer="bpe", vocab_size=300)
         gen = torch.Generator().manual_seed(0)
-        x, y = next(gpt_nano.make_data("real", cfg, split="train", batch_size=4, generator=gen))
+        x, y = next(text_task.make_data("real", cfg, split="train", batch_size=4, generator=gen))
         assert x.shape == (4, 16) and int(x.max()) < 300 and torch.equal(x[:, 1:], y[:, :-1])
         out = T.train(
             T.TrainConfig(

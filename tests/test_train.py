@@ -108,6 +108,36 @@ def test_muon_takes_hidden_matrices_only() -> None:
     assert id(named["layers.head.weight"]) in adam_ids and id(named["layers.fc1.bias"]) in adam_ids
 
 
+# The output layer of each architecture (never Muon's), and a hidden matrix Muon must take
+# (None: the architecture has no 2-D hidden matrix). mp_senet's last attention matrix is what
+# the old "last nn.Linear is the head" guess wrongly kept from Muon.
+OUTPUT_AND_HIDDEN = {
+    "mlp": ("layers.head.weight", "layers.fc1.weight"),
+    "resnet": ("head.weight", None),
+    "vit": ("head.weight", "blocks.0.mlp.fc1.weight"),
+    "gpt_nano": ("wte.weight", "blocks.1.mlp.down.weight"),  # wte is lm_head's tied matrix
+    "mp_senet": ("mag_out.weight", "ts.0.freq.down.weight"),
+}
+
+
+@pytest.mark.parametrize("arch", sorted(OUTPUT_AND_HIDDEN))
+def test_every_architecture_names_its_muon_matrices(arch: str) -> None:
+    p = T.plan(T.TrainConfig(arch=arch, preset="smoke", progress=False))
+    model = p.arch.Model(p.model_cfg)
+    groups = model.optimizer_groups()
+    muon, adamw = [id(q) for q in groups["muon"]], [id(q) for q in groups["adamw"]]
+    assert len(set(muon + adamw)) == len(muon) + len(adamw)  # each parameter once
+    assert set(muon + adamw) == {id(q) for q in model.parameters()}
+    assert all(q.ndim == 2 for q in groups["muon"])
+    named = dict(model.named_parameters())
+    output, hidden = OUTPUT_AND_HIDDEN[arch]
+    assert id(named[output]) in adamw
+    if hidden is not None:
+        assert id(named[hidden]) in muon
+    else:
+        assert muon == []
+
+
 def test_schedules() -> None:
     p = T.plan(T.TrainConfig(preset="smoke", steps=10, warmup=2, schedule="wsd", decay_frac=0.5))
     got = [T.lr_multiplier(s, p) for s in range(10)]
@@ -177,19 +207,19 @@ def test_missing_data_and_interrupt_leave_an_honest_summary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     from empirics.data import DataUnavailable
-    from empirics.models import mlp
+    from empirics.tasks import images
 
     def no_data(*args: object, **kwargs: object):
         raise DataUnavailable("install the Debian package dataset-fashion-mnist")
 
     with monkeypatch.context() as m:
-        m.setattr(mlp, "make_data", no_data)
+        m.setattr(images, "make_data", no_data)
         out = tmp_path / "nodata"
         code = T.main(["--arch", "mlp", "--preset", "smoke", "--no-progress", "--out", str(out)])
         assert code == 1 and "dataset-fashion-mnist" in capsys.readouterr().err
         assert json.loads((out / "summary.json").read_text())["status"] == "failed"
 
-    real_step = mlp.loss_and_metrics
+    real_step = images.loss_and_metrics
     calls = {"n": 0}
 
     def interrupt_at_third(model, batch):
@@ -198,7 +228,7 @@ def test_missing_data_and_interrupt_leave_an_honest_summary(
             raise KeyboardInterrupt
         return real_step(model, batch)
 
-    monkeypatch.setattr(mlp, "loss_and_metrics", interrupt_at_third)
+    monkeypatch.setattr(images, "loss_and_metrics", interrupt_at_third)
     with pytest.raises(KeyboardInterrupt):
         T.train(_cfg(tmp_path / "intr"))
     summary = json.loads((tmp_path / "intr" / "summary.json").read_text())
@@ -286,15 +316,15 @@ RUN_ARGS = [
 # a known step: no handler runs, nothing is flushed beyond what the run already wrote).
 KILLER = """
 import os, signal, sys
-from empirics.models import mlp
+from empirics.tasks import images
 from empirics import train as T
-real, calls = mlp.loss_and_metrics, [0]
+real, calls = images.loss_and_metrics, [0]
 def killing(model, batch):
     calls[0] += 1
     if calls[0] == int(os.environ["KILL_AT_CALL"]):
         os.kill(os.getpid(), signal.SIGKILL)
     return real(model, batch)
-mlp.loss_and_metrics = killing
+images.loss_and_metrics = killing
 sys.exit(T.main(sys.argv[1:]))
 """
 
@@ -329,9 +359,9 @@ def test_killed_run_resumes_to_the_records_of_an_uninterrupted_one(tmp_path: Pat
 def test_a_changed_command_does_not_resume_another_runs_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from empirics.models import mlp
+    from empirics.tasks import images
 
-    out, real, calls = tmp_path / "r", mlp.loss_and_metrics, [0]
+    out, real, calls = tmp_path / "r", images.loss_and_metrics, [0]
 
     def interrupt_at_sixth(model, batch):
         calls[0] += 1
@@ -339,10 +369,10 @@ def test_a_changed_command_does_not_resume_another_runs_checkpoint(
             raise KeyboardInterrupt
         return real(model, batch)
 
-    monkeypatch.setattr(mlp, "loss_and_metrics", interrupt_at_sixth)
+    monkeypatch.setattr(images, "loss_and_metrics", interrupt_at_sixth)
     with pytest.raises(KeyboardInterrupt):
         T.train(T.TrainConfig(**vars(T.build_parser().parse_args([*RUN_ARGS, "--out", str(out)]))))
-    monkeypatch.setattr(mlp, "loss_and_metrics", real)
+    monkeypatch.setattr(images, "loss_and_metrics", real)
     assert (out / "checkpoint.pt").exists()
     with pytest.raises(SystemExit) as exc:
         T.main([*RUN_ARGS, "--lr", "0.02", "--out", str(out)])

@@ -2,14 +2,14 @@
 
 Every architecture module defines the same small interface, which `empirics.train` relies on:
   - `<Arch>Config`: a dataclass with at least `activation: str` (a registry name or spec);
-    exported also as `Config`.
-  - `Model(cfg)`: the nn.Module (activation layers from `empirics.activations.make_activation`).
+    exported also as `Config`. Fields a task reads (e.g. `n_classes`, `val_size`, an image
+    model's `input_shape`) live here too, since they are what `--set` reaches.
+  - `Model(cfg)`: the nn.Module. Its activation layers come from the registry by name and are
+    linked to the layer feeding each (`empirics.models.common.link_activations`);
+    `Model.optimizer_groups()` says which matrices Muon takes and which parameters AdamW does.
   - `PRESETS`: {"smoke": {...}, "small": {...}, "paper": {...}} overrides of Config fields plus the
     training fields `steps`, `batch_size`, `lr`, `optimizer` that suit the preset.
-  - `make_data(data, cfg, *, split, batch_size, generator, device) -> Iterator[batch]`, where
-    `data` is "real" or "synthetic" and split is "train" or "val"; batches are tuples of tensors.
-  - `loss_and_metrics(model, batch) -> (loss, {metric: float})` for one batch (e.g. accuracy).
-  - `evaluate(model, batches) -> {metric: float}` on validation batches (val_loss, accuracy, ...).
+  - `TASK`: the name of its task in `empirics.tasks` (data, loss, evaluation).
 """
 
 from __future__ import annotations

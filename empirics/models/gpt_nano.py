@@ -2,13 +2,13 @@
 
 MLP up (mlp_ratio x) -> registry activation -> down; causal attention through SDPA. Default PyTorch
 init throughout (nn.Linear's uniform +-1/sqrt(fan_in); the tied embedding shares lm_head's weight,
-so it has that init too). Trained by `python -m empirics.train --arch gpt_nano --preset small`.
+so it has that init too). Its task is `empirics.tasks.text` (next-token prediction); trained by
+`python -m empirics.train --arch gpt_nano --preset small`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -17,9 +17,10 @@ from torch import nn
 
 from empirics.activations import make_activation
 from empirics.data import text
+from empirics.models.common import link_activations, muon_split
 from empirics.sparsity import make_sparse_activation, parse_sparsity
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+TASK = "text"
 
 
 @dataclass
@@ -27,7 +28,7 @@ class GPTNanoConfig:
     """Shape of the model; the paper's GPT-nano is n_layer=12, n_head=12, n_embd=768, vocab 50257.
 
     vocab_size defaults to the 64-character King James alphabet (`empirics.data.text`); the paper
-    trains on FineWeb with the GPT-2 BPE. Data options (they live here because `make_data`
+    trains on FineWeb with the GPT-2 BPE. Data options (here because the text task's `make_data`
     receives this config): `tokenizer=bpe` reads the King James text through a byte-level BPE of
     vocab_size entries trained offline; `--data fineweb` reads modded-nanogpt `.bin` token shards
     from `data_path` (a file, directory or glob; `val_path` for separate validation shards).
@@ -276,8 +277,9 @@ class Model(nn.Module):
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         # Tie: one Parameter serves as embedding table and output matrix (lm_head's init).
         self.wte.weight = self.lm_head.weight
-        for i, block in enumerate(self.blocks):
-            block.mlp.act.feeds_from = f"blocks.{i}.mlp.up"
+        link_activations(
+            self, {f"blocks.{i}.mlp.act": f"blocks.{i}.mlp.up" for i in range(cfg.n_layer)}
+        )
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         B, T = idx.shape
@@ -291,144 +293,17 @@ class Model(nn.Module):
     def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:
         """The paper's split: Muon for the matrices inside the blocks; AdamW for the rest (the
         tied embedding/lm_head matrix and the RMSNorm gains)."""
-        groups: dict[str, list[nn.Parameter]] = {"muon": [], "adamw": []}
-        for name, p in self.named_parameters():  # the tied matrix appears once, as wte.weight
-            groups["muon" if p.ndim == 2 and name.startswith("blocks.") else "adamw"].append(p)
-        return groups
-
-
-DATA_KINDS = ("real", "synthetic", "fineweb")
-
-
-def check_data(data: str, cfg: GPTNanoConfig) -> None:
-    """The data kind and the config's data options agree (ValueError says how not)."""
-    if data not in DATA_KINDS:
-        raise ValueError(f"unknown value {data!r}; valid for gpt_nano: {', '.join(DATA_KINDS)}")
-    if data == "fineweb" and cfg.data_path is None:
-        raise ValueError("fineweb reads token shards: pass --set data_path=FILE|DIR|GLOB")
-    if data != "fineweb" and (cfg.data_path is not None or cfg.val_path is not None):
-        raise ValueError(f"data_path/val_path are read with --data fineweb, not --data {data}")
-    if data == "fineweb" and cfg.tokenizer != "char":
-        raise ValueError("fineweb shards are already tokenized: leave tokenizer unset")
-
-
-def make_data(
-    data: str,
-    cfg: GPTNanoConfig,
-    *,
-    split: str,
-    batch_size: int,
-    generator: torch.Generator | None = None,
-    device: str | torch.device = "cpu",
-) -> Iterator[Batch]:
-    """Batches (x, y) of shape (B, block_size), y = x shifted by one token.
-
-    real: King James text, characters or (tokenizer=bpe) BPE tokens (train = first 90%, random
-    windows; val = last 10%, cfg.val_windows fixed windows). fineweb: the token shards at
-    cfg.data_path, the same windows (val: cfg.val_path, else their last 10%). synthetic: uniform
-    random tokens over cfg.vocab_size of the same shape; its val set is fixed by a seed derived
-    from the generator's seed (the generator itself is not advanced).
-    """
-    if data not in DATA_KINDS:
-        raise ValueError(f"data must be one of {', '.join(DATA_KINDS)}, got {data!r}")
-    if split not in ("train", "val"):
-        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if data == "synthetic":
-        if split == "train":
-            gen = generator
-            n_batches = None
-        else:
-            base = generator.initial_seed() if generator is not None else 0
-            gen = torch.Generator().manual_seed(base + 0x5EED)
-            n_batches = math.ceil(cfg.val_windows / batch_size)
-        return text.synthetic_batches(
-            vocab_size=cfg.vocab_size,
-            block_size=cfg.block_size,
-            batch_size=batch_size,
-            generator=gen,
-            n_batches=n_batches,
-            device=device,
-        )
-    if data == "fineweb":
-        if cfg.data_path is None:
-            raise ValueError("data='fineweb' needs GPTNanoConfig.data_path (token shards)")
-        train, val = text.fineweb_splits(cfg.data_path, cfg.val_path)
-        shards, lo, hi = train if split == "train" else val
-        return text.shard_windows(
-            shards,
-            lo=lo,
-            hi=hi,
-            block_size=cfg.block_size,
-            batch_size=batch_size,
-            vocab_size=cfg.vocab_size,
-            generator=generator,
-            n_windows=None if split == "train" else cfg.val_windows,
-            device=device,
-        )
-    if cfg.tokenizer == "bpe":
-        train_ids, val_ids = text.kjv_bpe_splits(cfg.vocab_size)
-    elif cfg.vocab_size < text.KJV_VOCAB.size:
-        raise ValueError(
-            f"GPTNanoConfig.vocab_size={cfg.vocab_size} is smaller than the King James character "
-            f"vocabulary ({text.KJV_VOCAB.size})"
-        )
-    else:
-        train_ids, val_ids = text.kjv_splits()
-    if split == "train":
-        return text.train_windows(
-            train_ids,
-            block_size=cfg.block_size,
-            batch_size=batch_size,
-            generator=generator,
-            device=device,
-        )
-    return text.val_windows(
-        val_ids,
-        block_size=cfg.block_size,
-        batch_size=batch_size,
-        n_windows=cfg.val_windows,
-        device=device,
-    )
-
-
-def loss_and_metrics(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-    """Next-token cross-entropy (mean over all positions) for one training batch."""
-    x, y = batch
-    logits = model(x)  # (B, T, V)
-    loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
-    return loss, {"loss": float(loss.detach())}
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, batches: Iterable[Batch]) -> dict[str, float]:
-    """val_loss (nats per character) and val_bpc (bits per character) over all batches."""
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    try:
-        for x, y in batches:
-            logits = model(x)  # (B, T, V)
-            total += float(F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum"))
-            count += y.numel()
-    finally:
-        model.train(was_training)
-    if count == 0:
-        raise ValueError("evaluate: no validation batches")
-    val_loss = total / count
-    return {"val_loss": val_loss, "val_bpc": val_loss / math.log(2)}
+        # named_parameters lists the tied matrix once, as wte.weight (not a block's).
+        blocks = (p for n, p in self.named_parameters() if p.ndim == 2 and n.startswith("blocks."))
+        return muon_split(self, blocks)
 
 
 __all__ = [
     "OPTIMIZER_DETAILS",
     "PRESETS",
+    "TASK",
     "Config",
     "GPTNanoConfig",
     "Model",
     "Rotary",
-    "check_data",
-    "evaluate",
-    "loss_and_metrics",
-    "make_data",
 ]

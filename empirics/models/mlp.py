@@ -1,28 +1,26 @@
 """`mlp`: a fully connected classifier of configurable depth and width, with or without biases.
 
-Trained on Fashion-MNIST (flattened) or its synthetic twin:
+Its task is `empirics.tasks.images` (Fashion-MNIST flattened, or its synthetic twin):
 `python -m empirics.train --arch mlp --preset small --activation relu --out results/mlp_relu`.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from empirics.data.images import IMAGE_SHAPE, image_batches
-from empirics.models._classifier import (
+from empirics.models.common import (
     check_activation,
     check_positive_int,
-    evaluate,
     link_activations,
-    loss_and_metrics,
+    muon_split,
 )
 from empirics.sparsity import make_sparse_activation, parse_sparsity
 
+TASK = "images"
 INITS = ("default", "kaiming_normal", "xavier_normal")
 
 
@@ -56,6 +54,10 @@ class MLPConfig:
             raise ValueError(f"bias must be true or false, got {self.bias!r}")
         if self.init not in INITS:
             raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.in_dim,)
 
 
 Config = MLPConfig
@@ -93,6 +95,11 @@ class Model(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x.flatten(1))  # (B, in_dim) -> (B, n_classes)
 
+    def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Muon for the hidden weight matrices; AdamW for biases and the head."""
+        hidden = (m.weight for n, m in self.layers.named_children() if n.startswith("fc"))
+        return muon_split(self, hidden)
+
 
 # Training fields: steps, batch_size, lr, optimizer, warmup. The paper does not give its MLP's
 # size, data or optimizer: "paper" is our plausible full-scale choice, not the paper's number.
@@ -112,29 +119,4 @@ PRESETS: dict[str, dict[str, object]] = {
 }  # fmt: skip
 
 
-def make_data(
-    data: str,
-    cfg: MLPConfig,
-    *,
-    split: str,
-    batch_size: int,
-    generator: torch.Generator | None,
-    device: torch.device | str = "cpu",
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Flattened standardised Fashion-MNIST (or N(0,1) vectors of in_dim) and int64 labels."""
-    if data == "real" and cfg.in_dim != IMAGE_SHAPE[0] * IMAGE_SHAPE[1]:
-        raise ValueError(f"in_dim must be 784 for real Fashion-MNIST, got {cfg.in_dim}")
-    return image_batches(
-        data,
-        split=split,
-        batch_size=batch_size,
-        generator=generator,
-        device=device,
-        flatten=True,
-        n_classes=cfg.n_classes,
-        synthetic_shape=(cfg.in_dim,),
-        val_size=cfg.val_size,
-    )
-
-
-__all__ = ["Config", "MLPConfig", "Model", "PRESETS", "evaluate", "loss_and_metrics", "make_data"]
+__all__ = ["Config", "MLPConfig", "Model", "PRESETS", "TASK"]

@@ -1,27 +1,28 @@
 """`resnet`: a small CIFAR-style ResNet with BatchNorm, sized for 28x28x1 Fashion-MNIST.
 
 Conv stem, BasicBlocks (conv-BN-act-conv-BN, activation after the residual sum), global average
-pool, linear head; the activation comes by registry name at every place one appears.
+pool, linear head; the activation comes by registry name at every place one appears. Its task is
+`empirics.tasks.images` (Fashion-MNIST images or their synthetic twin):
 `python -m empirics.train --arch resnet --preset small --activation relu --out results/resnet_relu`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from empirics.data.images import IMAGE_SHAPE, image_batches
-from empirics.models._classifier import (
+from empirics.data.images import IMAGE_SHAPE
+from empirics.models.common import (
     check_activation,
     check_positive_int,
-    evaluate,
     link_activations,
-    loss_and_metrics,
+    muon_split,
 )
 from empirics.sparsity import make_sparse_activation, parse_sparsity
+
+TASK = "images"
 
 
 @dataclass
@@ -55,6 +56,10 @@ class ResNetConfig:
         for name in ("blocks_per_stage", "in_channels", "val_size"):
             check_positive_int(name, getattr(self, name))
         check_positive_int("n_classes", self.n_classes, minimum=2)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.in_channels, *IMAGE_SHAPE)
 
 
 Config = ResNetConfig
@@ -114,20 +119,24 @@ class Model(nn.Module):
         self.head = nn.Linear(c_in, cfg.n_classes)
         # The module whose output is each activation's input. After a residual sum the input is
         # bn2 + shortcut; we name bn2 (the block's own branch) and list the shortcut separately.
-        sources = {"stem.2": "stem.1"}
+        sources, also = {"stem.2": "stem.1"}, {}
         for s, stage in enumerate(self.stages):
             for b, block in enumerate(stage):
                 prefix = f"stages.{s}.{b}"
                 sources[f"{prefix}.act1"] = f"{prefix}.bn1"
                 sources[f"{prefix}.act2"] = f"{prefix}.bn2"
-                block.act2.also_from = (
-                    (f"{prefix}.shortcut.1",) if isinstance(block.shortcut, nn.Sequential) else ()
-                )
-        link_activations(self, sources)
+                if isinstance(block.shortcut, nn.Sequential):
+                    also[f"{prefix}.act2"] = (f"{prefix}.shortcut.1",)
+        link_activations(self, sources, also)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.stages(self.stem(x))  # (B, C_last, H_last, W_last)
         return self.head(h.mean(dim=(2, 3)))  # global average pool -> (B, n_classes)
+
+    def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Nothing for Muon: its convolutions are 4-D (torch's Muon takes 2-D matrices) and its
+        one matrix is the head; everything goes to AdamW."""
+        return muon_split(self, ())
 
 
 # Training fields: steps, batch_size, lr, optimizer, warmup. The paper gives no ResNet size,
@@ -148,38 +157,4 @@ PRESETS: dict[str, dict[str, object]] = {
 }  # fmt: skip
 
 
-def make_data(
-    data: str,
-    cfg: ResNetConfig,
-    *,
-    split: str,
-    batch_size: int,
-    generator: torch.Generator | None,
-    device: torch.device | str = "cpu",
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Standardised Fashion-MNIST images (B, 1, 28, 28) (or N(0,1) images) and int64 labels."""
-    if data == "real" and cfg.in_channels != 1:
-        raise ValueError(f"in_channels must be 1 for real Fashion-MNIST, got {cfg.in_channels}")
-    shape = (cfg.in_channels, *IMAGE_SHAPE) if cfg.in_channels != 1 else IMAGE_SHAPE
-    return image_batches(
-        data,
-        split=split,
-        batch_size=batch_size,
-        generator=generator,
-        device=device,
-        n_classes=cfg.n_classes,
-        synthetic_shape=shape,
-        val_size=cfg.val_size,
-    )
-
-
-__all__ = [
-    "BasicBlock",
-    "Config",
-    "Model",
-    "PRESETS",
-    "ResNetConfig",
-    "evaluate",
-    "loss_and_metrics",
-    "make_data",
-]
+__all__ = ["BasicBlock", "Config", "Model", "PRESETS", "ResNetConfig", "TASK"]

@@ -2,29 +2,27 @@
 
 Non-overlapping patches (7x7 -> 16 tokens) embedded linearly, a class token or mean pooling,
 learned position embeddings, pre-norm LayerNorm blocks (attention, then MLP fc1 -> activation ->
-fc2), final LayerNorm and a linear head.
+fc2), final LayerNorm and a linear head. Its task is `empirics.tasks.images` (Fashion-MNIST):
 `python -m empirics.train --arch vit --preset small --activation gelu --out results/vit_gelu`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from empirics.data.images import IMAGE_SHAPE, image_batches
-from empirics.models._classifier import (
+from empirics.models.common import (
     check_activation,
     check_positive_int,
-    evaluate,
     link_activations,
-    loss_and_metrics,
+    muon_split,
 )
 from empirics.sparsity import make_sparse_activation, parse_sparsity
 
+TASK = "images"
 POOLS = ("cls", "mean")
 
 
@@ -64,6 +62,10 @@ class ViTConfig:
     @property
     def n_patches(self) -> int:
         return (self.image_size // self.patch_size) ** 2
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.in_channels, self.image_size, self.image_size)
 
 
 Config = ViTConfig
@@ -148,6 +150,14 @@ class Model(nn.Module):
         pooled = h[:, 0] if self.cls_token is not None else h.mean(dim=1)  # (B, D)
         return self.head(pooled)
 
+    def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Muon for the patch embedding and the blocks' matrices; AdamW for the head, the
+        class token, position embeddings, norms and biases."""
+        matrices = [
+            p for n, p in self.named_parameters() if p.ndim == 2 and not n.startswith("head.")
+        ]
+        return muon_split(self, matrices)
+
 
 # Training fields: steps, batch_size, lr, optimizer, warmup. The paper gives no ViT size, data or
 # optimizer: "paper" is a plausible ViT-Tiny-like run of ours, not the paper's setting.
@@ -167,42 +177,4 @@ PRESETS: dict[str, dict[str, object]] = {
 }  # fmt: skip
 
 
-def make_data(
-    data: str,
-    cfg: ViTConfig,
-    *,
-    split: str,
-    batch_size: int,
-    generator: torch.Generator | None,
-    device: torch.device | str = "cpu",
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Standardised Fashion-MNIST images (B, 1, 28, 28) (or N(0,1) images) and int64 labels."""
-    if data == "real" and (cfg.in_channels, cfg.image_size) != (1, IMAGE_SHAPE[0]):
-        raise ValueError(
-            f"real Fashion-MNIST needs in_channels=1 and image_size=28, got "
-            f"in_channels={cfg.in_channels}, image_size={cfg.image_size}"
-        )
-    shape = (cfg.image_size, cfg.image_size)
-    if cfg.in_channels != 1:
-        shape = (cfg.in_channels, *shape)
-    return image_batches(
-        data,
-        split=split,
-        batch_size=batch_size,
-        generator=generator,
-        device=device,
-        n_classes=cfg.n_classes,
-        synthetic_shape=shape,
-        val_size=cfg.val_size,
-    )
-
-
-__all__ = [
-    "Config",
-    "Model",
-    "PRESETS",
-    "ViTConfig",
-    "evaluate",
-    "loss_and_metrics",
-    "make_data",
-]
+__all__ = ["Config", "Model", "PRESETS", "TASK", "ViTConfig"]
