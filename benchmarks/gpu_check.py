@@ -305,14 +305,20 @@ def check(device: str, sizes: Sizes, budget_s: float = BUDGET_S) -> dict[str, An
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.gpu_check", description=__doc__)
     ap.add_argument("--cpu", action="store_true", help="tiny sizes on the CPU (labelled so)")
-    ap.add_argument("--json", default="results/bench/gpu_check.json", help="where to write")
+    ap.add_argument(  # --out as everywhere else; --json, its former spelling, still works
+        "--out",
+        "--json",
+        dest="json",
+        default="results/bench/gpu_check.json",
+        help="where to write",
+    )
     ap.add_argument("--budget-s", type=float, default=BUDGET_S, help="stop past this many s")
     args = ap.parse_args(argv)
     if not (args.budget_s > 0 and math.isfinite(args.budget_s)):
         ap.error(f"--budget-s: expected a number > 0, got {args.budget_s}")
     json_path = Path(args.json)
     if json_path.exists() and json_path.is_dir():
-        ap.error(f"--json: {json_path} is a directory; expected a file path")
+        ap.error(f"--out: {json_path} is a directory; expected a file path")
     if args.cpu:
         device, sizes = "cpu", CPU_TINY
     elif torch.cuda.is_available():

@@ -308,14 +308,15 @@ def _print(report: dict) -> None:
         )
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.montecarlo_bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="short timings (smoke)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=Path("results/montecarlo/bench.json"))
     args = ap.parse_args(argv)
-    return bench(args.quick, args.device, args.out)
+    bench(args.quick, args.device, args.out)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

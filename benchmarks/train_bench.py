@@ -1,7 +1,7 @@
 """Training-step benchmarks: GPT-nano vs a torch.nn.TransformerEncoderLayer reference of the same
 size, and the cost of the metric hooks at the early (every-step) logging rate.
 
-`python -m benchmarks.train_bench [--reps 20] [--threads 1] [--json results/bench/train_bench.json]`
+`python -m benchmarks.train_bench [--reps 20] [--threads 1] [--out results/bench/train_bench.json]`
 """
 
 from __future__ import annotations
@@ -161,7 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=1,
         help="torch CPU threads (1: stable timings on a shared machine; 0 keeps torch's default)",
     )
-    ap.add_argument("--json", default="results/bench/train_bench.json")
+    # --out as everywhere else; --json, its former spelling, still works.
+    ap.add_argument("--out", "--json", dest="json", default="results/bench/train_bench.json")
     ap.add_argument("--n-embd", type=int, default=SHAPE["n_embd"], help="model width")
     ap.add_argument("--n-layer", type=int, default=SHAPE["n_layer"], help="model depth")
     args = ap.parse_args(argv)

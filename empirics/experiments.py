@@ -1191,7 +1191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--scale", default="quick", help=f"one of {', '.join(SCALES)}")
     ap.add_argument("--only", default=",".join(GROUPS), help=f"groups: {', '.join(GROUPS)}")
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--root", type=Path, default=ROOT)
+    # --out as the other entry points spell it; --root, its former spelling, still works.
+    ap.add_argument("--out", "--root", dest="root", type=Path, default=ROOT)
     ap.add_argument("--cluster", help="submitit executor: local | slurm | debug (default: scale's)")
     args = ap.parse_args(argv)
     if args.scale not in SCALES:

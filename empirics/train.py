@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from empirics.cli import EXIT_FAILED, EXIT_OK, list_activations
 from empirics.config import (
     OPTIMIZERS,
     PRESET_NAMES,
@@ -466,14 +467,8 @@ def list_main(argv: Sequence[str]) -> int:
                 f"{key:<18} {tp:<18} default {default!r}"
                 + (f"  ({by_preset})" if by_preset else "")
             )
-        return 0
-    from theory import registry
-
-    for name in registry.activation_names():
-        act = registry.get_activation(name)
-        print(f"{name:<16} {act.expr}")
-    print("also: NAME=EXPR (an expression in x), families as leaky_relu:slope=0.2")
-    return 0
+        return EXIT_OK
+    return list_activations()
 
 
 def _result_line(out: Path) -> str:
@@ -505,17 +500,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(str(exc))  # exits 2 with the message, before any compute
     except TrainingDiverged as exc:
         print(f"diverged: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except DataUnavailable as exc:
         print(f"data unavailable: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except KeyboardInterrupt as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         print(f"stopped: {exc or 'SIGINT'}; records and summary.json are kept", file=sys.stderr)
         return 128 + int(signum)
     if dist_from_env().lead:
         print(_result_line(out))
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from empirics.montecarlo import (
     montecarlo_for_entry,
 )
 from empirics.montecarlo.cli import main as cli_main
+from empirics.montecarlo.cli import run as cli_run
 from theory import registry
 from theory.registry import RegistryError
 
@@ -415,7 +416,7 @@ def test_bad_input_fails_before_compute() -> None:
 
 def test_cli_writes_records_and_json(tmp_path) -> None:
     out = tmp_path / "mc"
-    summary = cli_main(
+    summary = cli_run(
         [
             "g_pos",
             "--activation",
@@ -443,6 +444,19 @@ def test_cli_writes_records_and_json(tmp_path) -> None:
     saved = json.loads((out / "summary.json").read_text())["estimates"]
     assert saved == json.loads(json.dumps(summary))
     registry.unregister_activation("sq_user")
+
+
+def test_cli_main_returns_its_exit_code_and_lists_activations(tmp_path, capsys) -> None:
+    argv = ["D", "--activation", "relu", "--n-networks", "64", "--no-progress"]
+    assert cli_main([*argv, "--out", str(tmp_path / "d")]) == 0
+    assert (tmp_path / "d" / "summary.json").exists()
+    capsys.readouterr()
+    assert cli_main(["list", "activations"]) == 0
+    listed = capsys.readouterr().out.split("\n")
+    assert any(line.split()[:1] == ["relu"] for line in listed)
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["list", "losses"])
+    assert exc.value.code == 2
 
 
 def test_cli_bad_input_is_a_clean_usage_error(tmp_path, capsys) -> None:

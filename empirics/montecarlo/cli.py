@@ -1,18 +1,22 @@
 """Command line for single Monte Carlo estimates: tidy records + summary/config JSON + provenance.
 
-Run: `python -m empirics.montecarlo g_pos --activation gelu --loss cross_entropy --n-networks 8192`.
+Run: `python -m empirics.montecarlo g_pos --activation gelu --loss cross_entropy --n-networks 8192`;
+`python -m empirics.montecarlo list activations` lists the registry. Exit 0 done, 2 bad input.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from empirics.cli import EXIT_OK, list_activations
 from empirics.montecarlo.estimators import (
     estimate_conditional_mean,
     estimate_drift_coefficient,
@@ -186,8 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Parse, check everything before compute, run, write records.csv/config.json/summary.json."""
+def run(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Parse, check everything before compute, run, write records.csv/config.json/summary.json;
+    returns the summary written. Bad input exits 2 (SystemExit) with the usage line."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -195,6 +200,18 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     except (registry.RegistryError, ValueError) as exc:
         parser.error(str(exc))  # exits with status 2 and the usage line
         raise AssertionError("unreachable") from exc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Exit codes: 0 done, 2 bad input; `list activations` prints the registry."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["list"]:
+        ap = argparse.ArgumentParser(prog="python -m empirics.montecarlo list")
+        ap.add_argument("what", choices=("activations",))
+        ap.parse_args(argv[1:])
+        return list_activations()
+    run(argv)
+    return EXIT_OK
 
 
 def _run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
