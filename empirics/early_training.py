@@ -31,8 +31,8 @@ from empirics import metrics
 from empirics.activations import get_torch_activation
 from empirics.montecarlo.sampler import (
     DTYPES,
-    INITS,
-    INPUTS,
+    INIT_LAWS,
+    INPUT_LAWS,
     Forward,
     NetConfig,
     draw_inputs,
@@ -51,8 +51,8 @@ from empirics.outputs import (
 from empirics.train import OPTIMIZERS, make_optimizers
 from theory import registry
 
-DATA = (*INPUTS, "fashion_mnist")
-LOSSES = ("mse", "cross_entropy")
+DATA = (*INPUT_LAWS, "fashion_mnist")
+LOSSES = registry.BUILTIN_LOSSES  # the losses the batched networks implement
 # Learning-rate grid of the sweep: two per optimizer, a tenfold apart.
 LR_GRID: dict[str, tuple[float, ...]] = {
     "sgd": (0.01, 0.1),
@@ -119,7 +119,7 @@ class EarlyConfig:
                 f"optimizer={self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}",
             ),
             (self.data in DATA, f"data={self.data!r}; valid: {', '.join(DATA)}"),
-            (self.init in INITS, f"init={self.init!r}; valid: {', '.join(INITS)}"),
+            (self.init in INIT_LAWS, f"init={self.init!r}; valid: {', '.join(INIT_LAWS)}"),
             (math.isfinite(self.lr) and self.lr > 0, f"lr must be finite and > 0, got {self.lr}"),
             (self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
             (self.n_networks >= 3, f"n_networks must be >= 3 (for an SE), got {self.n_networks}"),
@@ -162,7 +162,7 @@ class EarlyConfig:
             init=self.init,
             w_gain=self.w_gain,
             bias_std=self.bias_std,
-            inputs=self.data if self.data in INPUTS else "gaussian",
+            inputs=self.data if self.data in INPUT_LAWS else "gaussian",
             labels="class",
             dtype=self.dtype,
             device=self.device,
@@ -951,8 +951,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch-size", type=int, default=d.batch_size)
     ap.add_argument("--measure-batch", type=int, default=d.measure_batch)
     ap.add_argument("--data", default=d.data, choices=DATA)
-    ap.add_argument("--init", default=d.init, choices=INITS)
-    ap.add_argument("--w-gain", type=float, default=d.w_gain)
+    ap.add_argument("--init", default=d.init, choices=INIT_LAWS)
+    ap.add_argument(
+        "--w-gain", type=float, default=d.w_gain, help="a variance factor: Var W = w_gain / fan_in"
+    )
     ap.add_argument("--bias-std", type=float, default=d.bias_std)
     ap.add_argument("--momentum", type=float, default=d.momentum)
     ap.add_argument("--alpha", type=float, default=d.alpha)

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from empirics.montecarlo.depth import estimate_optimizer_first_step
-from empirics.montecarlo.sampler import INITS, NetConfig, standard_draw
+from empirics.montecarlo.sampler import INIT_LAWS, NetConfig, standard_draw
 from empirics.montecarlo.stats import SignTest
 from theory.first_step import predict_weight_drift
 
 
-@pytest.mark.parametrize("law", INITS)
+@pytest.mark.parametrize("law", INIT_LAWS)
 def test_zero_mean_unit_variance(law):
     n = 200_000
     v = standard_draw(law, (n,), torch.Generator().manual_seed(0), torch.float64, "cpu")

@@ -20,7 +20,7 @@ from theory.effective import (
     predict_c1,
 )
 from theory.first_step import (
-    INPUTS,
+    INPUT_CLASSES,
     predict_bias_drift,
     predict_symmetric_mean,
     predict_weight_drift,
@@ -37,7 +37,7 @@ from theory.signs import METHODS, SIGNS, Piece, Prediction
 
 __all__ = [
     "C1_REFERENCE",
-    "INPUTS",
+    "INPUT_CLASSES",
     "METHODS",
     "SIGNS",
     "EffectiveConfig",

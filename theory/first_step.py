@@ -16,7 +16,8 @@ from theory.gradient import K, drift_product, predict_hessian_factor, s
 from theory.registry import x
 from theory.signs import Prediction, sign_negate, sign_product, sign_union, weakest
 
-INPUTS: tuple[str, ...] = ("zero_mean", "nonnegative")
+# Classes of input laws the predictions distinguish (the Monte Carlo's laws are its INPUT_LAWS).
+INPUT_CLASSES: tuple[str, ...] = ("zero_mean", "nonnegative")
 # Init laws of the analysed layer's (row, bias): Gaussian (p | x is then N(0, s^2|x|^2 + s_b^2)),
 # or any sign-symmetric i.i.d. law (uniform, Rademacher, ...).
 INIT_CLASSES: tuple[str, ...] = ("gaussian", "symmetric")
@@ -141,8 +142,8 @@ def predict_weight_drift(
     every s. Sign-symmetric init: the unit flip gives E[x_k h(p_i)] = E[x_k (h(p_i) + h(-p_i))/2]
     and the sign of h(x) + h(-x) on x > 0 decides. Cross-entropy: sign only where sigma sigma' has
     one sign on the whole line (the loss factor T >= 0 then cannot change it)."""
-    if inputs not in INPUTS:
-        raise ValueError(f"inputs must be one of {', '.join(INPUTS)}, got {inputs!r}")
+    if inputs not in INPUT_CLASSES:
+        raise ValueError(f"inputs must be one of {', '.join(INPUT_CLASSES)}, got {inputs!r}")
     if init not in INIT_CLASSES:
         raise ValueError(f"init must be one of {', '.join(INIT_CLASSES)}, got {init!r}")
     factor = predict_hessian_factor(loss)

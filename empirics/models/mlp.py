@@ -21,7 +21,7 @@ from empirics.models.common import (
 from empirics.sparsity import make_sparse_activation, parse_sparsity
 
 TASK = "images"
-INITS = ("default", "kaiming_normal", "xavier_normal")
+INIT_SCHEMES = ("default", "kaiming_normal", "xavier_normal")
 
 
 @dataclass
@@ -52,8 +52,8 @@ class MLPConfig:
         check_positive_int("n_classes", self.n_classes, minimum=2)
         if not isinstance(self.bias, bool):
             raise ValueError(f"bias must be true or false, got {self.bias!r}")
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
+        if self.init not in INIT_SCHEMES:
+            raise ValueError(f"init must be one of {', '.join(INIT_SCHEMES)}, got {self.init!r}")
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -25,7 +25,14 @@ from empirics.montecarlo.estimators import (
     estimate_g_curve,
 )
 from empirics.montecarlo.ledger import ENTRY_IDS, montecarlo_for_entry
-from empirics.montecarlo.sampler import DESIGNS, INITS, INPUTS, LABELS, LOSS_NAMES, NetConfig
+from empirics.montecarlo.sampler import (
+    DESIGNS,
+    INIT_LAWS,
+    INPUT_LAWS,
+    LABELS,
+    LOSS_NAMES,
+    NetConfig,
+)
 from empirics.montecarlo.stats import Estimate, SignTest
 from empirics.outputs import RecordWriter, atomic_write_json, provenance
 from theory import registry
@@ -163,10 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--widths", default="256", help="hidden widths, comma separated")
     ap.add_argument("--n-out", type=int, default=10)
     ap.add_argument("--inputs-per-net", type=int, default=64)
-    ap.add_argument("--init", default="gaussian", choices=INITS)
-    ap.add_argument("--inputs", default="gaussian", choices=INPUTS)
+    ap.add_argument("--init", default="gaussian", choices=INIT_LAWS)
+    ap.add_argument("--inputs", default="gaussian", choices=INPUT_LAWS)
     ap.add_argument("--labels", default="class", choices=LABELS)
-    ap.add_argument("--w-gain", type=float, default=1.0, help="Var W = w_gain / fan_in")
+    ap.add_argument(
+        "--w-gain", type=float, default=1.0, help="a variance factor: Var W = w_gain / fan_in"
+    )
     ap.add_argument("--bias-std", type=float, default=0.0)
     ap.add_argument("--layer", type=int, default=1)
     ap.add_argument("--dtype", default="float32", choices=("float32", "float64"))

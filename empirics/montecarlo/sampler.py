@@ -18,14 +18,18 @@ from empirics.activations import get_torch_activation
 from empirics.outputs import resolve_device
 from theory import registry
 
-INITS = ("gaussian", "uniform", "rademacher", "student_t", "exponential")
+# Weight laws of the random networks (`--init`); the trained models' init schemes are
+# `empirics.models.mlp.INIT_SCHEMES`, the theory's classes of them `theory.first_step.INIT_CLASSES`.
+INIT_LAWS = ("gaussian", "uniform", "rademacher", "student_t", "exponential")
 # Laws whose sign flip leaves them unchanged (what the antithetic pair W_L <-> -W_L and the
 # theory's flip arguments need); "exponential" is the centred Exp(1): zero mean, skewness 2.
 SYMMETRIC_INITS = ("gaussian", "uniform", "rademacher", "student_t")
 STUDENT_T_DOF = 5  # heavy-tailed with finite variance (and finite 4th moment only for dof > 4)
-INPUTS = ("gaussian", "sphere", "uniform", "halfnormal")
+# Input laws (`--inputs`); the theory's classes of them are `theory.first_step.INPUT_CLASSES`.
+INPUT_LAWS = ("gaussian", "sphere", "uniform", "halfnormal")
 LABELS = ("class", "gaussian")
-LOSS_NAMES = ("mse", "cross_entropy")
+# The Monte Carlo implements every built-in loss of the registry (their one list of names).
+LOSS_NAMES = registry.BUILTIN_LOSSES
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 DESIGNS = ("auto", "networks", "crossed")
 CONTROL = "_control"  # key of a control variate (known mean 0) among a sampler's statistics
@@ -63,6 +67,8 @@ class NetConfig:
     n_out: int = 10
     inputs_per_net: int = 64
     init: str = "gaussian"
+    # A variance factor, not a std gain: Var W = w_gain / fan_in (He init is w_gain = 2; a std
+    # scale s is w_gain = s**2). Kept under this name: ledger JSON and configs record it.
     w_gain: float = 1.0
     bias_std: float = 0.0
     inputs: str = "gaussian"
@@ -96,10 +102,10 @@ class NetConfig:
             raise ValueError(
                 f"layer must be a hidden layer in 1..{len(self.widths)}, got {self.layer}"
             )
-        if self.init not in INITS:
-            raise ValueError(f"init={self.init!r}; valid: {', '.join(INITS)}")
-        if self.inputs not in INPUTS:
-            raise ValueError(f"inputs={self.inputs!r}; valid: {', '.join(INPUTS)}")
+        if self.init not in INIT_LAWS:
+            raise ValueError(f"init={self.init!r}; valid: {', '.join(INIT_LAWS)}")
+        if self.inputs not in INPUT_LAWS:
+            raise ValueError(f"inputs={self.inputs!r}; valid: {', '.join(INPUT_LAWS)}")
         if self.labels not in LABELS:
             raise ValueError(f"labels={self.labels!r}; valid: {', '.join(LABELS)}")
         if self.loss == "cross_entropy" and self.labels != "class":
@@ -219,7 +225,7 @@ def standard_draw(law: str, shape: tuple[int, ...], gen: torch.Generator, dtype,
         chi2 = torch.randn((*shape, nu), generator=gen, dtype=dtype, device=device).pow(2).sum(-1)
         # t_nu has variance nu / (nu - 2): rescale to 1.
         return z / torch.sqrt(chi2 / nu) * math.sqrt((nu - 2) / nu)
-    raise ValueError(f"init={law!r}; valid: {', '.join(INITS)}")
+    raise ValueError(f"init={law!r}; valid: {', '.join(INIT_LAWS)}")
 
 
 def _weights(cfg: NetConfig, k: int, n: int, gen: torch.Generator, dtype, device) -> torch.Tensor:
