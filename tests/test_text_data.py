@@ -253,7 +253,7 @@ def test_bpe_cache_is_keyed_by_text_and_size(tmp_path: Path) -> None:
 def test_gpt_nano_trains_on_bpe_tokens_of_the_local_text(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("BUGORFEATURE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("BOF_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(text, "load_kjv_text", lambda **_: SENTENCES * 60)
     text.kjv_bpe_splits.cache_clear()
     try:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from empirics.data import DataUnavailable
+from empirics.data import DataUnavailable, default_cache_dir
 from empirics.outputs import atomic_open
 
 SAMPLE_RATE = 16_000
@@ -36,12 +36,6 @@ DATA_KINDS = ("real", "synthetic")
 _TRIM_FRAME = 320
 _TRIM_DB = -40.0
 _CACHE_VERSION = 1
-
-
-def default_cache_dir() -> Path:
-    """~/.cache/bugorfeature (or $BUGORFEATURE_CACHE), shared with the other data modules."""
-    root = os.environ.get("BUGORFEATURE_CACHE")
-    return Path(root) if root else Path.home() / ".cache" / "bugorfeature"
 
 
 def clean_root(root: str | Path | None = None) -> Path:

