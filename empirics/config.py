@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import re
 import types
@@ -495,7 +494,3 @@ def check_memory(plan: Plan, world_size: int = 1) -> MemoryEstimate:
             f"({plan.cfg.batch_size}){' or ' + big if big else ''}, or use --grad-accum"
         )
     return est
-
-
-def finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from theory.certify import interval_sign, sign_on_side
 from theory.drift import (
-    classify_bias,
     derive_drift_coefficient,
     drift_coefficient_numeric,
     parity,
@@ -14,7 +13,6 @@ from theory.drift import (
 from theory.effective import (
     C1_REFERENCE,
     EffectiveConfig,
-    derive_expected_norm,
     derive_gate_moments,
     expected_norm,
     predict_c1,
@@ -44,10 +42,8 @@ __all__ = [
     "Piece",
     "Prediction",
     "check_mse_formula",
-    "classify_bias",
     "derive_drift_coefficient",
     "derive_expected_gradient",
-    "derive_expected_norm",
     "derive_gate_moments",
     "derive_mse_expected_gradient",
     "drift_coefficient_numeric",

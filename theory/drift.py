@@ -266,13 +266,3 @@ def predict_drift_coefficient(activation: str, std: float = 1.0) -> Prediction:
     if box_sign != "undetermined":
         return Prediction(value, box_sign, "certified", detail, error=err)
     return Prediction(value, "undetermined", "numeric", detail, error=err)
-
-
-def classify_bias(activation: str) -> str:
-    """'positively biased' (D > 0), 'symmetric' (D = 0), 'negatively biased' or 'undetermined'."""
-    sign = predict_drift_coefficient(activation).sign
-    return {
-        "positive": "positively biased",
-        "zero": "symmetric",
-        "negative": "negatively biased",
-    }.get(sign, "undetermined")

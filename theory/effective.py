@@ -76,19 +76,6 @@ def unconditional_norm(cfg: EffectiveConfig) -> sp.Expr:
     return expected_norm(cfg) * alive_probability(net)
 
 
-def derive_expected_norm(depth: int, layer: int) -> sp.Expr:
-    """The same closed form with symbols K, n_k, s_k for a given depth L and layer l."""
-    kk = sp.Symbol("K", positive=True, integer=True)
-    out = kk * sp.Symbol(f"s_{depth}", positive=True) ** 2
-    for k in range(layer + 1, depth):
-        out *= (
-            sp.Symbol(f"n_{k}", positive=True, integer=True)
-            * sp.Symbol(f"s_{k}", positive=True) ** 2
-            / 2
-        )
-    return out
-
-
 def derive_gate_moments() -> tuple[sp.Expr, sp.Expr]:
     """Base case by sympy: for (W_1, W_2) i.i.d. N(0, 1) and a gate 1(a W_1 + b W_2 > 0) through
     the origin (zero bias: sign flip invariant), return (E[W_1 W_2 gate], E[W_1^2 gate]).

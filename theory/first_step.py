@@ -12,7 +12,7 @@ import sympy as sp
 
 from theory.certify import interval_sign, sign_on_side
 from theory.drift import drift_sign_all_scales, parity, predict_drift_coefficient
-from theory.gradient import K, drift_product, predict_hessian_factor, s
+from theory.gradient import drift_product, predict_hessian_factor
 from theory.registry import x
 from theory.signs import Prediction, sign_negate, sign_product, sign_union, weakest
 
@@ -217,8 +217,3 @@ def _mse_nonneg_weight_sign(activation: str, init: str) -> Prediction | None:
             f"{sym.detail}; strict when P(x_k > 0) > 0",
         )
     return None
-
-
-def bias_drift_formula() -> sp.Expr:
-    """E[delta b_i] / eta for MSE as a formula in K, s and D."""
-    return -K * s**2 * sp.Symbol("D")
