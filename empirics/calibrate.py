@@ -33,10 +33,18 @@ from empirics.verify import LEDGER_ALPHA
 from theory.registry import BUILTIN_ACTIVATIONS
 
 DEFAULT_OUT = REPO_ROOT / "results" / "calibrate"
-# Monte Carlo rows of `make verify` (C1's three, then 13 per built-in activation: C2 and C3 on
-# both sides, C4, and C5's four first-step rows under two losses); each is tested at
-# LEDGER_ALPHA / rows.
-LEDGER_ROWS = 3 + 13 * len(BUILTIN_ACTIVATIONS)
+
+
+def ledger_rows() -> int:
+    """Monte Carlo rows of `make verify` (C1's three, 13 per built-in activation: C2 and C3 on
+    both sides, C4, C5's four first-step rows under two losses; plus the issue-9 rows); each is
+    tested at LEDGER_ALPHA / rows."""
+    from empirics import ledger_depth
+
+    extra = sum(ledger_depth.runs_montecarlo(e) for e in ledger_depth.depth_entries())
+    return 3 + 13 * len(BUILTIN_ACTIVATIONS) + extra
+
+
 # A statistic that must not be decided: its t is recorded, so every level is read off afterwards.
 _NEVER = SignTest(alpha=1e-12)
 
@@ -77,10 +85,32 @@ def _drift(act: str):
     return run
 
 
+def _depth_row(entry_id: str, activation: str | None, loss: str | None):
+    """A null row of the issue-9 ledger (`empirics.ledger_depth`), replayed through its own
+    estimator at its own fixed sample size."""
+
+    def run(n: int, gen: torch.Generator) -> dict[str, Estimate]:
+        from empirics import ledger_depth
+
+        entry = next(
+            e
+            for e in ledger_depth.depth_entries()
+            if (e.id, e.activation, e.loss) == (entry_id, activation, loss)
+        )
+        d = ledger_depth.depth_montecarlo(entry, generator=gen, alpha=_NEVER.alpha)
+        est = Estimate(d["mean"], d["stderr"], d["n"], tuple(d["ci"]), d["sign"], 1.0)
+        est.extra["dof"] = d["n"] - 1
+        return {f"{entry_id} [{activation}/{loss}]": est}
+
+    return run
+
+
 def null_groups() -> list[NullGroup]:
     """Every kind of null the ledger tests: C1's exact zeros (skewed, heavy-tailed), C5's weight
     step with zero-mean inputs, the bias and weight steps of an odd sigma (with zero-mean and
-    non-negative inputs), and D for odd sigma (crossed design with a fitted control variate)."""
+    non-negative inputs), D for odd sigma (crossed design with a fitted control variate), and two
+    issue-9 nulls: the conditional off-diagonal below two gating layers and Adam's sign-like
+    first step for an odd sigma. (`units` 0: the row's own fixed size, reported by the row.)"""
     c5 = sample_size("C5.first_step.b")
     return [
         NullGroup("C1 (relu MLP, depth 3)", ("C1.mean", "C1.offdiag"), sample_size("C1.mean"), _c1),
@@ -110,6 +140,18 @@ def null_groups() -> list[NullGroup]:
         ),
         NullGroup("C4 D, odd sigma (tanh)", ("C4.D",), sample_size("C4.D"), _drift("tanh")),
         NullGroup("C4 D, odd sigma (identity)", ("C4.D",), sample_size("C4.D"), _drift("identity")),
+        NullGroup(
+            "C1 off-diagonal given p, two gating layers (depth 4)",
+            ("C1.depth4.cond_offdiag",),
+            1024,
+            _depth_row("C1.depth4.cond_offdiag", None, None),
+        ),
+        NullGroup(
+            "C6 first Adam step of the biases, odd sigma (tanh, mse)",
+            ("C6.first_step.b.adam",),
+            0,
+            _depth_row("C6.first_step.b.adam", "tanh", "mse"),
+        ),
     ]
 
 
@@ -123,7 +165,8 @@ def replay(group: NullGroup, replays: int, seed: int, progress: bool = False) ->
             value = est.mean / est.stderr if est.stderr > 0 else 0.0
             t.setdefault(name, []).append(value)
             dof[name] = int(est.extra.get("dof", est.n - 1))
-    return {"units": group.units, "replays": replays, "t": t, "dof": dof}
+            units = est.n
+    return {"units": group.units or units, "replays": replays, "t": t, "dof": dof}
 
 
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -200,7 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: --out {str(args.out)!r} is a file; give a directory", file=sys.stderr)
         return 2
     torch.set_num_threads(1)  # the ledger's own setting
-    alpha_row = LEDGER_ALPHA / LEDGER_ROWS
+    rows = ledger_rows()
+    alpha_row = LEDGER_ALPHA / rows
     results: dict[str, dict] = {}
     start = time.perf_counter()
     for i in chosen:
@@ -222,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text, ok = report(results, alpha_row)
     print(text)
     print(
-        f"\nnominal per-row rate in `make verify`: {LEDGER_ALPHA:g} / {LEDGER_ROWS} = "
+        f"\nnominal per-row rate in `make verify`: {LEDGER_ALPHA:g} / {rows} = "
         f"{alpha_row:.3g}; with {args.replays} replays the CI at that level shows only that the "
         "rate is not grossly above it. "
         + ("every statistic at or below nominal" if ok else "SOME STATISTIC ABOVE NOMINAL")

@@ -29,7 +29,11 @@ EVIDENCE: tuple[str, ...] = ("proved", "certified", "numeric", "montecarlo", "ex
 PAPER_ACTIVATIONS: tuple[str, ...] = ("relu", "gelu", "silu")
 # Ids whose symbolic value is the very number the Monte Carlo estimates (same configuration), so
 # a value outside the Monte Carlo CI is a `fail`; elsewhere only signs are compared.
-VALUE_IDS = frozenset({"C1.mean", "C1.offdiag", "C1.diag", "C4.D"})
+VALUE_IDS = frozenset(
+    {"C1.mean", "C1.offdiag", "C1.diag", "C4.D", "C1.depth_dead.diag"}
+    | {f"C1.depth{depth}.cond_diag" for depth in (3, 4, 5)}
+    | {f"C2.depth{depth}.g_pos" for depth in (3, 4, 5)}
+)
 
 PAPER_SAYS: dict[str, str] = {
     "C1": "E[v_i]=0, E⟨v_i,v_j⟩ ≥ 0, E‖v_i‖² > 0 at init",
@@ -211,20 +215,13 @@ def _value_text(e: dict | None) -> str:
 
 def _combine_parts(parts: list[tuple[str, str]]) -> str:
     """One claim-level verdict from (label, verdict) parts: equal parts give that verdict; a
-    mix names what holds and what fails."""
+    mix says which verdict holds where ("refined on A; refuted on B")."""
     verdicts = {v for _, v in parts}
     if len(verdicts) == 1:
         return verdicts.pop()
     if "fail" in verdicts:
         return "fail"
-    held = [label for label, v in parts if v in ("confirmed", "refined")]
-    failed = [label for label, v in parts if v == "refuted"]
-    if held and failed:
-        return f"confirmed on {', '.join(held)}, refuted on {', '.join(failed)}"
-    if held:
-        untested = [label for label, v in parts if v not in ("confirmed", "refined")]
-        return f"partly confirmed (untested: {', '.join(untested)})"
-    return worst(verdicts)
+    return "; ".join(f"{v} on {label}" for label, v in parts)
 
 
 def _rows_by(entries: Sequence[dict], prefix: str, scope: str | None = "paper") -> list[dict]:
@@ -240,13 +237,23 @@ def _claim_c1(entries: Sequence[dict]) -> tuple[str, str]:
     if not all(rows):
         return "not-tested", "the C1 rows are missing from the ledger"
     mean, off, diag = rows
-    verdict = worst(r["verdict"] for r in rows)
     text = (
-        f"E⟨v_i,v_j⟩ = {_value_text(off)} for i≠j ({off['verdict']}; {_mc_text(off)}); "
-        f"E‖v_i‖² = {_value_text(diag)} ({_mc_text(diag)}); E[v_i] = {_value_text(mean)} "
-        f"({_mc_text(mean)})"
+        f"sign-symmetric init: E⟨v_i,v_j⟩ = {_value_text(off)} for i≠j ({off['verdict']}; "
+        f"{_mc_text(off)}); E‖v_i‖² = {_value_text(diag)} ({_mc_text(diag)}); E[v_i] = "
+        f"{_value_text(mean)} ({_mc_text(mean)})"
     )
-    return verdict, text
+    parts = [("sign-symmetric init", worst(r["verdict"] for r in rows))]
+    laws = [e for e in entries if e["id"].startswith("C1.init_") and e.get("scope") == "paper"]
+    if laws:
+        parts.append(("any i.i.d. zero-mean init", worst(r["verdict"] for r in laws)))
+        refuted = [r for r in laws if r["verdict"] == "refuted"]
+        if refuted:
+            text += "; under the paper's hypothesis (i.i.d., zero mean) " + ", ".join(
+                f"{r['id'].split('.')[1].removeprefix('init_')}: {_value_text(r)}"
+                + (f" ({_mc_text(r)})" if r.get("montecarlo") else "")
+                for r in refuted
+            )
+    return _combine_parts(parts), text
 
 
 def _claim_gradient(entries: Sequence[dict], cid: str) -> tuple[str, str]:
@@ -308,13 +315,24 @@ def _claim_c5(entries: Sequence[dict]) -> tuple[str, str]:
 
 
 def _claim_experiment(entries: Sequence[dict], cid: str) -> tuple[str, str]:
-    rows = [e for e in entries if e["id"].split(".")[0] == cid]
+    rows = [e for e in entries if e["id"] in EXPERIMENT_CLAIMS and e["id"].split(".")[0] == cid]
+    steps = [e for e in entries if e["id"].startswith(f"{cid}.first_step.")]
+    step_text = ""
+    if steps:
+        counts: dict[str, int] = {}
+        for e in steps:
+            counts[e["verdict"]] = counts.get(e["verdict"], 0) + 1
+        optimizers = sorted({e["id"].rsplit(".", 1)[-1] for e in steps})
+        step_text = (
+            f"first step under {', '.join(optimizers)} (theory + Monte Carlo, "
+            f"{len(steps)} rows): " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        )
     if not rows or all(r["verdict"] == "not-tested" and not r.get("detail") for r in rows):
-        return "not-tested", "not run here yet"
+        return "not-tested", step_text or "not run here yet"
     tested = [r for r in rows if r["verdict"] != "not-tested"]
     verdict = _combine_parts([(r["id"].split(".", 1)[-1], r["verdict"]) for r in rows])
     text = "; ".join(r.get("detail") or r["claim"] for r in (tested or rows))
-    return verdict, text
+    return verdict, text + (f"; {step_text}" if step_text else "")
 
 
 def claim_rows(entries: Sequence[dict[str, Any]]) -> list[dict[str, str]]:

@@ -97,6 +97,7 @@ def run_verify(
     alpha: float = LEDGER_ALPHA,
     results: str | Path | None = DEFAULT_RESULTS,
     threads: int = 1,
+    extensions: bool | None = None,
     verbose: bool = False,
     progress: bool = False,
 ) -> dict[str, Any]:
@@ -114,6 +115,9 @@ def run_verify(
     if not 1 <= threads <= 256:
         raise VerifyInputError(f"--threads must be an integer in [1, 256], got {threads}")
     names = _resolve_activations(activations, only)
+    # The issue-9 rows (depth, init laws, optimizers) are fixed networks of their own: part of
+    # the full ledger, left out when the caller picks activations with `only`.
+    extensions = (only is None) if extensions is None else extensions
     mc_mod = None
     if montecarlo:
         import empirics.montecarlo.ledger as mc_mod
@@ -127,8 +131,19 @@ def run_verify(
         names, loss_names(), c1_config=c1_cfg, progress=lambda name: bar.set_postfix_str(name)
     )
     bar.close()
+    depth = None
+    if extensions:
+        import empirics.ledger_depth as depth
+
+        entries += depth.depth_entries()
     theory_s = time.perf_counter() - start
-    runnable = [e for e in entries if _runs_montecarlo(e)] if mc_mod is not None else []
+
+    def estimable(e: LedgerEntry) -> bool:
+        return (
+            depth.runs_montecarlo(e) if depth and depth.is_depth_entry(e) else _runs_montecarlo(e)
+        )
+
+    runnable = [e for e in entries if estimable(e)] if mc_mod is not None else []
     alpha_row = alpha / max(len(runnable), 1)
     mc_note = "montecarlo disabled"
     if mc_mod is not None:
@@ -139,14 +154,22 @@ def run_verify(
         filled = []
         try:
             for e in tqdm(entries, desc="monte carlo", disable=not progress, file=sys.stderr):
-                network = mc_mod.montecarlo_config_for_entry(e.id, e.activation, e.loss)
+                in_depth = depth is not None and depth.is_depth_entry(e)
+                network = (
+                    e.network
+                    if in_depth
+                    else mc_mod.montecarlo_config_for_entry(e.id, e.activation, e.loss)
+                )
                 mc, error = None, None
-                if _runs_montecarlo(e):
+                if estimable(e):
                     gen = torch.Generator().manual_seed(row_seed(seed, e))
                     try:
-                        mc = mc_mod.montecarlo_for_entry(
-                            e.id, e.activation, e.loss, generator=gen, alpha=alpha_row
-                        )
+                        if in_depth:
+                            mc = depth.depth_montecarlo(e, generator=gen, alpha=alpha_row)
+                        else:
+                            mc = mc_mod.montecarlo_for_entry(
+                                e.id, e.activation, e.loss, generator=gen, alpha=alpha_row
+                            )
                     except (ValueError, RegistryError, RuntimeError) as exc:
                         # One estimate that cannot run leaves its column empty, not the ledger.
                         error = f"montecarlo error: {exc}"

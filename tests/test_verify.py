@@ -69,7 +69,9 @@ def test_verify_cli_user_activation(tmp_path):
 @pytest.mark.parametrize(
     ("argv", "fragment"),
     [
-        (["--activation", "bad=x+y"], "only use the variable x"),
+        (["--activation", "bad=x+y"], "unknown name 'y'"),
+        (["--activation", "f=__import__('os').getcwd()"], "not allowed"),
+        (["--activation", "f=1/(x-0.5)"], "undefined on the real line"),
         (["--activation", "noequals"], "unknown activation"),
         (["--only", "relux"], "valid names"),
         (["--only", ","], "at least one"),
