@@ -384,6 +384,9 @@ def _close(a: dict, b: dict, skip: tuple[str, ...] = (), rel: float = 1e-4) -> l
     return bad
 
 
+# Slow: three processes on a 2-core machine beside the other xdist worker; under heavy load a
+# gloo rank was seen waiting past the timeout. `make test-all` runs it (about 20 s when idle).
+@pytest.mark.slow
 def test_torchrun_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> None:
     args = [
         "--arch", "mlp", "--preset", "smoke", "--data", "synthetic", "--steps", "4",
