@@ -812,7 +812,9 @@ def null_check(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         if row["activation"] != "tanh" or row["quantity"] not in ("g_all", "delta_b", "delta_w"):
             continue
         alpha = row["alpha"]
-        for subset in ("N", "kN"):
+        # With check_factor 1 the kN band is the N band: count it once.
+        subsets = ("N", "kN") if row["n_networks"]["kN"] > row["n_networks"]["N"] else ("N",)
+        for subset in subsets:
             for decided in row[subset]["decided_steps"]:
                 bands += 1
                 alarms += decided > 0

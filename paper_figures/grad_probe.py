@@ -91,8 +91,8 @@ def main() -> None:
             ax.set_xlabel("step")
         row[0].set_ylabel(f"{args.arch}, {args.activation}")
         for ax in row:
-            ax.legend(fontsize=5, loc="upper left", bbox_to_anchor=(0.0, -0.2), ncol=2)
-    fig.subplots_adjust(hspace=0.25 + 0.06 * len(layers), wspace=0.3)
+            ax.legend(fontsize=5, loc="upper left", bbox_to_anchor=(0.0, -0.26), ncol=2)
+    fig.subplots_adjust(hspace=0.35 + 0.07 * len(layers), wspace=0.3)
     fig.suptitle(
         "gradient-sign probe on the training batch, per activation layer (median over seeds, "
         "band: min-max; legend: share of (seed, step) values > 0)",

@@ -135,9 +135,8 @@ def _horizons(results: Path, out: Path, quantities: tuple[str, ...]) -> None:
                 ys = [beyond if h is None else h for h, s in zip(hs, signs, strict=True)
                       if s != "undecided"]  # fmt: skip
                 offset = {"kN": -0.15, "N": 0.15}[subset]
-                label = (
-                    None if seen[(kind, subset)] else f"{kind}, {row['n_networks'][subset]} nets"
-                )
+                name = "all k x N networks" if subset == "kN" else "the first N networks"
+                label = None if seen[(kind, subset)] else f"{kind}, {name}"
                 seen[(kind, subset)] = True
                 jitter = np.linspace(-0.06, 0.06, max(len(ys), 1))[: len(ys)]
                 ax.scatter(x + offset + jitter, ys, s=14, lw=0.8, label=label, **style)
@@ -152,7 +151,15 @@ def _horizons(results: Path, out: Path, quantities: tuple[str, ...]) -> None:
     axes[0][0].legend(fontsize=6, ncol=4, loc="lower left", bbox_to_anchor=(0.0, 1.12))
     axes[0][0].set_title(
         "horizons per seed (bands simultaneous over steps, family-wise "
-        f"{rows[0]['alpha']:g}); decay: below {rows[0]['decay_fraction']:g} x start",
+        f"{rows[0]['alpha']:g}); decay: below {rows[0]['decay_fraction']:g} x start; (N, k) in "
+        + ", ".join(
+            sorted(
+                {
+                    f"({r['n_networks']['N']}, {r['n_networks']['kN'] // r['n_networks']['N']})"
+                    for r in rows
+                }
+            )
+        ),
         fontsize=9,
     )
     save(fig, out)
