@@ -125,30 +125,37 @@ def test_claims_table_changes_when_the_evidence_does(ledger, tmp_path):
         if e["id"].startswith("C2.g_pos"):
             e["verdict"] = "refuted"
     assert _claim(broken, "C2") == "refuted"
-    # C6 from the early-training horizons: some settings reverse and some never do ->
-    # confirmed; every horizon beyond the run -> refuted.
-    early = tmp_path / "montecarlo" / "early_training_sweep"
-    early.mkdir(parents=True)
-    runs = [
-        {"activation": "relu", "loss": "mse", "optimizer": "adamw", "lr": 0.01, "reversal": 45},
-        {"activation": "relu", "loss": "mse", "optimizer": "sgd", "lr": 0.1, "reversal": None},
-    ]
-    (early / "summary.json").write_text(json.dumps({"steps": 200, "runs": runs}))
-    with_runs = json.loads(json.dumps(ledger))
-    with_runs["entries"] = [e for e in ledger["entries"] if not e["id"].startswith("C6")]
-    with_runs["entries"] += [
-        e for e in verdicts.experiment_entries(tmp_path) if e["id"] == "C6.optimizer_lr"
-    ]
-    assert _claim(with_runs, "C6") == "confirmed"
-    for r in runs:
-        r["reversal"] = None
-    (early / "summary.json").write_text(json.dumps({"steps": 200, "runs": runs}))
-    with_runs["entries"] = [e for e in with_runs["entries"] if not e["id"].startswith("C6")]
-    with_runs["entries"] += [
-        e for e in verdicts.experiment_entries(tmp_path) if e["id"] == "C6.optimizer_lr"
-    ]
-    assert _claim(with_runs, "C6") == "refuted"
-    assert "beyond 200" in claims_table.render(with_runs)
+    # C6 from the early-training horizons: some settings reverse in every seed and some never
+    # do -> confirmed; every horizon beyond the run -> not-tested (too short to tell).
+    out = tmp_path / "experiments" / "quick"
+    out.mkdir(parents=True)
+
+    def horizons(reversals: dict[tuple[str, float], list]) -> None:
+        rows = [
+            {"activation": "relu", "loss": "mse", "optimizer": opt, "lr": lr, "layer": "layer1",
+             "quantity": "g_pos", "steps": 200, "N": {"reversal": hs, "decay": hs},
+             "reversal_shift": []}
+            for (opt, lr), hs in reversals.items()
+        ]  # fmt: skip
+        block = {"scale": {"name": "quick", "preset": "smoke", "seeds": [0, 1, 2]}}
+        block["early_training"] = {"rows": rows}
+        (out / "c6_persistence.json").write_text(json.dumps(block))
+
+    def rendered_c6() -> str:
+        with_runs = json.loads(json.dumps(ledger))
+        with_runs["entries"] = [e for e in ledger["entries"] if not e["id"].startswith("C6")]
+        with_runs["entries"] += [
+            e for e in verdicts.experiment_entries(tmp_path) if e["id"] == "C6.optimizer_lr"
+        ]
+        return _claim(with_runs, "C6"), claims_table.render(with_runs)
+
+    horizons({("adamw", 0.01): [45, 47, 44], ("sgd", 0.1): [None, None, None]})
+    assert rendered_c6()[0] == "confirmed"
+    horizons({("adamw", 0.01): [None, None, None], ("sgd", 0.1): [None, None, None]})
+    verdict, table = rendered_c6()
+    assert verdict == "not-tested" and "0 of 2 settings reach it" in table
+    horizons({("adamw", 0.01): [45, 47, 44], ("sgd", 0.1): [46, 44, 48]})
+    assert rendered_c6()[0] == "refuted"
 
 
 def test_claims_table_renders_without_torch(ledger, tmp_path):
