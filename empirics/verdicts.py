@@ -311,6 +311,10 @@ def _claim_c5(entries: Sequence[dict]) -> tuple[str, str]:
         + f" (MSE); E[ΔW] with non-negative inputs: relu {(relu_w or {}).get('verdict')} "
         f"({_mc_text(relu_w)})"
     )
+    remark = _find(entries, "C5.remark_a2")
+    if remark and remark.get("detail"):
+        parts.append(("Remark A.2's covariance term", remark["verdict"]))
+        text += f"; Remark A.2: {remark['detail']}"
     return _combine_parts(parts), text
 
 
@@ -417,6 +421,7 @@ def experiment_row(
 
 
 EXPERIMENT_CLAIMS: dict[str, str] = {
+    "C5.remark_a2": "Remark A.2: the covariance term Cov_x(dl/dp_i, x_k) oscillates around 0 early",
     "C6.optimizer_lr": "drift depends on the optimizer and the learning rate",
     "C7.random_inputs": "drift is intrinsic to optimization: it appears on random inputs too",
     "C8.architectures": "drift appears in MLP, ResNet, ViT, GPT-nano and MP-SENet",
@@ -439,6 +444,9 @@ def _finite(v: Any) -> bool:
 
 
 def _scale_note(block: dict[str, Any]) -> str:
+    if "scale" not in block and "rows" in block:  # the early-training grid's own files
+        seeds = sorted({s for r in block["rows"] for s in r.get("seeds") or []})
+        return f"[early-training grid, seeds {seeds[0]}-{seeds[-1]}]" if seeds else "[grid]"
     scale = block.get("scale") or {}
     seeds = scale.get("seeds")
     return f"[{scale.get('name', '?')} scale, preset {scale.get('preset', '?')}, " + (
@@ -469,16 +477,21 @@ def verdict_horizons(block: dict[str, Any] | None) -> tuple[str, str, dict | Non
     never do in any seed: confirmed. Refuted when every setting reaches both horizons at
     overlapping steps. When no setting reaches either horizon the run is too short to tell:
     not-tested."""
-    rows = ((block or {}).get("early_training") or {}).get("rows") or []
-    rows = [r for r in rows if r.get("quantity") == "g_pos"]
+    rows = ((block or {}).get("early_training") or block or {}).get("rows") or []
+    # ReLU / MSE: the grid's fully seeded part; the k*N networks when measured (more power).
+    rows = [
+        r
+        for r in rows
+        if r.get("quantity") == "g_pos" and r.get("activation") == "relu" and r.get("loss") == "mse"
+    ]
     if not rows:
         return "not-tested", "", None
     steps = max(int(r.get("steps") or 0) for r in rows)
     shown_parts, evidence = [], {}
     for kind in ("reversal", "decay"):
         cells = {
-            (f"{r['activation']}/{r['loss']}", r["optimizer"], float(r["lr"]), r["layer"]): list(
-                (r.get("N") or {}).get(kind) or []
+            (r.get("data", "?"), r["optimizer"], float(r["lr"]), r["layer"]): list(
+                (r.get("kN") or r.get("N") or {}).get(kind) or []
             )
             for r in rows
         }
@@ -486,9 +499,14 @@ def verdict_horizons(block: dict[str, Any] | None) -> tuple[str, str, dict | Non
         always = [k for k, hs in cells.items() if all(_finite(h) for h in hs)]
         never = [k for k, hs in cells.items() if not any(_finite(h) for h in hs)]
         evidence[kind] = {"always": len(always), "never": len(never), "settings": len(cells)}
+
+        def span(hs: list[Any]) -> str:
+            got = sorted(int(h) for h in hs if _finite(h))
+            text = f"{got[0]}" if got[0] == got[-1] else f"{got[0]}–{got[-1]}"
+            return text + ("" if len(got) == len(hs) else f" (+{len(hs) - len(got)} >{steps})")
+
         reached = ", ".join(
-            f"{a} {o} lr {lr:g} {layer}: "
-            + "/".join(str(int(h)) if _finite(h) else f">{steps}" for h in hs)
+            f"{a} {o} {lr:g} {layer.removeprefix('layer')}: {span(hs)}"
             for (a, o, lr, layer), hs in sorted(cells.items())
             if any(_finite(h) for h in hs)
         )
@@ -505,10 +523,8 @@ def verdict_horizons(block: dict[str, Any] | None) -> tuple[str, str, dict | Non
             evidence[kind]["separates"] = max(lows) > min(highs)
     shifts = [s for r in rows for s in (r.get("reversal_shift") or []) if _finite(s)]
     text = (
-        f"horizons of E[∂ℓ/∂p | p>0] per seed within {steps} steps "
-        + _scale_note(block or {})
-        + ": "
-        + "; ".join(shown_parts)
+        f"ReLU/MSE horizons of E[∂ℓ/∂p | p>0], range over seeds within {steps} steps (inputs, "
+        "optimizer, lr, layer) " + _scale_note(block or {}) + ": " + "; ".join(shown_parts)
     )
     if shifts:
         text += f"; reversal at 4N minus at N: {', '.join(f'{s:+g}' for s in shifts)} steps"
@@ -667,6 +683,53 @@ def verdict_spikes(block: dict[str, Any] | None) -> tuple[str, str, dict | None]
     return "not-tested", text + " (not distinguishable at this scale)", {"amplified": []}
 
 
+def verdict_remark_a2(block: dict[str, Any] | None) -> tuple[str, str, dict | None]:
+    """Remark A.2 ("the covariance term Cov_x(dl/dp_i, x_k) oscillates around 0 in early
+    iterations") from the early-training grid, where the inputs are non-negative: refuted when
+    the covariance term's band (all steps at once, family-wise 1%) is confidently positive at
+    init and never confidently negative before it is decided positive, in some setting;
+    confirmed when no setting has a confidently signed covariance term in its first 20 steps;
+    not-tested otherwise."""
+    rows = [r for r in (block or {}).get("rows") or [] if r.get("nonneg_inputs")]
+    if not rows:
+        return "not-tested", "", None
+    positive = [
+        r
+        for r in rows
+        if (r.get("summary") or {}).get("init_z", 0) > 0
+        and ((r.get("cov_term") or {}).get("lo") or [0])[0] > 0
+    ]
+    z = [(r["summary"]["init_z"], r["summary"]["median_abs_ratio_to_mean_term"]) for r in positive]
+    early_signed = [
+        r
+        for r in rows
+        if any(
+            lo > 0 or hi < 0
+            for lo, hi in zip(
+                (r.get("cov_term") or {}).get("lo", [])[:20],
+                (r.get("cov_term") or {}).get("hi", [])[:20],
+                strict=False,
+            )
+        )
+    ]
+    text = (
+        f"covariance term of E[∂ℓ/∂W] with non-negative inputs {_scale_note(block or {})}: "
+        f"confidently positive at init in {len(positive)} of {len(rows)} settings"
+    )
+    if z:
+        zs = sorted(v for v, _ in z)
+        ratios = sorted(r for _, r in z)
+        text += (
+            f" (z at init {zs[0]:.0f}–{zs[-1]:.0f}; median size {ratios[0]:.0%}–{ratios[-1]:.0%} "
+            "of the mean term, same sign: it adds to the drift)"
+        )
+    if positive:
+        return "refuted", text, {"positive_at_init": len(positive), "settings": len(rows)}
+    if not early_signed:
+        return "confirmed", text, {"positive_at_init": 0, "settings": len(rows)}
+    return "not-tested", text, {"positive_at_init": 0, "settings": len(rows)}
+
+
 C12_ORDERINGS = (
     ("relu2_clip", "relu2", "clipped ReLU² < ReLU²"),
     ("gelu2", "relu", "GELU² < ReLU"),
@@ -718,6 +781,7 @@ def verdict_ordering(block: dict[str, Any] | None) -> tuple[str, str, dict | Non
 
 
 EXPERIMENT_FILES = {
+    "C5.remark_a2": ("remark_a2.json", verdict_remark_a2),
     "C6.optimizer_lr": ("c6_persistence.json", verdict_horizons),
     "C7.random_inputs": ("drift.json", lambda b: verdict_drift_shown(b, "synthetic")),
     "C8.architectures": ("drift.json", lambda b: verdict_drift_shown(b, "real")),
@@ -736,8 +800,13 @@ def experiment_entries(results: Path) -> list[dict[str, Any]]:
     for cid, text in EXPERIMENT_CLAIMS.items():
         name, rule = EXPERIMENT_FILES[cid]
         found: Any = None
-        for scale in ("full", "quick"):
-            path = results / "experiments" / scale / name
+        candidates = [results / "experiments" / scale / name for scale in ("full", "quick")]
+        if cid in ("C5.remark_a2", "C6.optimizer_lr"):  # the early-training grid's own files
+            grid = results / "montecarlo" / "early_training"
+            candidates.insert(
+                0, grid / ("remark_a2.json" if cid == "C5.remark_a2" else "horizons.json")
+            )
+        for path in candidates:
             block = _load(path) if path.is_file() else None
             if not block:
                 continue

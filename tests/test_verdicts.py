@@ -180,3 +180,17 @@ def test_readme_rewrite_replaces_only_the_marked_block(ledger, tmp_path):
     text = readme.read_text()
     assert text.startswith("head\n") and text.endswith("tail\n") and "old" not in text
     assert "| C12 |" in text
+
+
+def test_remark_a2_verdict_follows_the_covariance_bands():
+    def block(lo0: float) -> dict:
+        row = {
+            "nonneg_inputs": True,
+            "cov_term": {"lo": [lo0] + [-1.0] * 30, "hi": [lo0 + 2.0] + [1.0] * 30},
+            "summary": {"init_z": 20.0, "median_abs_ratio_to_mean_term": 0.05},
+        }
+        return {"rows": [row, {**row, "nonneg_inputs": False}]}
+
+    assert verdicts.verdict_remark_a2(block(0.5))[0] == "refuted"  # positive at init
+    assert verdicts.verdict_remark_a2(block(-1.0))[0] == "confirmed"  # around 0 throughout
+    assert verdicts.verdict_remark_a2({"rows": []})[0] == "not-tested"
