@@ -354,7 +354,7 @@ def _sign(lo: float, hi: float) -> int:
     return 1 if lo > 0 else -1 if hi < 0 else 0
 
 
-SIGN_NAMES = {1: "positive", -1: "negative", 0: "undecided"}
+SIGN_NAMES = {1: "positive", -1: "negative", 0: "undetermined"}
 
 
 def band(series: Series, weights: np.ndarray, alpha: float) -> dict[str, list[float]]:
@@ -373,7 +373,7 @@ def horizon(
 ) -> dict[str, Any]:
     """The sign at step 0 and when it ends, from bands simultaneous over all steps.
 
-    - `init_sign`: the sign the band decides at step 0 ("undecided" leaves both horizons None).
+    - `init_sign`: the sign the band decides at step 0 ("undetermined" leaves both horizons None).
     - `reversal`: the first step whose band lies entirely on the other side of 0 than the
       initial sign (the quantity is confidently reversed), None if none does ("beyond T").
     - `decay`: the first step at which m_t - f m_0 is confidently on the other side of 0 than
@@ -731,7 +731,7 @@ def _spread(values: Sequence[int | None], init_signs: Sequence[str], steps: int)
     xs = [
         steps + 1 if v is None else v
         for v, s in zip(values, init_signs, strict=True)
-        if s != "undecided"
+        if s != "undetermined"
     ]
     return {
         "median": float(np.median(xs)) if xs else None,

@@ -32,7 +32,7 @@ from theory import (
 from theory.registry import x as registry_x
 from theory.signs import SIGNS
 
-MC_SIGNS: tuple[str, ...] = (*SIGNS, "undecided")
+MC_SIGNS: tuple[str, ...] = SIGNS  # the Monte Carlo uses the theory's words
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,7 @@ def _horizons(results: Path, out: Path, quantities: tuple[str, ...]) -> None:
                 hs = row[subset][kind]
                 signs = row[subset]["init_sign"]
                 ys = [beyond if h is None else h for h, s in zip(hs, signs, strict=True)
-                      if s != "undecided"]  # fmt: skip
+                      if s != "undetermined"]  # fmt: skip
                 offset = {"kN": -0.15, "N": 0.15}[subset]
                 name = "all k x N networks" if subset == "kN" else "the first N networks"
                 label = None if seen[(kind, subset)] else f"{kind}, {name}"

@@ -74,7 +74,7 @@ def test_conditional_moments_at_depth_four():
         targets=("diag", "offdiag"),
     )
     a = float(alpha(DepthNet((16, 16, 16, 16), 4, (2 / 16,) * 4, (0.09,) * 4, 1)))
-    assert _inside(est["diag"], a) and est["offdiag"].sign == "undecided"
+    assert _inside(est["diag"], a) and est["offdiag"].sign == "undetermined"
     assert not _inside(est["diag"], 1.3 * a)  # teeth: a 30 % error is caught
 
 

@@ -179,13 +179,13 @@ def test_horizon_finds_reversal_and_decay_where_they_are() -> None:
         _series(t / 20 - 1, rng.normal(0, 1e-3, (41, 64))), W64, alpha=0.01, decay_fraction=0.1
     )
     assert h["init_sign"] == "negative" and h["reversal"] == 21
-    # Never reversed: None ("beyond T"); an undecided start leaves the horizons undefined.
+    # Never reversed: None ("beyond T"); an undetermined start leaves the horizons undefined.
     assert horizon(_series(np.ones(41), rng.normal(0, 1, (41, 64))), W64,
                    alpha=0.01, decay_fraction=0.1)["reversal"] is None  # fmt: skip
     h = horizon(
         _series(np.zeros(41), rng.normal(0, 1, (41, 64))), W64, alpha=0.01, decay_fraction=0.1
     )
-    assert h["init_sign"] == "undecided" and h["reversal"] is None
+    assert h["init_sign"] == "undetermined" and h["reversal"] is None
 
 
 def test_ratio_series_is_the_pooled_conditional_mean() -> None:

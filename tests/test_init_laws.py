@@ -66,4 +66,4 @@ def test_adam_first_step_direction():
         test=test,
         targets=("W",),
     )
-    assert tanh["W"].sign == "undecided"  # exactly 0 by the unit flip
+    assert tanh["W"].sign == "undetermined"  # exactly 0 by the unit flip

@@ -30,12 +30,12 @@ def test_verdict_rule():
     sym = {"sign": "zero", "method": "proved", "value": 0.0}
     assert decide_verdict("C1.offdiag", "nonnegative", sym, (), None)[0] == "refined"
     assert decide_verdict("C1.mean", "zero", sym, (), None)[0] == "confirmed"
-    assert decide_verdict("C1.mean", "zero", sym, (), _mc("undecided", 0.0, (-1, 1)))[0] == (
+    assert decide_verdict("C1.mean", "zero", sym, (), _mc("undetermined", 0.0, (-1, 1)))[0] == (
         "confirmed"
     )
     # Own prediction and estimate disagree: sign, or value outside the CI.
     assert decide_verdict("C1.mean", "zero", sym, (), _mc("positive"))[0] == "fail"
-    assert decide_verdict("C1.mean", "zero", sym, (), _mc("undecided", 0.1, (0.05, 0.2)))[0] == (
+    assert decide_verdict("C1.mean", "zero", sym, (), _mc("undetermined", 0.1, (0.05, 0.2)))[0] == (
         "fail"
     )
     und = {"sign": "undetermined", "method": "certified", "value": None}

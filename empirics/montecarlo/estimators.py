@@ -110,7 +110,7 @@ def run_sequential(
         if on_look is not None:
             on_look(looks, estimates)
         wanted = targets if targets is not None else list(estimates)
-        if all(estimates[t].sign != "undecided" for t in wanted):
+        if all(estimates[t].sign != "undetermined" for t in wanted):
             break
     bar.close()
     for name, est in estimates.items():

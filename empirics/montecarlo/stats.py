@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from scipy import stats
 
-SIGNS = ("positive", "nonnegative", "zero", "nonpositive", "negative", "undecided")
+SIGNS = ("positive", "nonnegative", "zero", "nonpositive", "negative", "undetermined")
 
 
 @dataclass
@@ -21,8 +21,9 @@ class Estimate:
 
     `n_samples` counts the scalar gradient samples behind the mean (they are correlated within a
     network, which is why `n` and the standard error are taken over networks). `sign` comes from
-    the sign test (`undecided` when the interval contains 0); `confidence` is the
-    simultaneous level of the interval over all looks the test was allowed.
+    the sign test (`undetermined` when the interval contains 0: the theory's word for "not
+    decided"); `confidence` is the simultaneous level of the interval over all looks the test
+    was allowed.
     """
 
     mean: float
@@ -157,9 +158,11 @@ class RatioAccumulator:
             # Every sample is exactly 0 (e.g. relu' on p < 0): the mean is 0 with no error.
             return Estimate(0.0, 0.0, self.n, (0.0, 0.0), "zero", confidence, **kw)
         if not (math.isfinite(mean) and math.isfinite(se)):
-            return Estimate(mean, se, self.n, (math.nan, math.nan), "undecided", confidence, **kw)
+            return Estimate(
+                mean, se, self.n, (math.nan, math.nan), "undetermined", confidence, **kw
+            )
         lo, hi = mean - z * se, mean + z * se
-        sign = "positive" if lo > 0 else "negative" if hi < 0 else "undecided"
+        sign = "positive" if lo > 0 else "negative" if hi < 0 else "undetermined"
         return Estimate(mean, se, self.n, (lo, hi), sign, confidence, **kw)
 
 

@@ -236,7 +236,7 @@ def check_sign_decision(
         n_networks=n_networks,
         test=SignTest(alpha=ALPHA_CHECK),
     )
-    if symbolic != "undetermined" and est.sign != "undecided":
+    if symbolic != "undetermined" and est.sign != "undetermined":
         assert compatible(est.sign, symbolic), (
             f"{activation}/{loss} on p {'>' if side == 'pos' else '<'} 0: Monte Carlo decided "
             f"{est.sign} ({est.mean:.4g}, CI {est.ci}) but theory says {symbolic}"
