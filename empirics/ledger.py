@@ -110,11 +110,16 @@ def _entry(
     claimed: str | None,
     *,
     prediction: str = "",
+    scope: str | None = None,
+    network: dict[str, Any] | None = None,
 ) -> LedgerEntry:
+    """A theory row with its verdict from theory alone (the Monte Carlo column comes later)."""
     pieces = tuple((p.lo, p.hi, p.sign) for p in pred.pieces)
     symbolic = _symbolic(pred)
     verdict, notes = decide_verdict(entry_id, claimed, symbolic, pieces, None)
-    control = activation is not None and parity(activation) is not None
+    if scope is None:
+        control = activation is not None and parity(activation) is not None
+        scope = scope_of(entry_id, activation, control)
     return LedgerEntry(
         entry_id,
         claim,
@@ -127,8 +132,9 @@ def _entry(
         None,
         verdict,
         notes,
-        scope=scope_of(entry_id, activation, control),
+        scope=scope,
         prediction=prediction,
+        network=network,
     )
 
 

@@ -17,8 +17,7 @@ from typing import Any
 
 import sympy as sp
 
-from empirics.ledger import LedgerEntry, _symbolic, attach_montecarlo, format_table
-from empirics.verdicts import decide_verdict
+from empirics.ledger import LedgerEntry, _entry, attach_montecarlo, format_table
 from theory.depth import (
     SKEW_LEFT,
     SKEW_RIGHT,
@@ -88,24 +87,7 @@ def _make(
     scope: str,
     network: dict[str, Any],
 ) -> LedgerEntry:
-    symbolic = _symbolic(pred)
-    pieces = tuple((p.lo, p.hi, p.sign) for p in pred.pieces)
-    verdict, notes = decide_verdict(entry_id, claimed, symbolic, pieces, None)
-    return LedgerEntry(
-        entry_id,
-        claim,
-        activation,
-        loss,
-        symbolic,
-        claimed,
-        pred.detail,
-        pieces,
-        None,
-        verdict,
-        notes,
-        scope=scope,
-        network=network,
-    )
+    return _entry(entry_id, claim, activation, loss, pred, claimed, scope=scope, network=network)
 
 
 def _ledger_dict(est: Any, scale: float = 1.0) -> dict:
