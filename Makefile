@@ -27,7 +27,7 @@ data:  ## install the offline Debian data packages (needs root; skipped with a n
 
 verify: setup  ## check the theorems, print the claims ledger, run the `verify` hypothesis profile
 	@start=$$(date +%s); \
-	$(PY) -m empirics.verify --no-progress || exit $$?; \
+	$(PY) -m empirics.verify || exit $$?; \
 	mid=$$(date +%s); \
 	$(PY) -m pytest -q -p no:cacheprovider --hypothesis-profile=verify -n $(PYTEST_WORKERS) tests/properties || exit $$?; \
 	end=$$(date +%s); \

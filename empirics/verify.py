@@ -257,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results=args.results,
             threads=args.threads,
             verbose=True,
-            progress=not args.no_progress,
+            progress=not args.no_progress and sys.stderr.isatty(),
         )
     except VerifyInputError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -147,7 +147,11 @@ def estimate(
     if quantity == "first_step":
         return estimate_first_step(cfg, lr, **seq)
     bins = estimate_g_curve(
-        cfg, edges or _parse_edges("-4,4,16"), generator=generator, n_networks=n_networks
+        cfg,
+        edges or _parse_edges("-4,4,16"),
+        generator=generator,
+        n_networks=n_networks,
+        progress=progress,
     )
     out = {f"bin{j:03d}": e for j, e in enumerate(bins)}
     if writer is not None:

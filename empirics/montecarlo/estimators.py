@@ -80,7 +80,7 @@ def run_sequential(
     accs: dict[str, RatioAccumulator] = {}
     start = time.perf_counter()  # reported only, never used to decide anything
     drawn, looks, estimates = 0, 0, {}
-    bar = tqdm(total=len(sizes), desc="looks", disable=not progress, leave=False)
+    bar = tqdm(total=sizes[-1], desc="networks", unit="net", disable=not progress, leave=False)
     for goal in sizes:
         while drawn < goal:
             n = min(chunk, goal - drawn)
@@ -94,6 +94,7 @@ def run_sequential(
                     num, den, any_nonzero=nonzero, control=control
                 )
             drawn += n
+            bar.update(n)
         looks += 1
         estimates = {
             name: acc.estimate(
@@ -105,8 +106,7 @@ def run_sequential(
             )
             for name, acc in accs.items()
         }
-        bar.update(1)
-        bar.set_postfix(networks=drawn)
+        bar.set_postfix(looks=looks)
         if on_look is not None:
             on_look(looks, estimates)
         wanted = targets if targets is not None else list(estimates)
@@ -248,6 +248,7 @@ def estimate_g_curve(
     generator: torch.Generator,
     n_networks: int = 2048,
     confidence: float = 0.99,
+    progress: bool = False,
 ) -> list[Estimate]:
     """g(p) = E[dl/dp | p in bin] on the bins between consecutive `edges` (to overlay the closed
     form); a fixed sample, pointwise intervals at `confidence`. extra['p_mean'] is E[p | bin]."""
@@ -259,6 +260,7 @@ def estimate_g_curve(
     p_accs = [RatioAccumulator() for _ in range(e.numel() - 1)]
     chunk = _chunk_networks(cfg, 2)
     done = 0
+    bar = tqdm(total=n_networks, desc="g_curve", unit="net", disable=not progress, leave=False)
     while done < n_networks:
         n = min(chunk, n_networks - done)
         d = draw(cfg, n, generator)
@@ -269,6 +271,8 @@ def estimate_g_curve(
             acc.add(num, den, any_nonzero=nonzero)
             p_accs[j].add((p64 * mask).sum(dim=(1, 2)), mask.sum(dim=(1, 2)).to(torch.float64))
         done += n
+        bar.update(n)
+    bar.close()
     out = []
     for j, acc in enumerate(accs):
         est = fixed_interval(acc, confidence, method="fixed sample, pointwise interval")
