@@ -1215,7 +1215,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, path in aggregate(scale, args.root).items():
             print(f"{name}: {path}")
         return 0
-    result = run(scale, groups=groups, jobs=args.jobs, root=args.root, cluster=args.cluster)
+    try:
+        result = run(scale, groups=groups, jobs=args.jobs, root=args.root, cluster=args.cluster)
+    except KeyboardInterrupt as exc:  # the sweep cancelled its jobs; finished runs are kept
+        signum = int(getattr(exc, "signum", 2) or 2)
+        print("interrupted: finished runs are kept; rerun the same command to resume")
+        return 128 + signum
     for name, path in result["written"].items():
         print(f"{name}: {path}")
     return 0
