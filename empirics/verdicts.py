@@ -206,10 +206,14 @@ def _mc_text(e: dict | None) -> str:
 
 
 def _value_text(e: dict | None) -> str:
+    """A row's symbolic value: the exact form when it is short and says more than the float."""
     sym = (e or {}).get("symbolic") or {}
     value = sym.get("value")
     if isinstance(value, (int, float)):
-        return f"{value:.4g}" if sym.get("exact") is None else f"{sym['exact']} = {value:.4g}"
+        exact = sym.get("exact")
+        if exact is None or len(exact) > 24 or exact == f"{value:g}":
+            return f"{value:.4g}"
+        return f"{exact} = {value:.4g}"
     return str(value)
 
 
