@@ -348,17 +348,12 @@ def _claim_experiment(entries: Sequence[dict], cid: str) -> tuple[str, str]:
         )
     if not rows or all(r["verdict"] == "not-tested" and not r.get("detail") for r in rows):
         return "not-tested", step_text or "not run here yet"
-    tested = [r for r in rows if r["verdict"] != "not-tested"]
     verdict = _combine_parts([(r["id"].split(".")[-1], r["verdict"]) for r in rows])
-    details = [r.get("detail") or r["claim"] for r in (tested or rows)]
-    if len(rows) > 1:  # per-architecture rows share one header: show it once
+    details = [r.get("detail") or r["claim"] for r in rows]
+    if len(rows) > 1:  # per-part rows share one header: show it once
         head = details[0].split(": ", 1)[0] + ": " if ": " in details[0] else ""
         details = [d.removeprefix(head) for d in details]
-        untested = [r["id"].split(".")[-1] for r in rows if r["verdict"] == "not-tested"]
-        text = head + " | ".join(details)
-        if untested:
-            text += f" | not run or not distinguishable: {', '.join(untested)}"
-        return verdict, text + (f"; {step_text}" if step_text else "")
+        return verdict, head + " | ".join(details) + (f"; {step_text}" if step_text else "")
     text = "; ".join(details)
     return verdict, text + (f"; {step_text}" if step_text else "")
 
@@ -735,53 +730,61 @@ def verdict_remark_a2(block: dict[str, Any] | None) -> tuple[str, str, dict | No
 
 
 C12_ORDERINGS = (
-    ("relu2_clip", "relu2", "clipped ReLU² < ReLU²"),
-    ("gelu2", "relu", "GELU² < ReLU"),
-    ("gelu2", "gelu", "GELU² < GELU"),
-    ("relu2_clip", "relu", "clipped ReLU² < ReLU"),
-    ("relu2_clip", "gelu", "clipped ReLU² < GELU"),
+    ("clip_vs_relu2", "relu2_clip", "relu2", "clipped ReLU² < ReLU²"),
+    ("gelu2_vs_relu", "gelu2", "relu", "GELU² < ReLU"),
+    ("gelu2_vs_gelu", "gelu2", "gelu", "GELU² < GELU"),
+    ("clip_vs_relu", "relu2_clip", "relu", "clipped ReLU² < ReLU"),
+    ("clip_vs_gelu", "relu2_clip", "gelu", "clipped ReLU² < GELU"),
 )
 
 
-def verdict_ordering(block: dict[str, Any] | None) -> tuple[str, str, dict | None]:
-    """C12: each ordering of val loss is a paired comparison across seeds (paired t, Holm over
-    the family): it holds when the 95% CI of loss(a) - loss(b) is below 0 and p_holm < 0.05, is
-    reversed when above 0 with p_holm < 0.05, and is not distinguishable otherwise. GELU² best
-    holds when it is lowest in the ranking and every comparison against it that is decided goes
-    its way. All hold -> confirmed; any reversed -> refuted; else not-tested."""
+def verdict_ordering(block: dict[str, Any] | None) -> Any:
+    """C12, one row per ordering of val loss, each a paired comparison across seeds (paired t,
+    Holm over the family of comparisons): confirmed when the 95% CI of loss(a) - loss(b) is below
+    0 and p_holm < 0.05, refuted when above 0 with p_holm < 0.05, not-tested (not
+    distinguishable at this scale) otherwise; and "GELU² best": confirmed when GELU² is lowest in
+    the ranking and every decided comparison against it goes its way."""
     comps = (block or {}).get("comparisons") or []
     if not comps:
-        return "not-tested", "", None
+        return []
     by_pair = {(c["a"], c["b"]): c for c in comps}
-    status: dict[str, str] = {}
-    parts = []
-    for a, b, label in C12_ORDERINGS:
-        c = by_pair.get((a, b))
-        sign = 1.0
+    head = "paired val-loss difference over seeds " + _scale_note(block) + ": "
+    out = []
+    for key, a, b, label in C12_ORDERINGS:
+        c, sign = by_pair.get((a, b)), 1.0
         if c is None and (b, a) in by_pair:
             c, sign = by_pair[(b, a)], -1.0
         if c is None or _ci(c) is None:
+            out.append((key, "not-tested", head + f"{label}: not compared", {}))
             continue
         lo, hi = sorted((sign * c["ci"][0], sign * c["ci"][1]))
         p = float(c.get("p_holm", c.get("p_t", 1.0)))
-        status[label] = (
-            "holds" if hi < 0 and p < 0.05 else "reversed" if lo > 0 and p < 0.05 else "n.d."
+        verdict = (
+            "confirmed"
+            if hi < 0 and p < 0.05
+            else "refuted"
+            if lo > 0 and p < 0.05
+            else "not-tested"
         )
-        parts.append(
-            f"{label}: {sign * c['mean']:+.3g} [{lo:+.3g}, {hi:+.3g}], p_holm {p:.2g} "
-            f"→ {status[label]}"
-        )
+        text = f"{label}: {sign * c['mean']:+.3g} [{lo:+.3g}, {hi:+.3g}] nats, p_holm {p:.2g}"
+        out.append((key, verdict, head + text, {"p_holm": p}))
     ranking = block.get("ranking") or []
-    text = "paired val-loss differences over seeds " + _scale_note(block) + ": " + "; ".join(parts)
     if ranking:
-        text += f"; ranking (lowest first): {', '.join(ranking)}"
-    if not status:
-        return "not-tested", text, None
-    if all(v == "holds" for v in status.values()) and ranking[:1] == ["gelu2"]:
-        return "confirmed", text, {"status": status}
-    if any(v == "reversed" for v in status.values()):
-        return "refuted", text, {"status": status}
-    return "not-tested", text + " (n.d.: not distinguishable at this scale)", {"status": status}
+        against = [
+            by_pair.get(("gelu2", other)) or by_pair.get((other, "gelu2")) for other in ranking[1:]
+        ]
+        worse = [
+            c
+            for c in against
+            if c is not None
+            and c.get("p_holm", 1.0) < 0.05
+            and ((c["a"] == "gelu2" and c["ci"][0] > 0) or (c["b"] == "gelu2" and c["ci"][1] < 0))
+        ]
+        best = ranking[0] == "gelu2"
+        verdict = "confirmed" if best and not worse else "refuted" if worse else "not-tested"
+        text = f"GELU² best: ranking (lowest first) {', '.join(ranking)}"
+        out.append(("gelu2_best", verdict, head + text, {"ranking": ranking}))
+    return out
 
 
 EXPERIMENT_FILES = {
