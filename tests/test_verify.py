@@ -28,7 +28,8 @@ def _stable(ledger: dict) -> str:
 
 def test_verify_cli_only_relu(tmp_path, capsys):
     out = tmp_path / "ledger.json"
-    code = verify.main(["--only", "relu", "--json", str(out), "--no-montecarlo", "--no-progress"])
+    argv = ["--only", "relu", "--json", str(out), "--no-montecarlo", "--no-progress"]
+    code = verify.main([*argv, "--results", str(tmp_path / "no-results")])
     assert code == 0
     data = json.loads(out.read_text())
     ids = {e["id"] for e in data["entries"]}
