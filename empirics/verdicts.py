@@ -326,8 +326,7 @@ def _claim_experiment(entries: Sequence[dict], cid: str) -> tuple[str, str]:
     rows = [
         e
         for e in entries
-        if e.get("evidence") in ("experiment", "none")
-        and e.get("experiment") is not None
+        if (e.get("evidence") in ("experiment", "none") and e.get("experiment") is not None)
         or e["id"] in EXPERIMENT_CLAIMS
     ]
     rows = [
@@ -684,11 +683,10 @@ def verdict_spikes(block: dict[str, Any] | None) -> tuple[str, str, dict | None]
 
 def verdict_remark_a2(block: dict[str, Any] | None) -> tuple[str, str, dict | None]:
     """Remark A.2 ("the covariance term Cov_x(dl/dp_i, x_k) oscillates around 0 in early
-    iterations") from the early-training grid, where the inputs are non-negative: refuted when
-    the covariance term's band (all steps at once, family-wise 1%) is confidently positive at
-    init and never confidently negative before it is decided positive, in some setting;
-    confirmed when no setting has a confidently signed covariance term in its first 20 steps;
-    not-tested otherwise."""
+    iterations") from the early-training grid, where the inputs are non-negative: refuted when,
+    in some setting, the covariance term's band (all steps at once, family-wise 1%) lies above 0
+    at init; confirmed when no setting has a confidently signed covariance term in its first 20
+    steps; not-tested otherwise."""
     rows = [r for r in (block or {}).get("rows") or [] if r.get("nonneg_inputs")]
     if not rows:
         return "not-tested", "", None
