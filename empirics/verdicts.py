@@ -441,12 +441,12 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
 
-def _scale_note(block: dict[str, Any]) -> str:
+def _scale_note(block: dict[str, Any], seeds_key: str = "seeds") -> str:
     if "scale" not in block and "rows" in block:  # the early-training grid's own files
         seeds = sorted({s for r in block["rows"] for s in r.get("seeds") or []})
         return f"[early-training grid, seeds {seeds[0]}-{seeds[-1]}]" if seeds else "[grid]"
     scale = block.get("scale") or {}
-    seeds = scale.get("seeds")
+    seeds = scale.get(seeds_key, scale.get("seeds"))
     return f"[{scale.get('name', '?')} scale, preset {scale.get('preset', '?')}, " + (
         f"{len(seeds)} seeds]" if isinstance(seeds, list) else "seeds ?]"
     )
@@ -644,7 +644,7 @@ def verdict_cliff(block: dict[str, Any] | None) -> tuple[str, str, dict | None]:
     lo, hi = float(knee_ci[0]), float(knee_ci[1])
     text = (
         f"{block.get('configurations')} configurations, {block.get('runs')} runs "
-        + _scale_note(block)
+        + _scale_note(block, "c10_seeds")
         + f": hinge knee at measured sparsity {f.get('knee', math.nan):.2f} [{lo:.2f}, {hi:.2f}] "
         f"(bootstrap 95%), slope {f.get('slope_before', math.nan):.3g} → "
         f"{f.get('slope_after', math.nan):.3g}, change CI [{change_ci[0]:.3g}, {change_ci[1]:.3g}]"
