@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -245,6 +246,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     json_path = Path(args.json)
     if json_path.exists() and json_path.is_dir():
         print(f"error: --json {args.json!r} is a directory; give a file path", file=sys.stderr)
+        return 2
+    try:  # a parent that is a file, or not writable, is bad input: say so before any compute
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"error: --json {args.json!r}: cannot create its directory ({exc})", file=sys.stderr)
+        return 2
+    if not os.access(json_path.parent, os.W_OK):
+        print(f"error: --json {args.json!r}: directory is not writable", file=sys.stderr)
         return 2
     try:
         ledger = run_verify(

@@ -93,6 +93,10 @@ def test_verify_cli_bad_input(tmp_path, capsys, argv, fragment):
 def test_verify_cli_json_path_is_a_directory(tmp_path, capsys):
     assert verify.main(["--only", "relu", "--json", str(tmp_path), "--no-montecarlo"]) == 2
     assert "is a directory" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert verify.main(["--only", "relu", "--json", str(blocker / "l.json")]) == 2
+    assert "cannot create its directory" in capsys.readouterr().err
 
 
 def test_verify_exits_nonzero_on_fail(tmp_path, monkeypatch, capsys):
