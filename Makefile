@@ -51,7 +51,8 @@ gpu-check: setup  ## on a CUDA machine (<= 5 min): Monte Carlo samples/s, traini
 
 experiments: setup  ## C6-C12 over 5 seeds (small presets, shortened runs; about 90 min on 2 cores), then the table and figures
 	$(PY) -m empirics.experiments run --scale full --jobs 2
-	$(PY) paper_figures/claims_table.py --results results --readme README.md
+	$(PY) -m empirics.verify --no-progress
+	$(PY) paper_figures/claims_table.py --ledger results/verify/ledger.json --readme README.md
 	$(MAKE) figures SCALE=full
 
 experiments-quick: setup  ## the same pipeline at smoke scale (a few minutes); figures in results/figures/quick
