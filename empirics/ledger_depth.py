@@ -529,9 +529,8 @@ def depth_entries() -> list[LedgerEntry]:
 
 
 def is_depth_entry(entry: LedgerEntry) -> bool:
-    return (entry.id, entry.activation, entry.loss) in {
-        (r.entry.id, r.entry.activation, r.entry.loss) for r in _rows()
-    }
+    _rows()
+    return (entry.id, entry.activation, entry.loss) in _CACHE
 
 
 def depth_montecarlo(entry: LedgerEntry, *, generator: Any, alpha: float) -> dict | None:
@@ -553,9 +552,9 @@ def runs_montecarlo(entry: LedgerEntry) -> bool:
 
 def build(seed: int = 0, alpha: float = 1e-3) -> list[LedgerEntry]:
     """All rows with Monte Carlo columns (Bonferroni over these rows at total `alpha`)."""
-    import hashlib
-
     import torch
+
+    from empirics.verify import row_seed  # the ledger's own per-row streams
 
     entries = depth_entries()
     runnable = [e for e in entries if runs_montecarlo(e)]
@@ -564,10 +563,7 @@ def build(seed: int = 0, alpha: float = 1e-3) -> list[LedgerEntry]:
     for e in entries:
         mc = None
         if runs_montecarlo(e):
-            key = f"{seed}|{e.id}|{e.activation}|{e.loss}".encode()
-            gen = torch.Generator().manual_seed(
-                int.from_bytes(hashlib.sha256(key).digest()[:8], "little") & (2**63 - 1)
-            )
+            gen = torch.Generator().manual_seed(row_seed(seed, e))
             mc = depth_montecarlo(e, generator=gen, alpha=alpha_row)
         out.append(replace(attach_montecarlo(e, mc), network=e.network))
     return out

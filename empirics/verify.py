@@ -25,6 +25,7 @@ from empirics.verdicts import claim_rows, experiment_entries, summarize, summary
 from theory.effective import C1_REFERENCE, EffectiveConfig
 from theory.registry import (
     BUILTIN_ACTIVATIONS,
+    BUILTIN_LOSSES,
     RegistryError,
     get_activation,
     loss_names,
@@ -33,7 +34,6 @@ from theory.registry import (
 
 DEFAULT_JSON = REPO_ROOT / "results" / "verify" / "ledger.json"
 DEFAULT_RESULTS = REPO_ROOT / "results"
-MC_LOSSES = ("mse", "cross_entropy")  # the losses the Monte Carlo estimator implements
 LEDGER_ALPHA = 1e-3  # P(any spurious fail in one run) <= this, by Bonferroni over the rows
 MAX_SEED = 2**63 - 1
 
@@ -85,7 +85,8 @@ def row_seed(seed: int, entry: LedgerEntry) -> int:
 
 
 def _runs_montecarlo(e: LedgerEntry) -> bool:
-    return e.symbolic is not None and (e.loss is None or e.loss in MC_LOSSES)
+    # The Monte Carlo implements the built-in losses (sampler.LOSS_NAMES is BUILTIN_LOSSES).
+    return e.symbolic is not None and (e.loss is None or e.loss in BUILTIN_LOSSES)
 
 
 def run_verify(

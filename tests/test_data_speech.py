@@ -22,13 +22,7 @@ def tiny_cfg(**kw: object) -> ms.MpSenetConfig:
     return ms.MpSenetConfig(**{**base, **kw})
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small tensors: with two busy cores, a second intra-op thread only adds contention.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (conftest.py)
 
 
 def _real_available() -> bool:

@@ -53,13 +53,7 @@ def _real_available() -> bool:
 needs_real = pytest.mark.skipif(not _real_available(), reason="Debian speech packages missing")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These models are tiny: with two busy cores, a second intra-op thread only adds contention.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (conftest.py)
 
 
 def test_registered_as_arch() -> None:
