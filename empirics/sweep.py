@@ -172,7 +172,10 @@ class Launch:
     tasks at a time, in `partition`, `gpus_per_job` GPUs and `time_min` minutes each) or `debug`
     (in this process, one run after the other: tests). `threads` is torch's thread count per
     run (default: this machine's CPUs divided among the parallel local runs; on SLURM the CPUs
-    the job was given).
+    the job was given). `chunk` runs share one local job, one after the other: they pay the
+    worker's start-up (Python, torch, the first meta-device pass, data loading) once, which is
+    most of the cost of a run of a few seconds; every run keeps its own directory, lock and
+    entry, so resume works run by run (SLURM arrays keep one run per task).
     """
 
     cluster: str = "auto"
@@ -182,6 +185,7 @@ class Launch:
     gpus_per_job: int = 0
     cpus_per_job: int | None = None
     time_min: int = 24 * 60
+    chunk: int = 1
 
     def __post_init__(self) -> None:
         if self.cluster not in CLUSTERS:
@@ -190,6 +194,7 @@ class Launch:
             )
         _positive_int("--parallel", self.parallel)
         _positive_int("--time", self.time_min)
+        _positive_int("--chunk", self.chunk)
         _positive_int("--gpus-per-job", self.gpus_per_job, 0)
         if self.threads is not None:
             _positive_int("--threads", self.threads)
@@ -310,6 +315,23 @@ def run_point(
             torch.set_num_threads(before)
     entry.update(_summary_fields(Path(cfg.out)))
     return entry
+
+
+def run_points(
+    cfgs: Sequence[TrainConfig],
+    threads: int | None,
+    lock_paths: Sequence[str],
+    own_process: bool = True,
+) -> list[dict[str, Any]]:
+    """The body of a chunked job: `run_point` for each config in turn, stopping at the first
+    interrupted one (the rest are reported "cancelled" and left for a resume)."""
+    entries: list[dict[str, Any]] = []
+    for cfg, lock_path in zip(cfgs, lock_paths, strict=True):
+        if entries and entries[-1]["status"] == "interrupted":
+            entries.append({"run": cfg.run, "status": "cancelled", "message": "chunk interrupted"})
+            continue
+        entries.append(run_point(cfg, threads, lock_path, own_process))
+    return entries
 
 
 def _read_json(path: Path) -> Any:
@@ -640,6 +662,32 @@ def _cancel(jobs: Sequence[Any]) -> None:
             process.wait(timeout=5)
 
 
+def _collect_chunk(job: Any, cfgs: Sequence[TrainConfig]) -> list[dict[str, Any]]:
+    """Entries of a chunked job; if the job died, each run is judged by its own directory (a
+    run that completed before the job died stays completed)."""
+    try:
+        entries = [dict(e) for e in job.result()]
+    except Exception as exc:  # noqa: BLE001 -- a dead job: read each run's summary
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        entries = []
+        for cfg in cfgs:
+            if _status(Path(cfg.out)) == "completed":
+                entries.append({"status": "completed", **_summary_fields(Path(cfg.out))})
+            else:
+                entries.append(
+                    {
+                        "status": "failed",
+                        "message": f"{type(exc).__name__}: {first}"[:500],
+                        **_summary_fields(Path(cfg.out)),
+                    }
+                )
+    log = getattr(getattr(job, "paths", None), "stderr", None)
+    for entry in entries:
+        if entry.get("status") != "completed" and log is not None:
+            entry["log"] = str(log)
+    return entries
+
+
 def _collect(job: Any, cfg: TrainConfig) -> dict[str, Any]:
     try:
         entry = dict(job.result())
@@ -815,17 +863,35 @@ def _execute(
             for job, cfg in active:
                 running(cfg, str(job.job_id))
             queue = []
+        size = launch.chunk if launch.resolved_cluster != "slurm" else 1
         while queue or active:
             while queue and len(active) < launch.parallel:
-                cfg = queue.pop(0)
+                if size == 1:
+                    cfg = queue.pop(0)
+                    with _children_ignore_sigint():
+                        job = executor.submit(run_point, cfg, threads, lock(cfg), own)
+                    active.append((job, cfg))
+                    running(cfg, str(job.job_id))
+                    continue
+                # Deal the remaining runs evenly over the free slots, at most `size` per job,
+                # so the last jobs of a grid do not leave a core idle.
+                share = -(-len(queue) // max(1, launch.parallel - len(active)))
+                part, queue = queue[: min(size, share)], queue[min(size, share) :]
                 with _children_ignore_sigint():
-                    job = executor.submit(run_point, cfg, threads, lock(cfg), own)
-                active.append((job, cfg))
-                running(cfg, str(job.job_id))
-            ready = [(job, cfg) for job, cfg in active if job.done()]
-            for job, cfg in ready:
-                active.remove((job, cfg))
-                done(cfg, _collect(job, cfg))
+                    job = executor.submit(
+                        run_points, part, threads, [lock(c) for c in part], own
+                    )
+                active.append((job, part))
+                for cfg in part:
+                    running(cfg, str(job.job_id))
+            ready = [(job, item) for job, item in active if job.done()]
+            for job, item in ready:
+                active.remove((job, item))
+                if isinstance(item, list):
+                    for cfg, entry in zip(item, _collect_chunk(job, item), strict=True):
+                        done(cfg, entry)
+                else:
+                    done(item, _collect(job, item))
             if not ready:
                 time.sleep(POLL_S)
     except BaseException:
@@ -1046,6 +1112,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="runs at a time (local processes, or SLURM array tasks)",
     )
     where.add_argument("--threads", type=int, help="torch threads per run (default CPUs/parallel)")
+    where.add_argument(
+        "--chunk", type=int, default=1, help="runs per local job, one after the other (start-up once)"
+    )
     where.add_argument("--partition", help="SLURM partition")
     where.add_argument("--gpus-per-job", type=int, default=0)
     where.add_argument("--cpus-per-job", type=int, help="SLURM CPUs per task")
@@ -1097,6 +1166,7 @@ def _run(args: argparse.Namespace) -> int:
             gpus_per_job=args.gpus_per_job,
             cpus_per_job=args.cpus_per_job,
             time_min=args.time_min,
+            chunk=args.chunk,
         )
         given = {
             "preset": args.preset,

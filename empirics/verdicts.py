@@ -806,11 +806,15 @@ def experiment_entries(results: Path) -> list[dict[str, Any]]:
         name, rule = EXPERIMENT_FILES[cid]
         found: Any = None
         candidates = [results / "experiments" / scale / name for scale in ("full", "quick")]
-        if cid in ("C5.remark_a2", "C6.optimizer_lr"):  # the early-training grid's own files
-            grid = results / "montecarlo" / "early_training"
-            candidates.insert(
-                0, grid / ("remark_a2.json" if cid == "C5.remark_a2" else "horizons.json")
-            )
+        if cid == "C5.remark_a2":  # the early-training files: the module's own grid, else the
+            # pipeline's early group (full, then quick)
+            candidates = [
+                results / "montecarlo" / "early_training" / name,
+                *(results / "experiments" / s / "early_training" / name for s in ("full", "quick")),
+            ]
+        elif cid == "C6.optimizer_lr":
+            grid = results / "montecarlo" / "early_training" / "horizons.json"
+            candidates.insert(0, grid)
         for path in candidates:
             block = _load(path) if path.is_file() else None
             if not block:

@@ -97,6 +97,50 @@ def test_resume_skips_finished_and_redoes_half_finished(tmp_path: Path) -> None:
     assert "responsible" in S.format_table(rows).splitlines()[0]
 
 
+def test_chunked_jobs_give_the_same_records_as_one_run_per_job(tmp_path: Path) -> None:
+    single = _grid(tmp_path / "single", seeds=(0, 1))
+    chunked = _grid(tmp_path / "chunked", seeds=(0, 1))
+    S.run_sweep(single, tmp_path / "single", _debug(), echo=None)
+    index = S.run_sweep(chunked, tmp_path / "chunked", S.Launch(cluster="debug", chunk=3), echo=None)
+    assert [e["status"] for e in index["runs"]] == ["completed"] * 4
+    # Three runs shared the first job and the fourth had its own: the job ids say so.
+    jobs = [e["job_id"] for e in index["runs"]]
+    assert len(set(jobs)) == 2 and jobs.count(jobs[0]) == 3
+    for a, b in zip(single, chunked, strict=True):
+        assert read_records(Path(a.out) / "records.csv") == read_records(
+            Path(b.out) / "records.csv"
+        )
+
+
+def test_a_dead_chunk_keeps_its_finished_runs_and_fails_the_rest(tmp_path: Path) -> None:
+    configs = _grid(tmp_path / "dead", seeds=(0,))
+    S.run_sweep(configs[:1], tmp_path / "dead", _debug(), echo=None)
+
+    class Dead:
+        paths = None
+
+        def result(self) -> None:
+            raise RuntimeError("killed\nby the OOM killer")
+
+    first, second = S._collect_chunk(Dead(), configs)
+    assert first["status"] == "completed" and first["final_loss"] is not None
+    assert second["status"] == "failed" and second["message"] == "RuntimeError: killed"
+
+
+def test_an_interrupted_run_cancels_the_rest_of_its_chunk(tmp_path: Path, monkeypatch) -> None:
+    configs = _grid(tmp_path / "intr", seeds=(0,))
+    calls = []
+
+    def fake(cfg, threads, lock_path, own_process=True):
+        calls.append(cfg.run)
+        return {"run": cfg.run, "status": "interrupted"}
+
+    monkeypatch.setattr(S, "run_point", fake)
+    entries = S.run_points(configs, 1, ["a", "b"])
+    assert [e["status"] for e in entries] == ["interrupted", "cancelled"]
+    assert calls == [configs[0].run]  # the second run never started
+
+
 def test_bad_grid_is_refused_before_running(tmp_path: Path) -> None:
     with pytest.raises(T.ConfigError, match="unknown activation|bogus"):
         S.grid(["mlp"], ["relu", "bogus"], [0], T.TrainConfig(preset="smoke"), tmp_path)
@@ -104,6 +148,8 @@ def test_bad_grid_is_refused_before_running(tmp_path: Path) -> None:
         S.run_sweep([], tmp_path / "empty", _debug())
     with pytest.raises(T.ConfigError, match="--parallel: expected an integer >= 1, got 0"):
         S.Launch(parallel=0)
+    with pytest.raises(S.ConfigError, match="--chunk"):
+        S.Launch(chunk=0)
     assert not (tmp_path / "empty").exists()
 
 
