@@ -66,6 +66,8 @@ class Scale:
     d_samples: int = 1 << 20
     d_stds: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
     g_networks: int = 1024
+    first_step_networks: int = 4096
+    c1_networks: int = 2048
     archs: tuple[str, ...] = ("mlp", "resnet", "vit", "gpt_nano")
     synthetic_archs: tuple[str, ...] = ("mlp", "vit", "gpt_nano")
     c10_archs: tuple[str, ...] = C10_ARCHS
@@ -96,6 +98,8 @@ SCALES: dict[str, Scale] = {
         d_samples=1 << 14,
         d_stds=(0.5, 1.0, 2.0),
         g_networks=64,
+        first_step_networks=256,
+        c1_networks=128,
         cluster="debug",
     ),
     # The `small` presets with shortened step counts so that all of it fits 90 minutes on two
@@ -315,6 +319,145 @@ def run_theory(scale: Scale, root: Path) -> None:
                 str(out),
             ]
         )
+    run_first_step(scale, root)
+    run_c1_depth(scale, root)
+
+
+FIRST_STEP_ACTS = ("relu", "gelu", "silu", "tanh", "relu2", "gelu2")
+FIRST_STEP_LR = 1.0
+
+
+def first_step_config(activation: str, loss: str) -> Any:
+    """The one-hidden-layer network of the first-step comparison: inputs on the sphere of radius
+    sqrt(16) with Var W_1 = 1/16, so every pre-activation is exactly N(0, 1) (the law D(σ, 1)
+    integrates against), 64 units, 10 one-hot outputs, Var W_2 = 1/64, zero biases."""
+    from empirics.montecarlo.sampler import NetConfig
+
+    return NetConfig(
+        activation=activation,
+        loss=loss,
+        d_in=16,
+        widths=(64,),
+        n_out=10,
+        inputs_per_net=16,
+        inputs="sphere",
+        w_gain=1.0,
+    )
+
+
+def run_first_step(scale: Scale, root: Path) -> None:
+    """First-step bias drift E[Δb] after one SGD step from init, three ways on one network:
+    theory (MSE: E[Δb_i] = -lr K s_2² D(σ, 1), D by quadrature; cross-entropy: sign only), the
+    Monte Carlo estimator (`estimate_first_step`), and the batched trainer of early training
+    (torch.optim.SGD on `first_step_networks` networks, the realised update). Writes
+    root/theory/first_step.json."""
+    import torch
+
+    from empirics.early_training import EarlyConfig, train_early
+    from empirics.montecarlo.estimators import estimate_first_step
+    from empirics.montecarlo.stats import SignTest
+    from theory.drift import drift_coefficient_numeric
+
+    rows = []
+    n = scale.first_step_networks
+    for loss in ("mse", "cross_entropy"):
+        for i, act in enumerate(FIRST_STEP_ACTS):
+            cfg = first_step_config(act, loss)
+            theory = err = None
+            if loss == "mse":
+                d, err = drift_coefficient_numeric(act, 1.0)
+                theory = -FIRST_STEP_LR * cfg.n_out * (cfg.w_gain / cfg.widths[0]) * d
+            gen = torch.Generator().manual_seed(20_000 + 100 * i + (loss == "mse"))
+            mc = estimate_first_step(
+                cfg, FIRST_STEP_LR, generator=gen, n_networks=n, test=SignTest(alpha=0.05),
+                targets=("b",),
+            )["b"]  # fmt: skip
+            early = EarlyConfig(
+                activation=act, loss=loss, optimizer="sgd", lr=FIRST_STEP_LR, steps=1,
+                n_networks=n, check_factor=1, d_in=cfg.d_in, widths=cfg.widths,
+                n_out=cfg.n_out, batch_size=cfg.inputs_per_net, measure_batch=2,
+                data="sphere", bootstrap=2000, alpha=0.05, device="cpu",
+                seed=30_000 + 100 * i + (loss == "mse"),
+            )  # fmt: skip
+            hist = train_early(early)
+            trained = mean_ci(hist.per_network[("layer1", "delta_b")][0].tolist())
+            trained.pop("values")
+            rows.append(
+                {
+                    "activation": act,
+                    "loss": loss,
+                    "theory": theory,
+                    "theory_err": err,
+                    "montecarlo": mc.ledger_dict(),
+                    "trainer": trained,
+                }
+            )
+    atomic_write_json(
+        root / "theory" / "first_step.json",
+        {
+            "schema": "first_step/v1",
+            "quantity": "E[Δb] of the hidden layer after one SGD step (lr 1) from init, mean "
+            "over units; 95 % intervals over networks",
+            "network": {k: v for k, v in first_step_config("relu", "mse").to_dict().items()
+                        if k not in ("activation", "loss")},
+            "lr": FIRST_STEP_LR,
+            "networks": n,
+            "rows": rows,
+        },
+    )  # fmt: skip
+
+
+C1_DEPTHS = (0, 1, 2, 3, 4)
+C1_INITS = ("gaussian", "exponential")
+
+
+def run_c1_depth(scale: Scale, root: Path) -> None:
+    """C1 against depth: E[VᵀV | h_l] below 0..4 ReLU gating layers (width 32, biases 0.3) for a
+    sign-symmetric (Gaussian) and an asymmetric zero-mean (centred exponential) init: the mean
+    diagonal over Theorem D1's alpha_l (theory 1 for symmetric laws), the mean off-diagonal and
+    the h-weighted off-diagonal, both over alpha_l (theory 0 for symmetric laws; no prediction
+    otherwise). Writes root/theory/c1_depth.json."""
+    import torch
+
+    from empirics.montecarlo.depth import estimate_conditional_moments, fixed_preactivation_h
+    from empirics.montecarlo.estimators import c1_config
+    from empirics.montecarlo.stats import SignTest
+    from theory.depth import DepthNet, alpha
+
+    rows = []
+    for init in C1_INITS:
+        for m in C1_DEPTHS:
+            cfg = c1_config(widths=(32,) * (m + 1), bias_std=0.3, init=init)
+            sizes = (cfg.d_in, *cfg.widths)
+            net = DepthNet(
+                widths=sizes, outputs=cfg.n_out,
+                weight_var=tuple(cfg.w_gain / k for k in sizes),
+                bias_var=(cfg.bias_std**2,) * len(sizes), layer=cfg.layer,
+            )  # fmt: skip
+            a = float(alpha(net))
+            gen = torch.Generator().manual_seed(40_000 + 10 * m + C1_INITS.index(init))
+            est = estimate_conditional_moments(
+                cfg, fixed_preactivation_h(cfg), generator=gen, n_networks=scale.c1_networks,
+                test=SignTest(alpha=0.05), targets=("diag", "offdiag", "offdiag_h"),
+            )  # fmt: skip
+            rows.append(
+                {
+                    "init": init,
+                    "gating_layers": m,
+                    "alpha_l": a,
+                    "symmetric": init != "exponential",
+                    **{k: {**e.ledger_dict(), "scaled_by": a} for k, e in est.items()},
+                }
+            )
+    atomic_write_json(
+        root / "theory" / "c1_depth.json",
+        {
+            "schema": "c1_depth/v1",
+            "quantity": "E[VᵀV | h_l] entries for V = d out / d h_l, 95 % intervals over networks",
+            "networks": scale.c1_networks,
+            "rows": rows,
+        },
+    )
 
 
 MP_TERMS = ("loss_mag", "loss_complex", "loss_phase", "loss_time", "loss_consistency")
@@ -1101,6 +1244,32 @@ def aggregate_c10(runs: Sequence[Run]) -> dict[str, Any]:
     }
 
 
+def aggregate_first_step(runs: Sequence[Run]) -> dict[str, Any]:
+    """The full trainer's first update: per run, the change of the bias mean of every layer that
+    feeds an activation between step 0 and step 1 (records are logged every step early on), then
+    per architecture x activation x layer and averaged over layers, the mean over seeds with a
+    95 % t interval. Theory predicts < 0 wherever D(σ) > 0 (tanh: 0)."""
+    by: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for r in runs:
+        if r.data != "real":
+            continue
+        per_run = []
+        for act in act_layers(r):
+            src = r.feeds.get(act)
+            b = r.series(src, "bias_mean") if src else {}
+            if 0 in b and 1 in b:
+                by[(r.arch, r.activation, act)].append(b[1] - b[0])
+                per_run.append(b[1] - b[0])
+        if per_run:
+            by[(r.arch, r.activation, "mean over layers")].append(float(np.mean(per_run)))
+    rows = []
+    for (arch, act, layer), vals in sorted(by.items()):
+        e = mean_ci(vals)
+        rows.append({"arch": arch, "activation": act, "layer": layer, **e})
+    return {"quantity": "bias_mean(step 1) − bias_mean(step 0) of the layer feeding each "
+            "activation (the trainer's own optimizer and lr)", "rows": rows}  # fmt: skip
+
+
 def aggregate_c6(early_dir: Path) -> dict[str, Any]:
     """C6: the early-training horizons as `python -m empirics.early_training` wrote them
     (horizons.json; its intervals are over the networks trained side by side and its own seeds),
@@ -1150,6 +1319,7 @@ def aggregate(scale: Scale | str, root: Path = ROOT) -> dict[str, Path]:
     write("c12_val_loss", aggregate_c12(gpt))
     write("c10_cliff", aggregate_c10(runs["c10"]))
     write("c6_persistence", aggregate_c6(sroot / "early_training"))
+    write("first_step_trainer", aggregate_first_step(runs["drift"] + runs["mp_senet"]))
     return written
 
 

@@ -119,6 +119,19 @@ def short_layer(name: str) -> str:
     return name[-14:]
 
 
+def figure_args(doc: str | None, extra: Any = None) -> Any:
+    """The command line every figure script shares: --results DIR --out FILE.png (plus whatever
+    `extra(parser)` adds); the description is the first line of the script's docstring."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=(doc or "").splitlines()[0] if doc else None)
+    ap.add_argument("--results", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    if extra is not None:
+        extra(ap)
+    return ap.parse_args()
+
+
 def save(fig: Any, out: Path) -> None:
     """Write OUT (PNG) and the same figure as PDF beside it, each atomically."""
     out = Path(out)
@@ -132,6 +145,7 @@ def save(fig: Any, out: Path) -> None:
 
 
 __all__ = [
+    "figure_args",
     "ARCH_COLORS",
     "COLORS",
     "CONTROL_MARKERS",

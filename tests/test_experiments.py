@@ -139,6 +139,60 @@ def test_every_experiment_figure_renders_from_the_micro_results(
     assert out.stat().st_size > 5000 and out.with_suffix(".pdf").exists()
 
 
+@pytest.fixture(scope="module")
+def theory_micro(tmp_path_factory: pytest.TempPathFactory, micro: Path) -> Path:
+    """The first-step and depth Monte Carlo of the theory group, at 256 / 64 networks, written
+    beside the micro results (the full trainer's first step comes from the micro drift runs)."""
+    small = replace(MICRO, first_step_networks=256, c1_networks=64)
+    E.run_first_step(small, micro)
+    E.run_c1_depth(small, micro)
+    E.aggregate(MICRO, micro.parent)
+    return micro
+
+
+def test_first_step_theory_estimator_and_trainer_agree(theory_micro: Path) -> None:
+    body = E.json.loads((theory_micro / "theory" / "first_step.json").read_text())
+    assert {(r["activation"], r["loss"]) for r in body["rows"]} == {
+        (a, lo) for a in E.FIRST_STEP_ACTS for lo in ("mse", "cross_entropy")
+    }
+    for r in body["rows"]:
+        mc, tr = r["montecarlo"], r["trainer"]
+        assert mc["n"] == tr["n"] == 256
+        # Two independent samples of the same mean: within 5 joint SE (false alarm ~ 6e-7).
+        assert abs(mc["mean"] - tr["mean"]) < 5 * np.hypot(mc["stderr"], tr["se"]), r
+        if r["loss"] == "mse":  # the exact value -lr K s2^2 D(sigma, 1)
+            assert abs(mc["mean"] - r["theory"]) < 5 * mc["stderr"] + 1e-9, r
+            assert (r["theory"] < 0) == (r["activation"] != "tanh"), r
+    trainer = E.json.loads((theory_micro / "first_step_trainer.json").read_text())
+    mlp = [r for r in trainer["rows"] if r["arch"] == "mlp" and r["layer"] == "mean over layers"]
+    assert {r["activation"] for r in mlp} == set(E.DRIFT_ACTS) and all(r["n"] == 2 for r in mlp)
+
+
+def test_c1_depth_rows_follow_theorem_d1_for_the_gaussian_law(theory_micro: Path) -> None:
+    rows = E.json.loads((theory_micro / "theory" / "c1_depth.json").read_text())["rows"]
+    assert {(r["init"], r["gating_layers"]) for r in rows} == {
+        (i, m) for i in E.C1_INITS for m in E.C1_DEPTHS
+    }
+    for r in rows:
+        if r["symmetric"]:
+            d, off = r["diag"], r["offdiag"]
+            assert abs(d["mean"] / r["alpha_l"] - 1) < 5 * d["stderr"] / r["alpha_l"], r
+            assert abs(off["mean"]) < 5 * off["stderr"], r
+
+
+@pytest.mark.parametrize("script", ["first_step.py", "c1_depth.py"])
+def test_theory_figures_render_from_the_micro_results(
+    theory_micro: Path, script: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "fig.png"
+    monkeypatch.syspath_prepend(str(FIGURES))
+    monkeypatch.setattr(sys, "argv", [script, "--results", str(theory_micro), "--out", str(out)])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(str(FIGURES / script), run_name="__main__")
+    assert done.value.code == 0
+    assert out.stat().st_size > 5000 and out.with_suffix(".pdf").exists()
+
+
 @pytest.mark.slow
 def test_quick_pipeline_and_all_figures(tmp_path: Path) -> None:
     """`make experiments-quick` end to end into a temporary results tree (a few minutes)."""
@@ -157,7 +211,14 @@ def test_quick_pipeline_and_all_figures(tmp_path: Path) -> None:
          f"RESULTS={results}"], check=True, env=env,
     )  # fmt: skip
     figs = sorted((results / "figures" / "quick").glob("*.png"))
-    assert len(figs) >= 10 and all(f.stat().st_size > 5000 for f in figs)
+    expected = {
+        "g_curve", "drift_coefficient", "c1_depth", "first_step", "persistence",
+        "persistence_horizons", "remark_a2", "drift_synthetic", "drift_layers", "training_drift",
+        "sparsity_layers", "cliff", "spikes", "val_loss",
+        *(f"grad_probe_{a}" for a in ("mlp", "resnet", "vit", "gpt_nano", "mp_senet")),
+    }  # fmt: skip
+    assert {f.stem for f in figs} == expected
+    assert all(f.stat().st_size > 5000 and f.with_suffix(".pdf").exists() for f in figs)
     # The claims table renders from these results (C6-C12 rows from the quick JSON).
     from empirics.verdicts import experiment_entries
     from paper_figures.claims_table import render
