@@ -9,7 +9,7 @@ Theorem D1's alpha_l: the diagonal is then 1 and the off-diagonal 0 for sign-sym
 
 from __future__ import annotations
 
-from common import figure_args, need, plt, save
+from common import figure_parser, need, plt, save
 
 PANELS = (
     ("diag", "E|v_i|² | h_l  / α_l", 1.0),
@@ -20,7 +20,7 @@ STYLE = {"gaussian": ("o", "#1f77b4"), "exponential": ("s", "#d62728")}
 
 
 def main() -> int:
-    args = figure_args(__doc__)
+    args = figure_parser(__doc__).parse_args()
     body = need(args.results / "theory" / "c1_depth.json")
     rows = body["rows"]
     inits = sorted({r["init"] for r in rows}, key=lambda i: (i != "gaussian", i))

@@ -7,22 +7,16 @@ bootstrap 95 % CI of its knee; right: measured against nominal level per control
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
-from common import ARCH_COLORS, CONTROL_MARKERS, need, plt, save
+from common import ARCH_COLORS, CONTROL_MARKERS, figure_parser, need, plt, save
 
 
 def hinge(fit: dict, xs: np.ndarray) -> np.ndarray:
     return fit["a"] + fit["b"] * xs + fit["c"] * np.maximum(0.0, xs - fit["knee"])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--results", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args()
+def main() -> int:
+    args = figure_parser(__doc__).parse_args()
     body = need(args.results / "c10_cliff.json")
     points = body["points"]
     if not points:
@@ -97,7 +91,8 @@ def main() -> None:
     ax2.set_title("measured vs nominal")
     fig.tight_layout()
     save(fig, args.out)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -5,6 +5,7 @@ No project training or estimation code is imported here; `make figures` runs eve
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
@@ -119,17 +120,17 @@ def short_layer(name: str) -> str:
     return name[-14:]
 
 
-def figure_args(doc: str | None, extra: Any = None) -> Any:
-    """The command line every figure script shares: --results DIR --out FILE.png (plus whatever
-    `extra(parser)` adds); the description is the first line of the script's docstring."""
-    import argparse
-
-    ap = argparse.ArgumentParser(description=(doc or "").splitlines()[0] if doc else None)
-    ap.add_argument("--results", type=Path, required=True)
+def figure_parser(doc: str | None, *, results_repeat: bool = False) -> argparse.ArgumentParser:
+    """The command line every figure script shares: --results DIR (repeatable where a figure
+    reads several directories) and --out FILE.png; the description is the first line of the
+    script's docstring. Scripts add their own options and call parse_args()."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
+    if results_repeat:
+        ap.add_argument("--results", type=Path, action="append", required=True, help="repeatable")
+    else:
+        ap.add_argument("--results", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
-    if extra is not None:
-        extra(ap)
-    return ap.parse_args()
+    return ap
 
 
 def save(fig: Any, out: Path) -> None:
@@ -145,7 +146,7 @@ def save(fig: Any, out: Path) -> None:
 
 
 __all__ = [
-    "figure_args",
+    "figure_parser",
     "ARCH_COLORS",
     "COLORS",
     "CONTROL_MARKERS",

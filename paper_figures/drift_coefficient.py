@@ -7,18 +7,13 @@ beside a fixed-size Monte Carlo.
 
 from __future__ import annotations
 
-import argparse
 from collections import defaultdict
-from pathlib import Path
 
-from common import color, label, need, plt, save
+from common import color, figure_parser, label, need, plt, save
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--results", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args()
+def main() -> int:
+    args = figure_parser(__doc__).parse_args()
     rows = need(args.results / "theory" / "drift_coefficient.json")["rows"]
     by: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
@@ -43,7 +38,8 @@ def main() -> None:
     fig.suptitle(f"C4: net drift coefficient D(σ, s) against s (Monte Carlo n = {n:,} per point)")
     fig.tight_layout()
     save(fig, args.out)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -6,10 +6,9 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from common import ci_err, color, label, need, plt, read_json, save, short_layer
+from common import ci_err, color, figure_parser, label, need, plt, read_json, save, short_layer
 
 ROWS = (
     ("d_preact_mean", "Δ mean pre-activation"),
@@ -27,11 +26,9 @@ def predicted(results: Path) -> dict[str, float]:
     return {r["activation"]: r["theory"] for r in read_json(path)["rows"] if r["s"] == 1.0}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--results", type=Path, required=True)
+def main() -> int:
+    ap = figure_parser(__doc__)
     ap.add_argument("--data", default="real", choices=("real", "synthetic"))
-    ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     rows = [r for r in need(args.results / "drift.json")["rows"] if r["data"] == args.data]
     if not rows:
@@ -98,7 +95,8 @@ def main() -> None:
     )
     fig.tight_layout()
     save(fig, args.out)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -11,7 +11,7 @@ seeds (its own optimizer and learning rate, so only the sign is predicted).
 
 from __future__ import annotations
 
-from common import ARCH_COLORS, figure_args, label, need, plt, save
+from common import ARCH_COLORS, figure_parser, label, need, plt, save
 
 ARCHS = ("mlp", "resnet", "vit", "gpt_nano", "mp_senet")
 
@@ -23,7 +23,7 @@ def _interval(ax, x, entry, **kw) -> None:
 
 
 def main() -> int:
-    args = figure_args(__doc__)
+    args = figure_parser(__doc__).parse_args()
     body = need(args.results / "theory" / "first_step.json")
     trainer = need(args.results / "first_step_trainer.json")
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), gridspec_kw={"width_ratios": [1, 1, 1.3]})
@@ -48,9 +48,14 @@ def main() -> int:
         )
     axes[0].legend(loc="center left")
     ax = axes[2]
-    rows = [r for r in trainer["rows"] if r["layer"] == "mean over layers" and r["mean"] is not None]
+    rows = [
+        r for r in trainer["rows"] if r["layer"] == "mean over layers" and r["mean"] is not None
+    ]
     order = ("relu", "gelu", "silu", "tanh")
-    acts = sorted({r["activation"] for r in rows}, key=lambda a: (a not in order, order.index(a) if a in order else 0, a))
+    acts = sorted(
+        {r["activation"] for r in rows},
+        key=lambda a: (a not in order, order.index(a) if a in order else 0, a),
+    )
     width = 0.8 / max(1, len(ARCHS))
     for j, arch in enumerate(ARCHS):
         for i, act in enumerate(acts):

@@ -9,12 +9,9 @@ to the Monte Carlo bins (weighted least squares) and labelled so.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 import sympy as sp
-from common import color, label, plt, read_json, save
+from common import color, figure_parser, label, plt, read_json, save
 
 from theory.gradient import K, derive_expected_gradient, drift_product, s
 from theory.registry import x
@@ -38,11 +35,8 @@ def bins(summary: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return pm, m, h
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--results", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args()
+def main() -> int:
+    args = figure_parser(__doc__).parse_args()
     if not any(args.results.glob("*/summary.json")):
         raise SystemExit(f"no g_curve results under {args.results}: run `make experiments`")
     fig, axes = plt.subplots(len(ACTS), len(COLUMNS), figsize=(11, 8.5), squeeze=False)
@@ -81,7 +75,8 @@ def main() -> None:
     fig.suptitle("g(p) = E[∂ℓ/∂p | p] at initialisation: theory beside Monte Carlo")
     fig.tight_layout()
     save(fig, args.out)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

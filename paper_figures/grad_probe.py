@@ -8,13 +8,12 @@ over seeds with the seeds' min-max as a band, for real and synthetic data.
 
 from __future__ import annotations
 
-import argparse
 import re
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from common import plt, read_json, save, series
+from common import figure_parser, plt, read_json, save, series
 
 METRICS = {
     "grad_pos": "E[dl/dp | p > 0]",
@@ -47,12 +46,10 @@ def _depth_key(layer: str) -> tuple:
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", layer))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--results", type=Path, action="append", required=True, help="repeatable")
+def main() -> int:
+    ap = figure_parser(__doc__, results_repeat=True)
     ap.add_argument("--arch", required=True)
     ap.add_argument("--activation", default="relu")
-    ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     data: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
     for results in args.results:
@@ -107,7 +104,8 @@ def _linthresh(by_layer: dict) -> float:
         [v for runs in by_layer.values() for pts in runs.values() for _, v in pts if v != 0]
     )
     return float(np.quantile(vals, 0.1)) if vals.size else 1e-8
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -8,12 +8,11 @@ at N and at 4N networks (the N-check). Reads horizons.json and runs/*/records.cs
 
 from __future__ import annotations
 
-import argparse
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from common import plt, read_json, save, series
+from common import figure_parser, plt, read_json, save, series
 
 OPTIMIZERS = ("sgd", "adamw", "muon")
 
@@ -165,21 +164,20 @@ def _horizons(results: Path, out: Path, quantities: tuple[str, ...]) -> None:
     save(fig, out)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--results", type=Path, required=True)
+def main() -> int:
+    ap = figure_parser(__doc__)
     ap.add_argument("--kind", choices=("curves", "horizons"), default="curves")
     ap.add_argument("--activation", default="relu")
     ap.add_argument("--loss", default="mse")
     ap.add_argument("--data", default="halfnormal")
     ap.add_argument("--quantities", default="g_pos,delta_b")
-    ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     if args.kind == "curves":
         _curves(args.results, args.activation, args.loss, args.data, args.out)
     else:
         _horizons(args.results, args.out, tuple(args.quantities.split(",")))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -7,22 +7,17 @@ Cov_x(dl/dp_i, x_j) and of E_x[dl/dp_i] E_x[x_j], with bands simultaneous over t
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
-from common import plt, read_json, save
+from common import figure_parser, plt, read_json, save
 
 OPTIMIZERS = ("sgd", "adamw", "muon")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--results", type=Path, required=True)
+def main() -> int:
+    ap = figure_parser(__doc__)
     ap.add_argument("--activation", default="relu")
     ap.add_argument("--loss", default="mse")
     ap.add_argument("--data", default="halfnormal")
-    ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     path = args.results / "remark_a2.json"
     if not path.exists():
@@ -77,7 +72,8 @@ def main() -> None:
         fontsize=8,
     )
     save(fig, args.out)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -6,19 +6,13 @@
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-from common import need, plt, save, short_layer
+from common import figure_parser, need, plt, save, short_layer
 
 ARCH_ORDER = ("mlp", "resnet", "vit", "gpt_nano", "mp_senet")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--results", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args()
+def main() -> int:
+    args = figure_parser(__doc__).parse_args()
     archs = need(args.results / "c9_sparsity.json")["archs"]
     if not archs:
         raise SystemExit("c9_sparsity.json has no ReLU runs")
@@ -48,7 +42,8 @@ def main() -> None:
     fig.suptitle("C9: ReLU activation sparsity per layer over training (dotted: at init)")
     fig.tight_layout()
     save(fig, args.out)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -7,17 +7,12 @@ geometric-mean ratio to ReLU of the same seed with its 95 % CI, the paper's 25x 
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-from common import ci_err, color, label, need, plt, save, short_layer
+from common import ci_err, color, figure_parser, label, need, plt, save, short_layer
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--results", type=Path, required=True)
+def main() -> int:
+    ap = figure_parser(__doc__)
     ap.add_argument("--metric", default="spike_max", choices=("spike_max", "spike_ratio"))
-    ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     body = need(args.results / "c11_spikes.json")
     acts = body.get("activations") or {}
@@ -59,7 +54,8 @@ def main() -> None:
     fig.suptitle(f"C11: activation spikes per layer ({n} seeds; 95% CIs, paired t on log ratios)")
     fig.tight_layout()
     save(fig, args.out)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -7,20 +7,15 @@ per architecture and activation, seeds as 95 % CI bands.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-from common import color, label, need, plt, save
+from common import color, figure_parser, label, need, plt, save
 
 ARCH_ORDER = ("mlp", "resnet", "vit", "gpt_nano", "mp_senet")
 METRICS = (("preact_mean", "mean pre-activation"), ("negative_rate", "negative rate"))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--results", type=Path, required=True)
+def main() -> int:
+    ap = figure_parser(__doc__)
     ap.add_argument("--data", default="real", choices=("real", "synthetic"))
-    ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     rows = [r for r in need(args.results / "drift.json")["rows"] if r["data"] == args.data]
     if not rows:
@@ -50,7 +45,8 @@ def main() -> None:
     )
     fig.tight_layout()
     save(fig, args.out)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

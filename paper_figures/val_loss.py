@@ -7,17 +7,11 @@ c12_val_loss.json; left: each seed as a dot, mean and 95 % CI; right: a − b pa
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-from common import color, label, need, plt, save
+from common import color, figure_parser, label, need, plt, save
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--results", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args()
+def main() -> int:
+    args = figure_parser(__doc__).parse_args()
     body = need(args.results / "c12_val_loss.json")
     acts = body["activations"]
     if not acts:
@@ -63,7 +57,8 @@ def main() -> None:
     fig.suptitle(f"C12: GPT-nano validation loss by activation ({n} seeds)")
     fig.tight_layout()
     save(fig, args.out)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

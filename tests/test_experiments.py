@@ -135,7 +135,9 @@ def test_every_experiment_figure_renders_from_the_micro_results(
     out = tmp_path / "fig.png"
     monkeypatch.syspath_prepend(str(FIGURES))
     monkeypatch.setattr(sys, "argv", [script, "--results", str(micro), *extra, "--out", str(out)])
-    runpy.run_path(str(FIGURES / script), run_name="__main__")
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(str(FIGURES / script), run_name="__main__")
+    assert done.value.code == 0
     assert out.stat().st_size > 5000 and out.with_suffix(".pdf").exists()
 
 
