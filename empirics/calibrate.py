@@ -26,7 +26,7 @@ from empirics.montecarlo.estimators import (
     estimate_effective_weights,
     estimate_first_step,
 )
-from empirics.montecarlo.ledger import _first_step_config, sample_size
+from empirics.montecarlo.ledger import first_step_config, sample_size
 from empirics.montecarlo.stats import Estimate, SignTest
 from empirics.outputs import REPO_ROOT, atomic_write_json, provenance
 from empirics.verify import LEDGER_ALPHA
@@ -70,7 +70,7 @@ def _first_step(act: str, loss: str, nonneg: bool, keys: Sequence[str]):
     suffix = ".nonneg" if nonneg else ""
 
     def run(n: int, gen: torch.Generator) -> dict[str, Estimate]:
-        cfg = _first_step_config(act, loss, nonneg)
+        cfg = first_step_config(act, loss, "uniform" if nonneg else "gaussian")
         est = estimate_first_step(cfg, 1.0, n_networks=n, test=_NEVER, generator=gen)
         return {f"C5.first_step.{k}{suffix} [{act}/{loss}]": est[k] for k in keys}
 

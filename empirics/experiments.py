@@ -327,26 +327,9 @@ FIRST_STEP_ACTS = ("relu", "gelu", "silu", "tanh", "relu2", "gelu2")
 FIRST_STEP_LR = 1.0
 
 
-def first_step_config(activation: str, loss: str) -> Any:
-    """The one-hidden-layer network of the first-step comparison: inputs on the sphere of radius
-    sqrt(16) with Var W_1 = 1/16, so every pre-activation is exactly N(0, 1) (the law D(σ, 1)
-    integrates against), 64 units, 10 one-hot outputs, Var W_2 = 1/64, zero biases."""
-    from empirics.montecarlo.sampler import NetConfig
-
-    return NetConfig(
-        activation=activation,
-        loss=loss,
-        d_in=16,
-        widths=(64,),
-        n_out=10,
-        inputs_per_net=16,
-        inputs="sphere",
-        w_gain=1.0,
-    )
-
-
 def run_first_step(scale: Scale, root: Path) -> None:
-    """First-step bias drift E[Δb] after one SGD step from init, three ways on one network:
+    """First-step bias drift E[Δb] after one SGD step from init, three ways on the network of
+    the C2-C4 rows (`first_step_config` with inputs on the sphere: pre-activations exactly N(0, 1)):
     theory (MSE: E[Δb_i] = -lr K s_2² D(σ, 1), D by quadrature; cross-entropy: sign only), the
     Monte Carlo estimator (`estimate_first_step`), and the batched trainer of early training
     (torch.optim.SGD on `first_step_networks` networks, the realised update). Writes
@@ -355,6 +338,7 @@ def run_first_step(scale: Scale, root: Path) -> None:
 
     from empirics.early_training import EarlyConfig, train_early
     from empirics.montecarlo.estimators import estimate_first_step
+    from empirics.montecarlo.ledger import first_step_config
     from empirics.montecarlo.stats import SignTest
     from theory.drift import drift_coefficient_numeric
 
@@ -362,7 +346,7 @@ def run_first_step(scale: Scale, root: Path) -> None:
     n = scale.first_step_networks
     for loss in ("mse", "cross_entropy"):
         for i, act in enumerate(FIRST_STEP_ACTS):
-            cfg = first_step_config(act, loss)
+            cfg = first_step_config(act, loss, "sphere")  # p ~ N(0, 1) exactly
             theory = err = None
             if loss == "mse":
                 d, err = drift_coefficient_numeric(act, 1.0)
@@ -398,8 +382,11 @@ def run_first_step(scale: Scale, root: Path) -> None:
             "schema": "first_step/v1",
             "quantity": "E[Δb] of the hidden layer after one SGD step (lr 1) from init, mean "
             "over units; 95 % intervals over networks",
-            "network": {k: v for k, v in first_step_config("relu", "mse").to_dict().items()
-                        if k not in ("activation", "loss")},
+            "network": {
+                k: v
+                for k, v in first_step_config("relu", "mse", "sphere").to_dict().items()
+                if k not in ("activation", "loss")
+            },
             "lr": FIRST_STEP_LR,
             "networks": n,
             "rows": rows,

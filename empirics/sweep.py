@@ -878,9 +878,7 @@ def _execute(
                 share = -(-len(queue) // max(1, launch.parallel - len(active)))
                 part, queue = queue[: min(size, share)], queue[min(size, share) :]
                 with _children_ignore_sigint():
-                    job = executor.submit(
-                        run_points, part, threads, [lock(c) for c in part], own
-                    )
+                    job = executor.submit(run_points, part, threads, [lock(c) for c in part], own)
                 active.append((job, part))
                 for cfg in part:
                     running(cfg, str(job.job_id))
@@ -1113,7 +1111,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     where.add_argument("--threads", type=int, help="torch threads per run (default CPUs/parallel)")
     where.add_argument(
-        "--chunk", type=int, default=1, help="runs per local job, one after the other (start-up once)"
+        "--chunk", type=int, default=1, help="runs per local job, in turn (start-up paid once)"
     )
     where.add_argument("--partition", help="SLURM partition")
     where.add_argument("--gpus-per-job", type=int, default=0)

@@ -101,7 +101,8 @@ def test_chunked_jobs_give_the_same_records_as_one_run_per_job(tmp_path: Path) -
     single = _grid(tmp_path / "single", seeds=(0, 1))
     chunked = _grid(tmp_path / "chunked", seeds=(0, 1))
     S.run_sweep(single, tmp_path / "single", _debug(), echo=None)
-    index = S.run_sweep(chunked, tmp_path / "chunked", S.Launch(cluster="debug", chunk=3), echo=None)
+    launch = S.Launch(cluster="debug", chunk=3)
+    index = S.run_sweep(chunked, tmp_path / "chunked", launch, echo=None)
     assert [e["status"] for e in index["runs"]] == ["completed"] * 4
     # Three runs shared the first job and the fourth had its own: the job ids say so.
     jobs = [e["job_id"] for e in index["runs"]]

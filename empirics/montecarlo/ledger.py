@@ -45,32 +45,29 @@ ENTRY_IDS = (
 )
 
 
+def first_step_config(activation: str, loss: str, inputs: str = "gaussian") -> NetConfig:
+    """The one-hidden-layer network of the C2-C5 rows: 16 inputs, 64 units, 10 outputs, 16
+    inputs per network, Var W = 1/fan_in, zero biases. With inputs on the sphere of radius
+    sqrt(16) every pre-activation is exactly N(0, 1), the law the symbolic side integrates
+    against at s = 1 (C2-C4); C5 uses Gaussian inputs, or uniform ones for non-negative inputs."""
+    return NetConfig(
+        activation=activation,
+        loss=loss,
+        d_in=16,
+        widths=(64,),
+        n_out=10,
+        inputs_per_net=16,
+        inputs=inputs,
+        w_gain=1.0,
+    )
+
+
 def _conditional_config(activation: str, loss: str) -> NetConfig:
-    # Inputs on the sphere of radius sqrt(d_in) with Var W = 1/d_in: p ~ N(0, 1) exactly, the
-    # distribution the symbolic side integrates against at s = 1.
-    return NetConfig(
-        activation=activation,
-        loss=loss,
-        d_in=16,
-        widths=(64,),
-        n_out=10,
-        inputs_per_net=16,
-        inputs="sphere",
-        w_gain=1.0,
-    )
+    return first_step_config(activation, loss, "sphere")
 
 
-def _first_step_config(activation: str, loss: str, nonneg: bool) -> NetConfig:
-    return NetConfig(
-        activation=activation,
-        loss=loss,
-        d_in=16,
-        widths=(64,),
-        n_out=10,
-        inputs_per_net=16,
-        inputs="uniform" if nonneg else "gaussian",
-        w_gain=1.0,
-    )
+def _c5_config(activation: str, loss: str, nonneg: bool) -> NetConfig:
+    return first_step_config(activation, loss, "uniform" if nonneg else "gaussian")
 
 
 def montecarlo_config_for_entry(
@@ -87,7 +84,7 @@ def montecarlo_config_for_entry(
     if entry_id == "C4.D":
         return drift_coefficient_config(act, 1.0).to_dict()
     if entry_id.startswith("C5.first_step."):
-        return _first_step_config(act, lss, entry_id.endswith(".nonneg")).to_dict()
+        return _c5_config(act, lss, entry_id.endswith(".nonneg")).to_dict()
     return None
 
 
@@ -133,7 +130,7 @@ def _estimate(
         quantity, _, variant = rest.partition(".")
         if quantity not in ("b", "W") or variant not in ("", "nonneg"):
             return None
-        cfg = _first_step_config(act, lss, variant == "nonneg")
+        cfg = _c5_config(act, lss, variant == "nonneg")
         return estimate_first_step(cfg, 1.0, targets=(quantity,), **common)[quantity]
     return None
 
