@@ -81,19 +81,26 @@ def main() -> int:
                 )
             ax.set_xticks(range(len(layers)))
             ax.set_xticklabels(
-                [short_layer(x) for x in layers], rotation=60 if len(layers) > 6 else 0
+                [short_layer(x) for x in layers], rotation=60 if len(layers) > 4 else 0
             )
             if col == 0:
                 ax.set_ylabel(ylabel)
         n = len(mine[0]["seeds"])
         axes[0][col].set_title(f"{arch} ({n} seeds)")
-        axes[0][col].legend(loc="best")
+    handles, names = {}, []
+    for ax in axes[0]:  # one legend for the figure: the activations present anywhere
+        for h, name in zip(*ax.get_legend_handles_labels(), strict=True):
+            if name not in handles:
+                handles[name] = h
+                names.append(name)
+    fig.legend([handles[n] for n in names], names, loc="upper right", ncol=len(names),
+               bbox_to_anchor=(1.0, 0.965), frameon=False)  # fmt: skip
     what = "random inputs (C7)" if args.data == "synthetic" else "real data (C8)"
     fig.suptitle(
         f"Drift per layer over training, {what}: mean and 95% CI over seeds; "
         "the legend gives the sign D(σ) predicts for the pre-activation"
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     save(fig, args.out)
     return 0
 
