@@ -194,3 +194,24 @@ def test_remark_a2_verdict_follows_the_covariance_bands():
     assert verdicts.verdict_remark_a2(block(0.5))[0] == "refuted"  # positive at init
     assert verdicts.verdict_remark_a2(block(-1.0))[0] == "confirmed"  # around 0 throughout
     assert verdicts.verdict_remark_a2({"rows": []})[0] == "not-tested"
+
+
+def test_remark_a2_reads_the_pipelines_early_group_when_there_is_no_grid(tmp_path):
+    row = {
+        "nonneg_inputs": True,
+        "cov_term": {"lo": [0.5] + [-1.0] * 30, "hi": [2.5] + [1.0] * 30},
+        "summary": {"init_z": 20.0, "median_abs_ratio_to_mean_term": 0.05},
+    }
+    where = tmp_path / "experiments" / "full" / "early_training" / "remark_a2.json"
+    where.parent.mkdir(parents=True)
+    where.write_text(json.dumps({"rows": [row]}))
+    got = {r["id"]: r for r in verdicts.experiment_entries(tmp_path)}["C5.remark_a2"]
+    assert got["verdict"] == "refuted" and got["experiment"]["source"] == str(where)
+    # The early-training module's own grid, where it exists, is read first.
+    grid = tmp_path / "montecarlo" / "early_training" / "remark_a2.json"
+    grid.parent.mkdir(parents=True)
+    grid.write_text(
+        json.dumps({"rows": [{**row, "cov_term": {"lo": [-1.0] * 31, "hi": [1.0] * 31}}]})
+    )
+    got = {r["id"]: r for r in verdicts.experiment_entries(tmp_path)}["C5.remark_a2"]
+    assert got["verdict"] == "confirmed" and got["experiment"]["source"] == str(grid)
