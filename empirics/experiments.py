@@ -537,8 +537,9 @@ def aggregate_mp_probe(path: Path) -> dict[str, Any]:
     }
 
 
-def run_early(scale: Scale, root: Path) -> None:
-    """C6: the early-training persistence sweep (its own batched trainer)."""
+def run_early(scale: Scale, root: Path, jobs: int = 1) -> None:
+    """C6: the early-training persistence sweep (its own batched trainer), `jobs` runs at a time
+    with one torch thread each (the thread count is recorded in its config.json)."""
     from empirics.early_training import main as early_main
 
     out = root / "early_training"  # the early-training grid resumes by itself
@@ -552,6 +553,11 @@ def run_early(scale: Scale, root: Path) -> None:
             str(scale.early_training_networks),
             "--seeds",
             ",".join(map(str, scale.early_training_seeds)),
+            "--jobs",
+            str(jobs),
+            "--threads",
+            "1",
+            "--no-progress",
             "--out",
             str(out),
         ]
@@ -1331,7 +1337,7 @@ def run(
         print(f"{group}: {len(specs) - len(bad)}/{len(specs)} runs completed", flush=True)
     if "early" in groups:
         t0 = time.perf_counter()
-        run_early(scale, sroot)
+        run_early(scale, sroot, jobs)
         timing["early"] = time.perf_counter() - t0
     if "theory" in groups:
         t0 = time.perf_counter()
