@@ -673,11 +673,19 @@ def hinge_fit(x: np.ndarray, y: np.ndarray, grid: np.ndarray | None = None) -> d
 
 
 def cliff_analysis(
-    x: Sequence[float], y: Sequence[float], *, n_boot: int = 2000, seed: int = 0
+    x: Sequence[float],
+    y: Sequence[float],
+    *,
+    groups: Sequence[Any] | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Hinge fit of relative performance against measured sparsity, a percentile-bootstrap CI on
-    the knee (resampling configurations), an F-test of the knee against a straight line, and the
-    fitted performance at 50/70/90 % sparsity."""
+    the knee, an F-test of the knee against a straight line, and the fitted performance at
+    50/70/90 % sparsity. With `groups` (the configuration of each point) the bootstrap resamples
+    whole configurations, all seeds of one together (a cluster bootstrap: seeds of one
+    configuration share its sparsity level and are not independent draws of it); without, it
+    resamples points."""
     xa, ya = np.asarray(x, float), np.asarray(y, float)
     n = xa.size
     if n < 6:
@@ -685,9 +693,17 @@ def cliff_analysis(
     grid = np.linspace(max(0.0, xa.min()), min(1.0, xa.max()), 121)
     fit = hinge_fit(xa, ya, grid)
     rng = np.random.default_rng(seed)
+    if groups is None:
+        clusters = [np.array([k]) for k in range(n)]
+    else:
+        index: dict[Any, list[int]] = defaultdict(list)
+        for k, g in enumerate(groups):
+            index[g].append(k)
+        clusters = [np.array(v) for _, v in sorted(index.items(), key=lambda kv: str(kv[0]))]
     knees, drops = [], []
     for _ in range(n_boot):
-        i = rng.integers(0, n, n)
+        pick = rng.integers(0, len(clusters), len(clusters))
+        i = np.concatenate([clusters[c] for c in pick])
         if np.unique(xa[i]).size < 4:
             continue
         f = hinge_fit(xa[i], ya[i], grid)
@@ -711,7 +727,12 @@ def cliff_analysis(
         "slope_change_ci": [float(np.quantile(drops, 0.025)), float(np.quantile(drops, 0.975))]
         if drops
         else [None, None],
-        "bootstrap": {"replicates": len(knees), "seed": seed, "method": "percentile"},
+        "bootstrap": {
+            "replicates": len(knees),
+            "seed": seed,
+            "method": "percentile",
+            "resampled": "points" if groups is None else f"{len(clusters)} configurations",
+        },
         "f_test_vs_line": {"F": f_stat, "p": p_f, "df": [2, df2]},
         "fitted": {f"{s:.2f}": at(s) for s in (0.0, 0.5, 0.7, 0.9, 0.95)},
     }
@@ -1211,16 +1232,29 @@ def aggregate_c10(runs: Sequence[Run]) -> dict[str, Any]:
                 "relative": rel,
             }
         )
-    configs = {(p["arch"], p["activation"], p["control"], p["level"]) for p in points}
+
+    def config(p: dict[str, Any]) -> tuple[Any, ...]:
+        return (p["arch"], p["activation"], p["control"], p["level"])
+
+    def fit(sel: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
+        return cliff_analysis(
+            [p["measured_sparsity"] for p in sel], [p["relative"] for p in sel], **kw
+        )
+
+    configs = {config(p) for p in points}
     fits = {}
     for arch in sorted({p["arch"] for p in points}):
         sel = [p for p in points if p["arch"] == arch]
-        fits[arch] = cliff_analysis(
-            [p["measured_sparsity"] for p in sel], [p["relative"] for p in sel]
-        )
-    fits["pooled"] = cliff_analysis(
-        [p["measured_sparsity"] for p in points], [p["relative"] for p in points]
-    )
+        fits[arch] = fit(sel, groups=[config(p) for p in sel])
+    fits["pooled"] = fit(points, groups=[config(p) for p in points])
+    # The knee fitted to each seed's grid on its own: its spread over seeds (a t interval) beside
+    # the pooled fit's cluster bootstrap.
+    by_seed = {}
+    for s in sorted({p["seed"] for p in points}):
+        f = fit([p for p in points if p["seed"] == s], n_boot=0).get("fit")
+        if f is not None:
+            by_seed[s] = f["knee"]
+    fits["pooled"]["knee_by_seed"] = {"seeds": by_seed, **mean_ci(by_seed.values())}
     # nominal vs measured: how far each control's measured sparsity sits from its label
     gaps: dict[str, Any] = {}
     for kind in sorted({p["control"] for p in points} - {"none"}):

@@ -649,6 +649,12 @@ def verdict_cliff(block: dict[str, Any] | None) -> tuple[str, str, dict | None]:
         f"(bootstrap 95%), slope {f.get('slope_before', math.nan):.3g} → "
         f"{f.get('slope_after', math.nan):.3g}, change CI [{change_ci[0]:.3g}, {change_ci[1]:.3g}]"
     )
+    by_seed = fit.get("knee_by_seed") or {}
+    if by_seed.get("n", 0) >= 2 and by_seed.get("ci", [None])[0] is not None:
+        text += (
+            f"; knee fitted per seed {_ci_text(by_seed, 2)} (mean, 95% t CI over "
+            f"{by_seed['n']} seeds)"
+        )
     if 0.6 <= lo and hi <= 0.85 and change_ci[1] < 0:
         return "confirmed", text, {"knee_ci": [lo, hi]}
     if hi < 0.6 or lo > 0.85 or change_ci[0] > 0:

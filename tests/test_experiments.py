@@ -68,6 +68,18 @@ def test_hinge_fit_finds_a_planted_knee_and_not_one_in_a_line() -> None:
     assert abs(got["fit"]["knee"] - 0.7) < 0.03 and lo <= 0.7 <= hi and hi - lo < 0.1
     assert got["f_test_vs_line"]["p"] < 1e-6
     assert got["fitted"]["0.90"] == pytest.approx(1 - 0.045 - 0.6, abs=0.03)
+    # Five seeds of 24 configurations sharing a configuration effect: the cluster bootstrap
+    # resamples configurations and is wider than the one that treats seeds as independent.
+    level = np.repeat(np.linspace(0.05, 0.98, 24), 5)
+    rc = np.random.default_rng(1)
+    effect = np.repeat(rc.normal(0, 0.03, 24), 5)
+    yc = 1.0 - 3.0 * np.maximum(0, level - 0.7) + effect + rc.normal(0, 0.005, level.size)
+    groups = np.repeat(np.arange(24), 5).tolist()
+    clustered = E.cliff_analysis(level, yc, groups=groups, n_boot=300)
+    naive = E.cliff_analysis(level, yc, n_boot=300)
+    assert clustered["bootstrap"]["resampled"] == "24 configurations"
+    width = [f["slope_change_ci"][1] - f["slope_change_ci"][0] for f in (clustered, naive)]
+    assert width[0] > width[1]
     line = E.cliff_analysis(x, 1.0 - 0.3 * x + rng.normal(0, 0.02, x.size), n_boot=200)
     assert line["f_test_vs_line"]["p"] > 1e-3  # no knee to find: the F screen stays quiet
     assert abs(line["fit"]["c"]) < 0.2
@@ -103,6 +115,7 @@ def test_micro_pipeline_writes_every_claim_file_with_seeds(micro: Path) -> None:
     assert "d_preact_mean" in row["vs_tanh"] and row["vs_tanh"]["d_preact_mean"]["n"] == 2
     assert row["consumers"] == {"layers.act1": ["layers.fc2"], "layers.act2": ["layers.head"]}
     c10 = E.json.loads((micro / "c10_cliff.json").read_text())
+    assert c10["fits"]["pooled"]["knee_by_seed"]["n"] == 1  # MICRO has one C10 seed
     # 3 controls x 2 levels + the baseline, one seed each; relative = 1 for the baseline
     assert c10["configurations"] == 7 and c10["runs"] == 7
     assert all(p["relative"] == 1.0 for p in c10["points"] if p["control"] == "none")
