@@ -873,9 +873,9 @@ def _execute(
                     active.append((job, cfg))
                     running(cfg, str(job.job_id))
                     continue
-                # Deal the remaining runs evenly over the free slots, at most `size` per job,
-                # so the last jobs of a grid do not leave a core idle.
-                share = -(-len(queue) // max(1, launch.parallel - len(active)))
+                # Deal the remaining runs evenly over all slots (busy ones free up soon), at
+                # most `size` per job, so that the grid's last jobs do not leave a core idle.
+                share = -(-len(queue) // launch.parallel)
                 part, queue = queue[: min(size, share)], queue[min(size, share) :]
                 with _children_ignore_sigint():
                     job = executor.submit(run_points, part, threads, [lock(c) for c in part], own)
