@@ -406,22 +406,17 @@ def run_c1_depth(scale: Scale, root: Path) -> None:
     otherwise). Writes root/theory/c1_depth.json."""
     import torch
 
+    from empirics.ledger_depth import depth_net
     from empirics.montecarlo.depth import estimate_conditional_moments, fixed_preactivation_h
     from empirics.montecarlo.estimators import c1_config
     from empirics.montecarlo.stats import SignTest
-    from theory.depth import DepthNet, alpha
+    from theory.depth import alpha
 
     rows = []
     for init in C1_INITS:
         for m in C1_DEPTHS:
             cfg = c1_config(widths=(32,) * (m + 1), bias_std=0.3, init=init)
-            sizes = (cfg.d_in, *cfg.widths)
-            net = DepthNet(
-                widths=sizes, outputs=cfg.n_out,
-                weight_var=tuple(cfg.w_gain / k for k in sizes),
-                bias_var=(cfg.bias_std**2,) * len(sizes), layer=cfg.layer,
-            )  # fmt: skip
-            a = float(alpha(net))
+            a = float(alpha(depth_net(cfg)))
             gen = torch.Generator().manual_seed(40_000 + 10 * m + C1_INITS.index(init))
             est = estimate_conditional_moments(
                 cfg, fixed_preactivation_h(cfg), generator=gen, n_networks=scale.c1_networks,

@@ -66,7 +66,8 @@ def _net_dict(cfg: Any, **extra: Any) -> dict[str, Any]:
     }
 
 
-def _depth_net(cfg: Any) -> DepthNet:
+def depth_net(cfg: Any) -> DepthNet:
+    """The theory's description (`theory.depth.DepthNet`) of a Monte Carlo NetConfig."""
     sizes = (cfg.d_in, *cfg.widths)
     return DepthNet(
         widths=sizes,
@@ -110,7 +111,7 @@ def _c1_depth_rows() -> list[_Row]:
     rows: list[_Row] = []
     for depth in (3, 4, 5):
         cfg = c1_config(widths=(32,) * (depth - 1), bias_std=0.3)
-        net = _depth_net(cfg)
+        net = depth_net(cfg)
         preds = predict_second_moment(net, "gaussian")
         h = fixed_preactivation_h(cfg)
         network = _net_dict(cfg, conditioned_on="h_1 = relu(p_1), p_1 ~ N(0, I) seed 12345")
@@ -148,7 +149,7 @@ def _c1_depth_rows() -> list[_Row]:
             )
     # The dead-layer event: layer l of width 2, zero biases, P(h_l = 0) = 1/4.
     cfg = c1_config(widths=(2, 16, 16))
-    pred = predict_second_moment(_depth_net(cfg), "gaussian")["diag"]
+    pred = predict_second_moment(depth_net(cfg), "gaussian")["diag"]
 
     def dead(gen, alpha, cfg=cfg):
         est = estimate_effective_weights(
@@ -194,7 +195,7 @@ def _c2_depth_rows() -> list[_Row]:
             inputs="sphere",
             w_gain=2.0,
         )
-        net = _depth_net(cfg)
+        net = depth_net(cfg)
         base = predict_hidden_gradient(net, "relu", "pos")
         # p ~ N(0, w_gain) exactly (sphere inputs): E[g | p > 0] = alpha E[p | p > 0].
         mean_pos = sp.sqrt(sp.Rational(2)) * sp.sqrt(2 / sp.pi)
@@ -330,7 +331,7 @@ def _init_rows() -> list[_Row]:
         cfg = c1_config(init=init, bias_std=0.3)
         h = fixed_preactivation_h(cfg)
         pred = predict_second_moment(
-            _depth_net(cfg), "symmetric" if init in SYMMETRIC else "zero_mean"
+            depth_net(cfg), "symmetric" if init in SYMMETRIC else "zero_mean"
         )["cond_offdiag"]
 
         def run(gen, alpha_, cfg=cfg, h=h):
