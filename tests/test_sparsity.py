@@ -22,6 +22,7 @@ from empirics.sparsity import (
     parse_sparsity,
     quantile_rank,
     topk_keep,
+    topk_mask,
 )
 
 LEVELS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
@@ -63,6 +64,17 @@ def test_topk_zeroes_exactly_the_level_per_token(level: float) -> None:
     kth = p.topk(k, dim=-1).values[..., -1:]
     assert torch.equal(a != 0, p >= kth)
     torch.testing.assert_close(a[a != 0], torch.nn.functional.gelu(p)[a != 0])
+
+
+@pytest.mark.parametrize("level", (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95))
+@pytest.mark.parametrize("dim", (-1, 1))
+def test_topk_mask_by_threshold_equals_the_mask_by_sort(level: float, dim: int) -> None:
+    # Both paths of topk_mask against torch.topk's indices, on untied continuous values and on
+    # conv-shaped maps (features on dim 1).
+    p = torch.randn(4, 37, 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    k = topk_keep(level, p.shape[dim])
+    by_sort = torch.zeros_like(p).scatter_(dim, p.topk(k, dim=dim).indices, 1.0)
+    assert torch.equal(topk_mask(p, level, dim), by_sort)
 
 
 @pytest.mark.parametrize("level", LEVELS)
