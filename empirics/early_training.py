@@ -952,7 +952,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--n-out", type=int, default=d.n_out)
     ap.add_argument("--batch-size", type=int, default=d.batch_size)
     ap.add_argument("--measure-batch", type=int, default=d.measure_batch)
-    ap.add_argument("--data", default=d.data, choices=DATA)
+    ap.add_argument(
+        "--data", default=d.data, help=f"comma-separated, each one of {', '.join(DATA)}"
+    )
     ap.add_argument("--init", default=d.init, choices=INIT_LAWS)
     ap.add_argument(
         "--w-gain", type=float, default=d.w_gain, help="a variance factor: Var W = w_gain / fan_in"
@@ -1009,6 +1011,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _configs(args: argparse.Namespace) -> list[EarlyConfig]:
     acts = [registry.parse_activation_spec(a).name for a in (args.activation or [])]
+    data = [v.strip() for v in str(args.data).split(",")]
+    for v in data:
+        if v not in DATA:
+            raise ValueError(f"--data: unknown value {v!r}; valid: {', '.join(DATA)}")
     base = EarlyConfig(
         steps=args.steps,
         n_networks=args.n_networks,
@@ -1018,7 +1024,7 @@ def _configs(args: argparse.Namespace) -> list[EarlyConfig]:
         n_out=args.n_out,
         batch_size=args.batch_size,
         measure_batch=args.measure_batch,
-        data=args.data,
+        data=data[0],
         init=args.init,
         w_gain=args.w_gain,
         bias_std=args.bias_std,
@@ -1034,14 +1040,18 @@ def _configs(args: argparse.Namespace) -> list[EarlyConfig]:
         if args.lr
         else {o: LR_GRID[o] if args.sweep else (LR_GRID[o][0],) for o in optimizers}
     )
-    return grid(
-        base,
-        activations=acts or (list(SWEEP_ACTIVATIONS) if args.sweep else ["relu"]),
-        losses=args.loss or (list(LOSSES) if args.sweep else ["mse"]),
-        optimizers=optimizers,
-        lrs=lrs,
-        seeds=_ints(args.seeds, "seeds"),
-    )
+    return [
+        cfg
+        for v in data
+        for cfg in grid(
+            replace(base, data=v),
+            activations=acts or (list(SWEEP_ACTIVATIONS) if args.sweep else ["relu"]),
+            losses=args.loss or (list(LOSSES) if args.sweep else ["mse"]),
+            optimizers=optimizers,
+            lrs=lrs,
+            seeds=_ints(args.seeds, "seeds"),
+        )
+    ]
 
 
 if __name__ == "__main__":

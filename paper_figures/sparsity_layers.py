@@ -37,7 +37,10 @@ def main() -> int:
         ax.set_ylim(0, 1)
         ax.set_xlabel("step")
         ax.set_title(f"{arch} (ReLU, {len(body['seeds'])} seeds)")
-        ax.legend(ncol=2 if len(layers) > 4 else 1, loc="lower right")
+        if len(layers) > 8:  # below the panel, not over the curves
+            ax.legend(ncol=2, fontsize=5, loc="upper left", bbox_to_anchor=(0.0, -0.22))
+        else:
+            ax.legend(ncol=2 if len(layers) > 4 else 1, loc="lower right")
     axes[0][0].set_ylabel("sparsity (fraction of exact zeros)")
     fig.suptitle("C9: ReLU activation sparsity per layer over training (dotted: at init)")
     fig.tight_layout()
