@@ -49,7 +49,7 @@ bench: setup  ## benchmarks: ratios measured side by side in one run
 gpu-check: setup  ## on a CUDA machine (<= 5 min): Monte Carlo samples/s, training tokens/s and MFU
 	$(PY) -m benchmarks.gpu_check
 
-experiments: setup  ## C6-C12 over 5 seeds (small presets, shortened runs; about 90 min on 2 cores), then the table and figures
+experiments: setup  ## C6-C12 over 5 seeds (small presets, shortened runs; measured 103 min on 2 cores), then the table and figures
 	$(PY) -m empirics.experiments run --scale full --jobs 2
 	$(PY) -m empirics.verify --no-progress
 	$(PY) paper_figures/claims_table.py --ledger results/verify/ledger.json --readme README.md

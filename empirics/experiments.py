@@ -105,8 +105,8 @@ SCALES: dict[str, Scale] = {
         c1_networks=128,
         cluster="debug",
     ),
-    # The `small` presets with shortened step counts so that all of it fits 90 minutes on two
-    # cores (see the README for the measured time); five seeds everywhere, C10 included.
+    # The `small` presets with shortened step counts, five seeds everywhere, C10 included; one
+    # end-to-end run took 103 minutes on two cores, 58 of them C10's 415 runs (README: Time).
     "full": Scale(
         name="full",
         preset="small",

@@ -861,7 +861,10 @@ def refresh(ledger_path: Path, results: Path) -> dict[str, Any]:
     ledger = _load(ledger_path)
     if not isinstance(ledger, dict) or "entries" not in ledger:
         raise SystemExit(f"{ledger_path}: no ledger there; run `make verify` first")
-    keep = [e for e in ledger["entries"] if e["id"] not in EXPERIMENT_CLAIMS]
+    def from_experiments(entry_id: str) -> bool:  # C8.architectures and C8.architectures.vit
+        return any(entry_id == c or entry_id.startswith(c + ".") for c in EXPERIMENT_CLAIMS)
+
+    keep = [e for e in ledger["entries"] if not from_experiments(e["id"])]
     entries = keep + experiment_entries(results)
     ledger["entries"] = entries
     ledger["summary"] = {**ledger.get("summary", {}), **summarize(entries)}

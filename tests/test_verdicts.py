@@ -215,3 +215,25 @@ def test_remark_a2_reads_the_pipelines_early_group_when_there_is_no_grid(tmp_pat
     )
     got = {r["id"]: r for r in verdicts.experiment_entries(tmp_path)}["C5.remark_a2"]
     assert got["verdict"] == "confirmed" and got["experiment"]["source"] == str(grid)
+
+
+def test_refreshing_a_ledger_twice_replaces_its_experiment_rows_instead_of_adding(
+    tmp_path, monkeypatch
+):
+    # One row per architecture (ids with a suffix, like C8.architectures.vit) must be replaced
+    # on every refresh, not kept beside the new ones.
+    rows = [
+        verdicts.experiment_row(f"C8.architectures.{a}", "drift", "confirmed", a)
+        for a in ("mlp", "vit")
+    ]
+    monkeypatch.setattr(verdicts, "experiment_entries", lambda results: list(rows))
+    theory = {"id": "C4.D", "verdict": "confirmed", "scope": "paper"}
+    path = tmp_path / "ledger.json"
+    path.write_text(json.dumps({"entries": [theory], "summary": {}}))
+    monkeypatch.setattr(verdicts, "summarize", lambda entries: {"rows": len(entries)})
+    monkeypatch.setattr(verdicts, "claim_rows", lambda entries: [])
+    first = verdicts.refresh(path, tmp_path)
+    second = verdicts.refresh(path, tmp_path)
+    assert [e["id"] for e in first["entries"]] == [e["id"] for e in second["entries"]] == [
+        "C4.D", "C8.architectures.mlp", "C8.architectures.vit",
+    ]  # fmt: skip
