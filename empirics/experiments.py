@@ -363,7 +363,7 @@ def run_first_step(scale: Scale, root: Path) -> None:
                 activation=act, loss=loss, optimizer="sgd", lr=FIRST_STEP_LR, steps=1,
                 n_networks=n, check_factor=1, d_in=cfg.d_in, widths=cfg.widths,
                 n_out=cfg.n_out, batch_size=cfg.inputs_per_net, measure_batch=2,
-                data="sphere", bootstrap=2000, alpha=0.05, device="cpu",
+                data="sphere", bootstrap=2000, alpha=0.05, device=cfg.device,
                 seed=30_000 + 100 * i + (loss == "mse"),
             )  # fmt: skip
             hist = train_early(early)
