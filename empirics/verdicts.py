@@ -861,6 +861,7 @@ def refresh(ledger_path: Path, results: Path) -> dict[str, Any]:
     ledger = _load(ledger_path)
     if not isinstance(ledger, dict) or "entries" not in ledger:
         raise SystemExit(f"{ledger_path}: no ledger there; run `make verify` first")
+
     def from_experiments(entry_id: str) -> bool:  # C8.architectures and C8.architectures.vit
         return any(entry_id == c or entry_id.startswith(c + ".") for c in EXPERIMENT_CLAIMS)
 
