@@ -25,15 +25,9 @@ def tiny_cfg(**kw: object) -> ms.MpSenetConfig:
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (conftest.py)
 
 
-def _real_available() -> bool:
-    try:
-        speech.load_heldout_corpus()
-        return bool(speech.clean_root().is_dir())
-    except DataUnavailable:
-        return False
-
-
-needs_real = pytest.mark.skipif(not _real_available(), reason="Debian speech packages missing")
+needs_real = pytest.mark.skipif(
+    not speech.real_speech_available(), reason="Debian speech packages missing"
+)
 
 
 @given(

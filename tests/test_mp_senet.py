@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from empirics.activations import ActivationLayer
-from empirics.data import DataUnavailable, speech
+from empirics.data import speech
 from empirics.models import get_arch
 from empirics.models import mp_senet as ms
 from empirics.tasks import speech as speech_task
@@ -42,15 +42,9 @@ def tiny_cfg(**kw: object) -> ms.MpSenetConfig:
     return ms.MpSenetConfig(**{**TINY, **kw})
 
 
-def _real_available() -> bool:
-    try:
-        speech.load_heldout_corpus()
-        return bool(speech.clean_root().is_dir())
-    except DataUnavailable:
-        return False
-
-
-needs_real = pytest.mark.skipif(not _real_available(), reason="Debian speech packages missing")
+needs_real = pytest.mark.skipif(
+    not speech.real_speech_available(), reason="Debian speech packages missing"
+)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (conftest.py)

@@ -154,6 +154,15 @@ def load_heldout_corpus(root: str | Path | None = None) -> list[torch.Tensor]:
     return _to_float(chunks)
 
 
+def real_speech_available() -> bool:
+    """Whether both Debian speech packages (training and held-out audio) are installed here."""
+    try:
+        load_heldout_corpus()
+        return clean_root().is_dir()
+    except DataUnavailable:
+        return False
+
+
 @functools.lru_cache(maxsize=2)
 def _cached_clean(root: str | None, cache_dir: str | None) -> tuple[torch.Tensor, ...]:
     return tuple(load_clean_corpus(root, cache_dir if cache_dir is not None else "default"))
