@@ -515,12 +515,16 @@ _BUILDERS = (_c1_depth_rows, _c2_depth_rows, _init_rows, _optimizer_rows)
 _CACHE: dict[tuple[str, str | None, str | None], _Row] = {}
 
 
-def _rows() -> list[_Row]:
+def _fill() -> None:
     if not _CACHE:
         for build in _BUILDERS:
             for row in build():
                 e = row.entry
                 _CACHE[(e.id, e.activation, e.loss)] = row
+
+
+def _rows() -> list[_Row]:
+    _fill()
     return list(_CACHE.values())
 
 
@@ -530,24 +534,25 @@ def depth_entries() -> list[LedgerEntry]:
 
 
 def is_depth_entry(entry: LedgerEntry) -> bool:
-    _rows()
-    return (entry.id, entry.activation, entry.loss) in _CACHE
+    return _row_of(entry) is not None
+
+
+def _row_of(entry: LedgerEntry) -> _Row | None:
+    _fill()
+    return _CACHE.get((entry.id, entry.activation, entry.loss))
 
 
 def depth_montecarlo(entry: LedgerEntry, *, generator: Any, alpha: float) -> dict | None:
     """The Monte Carlo column of one issue-9 row (None for exact rows), at false-sign rate
     `alpha` (the caller's Bonferroni share) with the row's fixed sample size."""
-    row = _CACHE.get((entry.id, entry.activation, entry.loss))
-    if row is None:
-        _rows()
-        row = _CACHE.get((entry.id, entry.activation, entry.loss))
+    row = _row_of(entry)
     if row is None or row.estimate is None:
         return None
     return row.estimate(generator, alpha)
 
 
 def runs_montecarlo(entry: LedgerEntry) -> bool:
-    row = _CACHE.get((entry.id, entry.activation, entry.loss))
+    row = _row_of(entry)
     return row is not None and row.estimate is not None
 
 
