@@ -33,6 +33,8 @@ SPIKE_ACTS = ("relu", "relu2", "relu2_clip", "relu2_clip50", "gelu", "gelu2", "g
 C10_ARCHS = ("mlp", "vit", "gpt_nano", "resnet")
 C10_CONTROLS = ("topk", "quantile", "shift")
 C10_LEVELS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
+# Activations of the theory group's D(σ, s) table and first-step comparison.
+THEORY_ACTS = ("relu", "gelu", "silu", "tanh", "relu2", "gelu2")
 GROUPS = ("drift", "synthetic", "mp_senet", "acts", "c10", "early", "theory", "mp_probe")
 
 
@@ -278,7 +280,7 @@ def run_theory(scale: Scale, root: Path) -> None:
     gen = torch.Generator().manual_seed(12345)
     z = torch.randn(scale.d_samples, generator=gen, dtype=torch.float64)
     rows = []
-    for act in ("relu", "gelu", "silu", "tanh", "relu2", "gelu2"):
+    for act in THEORY_ACTS:
         f, df = get_torch_activation(act), get_torch_derivative(act)
         for s in scale.d_stds:
             p = s * z
@@ -322,15 +324,18 @@ def run_theory(scale: Scale, root: Path) -> None:
                 str(out),
             ]
         )
-    run_first_step(scale, root)
+    quadrature = {r["activation"]: (r["theory"], r["theory_err"]) for r in rows if r["s"] == 1.0}
+    run_first_step(scale, root, quadrature)
     run_c1_depth(scale, root)
 
 
-FIRST_STEP_ACTS = ("relu", "gelu", "silu", "tanh", "relu2", "gelu2")
+FIRST_STEP_ACTS = THEORY_ACTS
 FIRST_STEP_LR = 1.0
 
 
-def run_first_step(scale: Scale, root: Path) -> None:
+def run_first_step(
+    scale: Scale, root: Path, quadrature: Mapping[str, tuple[float, float]] | None = None
+) -> None:
     """First-step bias drift E[Δb] after one SGD step from init, three ways on the network of
     the C2-C4 rows (`first_step_config` with inputs on the sphere: pre-activations exactly N(0, 1)):
     theory (MSE: E[Δb_i] = -lr K s_2² D(σ, 1), D by quadrature; cross-entropy: sign only), the
@@ -352,7 +357,8 @@ def run_first_step(scale: Scale, root: Path) -> None:
             cfg = first_step_config(act, loss, "sphere")  # p ~ N(0, 1) exactly
             theory = err = None
             if loss == "mse":
-                d, err = drift_coefficient_numeric(act, 1.0)
+                # D(σ, 1) by quadrature, from run_theory's table where it has s = 1
+                d, err = (quadrature or {}).get(act) or drift_coefficient_numeric(act, 1.0)
                 theory = -FIRST_STEP_LR * cfg.n_out * (cfg.w_gain / cfg.widths[0]) * d
             gen = torch.Generator().manual_seed(20_000 + 100 * i + (loss == "mse"))
             mc = estimate_first_step(
