@@ -239,7 +239,7 @@ def first_step_entries(activation: str, loss: str) -> list[LedgerEntry]:
             "zero-mean symmetric inputs: E[delta W_ik] = 0 (companion's extension)",
             activation,
             loss,
-            predict_weight_drift(activation, loss, "zero_mean"),
+            predict_weight_drift(activation, loss, "sign_symmetric"),
             "zero",
         ),
         _entry(

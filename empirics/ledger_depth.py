@@ -297,7 +297,7 @@ def _init_rows() -> list[_Row]:
         pred = Prediction(
             off,
             "negative" if off < 0 else "positive" if off > 0 else "zero",
-            "proved",
+            "argument",
             f"exact enumeration (rationals) over W_1, W_2 i.i.d. from {{{values}}} (zero mean, "
             f"variance {sum(p * v * v for v, p in law)}): E<v_1, v_2> = K s_L^2 * {off}",
         )
@@ -374,12 +374,12 @@ def _init_rows() -> list[_Row]:
                 init=init,
             )
             if init in SYMMETRIC:
-                pred = predict_weight_drift(act, "mse", "zero_mean")
+                pred = predict_weight_drift(act, "mse", "sign_symmetric")
             elif act == "relu":
                 pred = Prediction(
                     sp.Integer(0),
                     "zero",
-                    "proved",
+                    "argument",
                     "any zero-mean w, Gaussian x, no bias, MSE: E[x_k (w.x)^+ | w] = w_k / 2 "
                     "(x_k = w_k (w.x)/|w|^2 + a part independent of w.x), so E[x_k g] = K s^2 "
                     "E[w_k] / 2 = 0: ReLU's positive homogeneity replaces the symmetry",
@@ -430,7 +430,7 @@ def _optimizer_prediction(act: str, loss: str, quantity: str, optimizer: str) ->
         return Prediction(
             sp.Integer(0),
             "zero",
-            "proved",
+            "argument",
             f"{parity(act)} sigma: the unit flip (theory.first_step.FLIP_ODD_EVEN) negates row i "
             "of the gradient and leaves its law unchanged; SGD is linear, Adam's first step "
             "-eta g/(|g| + eps) is odd in g, Muon's polar factor satisfies polar(D G) = D polar(G) "

@@ -22,9 +22,18 @@ VERDICTS: tuple[str, ...] = ("confirmed", "refined", "refuted", "not-tested", "f
 # A row is about one of the paper's claims as stated, about our own extension of it (other
 # activations, other inputs, sharper statements), or about a control the paper says nothing of.
 SCOPES: tuple[str, ...] = ("paper", "extension", "control")
-# Evidence behind an established sign: sympy, rigorous interval bounds, quadrature or other
-# numerics, the Monte Carlo alone, or an experiment.
-EVIDENCE: tuple[str, ...] = ("proved", "certified", "numeric", "montecarlo", "experiment", "none")
+# Evidence behind an established sign: a sympy identity, a written argument (docs/proofs.md, each
+# step checked), rigorous interval bounds, quadrature or other numerics, the Monte Carlo alone, or
+# an experiment (theory.signs.METHODS, then the empirical kinds).
+EVIDENCE: tuple[str, ...] = (
+    "sympy",
+    "argument",
+    "certified",
+    "numeric",
+    "montecarlo",
+    "experiment",
+    "none",
+)
 # The activations the paper names for C2-C5 ("ReLU, GELU, SiLU"); others are our extension.
 PAPER_ACTIVATIONS: tuple[str, ...] = ("relu", "gelu", "silu")
 # Ids whose symbolic value is the very number the Monte Carlo estimates (same configuration), so
@@ -213,8 +222,25 @@ def _value_text(e: dict | None) -> str:
         exact = sym.get("exact")
         if exact is None or len(exact) > 24 or exact == f"{value:g}":
             return f"{value:.4g}"
+        if _long_rational(exact):
+            # e.g. (2^32 - 1)/2^34 = alpha_l P(h_l != 0): 10 digits show it is not 1/4.
+            return f"{value:.10g} (exact rational)"
         return f"{exact} = {value:.4g}"
     return str(value)
+
+
+def _law_text(e: dict) -> str:
+    """An init law's exact value and/or Monte Carlo estimate, leaving out what it lacks (a law
+    with no closed form shows only its estimate, not `None`)."""
+    has_value = ((e.get("symbolic") or {}).get("value")) is not None
+    texts = [_value_text(e) if has_value else "", _mc_text(e) if e.get("montecarlo") else ""]
+    return "; ".join(t for t in texts if t) or "no value"
+
+
+def _long_rational(exact: str) -> bool:
+    """A bare fraction with more than 4 digits in its numerator or denominator."""
+    num, sep, den = exact.lstrip("-").partition("/")
+    return bool(sep) and num.isdigit() and den.isdigit() and max(len(num), len(den)) > 4
 
 
 def _combine_parts(parts: list[tuple[str, str]]) -> str:
@@ -249,13 +275,18 @@ def _claim_c1(entries: Sequence[dict]) -> tuple[str, str]:
     parts = [("sign-symmetric init", worst(r["verdict"] for r in rows))]
     laws = [e for e in entries if e["id"].startswith("C1.init_") and e.get("scope") == "paper"]
     if laws:
-        parts.append(("any i.i.d. zero-mean init", worst(r["verdict"] for r in laws)))
         refuted = [r for r in laws if r["verdict"] == "refuted"]
+        # A counterexample refutes the claim under its hypothesis; it says nothing of other laws
+        # (sign-symmetric ones give exactly 0), so the label names "some", never "any".
+        scope = (
+            "the paper's hypothesis (some i.i.d. zero-mean inits give E⟨v_i,v_j⟩ < 0)"
+            if refuted
+            else "the paper's hypothesis (i.i.d. zero-mean init)"
+        )
+        parts.append((scope, worst(r["verdict"] for r in laws)))
         if refuted:
             text += "; under the paper's hypothesis (i.i.d., zero mean) " + ", ".join(
-                f"{r['id'].split('.')[1].removeprefix('init_')}: {_value_text(r)}"
-                + (f" ({_mc_text(r)})" if r.get("montecarlo") else "")
-                for r in refuted
+                f"{r['id'].split('.')[1].removeprefix('init_')}: {_law_text(r)}" for r in refuted
             )
     return _combine_parts(parts), text
 

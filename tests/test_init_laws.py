@@ -38,7 +38,7 @@ def test_antithetic_only_for_symmetric_laws():
 def test_unit_flip_predictions():
     for loss in ("mse", "cross_entropy"):
         p = predict_weight_drift("tanh", loss, "nonnegative")
-        assert (p.sign, p.method) == ("zero", "proved")
+        assert (p.sign, p.method) == ("zero", "argument")
     assert predict_weight_drift("gelu", "mse", "nonnegative").sign == "negative"
     assert predict_weight_drift("relu", "mse", "nonnegative", init="symmetric").sign == "negative"
 

@@ -27,7 +27,7 @@ def _mc(sign: str, mean: float = 0.1, ci=(0.05, 0.15)) -> dict:
 
 
 def test_verdict_rule():
-    sym = {"sign": "zero", "method": "proved", "value": 0.0}
+    sym = {"sign": "zero", "method": "sympy", "value": 0.0}
     assert decide_verdict("C1.offdiag", "nonnegative", sym, (), None)[0] == "refined"
     assert decide_verdict("C1.mean", "zero", sym, (), None)[0] == "confirmed"
     assert decide_verdict("C1.mean", "zero", sym, (), _mc("undetermined", 0.0, (-1, 1)))[0] == (
@@ -73,10 +73,11 @@ def test_clipped_square_keeps_the_strict_claim_and_shows_where_it_fails():
 def test_counts_separate_scopes_share_predictions_and_label_numeric_evidence():
     row = {"activation": "relu", "loss": "mse", "verdict": "confirmed", "scope": "paper"}
     entries = [
-        row | {"id": "C5.first_step.b", "prediction": "p1", "evidence": "proved"},
-        row | {"id": "C5.first_step.b.nonneg", "prediction": "p1", "evidence": "proved"},
+        # A shared prediction counts under its weakest evidence: the argument, not sympy.
+        row | {"id": "C5.first_step.b", "prediction": "p1", "evidence": "sympy"},
+        row | {"id": "C5.first_step.b.nonneg", "prediction": "p1", "evidence": "argument"},
         row | {"id": "C4.D", "prediction": "p2", "evidence": "numeric"},
-        row | {"id": "C4.D", "activation": "tanh", "scope": "control", "evidence": "proved"},
+        row | {"id": "C4.D", "activation": "tanh", "scope": "control", "evidence": "sympy"},
         row | {"id": "C2.g_pos", "activation": "relu2", "scope": "extension", "verdict": "refuted"},
     ]
     s = verdicts.summarize(entries)
@@ -84,7 +85,7 @@ def test_counts_separate_scopes_share_predictions_and_label_numeric_evidence():
     assert s["by_scope"]["paper"]["confirmed"] == 2  # the shared prediction counts once
     assert s["evidence"]["paper"] == {
         **dict.fromkeys(verdicts.EVIDENCE, 0),
-        "proved": 1,
+        "argument": 1,
         "numeric": 1,
     }
     assert s["by_scope"]["control"]["confirmed"] == 1

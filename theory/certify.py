@@ -1,6 +1,6 @@
 """Signs of a function of x on p > 0 or p < 0: sympy proof first, then interval certification.
 
-`sign_on_side(expr, "pos"|"neg")` tries sympy's assumptions (proved), then mpmath interval
+`sign_on_side(expr, "pos"|"neg")` tries sympy's assumptions (sympy), then mpmath interval
 arithmetic on [0, R] with bisection plus a tail argument on [R, oo) (certified), and otherwise
 reports `undetermined`. Point enclosures also certify a sign change (mixed). Library module.
 """
@@ -382,7 +382,7 @@ def _sign_on_side(expr: sp.Expr, side: str, certify: bool) -> Prediction:
         pieces = tuple(Piece(v, v, k) for k, v in seen.items())
         witness = "; ".join(f"{k} at p = {v:g}" for k, v in seen.items())
         detail = f"sympy assumptions on {region} ({how})" + (f"; {witness}" if witness else "")
-        return Prediction(None, s, "proved", detail, pieces)
+        return Prediction(None, s, "sympy", detail, pieces)
     if not certify:
         return Prediction(None, "undetermined", "numeric", f"sympy did not decide {region}")
 

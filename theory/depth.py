@@ -37,7 +37,7 @@ import sympy as sp
 
 from theory.certify import sign_on_side
 from theory.gradient import drift_product
-from theory.signs import Prediction
+from theory.signs import Prediction, weakest
 
 INIT_LAWS: tuple[str, ...] = ("gaussian", "symmetric", "zero_mean")
 
@@ -144,18 +144,18 @@ def predict_second_moment(net: DepthNet, init: str = "gaussian") -> dict[str, Pr
     )
     out = {
         "mean": Prediction(
-            sp.Integer(0), "zero", "proved", "W_L zero-mean, independent of everything below it"
+            sp.Integer(0), "zero", "argument", "Lemma M: W_L zero-mean, independent of all below"
         )
     }
     if init in ("gaussian", "symmetric"):
         how = f"Theorem D1 (top-down row flips through {net.gating_layers} gating layers)"
-        out["cond_offdiag"] = Prediction(sp.Integer(0), "zero", "proved", f"{how}; exact")
-        out["offdiag"] = Prediction(sp.Integer(0), "zero", "proved", f"{how}; averaged over p_l")
+        out["cond_offdiag"] = Prediction(sp.Integer(0), "zero", "argument", f"{how}; exact")
+        out["offdiag"] = Prediction(sp.Integer(0), "zero", "argument", f"{how}; averaged over p_l")
         out["cond_diag"] = Prediction(
-            al, "positive", "proved", f"E|v_i|^2 | p_l = alpha_l = {al} (h_l != 0); {how}"
+            al, "positive", "argument", f"E|v_i|^2 | p_l = alpha_l = {al} (h_l != 0); {how}"
         )
         out["diag"] = Prediction(
-            uncond_diag, "positive", "proved", f"E|v_i|^2 = alpha_l {why_uncond} = {uncond_diag}"
+            uncond_diag, "positive", "argument", f"E|v_i|^2 = alpha_l {why_uncond} = {uncond_diag}"
         )
         return out
     why = (
@@ -164,9 +164,11 @@ def predict_second_moment(net: DepthNet, init: str = "gaussian") -> dict[str, Pr
     )
     out["cond_offdiag"] = Prediction(None, "undetermined", "numeric", why)
     out["offdiag"] = Prediction(None, "undetermined", "numeric", why)
-    positive = "zero-mean W_L independent of B: E|v_i|^2 = K s_L^2 E|B e_i|^2 > 0 when B != 0"
-    out["cond_diag"] = Prediction(None, "positive", "proved", positive)
-    out["diag"] = Prediction(None, "positive", "proved", positive)
+    positive = (
+        "Lemma M: zero-mean W_L independent of B: E|v_i|^2 = K s_L^2 E|B e_i|^2 > 0 when B != 0"
+    )
+    out["cond_diag"] = Prediction(None, "positive", "argument", positive)
+    out["diag"] = Prediction(None, "positive", "argument", positive)
     return out
 
 
@@ -179,7 +181,7 @@ def predict_hidden_gradient(net: DepthNet, activation: str, side: str) -> Predic
     return Prediction(
         al * h,
         local.sign,
-        local.method,
+        weakest(local.method, "argument"),
         f"Theorem D2: g = alpha_l sigma sigma'(p_i), alpha_l = {al}; sigma*sigma': {local.detail}",
         local.pieces,
     )

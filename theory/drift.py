@@ -196,8 +196,9 @@ def stein_sign(activation: str) -> Prediction:
                 sign, detail = strict, detail + f"; strict at x = {w} (interval)"
                 method = weakest(method, "certified")
                 break
-    if sign in ("positive", "negative", "zero") and method in ("proved", "certified"):
-        return Prediction(None, sign, method, detail)
+    if sign in ("positive", "negative", "zero") and method in ("sympy", "argument", "certified"):
+        # Stein's form itself (integration by parts) is Lemma St of docs/proofs.md.
+        return Prediction(None, sign, weakest(method, "argument"), detail)
     return Prediction(None, "undetermined", "numeric", detail)
 
 
@@ -206,12 +207,12 @@ def drift_sign_all_scales(activation: str) -> Prediction:
     """Sign of D(sigma, s) for every s > 0 (hence of E[sigma sigma'(p)] for every Gaussian scale
     mixture of p): parity, the closed form's sign in a symbolic s > 0, or Stein's form."""
     if parity(activation) is not None:
-        return Prediction(sp.Integer(0), "zero", "proved", f"sigma is {parity(activation)}")
+        return Prediction(sp.Integer(0), "zero", "argument", f"sigma is {parity(activation)}")
     exact, how = derive_drift_with_method(activation)
     if exact is not None:
         sign = sympy_sign(exact)
         if sign != "undetermined":
-            return Prediction(exact, sign, "proved", f"closed form in s > 0 ({how}): {exact}")
+            return Prediction(exact, sign, "sympy", f"closed form in s > 0 ({how}): {exact}")
     return stein_sign(activation)
 
 
@@ -227,7 +228,7 @@ def predict_drift_coefficient(activation: str, std: float = 1.0) -> Prediction:
         return Prediction(
             sp.Integer(0),
             "zero",
-            "proved",
+            "argument",
             f"sigma is {par} (sympy: sigma(-x) {'-' if par == 'even' else '+'} sigma(x) = 0), so "
             "sigma*sigma' is odd and its Gaussian mean is exactly 0",
             error=0.0,
@@ -242,7 +243,7 @@ def predict_drift_coefficient(activation: str, std: float = 1.0) -> Prediction:
         return Prediction(
             value,
             sign,
-            "proved" if sign != "undetermined" else "numeric",
+            "sympy" if sign != "undetermined" else "numeric",
             f"{how}: D(sigma, s) = {exact}",
             error=0.0,
         )

@@ -108,19 +108,22 @@ def predict_c1(cfg: EffectiveConfig = C1_REFERENCE) -> dict[str, Prediction]:
     norm = unconditional_norm(cfg)
     return {
         "mean": Prediction(
-            sp.Integer(0), "zero", "proved", "W_L is zero-mean and independent of everything below"
+            sp.Integer(0),
+            "zero",
+            "argument",
+            "Lemma M: W_L is zero-mean and independent of everything below",
         ),
         "offdiag": Prediction(
             sp.Integer(0),
             "zero",
-            "proved" if off == 0 and diag == sp.Rational(1, 2) else "numeric",
+            "argument" if off == 0 and diag == sp.Rational(1, 2) else "numeric",
             f"exactly 0 for i != j under sign-symmetric init (the paper says >= 0): {flip}; "
             f"{base}; {edge}",
         ),
         "norm": Prediction(
             norm,
             "positive",
-            "proved",
+            "argument",
             f"E|v_i|^2 = K s_L^2 prod_(k=l+1..L-1) n_k s_k^2/2 = {expected_norm(cfg)} given "
             f"h_l != 0; unconditionally {norm} for {cfg} (zero biases: times P(h_l != 0), the "
             f"event that all of layer l is dead); {edge}",

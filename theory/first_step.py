@@ -16,8 +16,10 @@ from theory.gradient import drift_product, predict_hessian_factor
 from theory.registry import x
 from theory.signs import Prediction, sign_negate, sign_product, sign_union, weakest
 
-# Classes of input laws the predictions distinguish (the Monte Carlo's laws are its INPUT_LAWS).
-INPUT_CLASSES: tuple[str, ...] = ("zero_mean", "nonnegative")
+# Classes of input laws the predictions distinguish (the Monte Carlo's laws are its INPUT_LAWS):
+# sign-symmetric (x and -x have one law: what the flip (W, x) -> (-W, -x) needs; a zero mean
+# alone is not enough) or non-negative (x_k >= 0).
+INPUT_CLASSES: tuple[str, ...] = ("sign_symmetric", "nonnegative")
 # Init laws of the analysed layer's (row, bias): Gaussian (p | x is then N(0, s^2|x|^2 + s_b^2)),
 # or any sign-symmetric i.i.d. law (uniform, Rademacher, ...).
 INIT_CLASSES: tuple[str, ...] = ("gaussian", "symmetric")
@@ -65,6 +67,7 @@ def predict_symmetric_mean(activation: str) -> Prediction:
     h(x) + h(-x) = (sigma(x)^2 - sigma(-x)^2)' / 2 on x > 0 decides it."""
     h = drift_product(activation)
     v = sp.piecewise_fold(h + h.subs(x, -x))
+    # The fold E[h(p)] = E[(h(|p|) + h(-|p|)) / 2] is Lemma S of docs/proofs.md: an argument.
     # sympy only: certifying v costs tens of seconds for clipped transcendental activations, and
     # the caller falls back on D's sign (Gaussian scale mixtures) which is already established.
     side = sign_on_side(v, "pos", certify=False)
@@ -72,8 +75,8 @@ def predict_symmetric_mean(activation: str) -> Prediction:
     return Prediction(
         None,
         sign,
-        method if sign != "undetermined" else "numeric",
-        f"h(x) + h(-x) on x > 0 with h = sigma sigma': {side.detail}",
+        weakest(method, "argument") if sign != "undetermined" else "numeric",
+        f"h(x) + h(-x) on x > 0 with h = sigma sigma' (Lemma S): {side.detail}",
         side.pieces,
     )
 
@@ -92,7 +95,7 @@ def predict_bias_drift(activation: str, loss: str, std: float = 1.0) -> Predicti
             # at one s says nothing beyond that s.
             every = drift_sign_all_scales(activation)
             if every.sign != "undetermined":
-                sign, method = every.sign, every.method
+                sign, method = every.sign, weakest(every.method, "argument")
                 how = f"p ~ every Gaussian scale mixture: sign of D for every s: {every.detail}"
             else:
                 sign, method, how = d.sign, d.method, f"p ~ N(0, {std:g}) only: {d.detail}"
@@ -107,7 +110,7 @@ def predict_bias_drift(activation: str, loss: str, std: float = 1.0) -> Predicti
         )
     if parity(activation) is not None:
         return Prediction(
-            sp.Integer(0), "zero", "proved", f"{parity(activation)} sigma; {FLIP_ODD_EVEN}"
+            sp.Integer(0), "zero", "argument", f"{parity(activation)} sigma; {FLIP_ODD_EVEN}"
         )
     whole, method = _global_sign(activation)
     if whole in ("nonnegative", "nonpositive") and factor.sign == "positive":
@@ -132,7 +135,7 @@ def predict_bias_drift(activation: str, loss: str, std: float = 1.0) -> Predicti
 def predict_weight_drift(
     activation: str, loss: str, inputs: str, init: str = "gaussian"
 ) -> Prediction:
-    """Sign of E[delta W_ik] = -eta E[x_k g(p_i)] for zero-mean or non-negative inputs x.
+    """Sign of E[delta W_ik] = -eta E[x_k g(p_i)] for sign-symmetric or non-negative inputs x.
 
     Non-negative inputs (x_k >= 0, x independent of layer l's weights): odd/even sigma give 0
     exactly (FLIP_ODD_EVEN). Under MSE, E[g | p, x] = alpha sigma(p_i) sigma'(p_i) with alpha > 0
@@ -147,11 +150,11 @@ def predict_weight_drift(
     if init not in INIT_CLASSES:
         raise ValueError(f"init must be one of {', '.join(INIT_CLASSES)}, got {init!r}")
     factor = predict_hessian_factor(loss)
-    if inputs == "zero_mean":
+    if inputs == "sign_symmetric":
         return Prediction(
             sp.Integer(0),
             "zero",
-            "proved",
+            "argument",
             "x and W sign-symmetric and independent: (W, x) -> (-W, -x) keeps every "
             "p_j = w_j.x + b_j and flips x_k, so E[x_k g(p)] = -E[x_k g(p)] = 0 for every "
             "activation; "
@@ -163,7 +166,7 @@ def predict_weight_drift(
         )
     if parity(activation) is not None:
         return Prediction(
-            sp.Integer(0), "zero", "proved", f"{parity(activation)} sigma; {FLIP_ODD_EVEN}"
+            sp.Integer(0), "zero", "argument", f"{parity(activation)} sigma; {FLIP_ODD_EVEN}"
         )
     if loss == "mse":
         flip = _mse_nonneg_weight_sign(activation, init)
@@ -199,7 +202,7 @@ def _mse_nonneg_weight_sign(activation: str, init: str) -> Prediction | None:
             return Prediction(
                 None,
                 sign_negate(every.sign),
-                every.method,
+                weakest(every.method, "argument"),
                 "x_k >= 0; MSE: E[g | p, x] = alpha sigma sigma'(p_i); Gaussian (row i, b_i): "
                 "p_i | x ~ N(0, s^2|x|^2 + s_b^2), so E[x_k g] = alpha E[x_k D(sigma, s(x))] with "
                 f"D(sigma, s) {every.sign} for every s ({every.detail}); strict when "
@@ -211,7 +214,7 @@ def _mse_nonneg_weight_sign(activation: str, init: str) -> Prediction | None:
         return Prediction(
             None,
             sign_negate(sym.sign),
-            sym.method,
+            weakest(sym.method, "argument"),
             "x_k >= 0; MSE: E[g | p, x] = alpha sigma sigma'(p_i); unit flip (sign-symmetric "
             "row and bias): E[x_k h(p_i)] = E[x_k (h(|p_i|) + h(-|p_i|)) / 2] with "
             f"{sym.detail}; strict when P(x_k > 0) > 0",

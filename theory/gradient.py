@@ -91,7 +91,7 @@ def predict_hessian_factor(loss: str, outputs: int = 3) -> Prediction:
     """Sign of every diagonal entry of the loss Hessian in z (what Stein / zero-bias needs)."""
     if loss == "mse":
         return Prediction(
-            K * s**2, "positive", "proved", "MSE: d^2 l/dz_k^2 = 1, factor K s^2 exactly"
+            K * s**2, "positive", "sympy", "MSE: d^2 l/dz_k^2 = 1, factor K s^2 exactly"
         )
     _, zs, _ = get_loss(loss).expr(outputs)
     signs = []
@@ -121,7 +121,7 @@ def predict_hessian_factor(loss: str, outputs: int = 3) -> Prediction:
             f"; tr = 1 - sum(pi_k^2) lies in (0, 1 - 1/K] (Cauchy-Schwarz), equal to {at_zero} "
             "at zero logits"
         )
-    return Prediction(trace, total, "proved" if total != "undetermined" else "numeric", detail)
+    return Prediction(trace, total, "sympy" if total != "undetermined" else "numeric", detail)
 
 
 register_cache(predict_hessian_factor.cache_clear)  # keyed by loss name: cleared on registration

@@ -1,7 +1,9 @@
 """The sign vocabulary, the `Prediction` every `predict_*` returns, and sympy's three-valued signs.
 
-Signs: positive | nonnegative | zero | nonpositive | negative | undetermined. Methods: proved
-(sympy), certified (interval arithmetic / rigorous bounds), numeric (evidence only). Library module.
+Signs: positive | nonnegative | zero | nonpositive | negative | undetermined. Methods: sympy (an
+identity or simplification sympy checked), argument (a written proof in docs/proofs.md whose every
+step is a sympy identity or an exact enumeration, each checked by theory.proofs), certified
+(interval arithmetic / rigorous bounds), numeric (evidence only). Library module.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ SIGNS: tuple[str, ...] = (
     "negative",
     "undetermined",
 )
-METHODS: tuple[str, ...] = ("proved", "certified", "numeric")
+# Strongest first: `weakest` labels a chain by its last member here. An argument is weaker than a
+# sympy identity because its glue between checked steps is written by hand; an interval bound is
+# weaker still because it also rests on floating enclosures and a stated tail bound.
+METHODS: tuple[str, ...] = ("sympy", "argument", "certified", "numeric")
 
 # The set of values {-1, 0, +1} each sign allows; "undetermined" allows everything.
 _SIGN_SETS: dict[str, frozenset[int]] = {
