@@ -7,6 +7,9 @@ expression for anything a user registers. `make_activation(name)` gives an nn.Mo
 
 from __future__ import annotations
 
+import functools
+import math
+import operator
 from collections.abc import Callable
 
 import sympy as sp
@@ -76,17 +79,133 @@ def _native(act: Activation) -> TorchFn | None:
     }.get(act.name)
 
 
-def compile_expression(expr: sp.Expr) -> TorchFn:
-    """A torch function of x from a sympy expression (constants folded to floats first)."""
-    lowered = sp.N(expr)
-    fn = sp.lambdify(registry.x, lowered, modules="torch")
+# sympy function -> torch function of the already-translated arguments.
+_UNARY: dict[type, TorchFn] = {
+    sp.exp: torch.exp,
+    sp.log: torch.log,
+    sp.tanh: torch.tanh,
+    sp.sinh: torch.sinh,
+    sp.cosh: torch.cosh,
+    sp.sin: torch.sin,
+    sp.cos: torch.cos,
+    sp.atan: torch.atan,
+    sp.erf: torch.erf,
+    sp.erfc: torch.erfc,
+    sp.Abs: torch.abs,
+    sp.sign: torch.sign,
+}
+# Candidate points at which to evaluate a branch that is not taken (the two-`where` pattern).
+_SAFE_POINTS = (1.0, 0.5, 2.0, -1.0, -0.5, -2.0, 0.0, 3.0, -3.0, 10.0, -10.0)
+
+
+def _safe_point(branch: sp.Expr) -> float:
+    """A point where the branch and its derivative are finite reals: inputs where the branch
+    is not taken are replaced by it, so that neither its value nor its gradient is NaN there."""
+    deriv = sp.diff(branch, registry.x)
+    for point in _SAFE_POINTS:
+        try:
+            v = complex(sp.N(branch.subs(registry.x, point)))
+            d = complex(sp.N(deriv.subs(registry.x, point)))
+        except (TypeError, ValueError, ZeroDivisionError):
+            continue
+        if all(math.isfinite(z.real) and abs(z.imag) < 1e-12 for z in (v, d)):
+            return point
+    raise RegistryError(
+        f"cannot compile {branch}: no point among {_SAFE_POINTS} where it and its derivative "
+        "are finite, so its untaken inputs cannot be kept away from NaN"
+    )
+
+
+def _translate(e: sp.Basic) -> Callable[[torch.Tensor], torch.Tensor | float | bool]:
+    """A torch function of x for a sympy expression (or condition), node by node."""
+    if e == registry.x:
+        return lambda t: t
+    if e is sp.true or e is sp.false:
+        value = bool(e)
+        return lambda t: torch.full_like(t, value, dtype=torch.bool)
+    if isinstance(e, sp.Expr) and e.is_number:
+        value = float(sp.N(e))
+        return lambda t: value
+    if isinstance(e, sp.Piecewise):
+        return _piecewise(e)
+    args = [_translate(a) for a in e.args]
+    if isinstance(e, sp.Add):
+        return lambda t: functools.reduce(operator.add, (f(t) for f in args))
+    if isinstance(e, sp.Mul):
+        return lambda t: functools.reduce(operator.mul, (f(t) for f in args))
+    if isinstance(e, sp.Pow):
+        base, power = args
+        if e.exp.is_number:
+            p = float(e.exp)
+            if p == 0.5:
+                return lambda t: torch.sqrt(base(t))
+            if p.is_integer():
+                k = int(p)
+                return lambda t: torch.pow(base(t), k) if k >= 0 else 1.0 / torch.pow(base(t), -k)
+            return lambda t: torch.pow(base(t), p)
+        return lambda t: torch.pow(base(t), power(t))
+    if e.func in _UNARY:
+        fn, (a,) = _UNARY[e.func], args
+        return lambda t: fn(torch.as_tensor(a(t), dtype=t.dtype, device=t.device))
+    if isinstance(e, (sp.Max, sp.Min)):
+        pick = torch.maximum if isinstance(e, sp.Max) else torch.minimum
+
+        def extremum(t: torch.Tensor) -> torch.Tensor:
+            vals = [torch.as_tensor(f(t), dtype=t.dtype, device=t.device) for f in args]
+            return functools.reduce(pick, vals)
+
+        return extremum
+    if isinstance(e, sp.Heaviside):
+        (a, *rest) = args
+        h0 = float(e.args[1]) if len(e.args) > 1 else 0.5
+        return lambda t: torch.heaviside(a(t), torch.tensor(h0, dtype=t.dtype, device=t.device))
+    compare = {sp.StrictLessThan: operator.lt, sp.LessThan: operator.le}
+    compare |= {sp.StrictGreaterThan: operator.gt, sp.GreaterThan: operator.ge}
+    if type(e) in compare:
+        op, (a, b) = compare[type(e)], args
+        return lambda t: torch.as_tensor(op(a(t), b(t)), device=t.device).expand_as(t)
+    if isinstance(e, (sp.And, sp.Or)):
+        join = torch.logical_and if isinstance(e, sp.And) else torch.logical_or
+        return lambda t: functools.reduce(join, (f(t) for f in args))
+    if isinstance(e, sp.Not):
+        (a,) = args
+        return lambda t: torch.logical_not(a(t))
+    raise RegistryError(f"cannot compile {e.func.__name__} ({e}) to torch")
+
+
+def _piecewise(e: sp.Piecewise) -> TorchFn:
+    """Piecewise by the two-`where` pattern: each branch sees the inputs where it is taken and a
+    safe point elsewhere, so a branch's invalid values (x**(1/3) at x < 0) never reach the
+    output or its gradient (a NaN in the untaken side of one `where` leaks into the gradient:
+    0 * NaN)."""
+    pieces = []
+    for branch, cond in e.args:
+        safe = _safe_point(branch) if not branch.is_number else 0.0
+        pieces.append((_translate(branch), _translate(cond), safe))
 
     def call(t: torch.Tensor) -> torch.Tensor:
-        out = fn(t)
-        if not isinstance(out, torch.Tensor):
-            out = torch.as_tensor(out, dtype=t.dtype, device=t.device)
+        out = torch.zeros_like(t)
+        decided = torch.zeros_like(t, dtype=torch.bool)
+        for branch, cond, safe in pieces:
+            take = torch.logical_and(cond(t).expand_as(t), torch.logical_not(decided))
+            inner = torch.where(take, t, torch.full_like(t, safe))
+            value = torch.as_tensor(branch(inner), dtype=t.dtype, device=t.device).expand_as(t)
+            out = torch.where(take, value, out)
+            decided = torch.logical_or(decided, take)
+        return out
+
+    return call
+
+
+def compile_expression(expr: sp.Expr) -> TorchFn:
+    """A torch function of x from a sympy expression, translated node by node (constants folded
+    to floats); Piecewise branches by the two-`where` pattern (see `_piecewise`)."""
+    fn = _translate(expr)
+
+    def call(t: torch.Tensor) -> torch.Tensor:
+        out = torch.as_tensor(fn(t), dtype=t.dtype, device=t.device)
         # Constant branches or a constant expression come back as scalars; give them t's shape.
-        return out.to(t.dtype).expand_as(t) if out.shape != t.shape else out
+        return out.expand_as(t) if out.shape != t.shape else out
 
     return call
 

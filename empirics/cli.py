@@ -1,17 +1,169 @@
-"""The command-line grammar the entry points share: exit codes and the `list` subcommand.
+"""The command-line grammar the entry points share: exit codes, lists, seeds, run names, errors.
 
 `python -m empirics.train list activations` and `python -m empirics.montecarlo list activations`
-print the registry through `list_activations`. Every `main()` returns one of the exit codes.
+print the registry through `list_activations`. Every `main()` returns one of the exit codes; every
+comma list goes through `split_list` (one grammar: an empty item is refused everywhere), every
+seed through `check_seed` (one range), every default run name through `run_name` (one function).
 """
 
 from __future__ import annotations
 
+import re
 import sys
-from typing import TextIO
+from collections.abc import Iterable, Sequence
+from typing import Any, NoReturn, TextIO
 
 EXIT_OK = 0  # done, every result passed
 EXIT_FAILED = 1  # a result that fails: a `fail` verdict, a diverged run, data not installed
 EXIT_BAD_INPUT = 2  # bad input, refused before any compute (argparse exits with it too)
+
+# Seeds are offset (data, validation streams) and handed to torch, whose seeds are 64-bit signed.
+MAX_SEED = 2**63 - 1
+SEED_RANGE = "an integer in [0, 2**63 - 1]"
+
+
+class InputError(ValueError):
+    """Bad command-line input; the message names the field, the value and what is accepted."""
+
+
+def fail(prog: str, message: str, stream: TextIO | None = None) -> int:
+    """Print `PROG: error: MESSAGE` (argparse's own prefix, so every entry point reads alike) and
+    return EXIT_BAD_INPUT."""
+    print(f"{prog}: error: {message}", file=stream or sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def exit_bad_input(prog: str, message: str) -> NoReturn:
+    """`fail`, then leave with exit code 2 (for code paths that cannot return a code)."""
+    fail(prog, message)
+    raise SystemExit(EXIT_BAD_INPUT)
+
+
+def split_list(text: str, field: str, *, allow_empty: bool = False) -> list[str]:
+    """`a,b,c` -> ['a', 'b', 'c'], items stripped. An empty item (`a,,b`, `a,`, `,a`) is refused:
+    it is almost always a typo, and silently dropping it changes the grid without saying so."""
+    text = str(text)
+    if not text.strip():
+        if allow_empty:
+            return []
+        raise InputError(f"{field}: expected a comma-separated list, got an empty value {text!r}")
+    items = [t.strip() for t in text.split(",")]
+    if any(not t for t in items):
+        raise InputError(
+            f"{field}: empty item in {text!r}; accepted: comma-separated values, none empty"
+        )
+    return items
+
+
+def split_specs(values: Iterable[str], field: str) -> list[str]:
+    """Repeated `--arch`/`--activation` values, each a comma list unless it holds '='.
+
+    `NAME=EXPR` (e.g. `f=Max(x,0)`) and `name:param=value` specs may contain commas, so a value
+    with '=' is taken whole; `relu,gelu` is two entries; `relu,,gelu` is refused."""
+    out: list[str] = []
+    for value in values:
+        if "=" in value:
+            if not value.strip():
+                raise InputError(f"{field}: empty value {value!r}")
+            out.append(value.strip())
+        else:
+            out.extend(split_list(value, field))
+    return out
+
+
+def parse_ints(
+    text: str, field: str, *, lo: int | None = None, hi: int | None = None, accepted: str = ""
+) -> list[int]:
+    """A comma list of integers, each in [lo, hi]; InputError names the item that is not."""
+    accepted = accepted or (
+        "integers"
+        + (f" >= {lo}" if lo is not None and hi is None else "")
+        + (f" in [{lo}, {hi}]" if lo is not None and hi is not None else "")
+    )
+    out = []
+    for item in split_list(text, field):
+        try:
+            value = int(item)
+        except ValueError:
+            raise InputError(
+                f"{field}: {item!r} in {text!r} is not an integer; accepted: {accepted}"
+            ) from None
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise InputError(f"{field}: {value} in {text!r} is out of range; accepted: {accepted}")
+        out.append(value)
+    return out
+
+
+def check_seed(seed: Any, field: str = "--seed") -> int:
+    """One seed range for every entry point: [0, 2**63 - 1]."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise InputError(f"{field}: expected {SEED_RANGE}, got {seed!r}")
+    return seed
+
+
+def parse_seeds(values: str | Sequence[str], field: str = "--seeds") -> list[int]:
+    """`0,1,2` (or repeated values `['0,1', '2']`) -> [0, 1, 2], each in the one seed range; an
+    empty item or a repeated seed is refused (a repeat would run the same point twice)."""
+    texts = [values] if isinstance(values, str) else list(values)
+    if not texts:
+        raise InputError(f"{field}: no seeds given; accepted: comma-separated {SEED_RANGE}")
+    seeds: list[int] = []
+    for text in texts:
+        seeds += parse_ints(text, field, lo=0, hi=MAX_SEED, accepted=SEED_RANGE + " each")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise InputError(f"{field}: seed(s) {repeated} given twice in {','.join(texts)!r}")
+    return seeds
+
+
+# ------------------------------------------------------------------------------- run names
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
+
+
+def slug(text: str) -> str:
+    """A piece of a directory name: runs of other characters become one '-'."""
+    return _UNSAFE.sub("-", str(text)).strip("-") or "x"
+
+
+def activation_slug(spec: str) -> str:
+    """The activation part of a run name: NAME for `NAME=EXPR` (the expression can be long and
+    is recorded in config.json), the whole spec otherwise, parameters included, so that
+    `leaky_relu:slope=0.2` and `leaky_relu:slope=0.3` name different runs."""
+    head = spec.split(":", 1)[0]
+    name = spec.split("=", 1)[0] if "=" in head else spec
+    return slug(name)
+
+
+def run_name(*parts: Any, seed: int) -> str:
+    """The one default run name: the slugged parts joined by '-', then `s<seed>`, e.g.
+    `run_name('mlp', activation_slug('relu'), 'real', seed=0) == 'mlp-relu-real-s0'`."""
+    pieces = [slug(p) for p in parts if p not in (None, "")]
+    return "-".join([*pieces, f"s{int(seed)}"])
+
+
+# ------------------------------------------------------------------------- ledger scales
+
+
+def evidence_scale(entry: dict[str, Any]) -> str | None:
+    """The experiment scale a ledger row's evidence was read from (`full`, `quick`, ...), from
+    the `source` path `results/experiments/<scale>/...`; None for rows without such a source
+    (theory, Monte Carlo, the early-training module's own grid)."""
+    evidence = entry.get("evidence")
+    source = None
+    if isinstance(evidence, dict):
+        source = evidence.get("source")
+    for key in ("experiment", "evidence_detail"):
+        block = entry.get(key)
+        if source is None and isinstance(block, dict):
+            source = block.get("source")
+    if not isinstance(source, str):
+        return None
+    parts = re.split(r"[\\/]+", source)
+    for i, part in enumerate(parts[:-1]):
+        if part == "experiments" and i + 1 < len(parts) - 1:
+            return parts[i + 1]
+    return None
 
 
 def list_activations(stream: TextIO | None = None) -> int:

@@ -138,7 +138,8 @@ def test_min_max_become_piecewise(fresh_name):
         ("Piecewise((1/x, x > -1), (0, True))", "undefined on the real line"),
         ("log(x)", "undefined on the real line"),
         ("tan(x)", "'tan' is not allowed"),
-        ("9**9**9**9", "exponent"),
+        ("9**9**9**9", r"exceeds 1e\+06"),
+        ("x**100", "exponent"),
         ("1e400 * x", "not finite"),
         ("x.real", "Attribute is not allowed"),
         ("(lambda: x)()", "only named functions may be called"),
@@ -148,6 +149,34 @@ def test_min_max_become_piecewise(fresh_name):
 def test_bad_expressions(fresh_name, text, fragment):
     with pytest.raises(RegistryError, match=fragment):
         register_activation(fresh_name(), text)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        # A branch unbounded as x reaches the edge of where it is taken (the issue-22 case).
+        ("Piecewise((1/x, x>0), (0, True))", r"undefined on the real line at \{0\}"),
+        ("Piecewise((0, x<1), (1/(x-1), True))", r"undefined on the real line at \{1\}"),
+        ("Piecewise((log(x), x>0), (0, True))", r"undefined on the real line at \{0\}"),
+        ("Piecewise((1/0, x>0), (0, True))", "not finite"),
+        # Constants are folded before the literal limit applies.
+        ("1000000*1000000*1000000*1000000*x", r"exceeds 1e\+06"),
+        ("exp(exp(exp(100)))*x", r"exceeds 1e\+06"),
+        ("x*(1000000+1000000)", r"exceeds 1e\+06"),
+    ],
+)
+def test_poles_in_branches_and_folded_constants_are_refused(fresh_name, text, fragment):
+    with pytest.raises(RegistryError, match=fragment):
+        register_activation(fresh_name(), text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Piecewise((log(x), x > 1), (0, True))", "Max(x, 0)**(1/3)", "x/1000000/1000000", "exp(x)"],
+)
+def test_bounded_branches_and_small_constants_are_accepted(fresh_name, text):
+    act = register_activation(fresh_name(), text)
+    assert all(math.isfinite(value(act, at)) for at in (-2.0, 0.0, 0.5, 3.0))
 
 
 def test_a_pole_guarded_by_its_branch_is_accepted(fresh_name):

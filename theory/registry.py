@@ -227,6 +227,21 @@ def parse_safe(text: str, symbols: dict[str, sp.Expr]) -> sp.Expr:
     if nodes > MAX_EXPRESSION_NODES:
         raise ValueError(f"more than {MAX_EXPRESSION_NODES} syntax nodes")
 
+    def folded(expr: Any, text: str) -> Any:
+        """A subexpression without x is a constant: fold it to a float and apply the literal
+        limit to the result, so that 1000000*1000000*x or exp(exp(100)) cannot bypass it."""
+        if not isinstance(expr, sp.Expr) or expr.free_symbols:
+            return expr
+        if expr.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
+            raise _Refused(f"the constant {text!r} is not finite")
+        try:
+            value = complex(sp.lambdify((), expr, modules="math")())
+        except (OverflowError, ValueError, ZeroDivisionError, TypeError):
+            raise _Refused(f"the constant {text!r} is not finite or exceeds {_MAX_LITERAL:g}")
+        if not (math.isfinite(value.real) and math.isfinite(value.imag)) or abs(value) > _MAX_LITERAL:
+            raise _Refused(f"the constant {text!r} = {value.real:.6g} exceeds {_MAX_LITERAL:g}")
+        return expr
+
     def number(value: Any) -> sp.Expr:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _Refused(f"the literal {value!r} is not a number")
@@ -253,9 +268,9 @@ def parse_safe(text: str, symbols: dict[str, sp.Expr]) -> sp.Expr:
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
             left, right = build(node.left), build(node.right)
             if isinstance(node.op, (ast.Pow, ast.BitXor)) and right.is_number:
-                if abs(float(right)) > _MAX_EXPONENT:
+                if abs(complex(right)) > _MAX_EXPONENT:
                     raise _Refused(f"the exponent {right} exceeds {_MAX_EXPONENT}")
-            return _BINARY[type(node.op)](left, right)
+            return folded(_BINARY[type(node.op)](left, right), ast.unparse(node))
         if isinstance(node, ast.Compare) and in_piecewise and len(node.ops) == 1:
             op = type(node.ops[0])
             if op not in _COMPARE:
@@ -277,7 +292,7 @@ def parse_safe(text: str, symbols: dict[str, sp.Expr]) -> sp.Expr:
             args = [build(a, in_piecewise=piecewise) for a in node.args]
             if piecewise and not all(isinstance(a, tuple) for a in args):
                 raise _Refused("Piecewise takes (expression, condition) pairs")
-            return _FUNCTIONS[node.func.id](*args)
+            return folded(_FUNCTIONS[node.func.id](*args), ast.unparse(node))
         raise _Refused(f"the syntax {type(node).__name__} is not allowed")
 
     try:
@@ -322,13 +337,18 @@ def _solve(condition: Any, where: sp.Set) -> sp.Set:
 
 def _singular_set(e: sp.Expr, where: sp.Set) -> sp.Set:
     """Points of `where` at which e is undefined (a pole, log or root of a negative number)."""
-    if where is sp.S.EmptySet or e.is_number or e == x:
+    if where is sp.S.EmptySet or e == x:
         return sp.S.EmptySet
+    if e.is_number:  # zoo, oo or nan (1/0 inside a branch) is undefined wherever it is taken
+        return where if e.has(sp.zoo, sp.oo, -sp.oo, sp.nan) else sp.S.EmptySet
     if isinstance(e, sp.Piecewise):
         bad, rest = sp.S.EmptySet, where
         for branch, cond in e.args:
             active = rest if cond is sp.true else sp.Intersection(rest, cond.as_set())
-            bad = sp.Union(bad, _singular_set(branch, active))
+            # A branch is checked on the closure of where it is taken: 1/x taken for x > 0 has
+            # no pole there, but it is unbounded as x -> 0+, so its expectations diverge.
+            closed = active if active is sp.S.EmptySet else active.closure
+            bad = sp.Union(bad, _singular_set(branch, closed))
             rest = sp.Complement(rest, active)
         return bad
     if isinstance(e, (sp.Add, sp.Mul)) or e.func in _ENTIRE:
@@ -398,8 +418,9 @@ def parse_expression(text: str | sp.Expr, name: str = "<expr>") -> sp.Expr:
         raise RegistryError(f"activation {name!r}: {text!r}: {exc}") from None
     if bad != sp.S.EmptySet:
         raise RegistryError(
-            f"activation {name!r}: {text!r} is undefined on the real line at {bad}; an "
-            "activation must be finite for every real x"
+            f"activation {name!r}: {text!r} is undefined on the real line at {bad} (or a "
+            "Piecewise branch is unbounded as x approaches it); an activation must be finite "
+            "and bounded near every real x"
         )
     for point in _PROBE_POINTS:
         try:
