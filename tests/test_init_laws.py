@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from empirics.montecarlo.depth import estimate_optimizer_first_step
+from empirics.montecarlo.estimators import estimate_first_step
 from empirics.montecarlo.sampler import INIT_LAWS, NetConfig, standard_draw
 from empirics.montecarlo.stats import SignTest
+from theory import predict_drift_coefficient
 from theory.first_step import predict_weight_drift
+
+TEST = SignTest(alpha=1e-6)
 
 
 @pytest.mark.parametrize("law", INIT_LAWS)
@@ -35,12 +40,59 @@ def test_antithetic_only_for_symmetric_laws():
         NetConfig(init="cauchy").validate()
 
 
+def _first_step_w(activation: str, seed: int = 0) -> tuple[float, float, tuple[float, float]]:
+    """Monte Carlo E[Delta W] (mean entry, lr 1) and E[Delta b] of layer 1 of a one-hidden-layer
+    MLP on non-negative (uniform) inputs, MSE; intervals at alpha = 1e-6."""
+    cfg = NetConfig(
+        activation=activation,
+        loss="mse",
+        d_in=16,
+        widths=(64,),
+        n_out=10,
+        inputs_per_net=16,
+        inputs="uniform",
+        w_gain=2.0,
+        bias_std=0.0,
+        dtype="float64",
+    )
+    est = estimate_first_step(
+        cfg, 1.0, generator=torch.Generator().manual_seed(seed), n_networks=1024, test=TEST
+    )
+    return est["W"].mean, est["W"].stderr, est["W"].ci
+
+
+def _relu_weight_value() -> float:
+    """The unit-flip route's value for ReLU, MSE, x ~ U[0, 1]^16, Gaussian row with s^2 = 2/16:
+    E[Delta W_ik] = -alpha E[x_k D(relu, s|x|)] with alpha = K s_L^2 = 10 * 2/64 and D(relu, s)
+    = s D(relu, 1) (relu relu' is 1-homogeneous); E over x by 2e6 draws (relative SE ~2e-4,
+    negligible beside the Monte Carlo's 0.8 %)."""
+    x = np.random.default_rng(0).random((2_000_000, 16))
+    s = np.sqrt(2 / 16 * (x * x).sum(axis=1))
+    d1 = float(predict_drift_coefficient("relu").value)
+    return -(10 * 2 / 64) * float(np.mean(x[:, 0] * s)) * d1
+
+
 def test_unit_flip_predictions():
     for loss in ("mse", "cross_entropy"):
         p = predict_weight_drift("tanh", loss, "nonnegative")
         assert (p.sign, p.method) == ("zero", "argument")
+        assert p.value == 0
     assert predict_weight_drift("gelu", "mse", "nonnegative").sign == "negative"
     assert predict_weight_drift("relu", "mse", "nonnegative", init="symmetric").sign == "negative"
+    # The values, not only the labels: the Monte Carlo first step's interval (alpha = 1e-6)
+    # contains tanh's predicted 0 and ReLU's predicted value.
+    tanh_w, tanh_se, tanh_ci = _first_step_w("tanh")
+    relu_w, relu_se, relu_ci = _first_step_w("relu")
+    value = _relu_weight_value()
+    assert tanh_ci[0] <= 0.0 <= tanh_ci[1]
+    assert relu_ci[0] <= value <= relu_ci[1]
+    # Teeth: a wrong unit-flip value is caught. ReLU's value with the flip's factor 1/2 dropped
+    # (2x) or halved, and a tanh value of even 2 % of ReLU's, each lie outside the interval
+    # (the intervals' half-widths are ~0.0021 and ~0.0008 against differences >= 0.026 and
+    # 0.001).
+    for wrong in (2 * value, value / 2):
+        assert not relu_ci[0] <= wrong <= relu_ci[1], (wrong, relu_ci)
+    assert not tanh_ci[0] <= 0.02 * value <= tanh_ci[1], tanh_ci
 
 
 def test_adam_first_step_direction():
