@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import types
 import typing
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError
 
+from empirics.cli import MAX_SEED, activation_slug, run_name
 from empirics.models import ARCHS, get_arch
 from empirics.tasks import get_task
 
@@ -32,8 +32,6 @@ PRECISIONS = ("auto", "fp32", "bf16")
 # A run name becomes a directory name: no separators, no leading dot, so `--run ../../x` cannot
 # leave the output directory.
 RUN_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.+=-]{0,199}$"
-# Seeds are offset (data, validation) and handed to torch, whose seeds are 64-bit.
-MAX_SEED = 2**63 - 1
 
 PositiveInt = Annotated[StrictInt, Field(ge=1)]
 NonNegInt = Annotated[StrictInt, Field(ge=0)]
@@ -234,10 +232,8 @@ def describe_keys(arch_name: str) -> list[tuple[str, str, Any, dict[str, Any]]]:
 
 
 def _run_name(cfg: TrainConfig) -> str:
-    head = cfg.activation.split(":")[0]
-    act = cfg.activation.split("=", 1)[0] if "=" in head else cfg.activation
-    act = re.sub(r"[^A-Za-z0-9_.]+", "-", act).strip("-") or "act"
-    return f"{cfg.arch}-{act}-{cfg.data}-s{cfg.seed}"
+    """The default run name, from the one run-name function every entry point uses."""
+    return run_name(cfg.arch, activation_slug(cfg.activation), cfg.data, seed=cfg.seed)
 
 
 def resolve(cfg: TrainConfig) -> Plan:

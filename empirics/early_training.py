@@ -13,7 +13,6 @@ import itertools
 import json
 import math
 import multiprocessing
-import re
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -29,6 +28,15 @@ from tqdm.auto import tqdm
 
 from empirics import metrics
 from empirics.activations import get_torch_activation
+from empirics.cli import (
+    MAX_SEED,
+    SEED_RANGE,
+    activation_slug,
+    parse_ints,
+    parse_seeds,
+    split_list,
+)
+from empirics.cli import run_name as make_run_name
 from empirics.montecarlo.sampler import (
     DTYPES,
     INIT_LAWS,
@@ -122,6 +130,7 @@ class EarlyConfig:
             (self.init in INIT_LAWS, f"init={self.init!r}; valid: {', '.join(INIT_LAWS)}"),
             (math.isfinite(self.lr) and self.lr > 0, f"lr must be finite and > 0, got {self.lr}"),
             (self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
+            (0 <= self.seed <= MAX_SEED, f"seed: expected {SEED_RANGE}, got {self.seed}"),
             (self.n_networks >= 3, f"n_networks must be >= 3 (for an SE), got {self.n_networks}"),
             (self.check_factor >= 1, f"check_factor must be >= 1, got {self.check_factor}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
@@ -173,8 +182,11 @@ class EarlyConfig:
         return self.n_networks * self.check_factor
 
     def run_name(self) -> str:
-        act = re.sub(r"[^A-Za-z0-9_.]+", "-", self.activation.split("=", 1)[0]).strip("-")
-        return f"{act}-{self.loss}-{self.optimizer}-lr{self.lr:g}-{self.data}-s{self.seed}"
+        """From the one run-name function (empirics.cli): family parameters stay in the name,
+        so leaky_relu:slope=0.2 and :slope=0.3 are two runs."""
+        act = activation_slug(self.activation)
+        parts = (act, self.loss, self.optimizer, f"lr{self.lr:g}", self.data)
+        return make_run_name(*parts, seed=self.seed)
 
 
 class BatchedMLP(nn.Module):
@@ -928,22 +940,60 @@ def _fmt(h: int | None, steps: int) -> str:
     return f">{steps}" if h is None else str(h)
 
 
-def _ints(text: str, name: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"{name} must be comma-separated integers, got {text!r}") from None
+# Upper bounds checked before the memory estimate (whose arithmetic they keep small).
+MAX_NETWORKS = 2**24
+MAX_CHECK_FACTOR = 64
+
+
+def estimate_memory(cfg: EarlyConfig) -> int:
+    """Bytes one run of `cfg` needs, about: parameters with gradients, optimiser state and the
+    pre-update copies (5 per parameter); four [networks, batch, width] tensors per layer for
+    the training and the measure batch; the per-network history (float64, ~13 quantities per
+    layer and step) and the bootstrap weights. An estimate meant to refuse sizes off by orders
+    of magnitude (a width of 10^9) before anything is allocated or written."""
+    n = cfg.total_networks
+    item = 8 if cfg.dtype == "float64" else 4
+    sizes = (cfg.d_in, *cfg.widths, cfg.n_out)
+    params = n * sum(a * b + b for a, b in zip(sizes, sizes[1:], strict=False))
+    acts = 4 * n * (cfg.batch_size + cfg.measure_batch) * sum(sizes)
+    history = 8 * (cfg.steps + 1) * n * (13 * len(cfg.widths) + 4)
+    bootstrap = 8 * cfg.bootstrap * n
+    return item * (5 * params + acts) + history + bootstrap
+
+
+def check_memory(configs: Sequence[EarlyConfig], jobs: int = 1) -> None:
+    """ValueError naming the sizes when the largest run (times the runs at once) exceeds the
+    device's free memory."""
+    from empirics.config import available_memory
+
+    if not configs:
+        return
+    big = max(configs, key=estimate_memory)
+    need = estimate_memory(big) * min(jobs, len(configs))
+    have = available_memory(big.device)
+    if have is not None and need > have:
+        raise ValueError(
+            f"memory: {big.total_networks} networks of widths {','.join(map(str, big.widths))} "
+            f"(d_in {big.d_in}, batch {big.batch_size} + measure {big.measure_batch}, "
+            f"{big.steps} steps, {min(jobs, len(configs))} at once) need about "
+            f"{need / 2**30:.1f} GiB, {have / 2**30:.1f} GiB are available; lower --widths, "
+            "--n-networks, --check-factor, --steps or --jobs"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m empirics.early_training", description=__doc__)
+    ap = argparse.ArgumentParser(
+        prog="python -m empirics.early_training",
+        usage="%(prog)s [--sweep] [--seeds S,S] [options]   (--help lists them)",
+        description=__doc__,
+    )
     d = EarlyConfig()
     ap.add_argument("--activation", action="append", default=None, help="repeatable; NAME=EXPR ok")
     ap.add_argument("--loss", action="append", default=None, choices=LOSSES)
     ap.add_argument("--optimizer", action="append", default=None, choices=OPTIMIZERS)
     ap.add_argument("--lr", type=float, action="append", default=None)
     ap.add_argument("--sweep", action="store_true", help="all combinations (lrs from LR_GRID)")
-    ap.add_argument("--seeds", default="0", help="comma-separated seeds")
+    ap.add_argument("--seeds", default="0", help=f"comma-separated seeds, each {SEED_RANGE}")
     ap.add_argument("--steps", type=int, default=d.steps)
     ap.add_argument("--n-networks", type=int, default=d.n_networks)
     ap.add_argument("--check-factor", type=int, default=d.check_factor)
@@ -953,7 +1003,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch-size", type=int, default=d.batch_size)
     ap.add_argument("--measure-batch", type=int, default=d.measure_batch)
     ap.add_argument(
-        "--data", default=d.data, help=f"comma-separated, each one of {', '.join(DATA)}"
+        "--data",
+        "--inputs",  # the Monte Carlo CLI's spelling of the input law
+        dest="data",
+        default=d.data,
+        help=f"comma-separated, each one of {', '.join(DATA)}",
     )
     ap.add_argument("--init", default=d.init, choices=INIT_LAWS)
     ap.add_argument(
@@ -962,7 +1016,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--bias-std", type=float, default=d.bias_std)
     ap.add_argument("--momentum", type=float, default=d.momentum)
     ap.add_argument("--alpha", type=float, default=d.alpha)
-    ap.add_argument("--decay-fraction", type=float, default=d.decay_fraction)
+    ap.add_argument(
+        "--decay-fraction", "--decay-frac", dest="decay_fraction", type=float,
+        default=d.decay_fraction,
+    )  # fmt: skip
     ap.add_argument("--dtype", default=d.dtype, choices=tuple(DTYPES))
     ap.add_argument("--device", default=d.device)
     ap.add_argument("--jobs", type=int, default=1)
@@ -981,9 +1038,21 @@ def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
     try:
-        configs = _configs(args)
         if args.jobs < 1:
-            raise ValueError(f"jobs must be >= 1, got {args.jobs}")
+            raise ValueError(f"--jobs: expected an integer >= 1, got {args.jobs}")
+        if args.threads is not None and not 1 <= args.threads <= 4096:
+            raise ValueError(f"--threads: expected an integer in [1, 4096], got {args.threads}")
+        if not 3 <= args.n_networks <= MAX_NETWORKS:
+            raise ValueError(
+                f"--n-networks: expected an integer in [3, 2**24], got {args.n_networks}"
+            )
+        if not 1 <= args.check_factor <= MAX_CHECK_FACTOR:
+            raise ValueError(
+                f"--check-factor: expected an integer in [1, 64], got {args.check_factor}"
+            )
+        configs = _configs(args)
+        if not args.report:
+            check_memory(configs, args.jobs)
     except (registry.RegistryError, ValueError) as exc:
         ap.error(str(exc))  # exits with status 2 and the usage line, before any compute
     if args.report:
@@ -1011,7 +1080,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _configs(args: argparse.Namespace) -> list[EarlyConfig]:
     acts = [registry.parse_activation_spec(a).name for a in (args.activation or [])]
-    data = [v.strip() for v in str(args.data).split(",")]
+    data = split_list(str(args.data), "--data")
     for v in data:
         if v not in DATA:
             raise ValueError(f"--data: unknown value {v!r}; valid: {', '.join(DATA)}")
@@ -1020,7 +1089,7 @@ def _configs(args: argparse.Namespace) -> list[EarlyConfig]:
         n_networks=args.n_networks,
         check_factor=args.check_factor,
         d_in=args.d_in,
-        widths=tuple(_ints(args.widths, "widths")),
+        widths=tuple(parse_ints(args.widths, "--widths", lo=1)),
         n_out=args.n_out,
         batch_size=args.batch_size,
         measure_batch=args.measure_batch,
@@ -1049,7 +1118,7 @@ def _configs(args: argparse.Namespace) -> list[EarlyConfig]:
             losses=args.loss or (list(LOSSES) if args.sweep else ["mse"]),
             optimizers=optimizers,
             lrs=lrs,
-            seeds=_ints(args.seeds, "seeds"),
+            seeds=parse_seeds(args.seeds),
         )
     ]
 

@@ -24,6 +24,66 @@ CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
 
 
+CHECKPOINT_KEYS = (
+    "format", "step", "identity", "model", "optimizers", "schedulers", "rng", "data", "summary",
+    "records_bytes", "last_loss", "val",
+)  # fmt: skip
+
+
+class CheckpointDamaged(ConfigError):
+    """checkpoint.pt cannot be read back (truncated, empty, other bytes); the message gives its
+    path and the ways out. A ConfigError: the command exits 2 before any compute."""
+
+
+def read_checkpoint(path: Path, device: str = "cpu") -> dict[str, Any]:
+    """torch.load guarded: a damaged file is reported as CheckpointDamaged (path, cause, way
+    out), never as the loader's own traceback; tensors only (weights_only), no pickled code."""
+    import torch
+
+    way_out = (
+        "delete it to start this run over (or rerun with --overwrite, which starts over too); "
+        "the records of the damaged attempt are replaced"
+    )
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise CheckpointDamaged(
+            f"checkpoint: {str(path)!r} cannot be read ({exc}); {way_out}"
+        ) from None
+    if size == 0:
+        raise CheckpointDamaged(f"checkpoint: {str(path)!r} is empty (0 bytes); {way_out}")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 -- torch.load fails on damaged bytes with many types
+        # (RuntimeError from the zip reader, EOFError, UnpicklingError, ValueError, ...)
+        first = str(exc).split(". ", 1)[0].splitlines()[0] if str(exc) else ""
+        cause = f"{type(exc).__name__}: {first}"[:160]
+        raise CheckpointDamaged(
+            f"checkpoint: {str(path)!r} ({size} bytes) is damaged ({cause}); {way_out}"
+        ) from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+    if missing or state.get("format") != CHECKPOINT_FORMAT:
+        what = f"lacks {', '.join(missing)}" if missing else f"has format {state.get('format')!r}"
+        raise CheckpointDamaged(
+            f"checkpoint: {str(path)!r} {what} (format {CHECKPOINT_FORMAT} expected); {way_out}"
+        )
+    return state
+
+
+def mark_failed(out: Path, message: str) -> None:
+    """Set summary.json's status to `failed` with `message` (a run whose resume was refused is
+    not `running`); a missing or unreadable summary is left as it is."""
+    from empirics.outputs import atomic_write_json
+
+    path = out / "summary.json"
+    try:
+        body = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(body, dict) and body.get("status") != "completed":
+        atomic_write_json(path, {**body, "status": "failed", "message": message})
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN/inf; records so far and summary.json (status "diverged") are kept."""
 
@@ -322,6 +382,13 @@ def start_mode(p: Plan) -> str:
         except (OSError, ValueError):
             status = None
         if status != "completed":
+            if p.cfg.overwrite:
+                return "fresh"  # --overwrite starts the same run over, checkpoint or not
+            try:
+                read_checkpoint(out / CHECKPOINT)
+            except CheckpointDamaged as exc:
+                mark_failed(out, f"resume refused: {exc}")
+                raise
             return "resume"
     return "fresh"
 
@@ -379,9 +446,7 @@ class TrainState:
 
     def load(self, path: Path, device: str) -> ResumePoint:
         """Restore every object from the checkpoint at `path` (tensors only, no pickled code)."""
-        import torch
-
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = read_checkpoint(path, device)
         self.model.load_state_dict(state["model"])
         for o, s in zip(self.optimizers, state["optimizers"], strict=True):
             o.load_state_dict(s)

@@ -151,7 +151,12 @@ def train(cfg: TrainConfig, *, stop: StopFlag | None = None) -> Path:
         "memory_estimate_bytes": estimate.total,
     }
     if lead and mode == "fresh":
-        p.out.mkdir(parents=True, exist_ok=True)
+        try:
+            p.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # e.g. under /proc, or a read-only mount os.access cannot see
+            raise ConfigError(
+                f"out: cannot create {str(p.out)!r} ({exc.strerror or exc}); choose another --out"
+            ) from None
         # A run starts clean: files of an earlier attempt must not sit beside the new ones.
         for name in RUN_FILES:
             (p.out / name).unlink(missing_ok=True)
@@ -406,7 +411,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--weight-decay", type=float, help="(default: preset, else 0)")
     ap.add_argument("--warmup", type=int, help="linear warmup steps, at most --steps")
     ap.add_argument("--schedule", help=" | ".join(SCHEDULES) + " (default: preset, else constant)")
-    ap.add_argument("--decay-frac", type=float, help="wsd: fraction of steps decaying (0.3)")
+    ap.add_argument(
+        "--decay-frac",
+        "--decay-fraction",  # the early-training CLI's spelling
+        dest="decay_frac",
+        type=float,
+        help="wsd: fraction of steps decaying (0.3)",
+    )
     ap.add_argument("--min-lr-frac", type=float)
     ap.add_argument("--seed", type=int, help="0 .. 2**63-1 (default 0)")
     ap.add_argument("--device", help="auto | cpu | cuda[:N] (default auto)")

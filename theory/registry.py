@@ -237,8 +237,12 @@ def parse_safe(text: str, symbols: dict[str, sp.Expr]) -> sp.Expr:
         try:
             value = complex(sp.lambdify((), expr, modules="math")())
         except (OverflowError, ValueError, ZeroDivisionError, TypeError):
-            raise _Refused(f"the constant {text!r} is not finite or exceeds {_MAX_LITERAL:g}")
-        if not (math.isfinite(value.real) and math.isfinite(value.imag)) or abs(value) > _MAX_LITERAL:
+            raise _Refused(
+                f"the constant {text!r} is not finite or exceeds {_MAX_LITERAL:g}"
+            ) from None
+        if not (math.isfinite(value.real) and math.isfinite(value.imag)):
+            raise _Refused(f"the constant {text!r} is not finite")
+        if abs(value) > _MAX_LITERAL:
             raise _Refused(f"the constant {text!r} = {value.real:.6g} exceeds {_MAX_LITERAL:g}")
         return expr
 
