@@ -231,6 +231,33 @@ def test_band_holds_its_family_wise_rate_and_student_t_is_caught(kind: str) -> N
         assert alarms_t / reps > 3 * alpha
 
 
+def _detection_rate(x: np.ndarray, shift_se: float, widen: float, alpha: float = 0.1) -> float:
+    """Mean over replays and steps of the band deciding 'positive' when every step's true mean
+    is shift_se true standard errors above 0; `widen` scales the band's multipliers (1: the
+    module's band; 2: a band twice too wide)."""
+    reps, _, n = x.shape
+    sd = x.std(axis=(0, 2), ddof=1) / np.sqrt(n)  # [steps]: the true SE of one step's mean
+    weights = resample_weights(n, 1000, 1)
+    rate = 0.0
+    for r in range(reps):
+        s = mean_series(x[r] + shift_se * sd[:, None])
+        c_lo, _ = band_multipliers(s, weights, alpha)  # shift-invariant (studentized pivots)
+        rate += float(((s.mean - widen * c_lo * s.stderr) > 0).mean())
+    return rate / reps
+
+
+@pytest.mark.parametrize("kind", ["exponential", "lognormal"])
+def test_band_has_power_and_a_too_wide_band_is_caught(kind: str) -> None:
+    # The other direction of the band's error: it must not be so wide that it decides nothing.
+    # With every step's mean 5 true SE above 0 (30 steps, 32 networks, family-wise alpha 0.1),
+    # the band decides 'positive' at >= 95 % of steps (measured over 100 replays: 0.999 on both
+    # nulls; its lower multiplier is ~2.7 and ~2.4). Teeth: the same band twice as wide decides
+    # at 37 % (exponential) and 80 % (lognormal) of steps, so it fails the same requirement.
+    x = _nulls(kind, 100, 30, 32)
+    assert _detection_rate(x, 5.0, 1.0) >= 0.95
+    assert _detection_rate(x, 5.0, 2.0) < 0.95
+
+
 def test_grid_runs_once_and_resumes(tmp_path) -> None:
     base = replace(SMALL, steps=2, n_networks=3, check_factor=2, dtype="float32")
     configs = grid(base, activations=["relu", "tanh"], losses=["mse"], optimizers=["sgd"],
