@@ -217,6 +217,37 @@ def get_torch_activation(name: str) -> TorchFn:
     return native if native is not None else compile_expression(act.expr)
 
 
+class ActivationOverflow(ValueError):
+    """An activation (or its derivative) is not finite in a floating-point type over the range
+    of pre-activations an estimate samples: an overflow, not a property of the theory."""
+
+
+def check_finite_range(
+    name: str, dtype: torch.dtype = torch.float32, bound: float = 10.0, points: int = 4001
+) -> None:
+    """Raise ActivationOverflow when sigma, sigma' or sigma^2 (what the estimators form) is not
+    finite in `dtype` somewhere on [-bound, bound]: a Gaussian pre-activation of std <= bound/6
+    stays inside with probability 1 - 2e-9 per draw, so an overflow there would reach the
+    estimate as inf or NaN and read as a result."""
+    fn = get_torch_activation(name)
+    t = torch.linspace(-bound, bound, points, dtype=dtype).requires_grad_(True)
+    with torch.enable_grad():
+        value = fn(t)
+        (grad,) = torch.autograd.grad(value.sum(), t)
+    value = value.detach()
+    for what, v in (("sigma(x)", value), ("sigma(x)^2", value * value), ("sigma'(x)", grad)):
+        bad = ~torch.isfinite(v)
+        if bool(bad.any()):
+            at = float(t.detach()[bad.nonzero()[0, 0]])
+            kind = str(dtype).removeprefix("torch.")
+            raise ActivationOverflow(
+                f"activation {name!r}: {what} overflows {kind} at x = {at:.3g} (within the "
+                f"pre-activation range +-{bound:g} the Monte Carlo samples); this is a floating-"
+                "point overflow, not a result: use --dtype float64 (Monte Carlo) or scale the "
+                "activation down (e.g. divide its expression by a constant)"
+            )
+
+
 def get_torch_derivative(name: str) -> TorchFn:
     """sigma'(x) via autograd of the torch implementation (what training actually uses)."""
     fn = get_torch_activation(name)
@@ -252,7 +283,9 @@ def make_activation(name: str) -> nn.Module:
 
 __all__ = [
     "ActivationLayer",
+    "ActivationOverflow",
     "RegistryError",
+    "check_finite_range",
     "compile_expression",
     "get_torch_activation",
     "get_torch_derivative",

@@ -212,6 +212,10 @@ class _Refused(ValueError):
     """A node outside the whitelist; the message names it."""
 
 
+class _TooLarge(_Refused):
+    """A constant beyond the literal limit (no syntax list needed to explain it)."""
+
+
 def parse_safe(text: str, symbols: dict[str, sp.Expr]) -> sp.Expr:
     """Build a sympy expression from `text` using the whitelist only (never `eval`/`sympify`).
 
@@ -233,17 +237,17 @@ def parse_safe(text: str, symbols: dict[str, sp.Expr]) -> sp.Expr:
         if not isinstance(expr, sp.Expr) or expr.free_symbols:
             return expr
         if expr.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
-            raise _Refused(f"the constant {text!r} is not finite")
+            raise _TooLarge(f"the constant {text!r} is not finite")
         try:
             value = complex(sp.lambdify((), expr, modules="math")())
         except (OverflowError, ValueError, ZeroDivisionError, TypeError):
-            raise _Refused(
+            raise _TooLarge(
                 f"the constant {text!r} is not finite or exceeds {_MAX_LITERAL:g}"
             ) from None
         if not (math.isfinite(value.real) and math.isfinite(value.imag)):
-            raise _Refused(f"the constant {text!r} is not finite")
+            raise _TooLarge(f"the constant {text!r} is not finite")
         if abs(value) > _MAX_LITERAL:
-            raise _Refused(f"the constant {text!r} = {value.real:.6g} exceeds {_MAX_LITERAL:g}")
+            raise _TooLarge(f"the constant {text!r} = {value.real:.6g} exceeds {_MAX_LITERAL:g}")
         return expr
 
     def number(value: Any) -> sp.Expr:
@@ -301,6 +305,8 @@ def parse_safe(text: str, symbols: dict[str, sp.Expr]) -> sp.Expr:
 
     try:
         expr = build(tree)
+    except _TooLarge as exc:
+        raise ValueError(str(exc)) from None
     except _Refused as exc:
         raise ValueError(f"{exc}; allowed: {ALLOWED_SYNTAX}") from None
     except (TypeError, ValueError, ZeroDivisionError) as exc:

@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-from empirics.cli import EXIT_OK, list_activations
+from empirics.activations import ActivationOverflow, check_finite_range
+from empirics.cli import EXIT_OK, list_activations, parse_ints
 from empirics.montecarlo.estimators import (
     estimate_conditional_mean,
     estimate_drift_coefficient,
@@ -94,6 +95,22 @@ def _check_args(args: argparse.Namespace, cfg: NetConfig) -> None:
         )
 
 
+def _check_finite(activation: str, dtype: str, results: dict[str, Any]) -> None:
+    """A non-finite mean or standard error is an overflow inside the estimate (the activation
+    or a product of it grew past the float type), reported as such, never printed as a value."""
+    for name, res in results.items():
+        if res is None:
+            continue
+        values = (res.get("mean"), res.get("stderr"))
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise ActivationOverflow(
+                f"activation {activation!r}: the {name} estimate is not finite (mean "
+                f"{res.get('mean')}, stderr {res.get('stderr')}) in {dtype}: a floating-point "
+                "overflow inside the Monte Carlo, not a result; use --dtype float64 or scale the "
+                "activation down (e.g. divide its expression by a constant)"
+            )
+
+
 def _rows(look: int, estimates: dict[str, Estimate]) -> list[tuple[int, str, str, float]]:
     rows = []
     for name, e in estimates.items():
@@ -160,7 +177,11 @@ def estimate(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m empirics.montecarlo", description=__doc__)
+    ap = argparse.ArgumentParser(
+        prog="python -m empirics.montecarlo",
+        usage="%(prog)s QUANTITY [--activation SPEC] [options]   (--help lists them)",
+        description=__doc__,
+    )
     ap.add_argument("quantity", choices=(*QUANTITIES, "entry"))
     ap.add_argument(
         "--activation",
@@ -175,7 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--n-out", type=int, default=10)
     ap.add_argument("--inputs-per-net", type=int, default=64)
     ap.add_argument("--init", default="gaussian", choices=INIT_LAWS)
-    ap.add_argument("--inputs", default="gaussian", choices=INPUT_LAWS)
+    ap.add_argument(
+        "--inputs", "--data", dest="inputs", default="gaussian", choices=INPUT_LAWS
+    )  # --data: the early-training CLI's spelling
     ap.add_argument("--labels", default="class", choices=LABELS)
     ap.add_argument(
         "--w-gain", type=float, default=1.0, help="a variance factor: Var W = w_gain / fan_in"
@@ -230,12 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     specs = args.activation or ["relu"]
     activations = [registry.parse_activation_spec(s).name for s in specs]
-    try:
-        widths = tuple(int(w) for w in args.widths.split(","))
-    except ValueError:
-        raise ValueError(
-            f"--widths must be comma-separated integers, got {args.widths!r}"
-        ) from None
+    widths = tuple(parse_ints(args.widths, "--widths", lo=1))
     test = SignTest(alpha=args.alpha, max_looks=args.max_looks)
     if args.quantity == "entry" and args.entry_id not in ENTRY_IDS:
         raise ValueError(f"--entry-id must be one of {', '.join(ENTRY_IDS)}, got {args.entry_id}")
@@ -266,7 +284,30 @@ def _run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     }
     edges = _parse_edges(args.edges)
     _check_args(args, next(iter(configs.values())))
+    torch_dtype = torch.float64 if args.dtype == "float64" else torch.float32
+    scale = max(1.0, args.s if args.quantity == "D" else 1.0, math.sqrt(args.w_gain))
+    for act in configs:  # an overflow is refused before anything is written
+        check_finite_range(act, torch_dtype, bound=10.0 * scale)
     out = args.out or DEFAULT_OUT / args.quantity
+    created = not out.exists()
+    try:
+        return _estimate_all(args, configs, test, edges, out)
+    except ActivationOverflow:
+        # What this call wrote is incomplete; an earlier run's files there were replaced.
+        for name in ("records.csv", "config.json", "summary.json"):
+            (out / name).unlink(missing_ok=True)
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
+
+
+def _estimate_all(
+    args: argparse.Namespace,
+    configs: dict[str, NetConfig],
+    test: SignTest,
+    edges: list[float],
+    out: Path,
+) -> dict[str, dict[str, Any]]:
     out.mkdir(parents=True, exist_ok=True)
     device = next(iter(configs.values())).device
     atomic_write_json(
@@ -301,6 +342,7 @@ def _run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                     writer=writer,
                 )
                 summary[run] = {k: e.to_dict() for k, e in ests.items()}
+            _check_finite(act, args.dtype, summary[run])
             for name, res in summary[run].items():
                 if res is None:
                     print(f"{run} {name}: not estimated")
