@@ -4,6 +4,8 @@ Run: `python -m empirics.calibrate [--replays 2000] [--out results/calibrate]`. 
 whose true value is exactly 0 in the ledger is drawn `replays` times at the ledger's own sample
 size and design; the observed rates of declaring a sign (two-sided, and per side) are printed with
 Clopper-Pearson 95% intervals beside the nominal rate. Resumable: finished groups are kept.
+The property suite's nulls (tests/properties/checks.py) are replayed beside them,
+`--property-replays` times (default 400, about 6 minutes on one core: 200 took 171 s).
 """
 
 from __future__ import annotations

@@ -142,3 +142,25 @@ def test_trainer_sign_flip_fails_the_montecarlo_link(monkeypatch, clean_caches):
             checks.check_first_step_vs_montecarlo("relu", TRAINER_SHAPE, 0.1, range(16), 7)
     finally:
         registry.unregister_activation("teeth_flipped_relu")
+
+
+@pytest.mark.parametrize(
+    ("activation", "loss", "seed"),
+    [("relu2", "cross_entropy", 0), ("gelu2", "cross_entropy", 1), ("relu", "mse", 2)],
+)
+def test_wrong_factor_of_g_is_caught(monkeypatch, activation, loss, seed):
+    """sigma sigma' with a wrong factor 2 (an error of |g|, twice what the check resolves at
+    power 0.999) in the closed-form check's g, on the hardest cells (tests/properties/
+    hard_cells.py) and an easy one: the check must fail, not pass or dodge as low-power."""
+    from tests.properties import hard_cells
+
+    right = checks._numpy_h
+
+    def doubled(act):
+        h = right(act)
+        return lambda p: 2.0 * h(p)
+
+    monkeypatch.setattr(checks, "_numpy_h", doubled)
+    shape, inputs = hard_cells.hard_shape(seed)
+    with pytest.raises(AssertionError):
+        checks.check_conditional_gradient(activation, loss, shape, "gaussian", inputs, seed)
