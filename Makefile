@@ -6,7 +6,7 @@ DEBIAN_DATA := dataset-fashion-mnist bible-kjv bible-kjv-text asterisk-core-soun
 PYTEST_WORKERS ?= 2
 SCALE ?= full
 
-.PHONY: help setup data verify calibrate test test-all bench gpu-check experiments experiments-quick figures lint clean
+.PHONY: help setup data verify calibrate test test-all bench gpu-check experiments experiments-quick figures reference lint clean
 
 help:  ## list every target
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -52,7 +52,7 @@ gpu-check: setup  ## on a CUDA machine (<= 5 min): Monte Carlo samples/s, traini
 experiments: setup  ## C6-C12 over 5 seeds (small presets, shortened runs; measured 103 min on 2 cores), then the table and figures
 	$(PY) -m empirics.experiments run --scale full --jobs 2
 	$(PY) -m empirics.verify --no-progress
-	$(PY) paper_figures/claims_table.py --ledger results/verify/ledger.json --readme README.md
+	$(PY) paper_figures/claims_table.py --ledger results/verify/ledger.json
 	$(MAKE) figures SCALE=full
 
 experiments-quick: setup  ## the same pipeline at smoke scale (a few minutes); figures in results/figures/quick
@@ -61,6 +61,10 @@ experiments-quick: setup  ## the same pipeline at smoke scale (a few minutes); f
 
 figures: setup  ## rebuild the figures (PNG + PDF) from results/experiments/$(SCALE) (SCALE=full|quick)
 	$(MAKE) -k -C paper_figures PY=$(abspath $(PY)) SCALE=$(SCALE)
+
+reference: setup  ## copy the ledger and the experiment JSON it read from results/ into reference/ (with provenance), re-render README.md and docs/FINDINGS.md
+	$(PY) -m empirics.reference update
+	$(PY) paper_figures/claims_table.py --docs write
 
 lint: setup  ## ruff format check and lint
 	$(PY) -m ruff format --check . && $(PY) -m ruff check .

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from empirics.ledger import LedgerEntry, attach_montecarlo, format_table, theory_entries
 from empirics.outputs import REPO_ROOT, atomic_write_json, provenance
+from empirics.reference import REFERENCE, choose_results
 from empirics.verdicts import claim_rows, experiment_entries, summarize, summary_line
 from theory.effective import C1_REFERENCE, EffectiveConfig
 from theory.registry import (
@@ -98,6 +99,7 @@ def run_verify(
     seed: int = 0,
     alpha: float = LEDGER_ALPHA,
     results: str | Path | None = DEFAULT_RESULTS,
+    reference: str | Path | None = None,
     threads: int = 1,
     extensions: bool | None = None,
     verbose: bool = False,
@@ -187,8 +189,15 @@ def run_verify(
         )
     mc_s = time.perf_counter() - start - theory_s
     records = [e.to_json() for e in entries]
+    experiments_note = "experiment rows not read"
     if results is not None:
-        records += experiment_entries(Path(results))
+        # reference/ (the committed run) stands in when results/ has nothing newer of its scale.
+        root, experiments_note = (
+            choose_results(Path(results), Path(reference))
+            if reference is not None
+            else (Path(results), f"C6-C12 from {results}")
+        )
+        records += experiment_entries(root)
     summary = summarize(records) | {
         "alpha_ledger": alpha if mc_mod is not None else None,
         "alpha_row": alpha_row if mc_mod is not None else None,
@@ -199,6 +208,7 @@ def run_verify(
         "seed": seed,
         "threads": threads,
         "montecarlo": mc_note,
+        "experiment_results": experiments_note,
         "timing_seconds": {"theory": round(theory_s, 2), "montecarlo": round(mc_s, 2)},
         "summary": summary,
         "claims": claim_rows(records),
@@ -214,6 +224,7 @@ def run_verify(
         print()
         print(summary_line(summary))
         print(mc_note)
+        print(experiments_note)
         print(f"time: theory {theory_s:.1f} s, Monte Carlo {mc_s:.1f} s", file=sys.stderr)
     return ledger
 
@@ -230,6 +241,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--only", default=None, help="comma-separated activation names to verify")
     p.add_argument("--json", default=str(DEFAULT_JSON), help="where to write the ledger JSON")
     p.add_argument("--results", default=str(DEFAULT_RESULTS), help="experiment results (C6-C12)")
+    p.add_argument(
+        "--reference",
+        default=str(REFERENCE),
+        help="committed reference run, read when --results has nothing newer ('' = never)",
+    )
     p.add_argument("--no-montecarlo", action="store_true", help="theory columns only")
     p.add_argument("--seed", type=int, default=0, help="Monte Carlo seed")
     p.add_argument("--alpha", type=float, default=LEDGER_ALPHA, help="ledger-wide false-fail rate")
@@ -265,6 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             alpha=args.alpha,
             results=args.results,
+            reference=args.reference or None,
             threads=args.threads,
             verbose=True,
             progress=not args.no_progress and sys.stderr.isatty(),

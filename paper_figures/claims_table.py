@@ -58,11 +58,43 @@ def _atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def _docs(mode: str, reference: Path | None) -> int:
+    try:
+        from paper_figures import documents
+    except ImportError:  # run as a script: this folder is on sys.path instead
+        import documents  # type: ignore[no-redef]
+    ref = reference or documents.REFERENCE
+    try:
+        texts = documents.render_all(documents.ROOT, ref)
+    except documents.RenderError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for rel, text in texts.items():
+        path = documents.ROOT / rel
+        if mode == "write":
+            _atomic(path, text)
+            print(f"rendered {rel} ({len(text.splitlines())} lines) from {ref}")
+        elif not path.is_file() or path.read_text() != text:
+            print(f"{rel} differs from its rendering: run `make reference` or edit the template")
+            return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ledger", type=Path, default=Path("results/verify/ledger.json"))
     parser.add_argument("--readme", type=Path, default=None, help="rewrite this README's table")
+    parser.add_argument(
+        "--docs",
+        choices=("write", "check"),
+        default=None,
+        help="render README.md and docs/FINDINGS.md from docs/templates/ and reference/ "
+        "(check: exit 1 naming each file that differs from its rendering)",
+    )
+    parser.add_argument("--reference", type=Path, default=None, help="default: reference/")
     args = parser.parse_args(argv)
+    if args.docs:
+        return _docs(args.docs, args.reference)
     table = render(load_ledger(args.ledger))
     if args.readme:
         rewrite(args.readme, table, _atomic)

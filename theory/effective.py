@@ -91,6 +91,16 @@ def derive_gate_moments() -> tuple[sp.Expr, sp.Expr]:
     return off, diag
 
 
+def _product_text(cfg: EffectiveConfig, norm: sp.Expr) -> str:
+    """alpha_l * (1 - dead) = value: the exact rational (2^32 - 1)/2^34 printed whole says less
+    than its two factors do."""
+    alpha_l = expected_norm(cfg)
+    if norm == alpha_l:
+        return f"{norm}"
+    dead = sp.nsimplify(1 - norm / alpha_l)
+    return f"alpha_l (1 - P(dead)) = {alpha_l} * (1 - {dead}) = {float(norm):.10g}"
+
+
 def predict_c1(cfg: EffectiveConfig = C1_REFERENCE) -> dict[str, Prediction]:
     """The three C1 quantities: mean (E[v_i]), offdiag (E<v_i, v_j>), norm (E|v_i|^2)."""
     off, diag = derive_gate_moments()
@@ -125,7 +135,7 @@ def predict_c1(cfg: EffectiveConfig = C1_REFERENCE) -> dict[str, Prediction]:
             "positive",
             "argument",
             f"E|v_i|^2 = K s_L^2 prod_(k=l+1..L-1) n_k s_k^2/2 = {expected_norm(cfg)} given "
-            f"h_l != 0; unconditionally {norm} for {cfg} (zero biases: times P(h_l != 0), the "
-            f"event that all of layer l is dead); {edge}",
+            f"h_l != 0; unconditionally {_product_text(cfg, norm)} for {cfg} (zero biases: times "
+            f"P(h_l != 0), the event that all of layer l is dead); {edge}",
         ),
     }
