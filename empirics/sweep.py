@@ -16,7 +16,6 @@ import itertools
 import json
 import math
 import os
-import re
 import shutil
 import signal
 import statistics
@@ -29,6 +28,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from empirics.cli import InputError, activation_slug, run_name, split_specs
+from empirics.cli import parse_seeds as cli_parse_seeds
 from empirics.config import NOT_IDENTITY
 from empirics.outputs import atomic_write_json, provenance, read_records
 from empirics.train import (
@@ -73,39 +74,22 @@ class SweepInterrupted(KeyboardInterrupt):
 # ------------------------------------------------------------------------------ the grid
 
 
-def _split(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
-def split_values(values: Sequence[str]) -> list[str]:
-    """Repeated `--arch`/`--activation` values, each a comma list unless it holds '='.
-
-    `NAME=EXPR` (e.g. `f=Max(x,0)`) and `name:param=value` specs may contain commas, so an entry
-    with '=' is taken whole; `relu,gelu` is two entries.
-    """
-    out: list[str] = []
-    for value in values:
-        out.extend([value.strip()] if "=" in value else _split(value))
-    return [v for v in out if v]
+def split_values(values: Sequence[str], field: str = "--arch/--activation") -> list[str]:
+    """Repeated `--arch`/`--activation` values, each a comma list unless it holds '=' (the one
+    list grammar of `empirics.cli.split_specs`: `mlp,,vit` is refused, not read as two)."""
+    try:
+        return split_specs(values, field)
+    except InputError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def parse_seeds(values: Sequence[str]) -> list[int]:
-    """`--seeds 0,1 --seeds 2` -> [0, 1, 2]; ConfigError names the bad entry."""
-    seeds = []
-    for text in split_values(values):
-        try:
-            seed = int(text)
-        except ValueError:
-            raise ConfigError(f"--seeds: expected integers, got {text!r}") from None
-        if not 0 <= seed <= MAX_SEED:
-            raise ConfigError(f"--seeds: expected integers in [0, 2**63 - 1], got {seed}")
-        seeds.append(seed)
-    return seeds
-
-
-def _slug(activation: str) -> str:
-    head = activation.split("=", 1)[0] if "=" in activation.split(":")[0] else activation
-    return re.sub(r"[^A-Za-z0-9_.]+", "-", head).strip("-")
+    """`--seeds 0,1 --seeds 2` -> [0, 1, 2] in the one seed range; ConfigError names the bad
+    entry."""
+    try:
+        return cli_parse_seeds(list(values), "--seeds")
+    except InputError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def grid(
@@ -122,7 +106,7 @@ def grid(
             raise ConfigError(f"{flag}: no values given, so the grid is empty")
     configs = []
     for arch, act, seed in itertools.product(archs, activations, seeds):
-        name = f"{arch}-{_slug(act)}-s{seed}"
+        name = run_name(arch, activation_slug(act), base.data, seed=seed)
         cfg = base.replace(
             arch=arch,
             activation=act,
@@ -1153,8 +1137,8 @@ def _report(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        archs = split_values(args.arch)
-        activations = split_values(args.activation)
+        archs = split_values(args.arch, "--arch")
+        activations = split_values(args.activation, "--activation")
         seeds = parse_seeds(args.seeds if args.seeds is not None else ["0"])
         launch = Launch(
             cluster=args.cluster,

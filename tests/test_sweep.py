@@ -72,8 +72,8 @@ def test_resume_skips_finished_and_redoes_half_finished(tmp_path: Path) -> None:
     index = S.run_sweep(configs, root, _debug(), echo=lines.append)
     assert [e["status"] for e in index["runs"]] == ["completed", "completed"]
     # A line per finished run (status and final loss) and a one-line result at the end.
-    assert lines[1].startswith("[1/2] mlp-relu-s0: completed  loss ")
-    assert lines[2].startswith("[2/2] mlp-tanh-s0: completed  loss ")
+    assert lines[1].startswith("[1/2] mlp-relu-synthetic-s0: completed  loss ")
+    assert lines[2].startswith("[2/2] mlp-tanh-synthetic-s0: completed  loss ")
     assert "2/2 completed" in lines[-1] and str(root / S.INDEX) in lines[-1]
     done, half = (Path(c.out) for c in configs)
     # Simulate a run killed midway: its summary says running and it has a stray file.
@@ -173,22 +173,22 @@ def test_a_diverged_run_is_reported_and_the_index_stays_strict_json(tmp_path: Pa
     argv += ["--data", "synthetic", "--steps", "20", "--lr", "1e30", "--optimizer", "sgd"]
     assert S.main([*argv, "--out", str(out), "--cluster", "debug"]) == 1
     captured = capsys.readouterr()
-    assert "[1/1] mlp-relu-s0: diverged" in captured.out
+    assert "[1/1] mlp-relu-synthetic-s0: diverged" in captured.out
     assert "0/1 completed" in captured.out and "1 diverged" in captured.out
     entry = _strict_json(out / S.INDEX)["runs"][0]
     assert entry["status"] == "diverged" and entry["final_loss"] is None
 
 
 def test_activations_repeat_and_split_on_commas_only_without_equals(tmp_path: Path) -> None:
-    values = S.split_values(["relu,gelu", "fmax=Max(x,0)", "leaky_relu:slope=0.2", " ,tanh"])
+    values = S.split_values(["relu,gelu", "fmax=Max(x,0)", "leaky_relu:slope=0.2", " tanh"])
     assert values == ["relu", "gelu", "fmax=Max(x,0)", "leaky_relu:slope=0.2", "tanh"]
     configs = _grid(tmp_path, acts=values)
     assert [c.run for c in configs] == [
-        "mlp-relu-s0",
-        "mlp-gelu-s0",
-        "mlp-fmax-s0",
-        "mlp-leaky_relu-slope-0.2-s0",
-        "mlp-tanh-s0",
+        "mlp-relu-synthetic-s0",
+        "mlp-gelu-synthetic-s0",
+        "mlp-fmax-synthetic-s0",
+        "mlp-leaky_relu-slope-0.2-synthetic-s0",
+        "mlp-tanh-synthetic-s0",
     ]
     assert S.parse_seeds(["0,1", "5"]) == [0, 1, 5]
 
@@ -304,7 +304,9 @@ def test_resuming_with_other_settings_is_refused(
         changes = {**changes, "steps": "7"}
     assert S.main(_argv(root, **changes)) == 2
     err = capsys.readouterr().err
-    assert "completed run mlp-relu-s0 was made with other settings" in err and field in err
+    assert (
+        "completed run mlp-relu-synthetic-s0 was made with other settings" in err and field in err
+    )
     assert _snapshot(root) == before
 
 
@@ -314,8 +316,8 @@ def test_resuming_with_the_same_settings_extends_the_grid(finished_sweep: Path, 
     assert S.main(_argv(root, seeds="0,1")) == 0
     index = _strict_json(root / S.INDEX)
     assert [(e["run"], e["status"], e.get("skipped", False)) for e in index["runs"]] == [
-        ("mlp-relu-s0", "completed", True),
-        ("mlp-relu-s1", "completed", False),
+        ("mlp-relu-synthetic-s0", "completed", True),
+        ("mlp-relu-synthetic-s1", "completed", False),
     ]
 
 
@@ -328,14 +330,16 @@ BAD_RUN = [
     (
         "empty-activation",
         {"activation": ""},
-        r"--activation: no values given, so the grid is empty",
+        r"--activation: expected a comma-separated list, got an empty value ''",
     ),
-    ("empty-seeds", {"seeds": ","}, r"--seeds: no values given"),
-    ("empty-arch", {"arch": " , "}, r"--arch: no values given"),
-    ("seed-not-an-integer", {"seeds": "0,x"}, r"--seeds: expected integers, got 'x'"),
-    ("seed-negative", {"seeds": "-1"}, r"--seeds: expected integers in \[0, 2\*\*63 - 1\], got -1"),
-    ("seed-beyond-64-bits", {"seeds": str(2**64)}, rf"--seeds: .*got {2**64}"),
-    ("repeated-seed", {"seeds": "0,0"}, r"share the run name\(s\) mlp-relu-s0"),
+    ("empty-seeds", {"seeds": ","}, r"--seeds: empty item in ','"),
+    ("empty-arch", {"arch": " , "}, r"--arch: empty item in ' , '"),
+    ("empty-arch-item", {"arch": "mlp,,vit"}, r"--arch: empty item in 'mlp,,vit'"),
+    ("empty-activation-item", {"activation": "relu,"}, r"--activation: empty item in 'relu,'"),
+    ("seed-not-an-integer", {"seeds": "0,x"}, r"--seeds: 'x' in '0,x' is not an integer"),
+    ("seed-negative", {"seeds": "-1"}, r"--seeds: -1 .*accepted: an integer in \[0, 2\*\*63 - 1\]"),
+    ("seed-beyond-64-bits", {"seeds": str(2**64)}, rf"--seeds: {2**64} .*out of range"),
+    ("repeated-seed", {"seeds": "0,0"}, r"--seeds: seed\(s\) \[0\] given twice"),
     ("unknown-arch", {"arch": "transformer"}, r"arch: .*'mlp'.*got 'transformer'"),
     ("unknown-activation", {"activation": "bogus"}, r"activation.*bogus"),
     ("activation-with-a-pole", {"activation": "f=1/(x-0.5)"}, r"undefined on the real line"),
@@ -461,7 +465,7 @@ def test_local_executor_runs_the_grid_in_its_own_processes(tmp_path: Path, capsy
     entry = _strict_json(out / S.INDEX)["runs"][0]
     assert entry["status"] == "completed" and entry["threads"] == 1
     assert int(entry["job_id"]) != os.getpid()  # a process of its own, started by submitit
-    assert "[1/1] mlp-relu-s0: completed" in capsys.readouterr().out
+    assert "[1/1] mlp-relu-synthetic-s0: completed" in capsys.readouterr().out
     assert S.main(_argv(out, cluster="local", steps="3", early_steps="3", threads="1")) == 0
     assert "1 runs, 1 already completed, 0 to run" in capsys.readouterr().out
 
