@@ -13,6 +13,7 @@ import itertools
 import json
 import math
 import re
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,6 +24,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from empirics.cli import EXIT_FAILED, InputError, activation_slug, split_list
+from empirics.cli import run_name as make_run_name
 from empirics.outputs import atomic_write_json
 
 ROOT = Path("results/experiments")
@@ -129,10 +132,6 @@ def scale_root(scale: Scale | str, root: Path = ROOT) -> Path:
 # ---------------------------------------------------------------------------- the run plan
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.]+", "-", text).strip("-")
-
-
 @dataclass
 class RunSpec:
     """One training run of the pipeline (turned into a TrainConfig when it runs)."""
@@ -150,8 +149,11 @@ class RunSpec:
 
     @property
     def name(self) -> str:
-        ctl = "" if self.sparsity == "none" else "-" + _slug(self.sparsity.replace(":", ""))
-        return f"{self.arch}-{_slug(self.activation)}{ctl}-{self.data}-s{self.seed}"
+        """From the one run-name function (empirics.cli), the sparsity control after the
+        activation: `mlp-relu-topk0.5-real-s0`."""
+        ctl = None if self.sparsity == "none" else self.sparsity.replace(":", "")
+        act = activation_slug(self.activation)
+        return make_run_name(self.arch, act, ctl, self.data, seed=self.seed)
 
 
 def c10_configurations(scale: Scale) -> list[tuple[str, str, str]]:
@@ -1354,6 +1356,82 @@ def aggregate(scale: Scale | str, root: Path = ROOT) -> dict[str, Path]:
     return written
 
 
+class PipelineStopped(RuntimeError):
+    """The data a group needs is not installed, or a group completed none of its runs: the
+    pipeline stops there (exit 1) with the reason, instead of carrying on to a traceback."""
+
+
+# Which data each group's runs read: (arch, data kind) of its runs, or a source named directly.
+_SPEECH_GROUPS = ("mp_senet", "mp_probe")
+
+
+def data_needed(scale: Scale, groups: Sequence[str]) -> dict[str, list[str]]:
+    """Data source -> the groups that read it (fashion_mnist, kjv_text, speech)."""
+    need: dict[str, list[str]] = defaultdict(list)
+    source = {"mlp": "fashion_mnist", "resnet": "fashion_mnist", "vit": "fashion_mnist"}
+    source |= {"gpt_nano": "kjv_text", "mp_senet": "speech"}
+    for group, specs in plan_runs(scale, groups).items():
+        for src in sorted({source[s.arch] for s in specs if s.data == "real"}):
+            need[src].append(group)
+    for group in groups:
+        if group in _SPEECH_GROUPS and group not in need["speech"]:
+            need["speech"].append(group)
+    if "early" in groups and "fashion_mnist" in " ".join(scale.early_training_only):
+        need["fashion_mnist"].append("early")
+    return {k: v for k, v in need.items() if v}
+
+
+def check_data(scale: Scale, groups: Sequence[str]) -> None:
+    """Load each data source the planned groups read, before any run: PipelineStopped lists what
+    is missing, which groups need it, and `make data` (the Debian packages)."""
+    from empirics.data import DataUnavailable
+
+    def fashion() -> None:
+        from empirics.data.images import load_fashion_mnist
+
+        load_fashion_mnist("train")
+
+    def kjv() -> None:
+        from empirics.data.text import load_kjv_text
+
+        load_kjv_text()
+
+    def speech() -> None:
+        from empirics.data.speech import load_clean_corpus, load_heldout_corpus
+
+        load_heldout_corpus()
+        load_clean_corpus()
+
+    loaders = {"fashion_mnist": fashion, "kjv_text": kjv, "speech": speech}
+    missing = []
+    for src, users in data_needed(scale, groups).items():
+        try:
+            loaders[src]()
+        except DataUnavailable as exc:
+            missing.append(f"{src} (groups {', '.join(users)}): {exc}")
+    if missing:
+        raise PipelineStopped(
+            "data unavailable, so no run was started: "
+            + "; ".join(missing)
+            + ". Install the offline Debian data packages with `make data` (as root), or leave "
+            "these groups out with --only"
+        )
+
+
+def _stop_if_none_completed(group: str, index: dict[str, Any], total: int) -> None:
+    """A group that completed none of its runs stops the pipeline with its first run's reason:
+    what follows would only fail the same way, further from the cause."""
+    runs = [e for e in index["runs"] if e.get("in_grid", True)]
+    if total and not any(e.get("status") == "completed" for e in runs):
+        first = next((e for e in runs if e.get("message")), runs[0] if runs else {})
+        reason = first.get("message") or first.get("status") or "no run was recorded"
+        log = f" (log: {first['log']})" if first.get("log") else ""
+        raise PipelineStopped(
+            f"{group}: 0/{total} runs completed; the first, {first.get('run', '?')}, "
+            f"{first.get('status', 'did not run')}: {reason}{log}"
+        )
+
+
 def run(
     scale: Scale,
     *,
@@ -1365,6 +1443,7 @@ def run(
     """Train every planned group (resuming), run the Monte Carlo and C6 sweeps, aggregate."""
     sroot = scale_root(scale, root)
     timing: dict[str, float] = {}
+    check_data(scale, groups)
     plans = plan_runs(scale, groups)
     for group in (g for g in groups if g in plans):  # in the order asked for
         specs = plans[group]
@@ -1373,6 +1452,7 @@ def run(
         timing[group] = time.perf_counter() - t0
         bad = [e["run"] for e in index["runs"] if e.get("status") != "completed"]
         print(f"{group}: {len(specs) - len(bad)}/{len(specs)} runs completed", flush=True)
+        _stop_if_none_completed(group, index, len(specs))
     if "early" in groups:
         t0 = time.perf_counter()
         run_early(scale, sroot, jobs)
@@ -1404,7 +1484,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.scale not in SCALES:
         ap.error(f"--scale: unknown value {args.scale!r}; valid: {', '.join(SCALES)}")
-    groups = [g.strip() for g in args.only.split(",") if g.strip()]
+    try:
+        groups = split_list(args.only, "--only")
+    except InputError as exc:
+        ap.error(str(exc))
     unknown = sorted(set(groups) - set(GROUPS))
     if unknown:
         ap.error(f"--only: unknown group(s) {', '.join(unknown)}; valid: {', '.join(GROUPS)}")
@@ -1419,11 +1502,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"c10 configurations: {len(c10_configurations(scale))}")
         return 0
     if args.command == "aggregate":
+        sroot = scale_root(scale, args.root)
+        found = [p for p in (sroot / "sweeps", sroot / "early_training") if p.is_dir()]
+        found += [p for p in (sroot / "mp_senet_probe.json",) if p.is_file()]
+        if not found:
+            ap.error(
+                f"--out: {str(sroot)!r} holds no experiment results of scale {scale.name!r} "
+                "(no sweeps/, early_training/ or mp_senet_probe.json), so there is nothing to "
+                f"aggregate; run `python -m empirics.experiments run --scale {scale.name} "
+                f"--out {args.root}` first"
+            )
         for name, path in aggregate(scale, args.root).items():
             print(f"{name}: {path}")
         return 0
     try:
         result = run(scale, groups=groups, jobs=args.jobs, root=args.root, cluster=args.cluster)
+    except PipelineStopped as exc:
+        print(f"{ap.prog}: stopped: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt as exc:  # the sweep cancelled its jobs; finished runs are kept
         signum = int(getattr(exc, "signum", 2) or 2)
         print("interrupted: finished runs are kept; rerun the same command to resume")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import os
 import sys
 import time
@@ -19,6 +20,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from empirics.cli import InputError, evidence_scale, fail, split_list
 from empirics.ledger import LedgerEntry, attach_montecarlo, format_table, theory_entries
 from empirics.outputs import REPO_ROOT, atomic_write_json, provenance
 from empirics.reference import REFERENCE, choose_results
@@ -43,7 +45,33 @@ class VerifyInputError(ValueError):
     """Bad command-line input; the message says which flag and why."""
 
 
-def _resolve_activations(activations: Sequence[str], only: Sequence[str] | None) -> list[str]:
+PROG = "python -m empirics.verify"
+
+
+def _overflowed(mc: dict[str, Any] | None) -> bool:
+    """A Monte Carlo column whose mean or standard error is not finite: a float overflow."""
+    if not mc:
+        return False
+    values = (mc.get("mean"), mc.get("stderr"))
+    return any(isinstance(v, float) and not math.isfinite(v) for v in values)
+
+
+def scale_tag(claim_id: str, entries: Sequence[dict[str, Any]]) -> str:
+    """` [quick scale]` when any experiment row behind a claim was read from results of a
+    scale other than full (smoke-sized runs: their verdicts check the pipeline, not the
+    paper), else ''. Printed on every verdict line, so a quick ledger never reads as a result."""
+    scales = set()
+    for e in entries:
+        if e["id"] == claim_id or e["id"].startswith(claim_id + "."):
+            scale = evidence_scale(e)
+            if scale is not None and scale not in ("full", "paper"):
+                scales.add(scale)
+    return f" [{'/'.join(sorted(scales))} scale]" if scales else ""
+
+
+def _resolve_activations(
+    activations: Sequence[str], only: Sequence[str] | None, montecarlo: bool = False
+) -> list[str]:
     """Add the specs (NAME=EXPR, family:key=value, or a name), then the names to verify (all
     builtins + added, or `only`)."""
     added = []
@@ -53,6 +81,14 @@ def _resolve_activations(activations: Sequence[str], only: Sequence[str] | None)
         except RegistryError as exc:
             raise VerifyInputError(f"--activation {spec!r}: {exc}") from None
     names = list(BUILTIN_ACTIVATIONS) + [a for a in added if a not in BUILTIN_ACTIVATIONS]
+    if montecarlo:
+        from empirics.activations import ActivationOverflow, check_finite_range
+
+        for name in added:
+            try:  # the ledger's Monte Carlo runs in float32
+                check_finite_range(name)
+            except ActivationOverflow as exc:
+                raise VerifyInputError(f"--activation {name!r}: {exc}") from None
     if only:
         chosen = []
         for name in only:
@@ -118,7 +154,7 @@ def run_verify(
         raise VerifyInputError(f"--seed must be an integer in [0, 2^63 - 1], got {seed}")
     if not 1 <= threads <= 256:
         raise VerifyInputError(f"--threads must be an integer in [1, 256], got {threads}")
-    names = _resolve_activations(activations, only)
+    names = _resolve_activations(activations, only, montecarlo)
     # The issue-9 rows (depth, init laws, optimizers) are fixed networks of their own: part of
     # the full ledger, left out when the caller picks activations with `only`.
     extensions = (only is None) if extensions is None else extensions
@@ -177,6 +213,14 @@ def run_verify(
                     except (ValueError, RegistryError, RuntimeError) as exc:
                         # One estimate that cannot run leaves its column empty, not the ledger.
                         error = f"montecarlo error: {exc}"
+                if _overflowed(mc):  # never judged: an overflow is not evidence against theory
+                    raise VerifyInputError(
+                        f"--activation {e.activation!r}: the Monte Carlo of {e.id} overflowed "
+                        f"float32 (mean {mc.get('mean')}, stderr {mc.get('stderr')}): a "  # type: ignore[union-attr]
+                        "floating-point overflow, not a result; scale the activation down (e.g. "
+                        "divide its expression by a constant), or estimate it alone with "
+                        "`python -m empirics.montecarlo ... --dtype float64`"
+                    )
                 entry = replace(attach_montecarlo(e, mc), network=network)
                 filled.append(replace(entry, notes=entry.notes + [error]) if error else entry)
         finally:
@@ -220,7 +264,8 @@ def run_verify(
         print(format_table(entries))
         print()
         for row in ledger["claims"]:
-            print(f"{row['id']:4s} {row['verdict']:34s} {row['paper_says']}")
+            tag = scale_tag(row["id"], records)
+            print(f"{row['id']:4s} {row['verdict'] + tag:34s} {row['paper_says']}")
         print()
         print(summary_line(summary))
         print(mc_note)
@@ -256,22 +301,22 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
-    if args.only is not None and not only:
-        print("error: --only needs at least one activation name", file=sys.stderr)
-        return 2
+    try:
+        only = split_list(args.only, "--only") if args.only is not None else None
+    except InputError as exc:
+        return fail(PROG, str(exc))
     json_path = Path(args.json)
     if json_path.exists() and json_path.is_dir():
-        print(f"error: --json {args.json!r} is a directory; give a file path", file=sys.stderr)
-        return 2
-    try:  # a parent that is a file, or not writable, is bad input: say so before any compute
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        print(f"error: --json {args.json!r}: cannot create its directory ({exc})", file=sys.stderr)
-        return 2
-    if not os.access(json_path.parent, os.W_OK):
-        print(f"error: --json {args.json!r}: directory is not writable", file=sys.stderr)
-        return 2
+        return fail(PROG, f"--json {args.json!r} is a directory; give a file path")
+    # A parent that is a file, or not writable, is bad input: said before any compute, and
+    # nothing is created for it (the ledger's directory is made when the ledger is written).
+    probe = json_path.parent
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        return fail(PROG, f"--json {args.json!r}: {str(probe)!r} is a file, not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return fail(PROG, f"--json {args.json!r}: {str(probe)!r} is not writable")
     try:
         ledger = run_verify(
             args.activation,
@@ -287,8 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=not args.no_progress and sys.stderr.isatty(),
         )
     except VerifyInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(PROG, str(exc))
     print(f"ledger written to {args.json}")
     fails = [
         f"{r['id']} [{r['activation']}/{r['loss']}]"
