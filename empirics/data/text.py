@@ -339,14 +339,65 @@ def bpe_encode(tok: Any, text: str) -> np.ndarray:
     return np.asarray(tok.encode(text).ids, dtype=np.uint16)
 
 
-@functools.lru_cache(maxsize=4)
 def kjv_bpe_splits(vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(train_ids, val_ids) of the KJV text under a BPE trained on the train split only (no
     leakage from validation), cached on disk beside the text."""
-    text = load_kjv_text()
-    cut = split_index(text)
-    tok = bpe_tokenizer(text[:cut], vocab_size)
-    key = _bpe_key(text, vocab_size)
+    return corpus_bpe_splits("kjv", vocab_size)
+
+
+# ------------------------------------------------------------ a larger English corpus
+
+# Debian `fortunes` (+ `fortunes-min`): ~2.5 MB of English quotations, jokes and verse, the
+# second offline text domain (shared/DATA.md). `kjv+fortunes` is the largest English corpus these
+# machines can assemble offline; the scaling ladder (`empirics.scale`) reads it through a BPE.
+FORTUNES_DIR = Path("/usr/share/games/fortunes")
+CORPORA = ("kjv", "kjv+fortunes")
+_OVERSTRIKE = re.compile(r".\x08")
+
+
+def load_fortunes_text(directory: Path | str = FORTUNES_DIR) -> str:
+    """Every fortune file (not the `.dat`/`.u8` indexes), in name order, as plain text: `%`
+    separators and backspace overstriking removed, non-ASCII dropped. DataUnavailable if none."""
+    root = Path(directory)
+    files = (
+        sorted(f for f in root.iterdir() if f.is_file() and f.suffix not in (".dat", ".u8"))
+        if root.is_dir()
+        else []
+    )
+    if not files:
+        raise DataUnavailable(
+            f"no fortune files in {root}: install the Debian package `fortunes` (make data)"
+        )
+    parts = []
+    for f in files:
+        raw = f.read_bytes().decode("utf-8", errors="ignore")
+        raw = _OVERSTRIKE.sub("", raw)
+        lines = [ln.rstrip() for ln in raw.splitlines() if ln.strip() != "%"]
+        parts.append("\n".join(ln.encode("ascii", errors="ignore").decode() for ln in lines))
+    return "\n".join(parts).strip("\n") + "\n"
+
+
+def corpus_parts(corpus: str) -> list[str]:
+    """The texts of a corpus, one per source (each is split 90/10 on its own)."""
+    if corpus not in CORPORA:
+        raise ValueError(f"corpus: unknown value {corpus!r}; valid: {', '.join(CORPORA)}")
+    parts = [load_kjv_text()]
+    if corpus == "kjv+fortunes":
+        parts.append(load_fortunes_text())
+    return parts
+
+
+@functools.lru_cache(maxsize=4)
+def corpus_bpe_splits(corpus: str, vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train_ids, val_ids) of a corpus under a BPE trained on its train parts only. Each source
+    gives its first 90 % to train and its last 10 % to validation, so validation covers every
+    domain (for `kjv`: the same tokenizer and ids as before this corpus option existed)."""
+    parts = corpus_parts(corpus)
+    cuts = [split_index(t) for t in parts]
+    train_text = "".join(t[:c] for t, c in zip(parts, cuts, strict=True))
+    val_text = "".join(t[c:] for t, c in zip(parts, cuts, strict=True))
+    tok = bpe_tokenizer(train_text, vocab_size)
+    key = _bpe_key(train_text + val_text, vocab_size)
     path = default_cache_path().parent / f"{key}-ids.npz"
     ids = None
     if path.is_file():
@@ -356,7 +407,7 @@ def kjv_bpe_splits(vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         except (OSError, ValueError, KeyError):
             ids = None
     if ids is None:
-        ids = (bpe_encode(tok, text[:cut]), bpe_encode(tok, text[cut:]))
+        ids = (bpe_encode(tok, train_text), bpe_encode(tok, val_text))
         try:
             with atomic_open(path, "wb") as fh:
                 np.savez(fh, train=ids[0], val=ids[1])

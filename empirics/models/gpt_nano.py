@@ -50,6 +50,9 @@ class GPTNanoConfig:
     # C10's sparsity control at every MLP activation (`empirics.sparsity`): none, topk:0.75, ...
     sparsity: str = "none"
     tokenizer: str = "char"
+    # Which offline text `--data real` reads: `kjv`, or `kjv+fortunes` (BPE only; the scaling
+    # ladder's corpus, `empirics.data.text.CORPORA`).
+    corpus: str = "kjv"
     data_path: str | None = None
     val_path: str | None = None
 
@@ -85,6 +88,15 @@ class GPTNanoConfig:
             )
         if self.tokenizer == "bpe":
             text.check_bpe_vocab(self.vocab_size)
+        if self.corpus not in text.CORPORA:
+            raise ValueError(
+                f"corpus: unknown value {self.corpus!r}; valid: {', '.join(text.CORPORA)}"
+            )
+        if self.corpus != "kjv" and self.tokenizer != "bpe":
+            raise ValueError(
+                f"corpus={self.corpus!r} needs tokenizer=bpe (the fortunes hold characters "
+                "outside the 64-character King James alphabet)"
+            )
         for name in ("data_path", "val_path"):  # headers checked now: a bad shard fails early
             if getattr(self, name) is not None:
                 for path in text.shard_paths(getattr(self, name)):

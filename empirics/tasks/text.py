@@ -91,7 +91,7 @@ def make_data(
             device=device,
         )
     if cfg.tokenizer == "bpe":
-        train_ids, val_ids = text.kjv_bpe_splits(cfg.vocab_size)
+        train_ids, val_ids = text.corpus_bpe_splits(cfg.corpus, cfg.vocab_size)
     elif cfg.vocab_size < text.KJV_VOCAB.size:
         raise ValueError(
             f"vocab_size={cfg.vocab_size} is smaller than the King James character "

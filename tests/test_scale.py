@@ -1,0 +1,208 @@
+"""The scaling ladder (empirics/scale.py), its fits (empirics/scale_fit.py) and the verdict rules
+that read them (empirics/verdicts.py): synthetic runs with a known trend, both directions."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from empirics import scale, scale_fit, verdicts
+from empirics.scale import PAPER_BLOCK_PARAMS, PAPER_TOKENS, SIZES, Ladder, block_params
+
+
+def test_rungs_are_unique_and_follow_the_paper_recipe() -> None:
+    ladder = Ladder()
+    rs = scale.rungs(ladder)
+    assert len({r.name for r in rs}) == len(rs)
+    # every size x activation x budget x seed of the size piece is there
+    assert sum(r.piece == "sizes" for r in rs) == 3 * 2 * 5 * 3
+    r = next(r for r in rs if r.size == "m" and r.tokens == 1_000_000)
+    cfg = scale.train_config(r, ladder, Path("/tmp/x"))
+    assert cfg.optimizer == "muon" and cfg.lr == 5e-4 and cfg.adam_lr == 5e-3
+    assert cfg.weight_decay == 0.0 and cfg.schedule == "wsd" and tuple(cfg.betas) == (0.9, 0.95)
+    assert cfg.steps == round(1_000_000 / ladder.tokens_per_step)
+    assert cfg.warmup == round(cfg.steps * 2000 / 7168)
+    assert cfg.decay_frac == pytest.approx(2028 / 7168)
+    # the paper's head size and MLP ratio at every size
+    for size in SIZES.values():
+        assert size.n_embd // size.n_head == 64
+    assert cfg.model["n_embd"] == 192 and cfg.model["n_layer"] == 6
+
+
+def test_piece_names_are_checked() -> None:
+    assert scale.main(["plan", "--piece", "sizes,,pairs"]) == 2
+    assert scale.main(["plan", "--piece", "nope"]) == 2
+    assert scale.main(["plan", "--piece", "topk"]) == 0
+
+
+def _summary(sparsity: float, spike: float, val: float) -> dict:
+    layers = {
+        f"blocks.{i}.mlp.act": {
+            "sparsity": {"first": 0.5, "last": sparsity - 0.01 * i},
+            "spike_max": {"first": 1.0, "last": spike / (1 + i)},
+        }
+        for i in range(2)
+    }
+    return {"status": "completed", "layers": layers, "val": {"val_loss": val}, "wall_time_s": 1.0}
+
+
+def _write_ladder(root: Path, ladder: Ladder, fn) -> None:
+    for r in scale.rungs(ladder):
+        d = root / "runs" / r.name
+        d.mkdir(parents=True)
+        (d / "summary.json").write_text(json.dumps(fn(r)))
+
+
+def _truth(r, noise: float, gen: np.random.Generator, b=0.3, c=0.2, a=-2.0) -> float:
+    """A plane in log tokens and log block params, plus noise: the logit of sparsity."""
+    n = block_params(SIZES[r.size])
+    return a + b * math.log10(r.tokens) + c * math.log10(n) + noise * gen.standard_normal()
+
+
+SMALL = Ladder(tokens=(1_000, 10_000, 100_000, 1_000_000), seeds=(0, 1, 2), topk_tokens=(10_000,))
+
+
+def test_the_fit_recovers_a_known_plane_and_its_extrapolation(tmp_path) -> None:
+    gen = np.random.default_rng(0)
+
+    def fn(r):
+        z = _truth(r, 0.01, gen)
+        return _summary(1 / (1 + math.exp(-z)), 10.0, 3.0)
+
+    _write_ladder(tmp_path, SMALL, fn)
+    agg = scale_fit.aggregate(tmp_path, SMALL)
+    fit = agg["c9"]["fit"]
+    assert fit["ok"] and fit["size_extrapolated"]
+    assert fit["coef"][1] == pytest.approx(0.3, abs=0.02)
+    assert fit["coef"][2] == pytest.approx(0.2, abs=0.03)
+    z0 = -2.0 + 0.3 * math.log10(PAPER_TOKENS) + 0.2 * math.log10(PAPER_BLOCK_PARAMS)
+    assert fit["pi"][0] < z0 < fit["pi"][1]
+    assert fit["curvature_p"] > 0.001
+
+
+def test_a_bent_trend_is_flagged_by_the_curvature_test(tmp_path) -> None:
+    gen = np.random.default_rng(1)
+
+    def fn(r):
+        t = math.log10(r.tokens)
+        z = -3 + 2.0 * t - 0.3 * t * t + 0.01 * gen.standard_normal()
+        return _summary(1 / (1 + math.exp(-z)), 10.0, 3.0)
+
+    _write_ladder(tmp_path, SMALL, fn)
+    fit = scale_fit.aggregate(tmp_path, SMALL)["c9"]["fit"]
+    assert fit["curvature_p"] < 1e-3
+    verdict, text, _ = verdicts.verdict_scale_sparsity(scale_fit.aggregate(tmp_path, SMALL))
+    assert verdict == "not-tested" and "bends" in text
+
+
+def _agg_for_sparsity(tmp_path: Path, target: float, noise: float, seed: int) -> dict:
+    """A ladder whose relu sparsity extrapolates to `target` at the paper's point."""
+    gen = np.random.default_rng(seed)
+    z_target = math.log(target / (1 - target))
+    b, c = 0.3, 0.2
+    a = z_target - b * math.log10(PAPER_TOKENS) - c * math.log10(PAPER_BLOCK_PARAMS)
+
+    def fn(r):
+        z = _truth(r, noise, gen, b=b, c=c, a=a)
+        return _summary(1 / (1 + math.exp(-z)), 10.0, 3.0)
+
+    _write_ladder(tmp_path, SMALL, fn)
+    return scale_fit.aggregate(tmp_path, SMALL)
+
+
+@pytest.mark.parametrize(
+    ("target", "noise", "expected"),
+    [(0.9, 0.002, "confirmed"), (0.6, 0.002, "refuted"), (0.9, 0.6, "not-tested")],
+)
+def test_sparsity_rule_in_every_direction(tmp_path, target, noise, expected) -> None:
+    agg = _agg_for_sparsity(tmp_path, target, noise, seed=3)
+    verdict, text, evidence = verdicts.verdict_scale_sparsity(agg)
+    assert verdict == expected, text
+    assert "95 % PI" in text
+
+
+def test_spike_ratio_is_paired_by_seed_and_judged_against_25(tmp_path) -> None:
+    gen = np.random.default_rng(4)
+    b, c = 0.1, 0.05
+    a = math.log10(25.0) - b * math.log10(PAPER_TOKENS) - c * math.log10(PAPER_BLOCK_PARAMS)
+
+    def fn(r):
+        n = block_params(SIZES[r.size])
+        ratio = 10 ** (a + b * math.log10(r.tokens) + c * math.log10(n))
+        base = 5.0 + gen.uniform(0, 1)  # the same per-rung base would cancel; noise per run
+        spike = base * ratio if r.activation == "relu2" else base
+        return _summary(0.6, spike, 3.0)
+
+    _write_ladder(tmp_path, SMALL, fn)
+    agg = scale_fit.aggregate(tmp_path, SMALL)
+    # relu and relu2 of one (size, tokens, seed) do not share `base` here, so the ratio is noisy
+    verdict, text, ev = verdicts.verdict_scale_spikes(agg)
+    assert agg["c11"]["fit"]["ok"]
+    lo, hi = ev["pi_ratio"] if ev else (0, 0)
+    assert lo < 25 < hi or verdict == "refuted"
+    # a ladder where ReLU² spikes exactly like ReLU: ratio 1, far from 25 -> refuted
+    other = tmp_path / "flat"
+    _write_ladder(other, SMALL, lambda r: _summary(0.6, 7.0 + 0.01 * gen.uniform(), 3.0))
+    verdict, text, _ = verdicts.verdict_scale_spikes(scale_fit.aggregate(other, SMALL))
+    assert verdict == "refuted", text
+
+
+def test_pair_rule_reads_the_sign_of_the_extrapolated_difference(tmp_path) -> None:
+    gen = np.random.default_rng(5)
+    # GELU² lower than ReLU by 0.05 nats everywhere (confirmed); clipped ReLU² higher than
+    # ReLU² by 0.05 (refuted); GELU equal to GELU² up to noise (not-tested)
+    offset = {"relu": 3.05, "relu2": 3.0, "relu2_clip": 3.05, "gelu2": 3.0, "gelu": 3.0}
+
+    def fn(r):
+        return _summary(0.6, 10.0, offset.get(r.activation, 3.0) + 0.001 * gen.standard_normal())
+
+    _write_ladder(tmp_path, SMALL, fn)
+    rows = {
+        k: (v, t)
+        for k, v, t, _ in verdicts.verdict_scale_pairs(scale_fit.aggregate(tmp_path, SMALL))
+    }
+    assert rows["gelu2_vs_relu"][0] == "confirmed", rows["gelu2_vs_relu"][1]
+    assert rows["clip_vs_relu2"][0] == "refuted", rows["clip_vs_relu2"][1]
+    assert rows["gelu2_vs_gelu"][0] == "not-tested", rows["gelu2_vs_gelu"][1]
+    # measured at one size only: never decided at the paper's scale
+    assert rows["clip50_vs_relu2"][0] == "not-tested"
+    assert "one size" in rows["clip50_vs_relu2"][1]
+    assert rows["gelu2_best"][0] == "not-tested"
+
+
+def test_topk_rule_needs_the_same_answer_at_every_budget(tmp_path) -> None:
+    ladder = Ladder(tokens=(1_000,), seeds=(0, 1, 2), topk_tokens=(1_000, 2_000))
+    gen = np.random.default_rng(6)
+
+    def make(cost_at):
+        def fn(r):
+            level = float(r.sparsity.split(":")[1]) if r.sparsity != "none" else 0.0
+            val = 3.0 * (1 + cost_at(level, r.tokens)) + 1e-4 * gen.standard_normal()
+            return _summary(0.6, 10.0, val)
+
+        return fn
+
+    cliff = tmp_path / "cliff"
+    _write_ladder(cliff, ladder, make(lambda lv, t: 0.0 if lv <= 0.5 else 0.2))
+    assert verdicts.verdict_scale_topk(scale_fit.aggregate(cliff, ladder))[0] == "confirmed"
+    flat = tmp_path / "flat"
+    _write_ladder(flat, ladder, make(lambda lv, t: 0.0))
+    assert verdicts.verdict_scale_topk(scale_fit.aggregate(flat, ladder))[0] == "refuted"
+    moving = tmp_path / "moving"
+    _write_ladder(moving, ladder, make(lambda lv, t: 0.2 if lv > 0.5 and t > 1_500 else 0.0))
+    verdict, text, _ = verdicts.verdict_scale_topk(scale_fit.aggregate(moving, ladder))
+    assert verdict == "not-tested" and "disagree" in text
+
+
+def test_missing_and_failed_runs_are_listed_not_averaged(tmp_path) -> None:
+    ladder = Ladder(tokens=(1_000, 10_000), seeds=(0, 1), sizes=("xs",))
+    _write_ladder(tmp_path, ladder, lambda r: _summary(0.6, 10.0, 3.0))
+    bad = scale.rungs(ladder)[0]
+    (tmp_path / "runs" / bad.name / "summary.json").write_text(json.dumps({"status": "diverged"}))
+    agg = scale_fit.aggregate(tmp_path, ladder)
+    assert agg["runs"]["missing"][bad.name] == "diverged"
+    assert agg["runs"]["completed"] == len(scale.rungs(ladder)) - 1
