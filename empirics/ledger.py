@@ -347,3 +347,133 @@ def format_table(entries: Iterable[LedgerEntry]) -> str:
         if row is header:
             lines.append("-" * (sum(widths) + len(widths) - 1))
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------- Remark A.2 at init (C5)
+
+# The early-training networks (`empirics.early_training.EarlyConfig` defaults): d = 32, widths
+# (64, 64), 10 outputs, Var W = 1/fan_in, zero biases, half-normal inputs, MSE, measured on 64
+# inputs per network at step 0, so the rows check the theorem on the experiment's own statistic.
+REMARK_A2_NETWORK = {"d_in": 32, "widths": (64, 64), "outputs": 10, "inputs_per_net": 64}
+REMARK_A2_NETWORKS = 4096
+
+
+def _remark_a2_terms(inputs: str, n_networks: int, generator: Any) -> tuple[Any, Any]:
+    """Per network (float64 tensors [n]): the covariance and mean terms of E[dl/dW_1] at init,
+    computed by the early-training statistic (`per_network_stats`) on fresh networks."""
+    import torch
+
+    from empirics.activations import get_torch_activation
+    from empirics.early_training import per_network_stats
+    from empirics.montecarlo.sampler import (
+        NetConfig,
+        draw_inputs,
+        draw_labels,
+        forward,
+        init_network,
+        network_loss,
+    )
+
+    net = REMARK_A2_NETWORK
+    cfg = NetConfig(
+        activation="relu",
+        loss="mse",
+        d_in=net["d_in"],
+        widths=net["widths"],
+        n_out=net["outputs"],
+        inputs_per_net=net["inputs_per_net"],
+        inputs=inputs,
+        labels="class",
+        dtype="float64",
+        device="cpu",
+    ).validate()
+    covs, means = [], []
+    fn = get_torch_activation("relu")
+    for start in range(0, n_networks, 512):  # chunks keep memory flat
+        n = min(512, n_networks - start)
+        shape = (n, cfg.inputs_per_net)
+        x = draw_inputs(inputs, (*shape, cfg.d_in), generator, torch.float64, "cpu")
+        y = draw_labels(cfg, shape, generator, torch.float64, "cpu")
+        weights, biases = init_network(cfg, n, generator)
+        weights = [w.requires_grad_(True) for w in weights]
+        fwd = forward(x, weights, biases, fn)
+        loss = network_loss("mse", fwd.out, y)
+        grads = torch.autograd.grad(loss.sum(), fwd.preacts)
+        stats_ = per_network_stats(fwd, grads)
+        covs.append(stats_[("layer1", "cov_term")].detach())
+        means.append(stats_[("layer1", "mean_term")].detach())
+    return torch.cat(covs), torch.cat(means)
+
+
+def remark_a2_rows() -> list[tuple[LedgerEntry, Callable[[Any, float], dict | None]]]:
+    """Theory rows for Remark A.2 at init (`theory.remark_a2`) with their Monte Carlo: the
+    covariance term's value (half-normal inputs), its ratio to the mean term, and the
+    sign-symmetric control where it is exactly 0. Each pairs an entry with (generator, alpha) ->
+    the Monte Carlo column (one-look Student-t sign test at the caller's alpha)."""
+    from theory.remark_a2 import CovarianceNet, predict_covariance_init, predict_covariance_ratio
+
+    net = REMARK_A2_NETWORK
+    rows: list[tuple[LedgerEntry, Callable[[Any, float], dict | None]]] = []
+
+    def network(inputs: str) -> dict[str, Any]:
+        sizes = (net["d_in"], *net["widths"])
+        return {
+            "input_size": net["d_in"],
+            "widths": list(net["widths"]),
+            "layer": 1,
+            "outputs": net["outputs"],
+            "init": "gaussian",
+            "weight_var": [1.0 / n for n in sizes],
+            "bias_std": 0.0,
+            "inputs": inputs,
+            "activation": "relu",
+            "loss": "mse",
+            "inputs_per_net": net["inputs_per_net"],
+        }
+
+    def estimate(inputs: str, ratio: bool) -> Callable[[Any, float], dict | None]:
+        def run(gen: Any, alpha: float) -> dict | None:
+            import torch
+
+            from empirics.montecarlo.stats import RatioAccumulator, SignTest
+
+            cov, mean = _remark_a2_terms(inputs, REMARK_A2_NETWORKS, gen)
+            acc = RatioAccumulator()
+            acc.add(cov, mean if ratio else torch.ones_like(mean))
+            test = SignTest(alpha=alpha)
+            return acc.estimate(test.quantile(acc.dof), test.confidence).ledger_dict()
+
+        return run
+
+    kwargs = dict(d_in=net["d_in"], widths=net["widths"], outputs=net["outputs"])
+    for inputs, ratio, eid, claim, pred in (
+        (
+            "halfnormal",
+            False,
+            "C5.covariance.init",
+            "covariance term of E[dl/dW_ij] at init (layer 1, ReLU, half-normal x): "
+            "alpha s Cov(|x|, x_j)/sqrt(2 pi) > 0",
+            predict_covariance_init(CovarianceNet(inputs="halfnormal", **kwargs)),
+        ),
+        (
+            "halfnormal",
+            True,
+            "C5.covariance.ratio",
+            "covariance term / mean term at init: Cov(|x|, x_j)/(E|x| E x_j) = "
+            "d Gamma(d/2)^2/(2 Gamma((d+1)/2)^2) - 1",
+            predict_covariance_ratio(CovarianceNet(inputs="halfnormal", **kwargs)),
+        ),
+        (
+            "gaussian",
+            False,
+            "C5.covariance.init.symmetric",
+            "control: sign-symmetric inputs, covariance term at init = 0",
+            predict_covariance_init(CovarianceNet(inputs="gaussian", **kwargs)),
+        ),
+    ):
+        claimed = "zero" if inputs == "gaussian" else "positive"
+        entry = _entry(
+            eid, claim, "relu", "mse", pred, claimed, scope="extension", network=network(inputs)
+        )
+        rows.append((entry, estimate(inputs, ratio)))
+    return rows

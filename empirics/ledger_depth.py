@@ -511,7 +511,14 @@ def _optimizer_rows() -> list[_Row]:
 
 # ------------------------------------------------------------------------------ public API
 
-_BUILDERS = (_c1_depth_rows, _c2_depth_rows, _init_rows, _optimizer_rows)
+
+def _remark_a2_rows() -> list[_Row]:
+    from empirics.ledger import remark_a2_rows  # Remark A.2 at init (theory.remark_a2)
+
+    return [_Row(entry, run) for entry, run in remark_a2_rows()]
+
+
+_BUILDERS = (_c1_depth_rows, _c2_depth_rows, _init_rows, _optimizer_rows, _remark_a2_rows)
 _CACHE: dict[tuple[str, str | None, str | None], _Row] = {}
 
 

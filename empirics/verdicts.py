@@ -40,6 +40,7 @@ PAPER_ACTIVATIONS: tuple[str, ...] = ("relu", "gelu", "silu")
 # a value outside the Monte Carlo CI is a `fail`; elsewhere only signs are compared.
 VALUE_IDS = frozenset(
     {"C1.mean", "C1.offdiag", "C1.diag", "C4.D", "C1.depth_dead.diag"}
+    | {"C5.covariance.init", "C5.covariance.ratio", "C5.covariance.init.symmetric"}
     | {f"C1.depth{depth}.cond_diag" for depth in (3, 4, 5)}
     | {f"C2.depth{depth}.g_pos" for depth in (3, 4, 5)}
 )
