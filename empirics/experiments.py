@@ -1473,7 +1473,11 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m empirics.experiments", description=__doc__)
+    ap = argparse.ArgumentParser(
+        prog="python -m empirics.experiments",
+        usage="%(prog)s {run,aggregate,plan} [--scale quick|full] [--only G,G] [options]",
+        description=__doc__,
+    )
     ap.add_argument("command", choices=("run", "aggregate", "plan"))
     ap.add_argument("--scale", default="quick", help=f"one of {', '.join(SCALES)}")
     ap.add_argument("--only", default=",".join(GROUPS), help=f"groups: {', '.join(GROUPS)}")

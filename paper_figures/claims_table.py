@@ -14,9 +14,38 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from empirics.cli import evidence_scale
 from empirics.verdicts import claim_rows, summarize, summary_line
 
 START, END = "<!-- claims:start -->", "<!-- claims:end -->"
+# The scales whose verdicts may stand in the README: smoke-sized (`quick`) runs check the
+# pipeline, their verdicts say nothing about the paper.
+README_SCALES = ("full", "paper")
+REFERENCE_DIR = Path(__file__).resolve().parents[1] / "reference"
+
+
+def _under(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def small_scale_rows(ledger: dict[str, Any], ledger_path: Path) -> dict[str, list[str]]:
+    """Scale -> ids of the experiment rows read from results of a scale not fit for the README.
+    Empty for the committed reference (its ledger, or rows read from reference/)."""
+    if _under(ledger_path, REFERENCE_DIR):
+        return {}
+    found: dict[str, list[str]] = {}
+    for e in ledger["entries"]:
+        scale = evidence_scale(e)
+        source = (e.get("experiment") or {}).get("source") if isinstance(e, dict) else None
+        if isinstance(source, str) and _under(Path(source), REFERENCE_DIR):
+            continue
+        if scale is not None and scale not in README_SCALES:
+            found.setdefault(scale, []).append(e["id"])
+    return found
 
 
 def load_ledger(path: Path) -> dict[str, Any]:
@@ -95,7 +124,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.docs:
         return _docs(args.docs, args.reference)
-    table = render(load_ledger(args.ledger))
+    ledger = load_ledger(args.ledger)
+    small = small_scale_rows(ledger, args.ledger)
+    if args.readme and small:
+        what = "; ".join(
+            f"{len(ids)} row(s) at scale {scale!r} ({', '.join(ids[:3])}{', ...' * (len(ids) > 3)})"
+            for scale, ids in sorted(small.items())
+        )
+        parser.error(
+            f"--ledger {str(args.ledger)!r} holds experiment rows below the README's scale: "
+            f"{what}; the README table renders only a full-scale run or the committed "
+            "reference (make experiments, or make reference); nothing was written"
+        )
+    table = render(ledger)
     if args.readme:
         rewrite(args.readme, table, _atomic)
     print(table)
