@@ -245,3 +245,32 @@ def test_quick_pipeline_and_all_figures(tmp_path: Path) -> None:
     assert any(r["verdict"] != "not-tested" or r["detail"] for r in rows)
     table = render({"entries": rows})
     assert all(f"| C{i} |" in table for i in range(6, 13))
+
+
+def test_verdict_lines_from_quick_results_say_their_scale() -> None:
+    """verify prints `[quick scale]` on a claim whose experiment rows were read from smoke-sized
+    results, and nothing on full-scale or theory-only claims."""
+    from empirics.verdicts import experiment_row
+    from empirics.verify import scale_tag
+
+    def row(eid: str, scale: str | None) -> dict:
+        evidence = {"source": f"results/experiments/{scale}/drift.json"} if scale else None
+        return experiment_row(eid, "claim", "refuted", "detail", evidence=evidence)
+
+    entries = [
+        row("C8.architectures.mlp", "quick"),
+        row("C8.architectures.vit", "full"),
+        row("C7.random_inputs", "full"),
+        row("C9.relu_sparsity", None),
+    ]
+    assert scale_tag("C8", entries) == " [quick scale]"
+    assert scale_tag("C7", entries) == "" and scale_tag("C9", entries) == ""
+    assert scale_tag("C1", entries) == ""
+
+
+def test_run_spec_names_come_from_the_one_run_name_function() -> None:
+    from empirics.cli import activation_slug, run_name
+
+    spec = E.RunSpec("c10", "mlp", "leaky_relu:slope=0.2", 3, "real", 10, sparsity="topk:0.5")
+    want = run_name("mlp", activation_slug("leaky_relu:slope=0.2"), "topk0.5", "real", seed=3)
+    assert spec.name == want == "mlp-leaky_relu-slope-0.2-topk0.5-real-s3"

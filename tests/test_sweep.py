@@ -566,3 +566,18 @@ def test_threads_default_divides_the_cpus_among_parallel_local_runs() -> None:
     assert S.Launch(cluster="local", parallel=cpus * 4).threads_per_run() == 1
     assert S.Launch(cluster="debug", threads=3).threads_per_run() == 3
     assert S.Launch(cluster="local", parallel=2).threads_per_run() == max(1, cpus // 2)
+
+
+def test_one_run_name_function_for_train_sweep_and_early_training(tmp_path: Path) -> None:
+    """train's default name and sweep's grid name are the same string, and a family's
+    parameters stay in every name (leaky_relu:slope=0.2 and 0.3 were one early-training run)."""
+    from empirics.config import resolve
+    from empirics.early_training import EarlyConfig
+
+    for act in ("relu", "leaky_relu:slope=0.2", "fq=Max(x,0)"):
+        (cfg,) = _grid(tmp_path / act.replace(":", "_"), acts=(act,))
+        alone = resolve(T.TrainConfig(arch="mlp", activation=act, **BASE)).cfg.run
+        assert cfg.run == alone
+    names = {EarlyConfig(activation=f"leaky_relu:slope={s}").run_name() for s in (0.2, 0.3)}
+    assert len(names) == 2
+    assert all("slope-0." in n for n in names)
