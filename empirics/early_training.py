@@ -1053,6 +1053,11 @@ def main(argv: list[str] | None = None) -> int:
         configs = _configs(args)
         if not args.report:
             check_memory(configs, args.jobs)
+        elif not (args.out / "runs").is_dir():
+            raise ValueError(
+                f"--out: {str(args.out)!r} holds no early-training runs (no runs/), so --report "
+                "has nothing to re-analyse; run the grid first (without --report)"
+            )
     except (registry.RegistryError, ValueError) as exc:
         ap.error(str(exc))  # exits with status 2 and the usage line, before any compute
     if args.report:

@@ -522,6 +522,7 @@ EARLY_CASES = [
     ("dtype", ["--dtype", "float16"], ["--dtype", "'float16'"]),
     ("device", ["--device", "tpu"], ["device", "'tpu'"]),
     ("unknown-flag", ["--widht", "3"], ["--widht"]),
+    ("report-without-runs", ["--report"], ["--out", "no early-training runs", "--report"]),
 ]
 
 
