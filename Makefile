@@ -49,13 +49,16 @@ bench: setup  ## benchmarks: ratios measured side by side in one run
 gpu-check: setup  ## on a CUDA machine (<= 5 min): Monte Carlo samples/s, training tokens/s and MFU
 	$(PY) -m benchmarks.gpu_check
 
-experiments: setup  ## C6-C12 over 5 seeds (small presets, shortened runs; measured 103 min on 2 cores), then the table and figures
+# Both pipelines load the data their groups read before any run (Fashion-MNIST, KJV, speech: the
+# Debian packages of `make data`) and stop with exit 1 naming what is missing; a group that
+# completes no run stops them too, with its first run's reason.
+experiments: setup  ## C6-C12 over 5 seeds (small presets, shortened runs; measured 103 min on 2 cores), then the table and figures; needs `make data`
 	$(PY) -m empirics.experiments run --scale full --jobs 2
 	$(PY) -m empirics.verify --no-progress
 	$(PY) paper_figures/claims_table.py --ledger results/verify/ledger.json
 	$(MAKE) figures SCALE=full
 
-experiments-quick: setup  ## the same pipeline at smoke scale (a few minutes); figures in results/figures/quick
+experiments-quick: setup  ## the same pipeline at smoke scale (runs measured 80 s on 2 cores, then figures); needs `make data`; figures in results/figures/quick
 	$(PY) -m empirics.experiments run --scale quick --jobs 1
 	$(MAKE) figures SCALE=quick
 
