@@ -75,7 +75,7 @@ def test_verify_cli_user_activation(tmp_path):
         (["--activation", "f=1/(x-0.5)"], "undefined on the real line"),
         (["--activation", "noequals"], "unknown activation"),
         (["--only", "relux"], "valid names"),
-        (["--only", ","], "at least one"),
+        (["--only", ","], "--only: empty item"),
         (["--alpha", "0"], "--alpha must be in (0, 1)"),
         (["--alpha", "1.5"], "--alpha must be in (0, 1)"),
         (["--seed", "-1"], "--seed must be an integer"),
@@ -96,7 +96,7 @@ def test_verify_cli_json_path_is_a_directory(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert verify.main(["--only", "relu", "--json", str(blocker / "l.json")]) == 2
-    assert "cannot create its directory" in capsys.readouterr().err
+    assert "is a file, not a directory" in capsys.readouterr().err
 
 
 def test_verify_exits_nonzero_on_fail(tmp_path, monkeypatch, capsys):
