@@ -1,0 +1,245 @@
+"""The long MP-SENet group (C8): stage aggregation and the verdict on synthetic runs whose answer
+is known in each direction, the null rate and power of the stage sign, and a smoke-sized run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from empirics import mp_senet_long as ml
+from empirics.experiments import load_runs, mean_ci, paired
+
+STAGES = ((0, 10), (10, 20), (20, 40))
+STEPS = [*range(0, 10), *range(10, 41, 5)]  # every step early, every 5 later, as the trainer
+NORM = ("n0", "n1")  # norm-fed activation layers
+LIN = "f"  # one linear-fed (FFN) activation layer
+
+
+def _piecewise(rates: Sequence[float], t: int) -> float:
+    """Integral of a per-stage constant rate from step 0 to t."""
+    return sum(r * max(0, min(t, e) - s) for r, (s, e) in zip(rates, STAGES, strict=True))
+
+
+def write_run(
+    root: Path,
+    act: str,
+    seed: int,
+    rates: Sequence[float],
+    *,
+    identity_gap: float = 0.0,
+) -> None:
+    """A completed run directory as the trainer writes it: each norm's β follows `rates` (per
+    step, per stage), its activation's preact_mean = β (+ identity_gap·t to break the identity);
+    the FFN's bias and weight part each carry half of the same drift."""
+    name = f"mp_senet-{act}-real-s{seed}"
+    out = root / "sweeps" / ml.GROUP / "runs" / name
+    out.mkdir(parents=True)
+    rows, layers, feeds = [], {}, {}
+
+    def log(layer: str, metric: str, f) -> None:
+        vals = [(t, f(t)) for t in STEPS]
+        rows.extend((name, t, layer, metric, v) for t, v in vals)
+        layers.setdefault(layer, {})[metric] = {
+            "first_step": vals[0][0],
+            "first": vals[0][1],
+            "last_step": vals[-1][0],
+            "last": vals[-1][1],
+        }
+
+    for i, n in enumerate(NORM):
+        feeds[f"{n}.act"] = f"{n}.norm"
+        base = 0.01 * i
+
+        def beta(t: int, base: float = base) -> float:
+            return base + _piecewise(rates, t)
+
+        log(f"{n}.norm", "bias_mean", beta)
+        log(f"{n}.act", "preact_mean", lambda t, b=beta: b(t) + identity_gap * t)
+        log(f"{n}.act", "grad_mean", lambda t: -1e-6 * (rates[0] if t < 10 else rates[-1]))
+    feeds[f"{LIN}.act"] = f"{LIN}.up"
+    log(f"{LIN}.up", "bias_mean", lambda t: 0.5 * _piecewise(rates, t))
+    log(f"{LIN}.up", "preact_weight_part", lambda t: 0.2 + 0.5 * _piecewise(rates, t))
+    log(f"{LIN}.act", "preact_mean", lambda t: 0.2 + _piecewise(rates, t))
+    summary = {
+        "run": name,
+        "status": "completed",
+        "arch": "mp_senet",
+        "activation": act,
+        "data": "real",
+        "seed": seed,
+        "steps": STEPS[-1] + 1,
+        "feeds": feeds,
+        "layers": layers,
+    }
+    (out / "summary.json").write_text(json.dumps(summary))
+    (out / "config.json").write_text(json.dumps({"model": {}}))
+    with open(out / "records.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["run", "step", "layer", "metric", "value"])
+        w.writerows(rows)
+
+
+def build(
+    tmp: Path, rates: dict[str, Sequence[float]], seeds: int = 3, **kw: float
+) -> dict[str, object]:
+    """Runs for every activation in `rates` over `seeds` seeds (seed noise ±5 % of each rate,
+    tanh a small seed-dependent wobble), aggregated."""
+    rng = np.random.default_rng(7)
+    for act, r in rates.items():
+        for s in range(seeds):
+            noisy = [
+                x * (1 + 0.05 * rng.standard_normal()) + 1e-5 * rng.standard_normal() for x in r
+            ]
+            write_run(tmp, act, s, noisy, **kw)
+    return ml.aggregate_runs(load_runs(tmp / "sweeps" / ml.GROUP), STAGES)
+
+
+DOWN, UP, FLAT = (-1e-3, -1e-3, -1e-3), (1e-3, 1e-3, 1e-3), (0.0, 0.0, 0.0)
+
+
+def test_aggregation_recovers_the_drift_and_its_carrier(tmp_path: Path) -> None:
+    block = build(tmp_path, {"relu": DOWN, "tanh": FLAT})
+    st = block["activations"]["relu"]["stages"]
+    assert block["stages"] == ["0-10", "10-20", "20-40"] and block["whole"] == "0-40"
+    # Every layer drifts by rate·length: -0.01, -0.01, -0.02 (within the 5 % seed noise).
+    for label, length in (("0-10", 10), ("10-20", 10), ("20-40", 20), ("0-40", 40)):
+        m = st[label]["d_preact_mean"]["mean"]
+        assert m == pytest.approx(-1e-3 * length, rel=0.1)
+        assert st[label]["d_beta"]["mean"] == pytest.approx(m, rel=0.1)
+        # The split is exact: β part (2 of 3 layers) + FFN bias + FFN weight part.
+        parts = sum(st[label][q]["mean"] for q in ("beta_part", "linear_bias_part"))
+        parts += st[label]["linear_weight_part"]["mean"]
+        assert parts == pytest.approx(m, rel=1e-6)
+        assert st[label]["residual_norm_fed"]["mean"] < 1e-9
+    assert st["0-40"]["vs_tanh"]["d_preact_mean"]["ci"][1] < 0
+    assert "vs_tanh" not in block["activations"]["tanh"]["stages"]["0-10"]
+    traj = block["activations"]["relu"]["trajectory"]["0"]
+    assert traj["step"] == STEPS and len(traj["beta"]) == len(STEPS)
+
+
+@pytest.mark.parametrize(
+    ("rates", "expected", "stage_verdicts"),
+    [
+        ({"relu": DOWN, "gelu": DOWN}, "confirmed", ["confirmed"] * 3),
+        ({"relu": UP, "gelu": UP}, "refuted", ["refuted"] * 3),
+        # up first, down later: the drift holds at the later stages only
+        (
+            {"relu": (1e-3, -1e-3, -1e-3), "gelu": (1e-3, -1e-3, -1e-3)},
+            "refined",
+            ["refuted", "confirmed", "confirmed"],
+        ),
+        # one positive activation drifts down, the other not at all: not shown at any stage
+        ({"relu": DOWN, "gelu": FLAT}, "not-tested", ["not-tested"] * 3),
+    ],
+)
+def test_verdict_known_answers(
+    tmp_path: Path, rates: dict, expected: str, stage_verdicts: list[str]
+) -> None:
+    block = build(tmp_path, {**rates, "tanh": FLAT})
+    verdict, text, ev = ml.verdict(json.loads(json.dumps(block)))  # through JSON, as read
+    assert verdict == expected, text
+    assert list(ev["stage_verdicts"].values()) == stage_verdicts
+    assert ev["carrier"] == "norm shift beta" and "β" in text
+    if expected == "refined":
+        assert "holds in steps 10-20, 20-40 only" in text
+
+
+def test_verdict_flags_a_broken_identity_and_missing_evidence(tmp_path: Path) -> None:
+    block = build(tmp_path, {"relu": DOWN, "gelu": DOWN, "tanh": FLAT}, identity_gap=1e-3)
+    _, text, ev = ml.verdict(block)
+    assert ev["carrier"] is None and "failed" in text
+    assert ml.verdict(None)[0] == "not-tested"
+    assert ml.verdict({"activations": {}, "stages": ["0-10"]})[0] == "not-tested"
+
+
+def test_one_seed_is_never_decided(tmp_path: Path) -> None:
+    block = build(tmp_path, {"relu": DOWN, "gelu": DOWN, "tanh": FLAT}, seeds=1)
+    assert ml.verdict(block)[0] == "not-tested"
+
+
+def _replay(effect: float, n_seeds: int, replays: int, seed: int) -> float:
+    """Fraction of replays in which stage_sign calls 'negative': per seed, the activation's
+    Δpreact ~ N(effect, 1) and tanh's ~ N(0, 1), independent (the worst case for pairing)."""
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(replays):
+        a = dict(enumerate(rng.normal(effect, 1.0, n_seeds)))
+        b = dict(enumerate(rng.normal(0.0, 1.0, n_seeds)))
+        row = {"d_preact_mean": mean_ci(a.values()), "vs_tanh": {"d_preact_mean": paired(a, b)}}
+        hits += ml.stage_sign(row, "relu") == "negative"
+    return hits / replays
+
+
+def test_stage_sign_null_rate_and_power() -> None:
+    """Replayed nulls: a false 'negative' at most 2.5 % (one side of a 95 % t interval; the
+    paired condition only lowers it); 1500 replays give a binomial SE of 0.4 %, so the bound
+    tested is 2.5 % + 3 SE. Power at 3 seeds: an effect of 6 seed-SDs is called negative in
+    >= 80 % of replays (the t interval at n = 3 is wide: t(0.975, 2) = 4.30)."""
+    null = _replay(0.0, 3, 1500, seed=1)
+    assert null <= 0.025 + 3 * (0.025 * 0.975 / 1500) ** 0.5
+    assert _replay(-6.0, 3, 400, seed=2) >= 0.8
+    # The positive side is symmetric: a positive effect is never called negative.
+    assert _replay(+6.0, 3, 200, seed=3) == 0.0
+
+
+def test_plan_and_cli_refuse_bad_input(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    with pytest.raises(ml.InputError, match="stages"):
+        ml.LongPlan(steps=100, stages=((0, 60), (60, 200)))
+    with pytest.raises(ml.InputError, match="does not start"):
+        ml.LongPlan(stages=((0, 60), (100, 200)))
+    assert ml.main(["aggregate", "--out", str(tmp_path), "--seeds", "0,x"]) == 2
+    assert "--seeds" in capsys.readouterr().err
+    assert ml.main(["aggregate", "--out", str(tmp_path / "none")]) == 2
+    assert "holds no mp_senet_long runs" in capsys.readouterr().err
+    args = ["run", "--out", str(tmp_path), "--activation", "nope", "--cluster", "debug"]
+    assert ml.main(args) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_configs_are_seed_major_and_resumable() -> None:
+    lp = ml.LongPlan()
+    names = [c.run for c in ml.configs(lp, Path("/tmp/x"))]
+    assert names[:3] == [f"mp_senet-{a}-real-s0" for a in lp.activations]
+    assert all(c.checkpoint_every > 0 and c.steps == 600 for c in ml.configs(lp, Path("/tmp/x")))
+
+
+def test_smoke_run_end_to_end(tmp_path: Path) -> None:
+    """A few smoke-preset steps through the sweep runner: the JSON is written, and in the real
+    network the norm identity holds (Δpreact = Δβ in every norm-fed layer to float rounding)."""
+    t0 = time.perf_counter()
+    args = ["run", "--out", str(tmp_path), "--preset", "smoke", "--steps", "4", "--seeds", "0"]
+    args += ["--activation", "relu,tanh", "--stages", "0,2,4", "--early-steps", "2"]
+    assert ml.main([*args, "--log-every-late", "1", "--cluster", "debug"]) == 0
+    block = json.loads((tmp_path / ml.OUT_NAME).read_text())
+    relu = block["activations"]["relu"]["stages"]["0-4"]
+    assert relu["d_preact_mean"]["n"] == 1
+    assert relu["residual_norm_fed"]["mean"] < ml.IDENTITY_TOL
+    assert relu["d_beta"]["mean"] != 0  # the shift did move: the identity was not checked on 0
+    assert ml.verdict(block)[0] == "not-tested"  # one seed decides nothing
+    # rerunning resumes: nothing is retrained
+    t1 = time.perf_counter()
+    assert ml.main([*args, "--log-every-late", "1", "--cluster", "debug"]) == 0
+    assert time.perf_counter() - t1 < (t1 - t0) / 2
+
+
+def test_the_ledger_reads_the_long_runs(tmp_path: Path) -> None:
+    from empirics import verdicts
+
+    block = build(tmp_path / "runs", {"relu": DOWN, "gelu": DOWN, "tanh": FLAT})
+    where = tmp_path / "experiments" / "full" / ml.OUT_NAME
+    where.parent.mkdir(parents=True)
+    where.write_text(json.dumps(block))
+    got = {r["id"]: r for r in verdicts.experiment_entries(tmp_path)}
+    row = got["C8.mp_senet_long"]
+    assert row["verdict"] == "confirmed" == ml.verdict(block)[0]
+    assert row["experiment"]["source"] == str(where) and "steps 20-40" in row["detail"]
+    # Without the file the row is there, not-tested, with nothing to show.
+    where.unlink()
+    got = {r["id"]: r for r in verdicts.experiment_entries(tmp_path)}
+    assert got["C8.mp_senet_long"]["verdict"] == "not-tested"
