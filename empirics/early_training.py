@@ -380,6 +380,104 @@ def band(series: Series, weights: np.ndarray, alpha: float) -> dict[str, list[fl
     }
 
 
+def change_point(curves: np.ndarray, side: int) -> np.ndarray:
+    """Per curve [R, T] (or one [T]): the step t that best splits it into "still on the initial
+    side" (steps < t have side * m > 0) and "past 0" (steps >= t have side * m <= 0), i.e. the t
+    minimising the number of steps on the wrong side of the split; T when no split beats
+    "never" (the curve stays on its side). Ties take the middle minimiser. Unlike the first
+    passage, which noise pulls early, errors on both sides of the true crossing count alike, so
+    the estimate does not move with the number of networks, only its spread does."""
+    c = np.atleast_2d(curves)
+    past = (side * c <= 0).astype(np.int32)  # [R, T]
+    t_len = c.shape[1]
+    # wrong(t) = #past in [0, t) + #not past in [t, T), for t = 0..T
+    before = np.concatenate([np.zeros((c.shape[0], 1), np.int32), np.cumsum(past, 1)], 1)
+    not_past_after = (t_len - np.arange(t_len + 1))[None, :] - (before[:, -1:] - before)
+    wrong = before + not_past_after  # [R, T + 1]
+    best = wrong.min(1, keepdims=True)
+    ties = wrong == best
+    # the middle minimiser; index T means "no crossing within the run"
+    idx = np.argmax(np.cumsum(ties, 1) >= (ties.sum(1, keepdims=True) + 1) // 2, axis=1)
+    return idx if np.ndim(curves) > 1 else idx[:1]
+
+
+def crossing_estimate(
+    series: Series, weights: np.ndarray, side: int, level: float = 0.95
+) -> dict[str, Any]:
+    """The change-point crossing step of a series (`change_point`) with a percentile bootstrap
+    interval over networks (the linearised resampled curves m + w psi). `point` / `lo` / `hi`
+    are steps, None meaning beyond the run (T = number of steps measured); `beyond_share` is the
+    share of resamples that never cross."""
+    t_len = series.mean.shape[0]
+    point = int(change_point(series.mean, side)[0])
+    curves = series.mean[None, :] + (weights - 1.0 / weights.shape[1]) @ series.influence.T
+    boot = change_point(curves, side)
+    q_lo, q_hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2], method="inverted_cdf")
+
+    def step(v: float) -> int | None:
+        return None if int(v) >= t_len else int(v)
+
+    return {
+        "point": step(point),
+        "lo": step(q_lo),
+        "hi": step(q_hi),
+        "beyond_share": float((boot >= t_len).mean()),
+        "level": level,
+        "steps": t_len,
+    }
+
+
+def intervals_overlap(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    """Whether two `crossing_estimate` intervals share a step (None = beyond the run, which two
+    intervals both reaching beyond share)."""
+    if not a or not b:
+        return False
+    big = max(int(a.get("steps") or 0), int(b.get("steps") or 0)) + 1
+
+    def lim(v: int | None) -> int:
+        return big if v is None else int(v)
+
+    return max(lim(a["lo"]), lim(b["lo"])) <= min(lim(a["hi"]), lim(b["hi"]))
+
+
+def band_false_alarm(
+    n: int,
+    steps: int,
+    alpha: float,
+    *,
+    reps: int = 200,
+    resamples: int = 2000,
+    rho: float = 0.9,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Family-wise false-alarm rate of the simultaneous band (`band`) replayed on nulls: n
+    networks whose per-step values are skewed AR(1) series (centred exponential innovations,
+    autocorrelation rho) with true mean 0 at every step; an alarm is a band that decides a sign
+    at any step. Returns the observed rate with its exact 95% binomial interval."""
+    rng = np.random.default_rng(seed)
+    alarms = 0
+    for r in range(reps):
+        e = rng.exponential(1.0, (steps, n)) - 1.0
+        v = np.empty_like(e)
+        v[0] = e[0]
+        for t in range(1, steps):
+            v[t] = rho * v[t - 1] + math.sqrt(1 - rho**2) * e[t]
+        w = resample_weights(n, resamples, seed * 1_000_003 + r)
+        b = band(mean_series(v), w, alpha)
+        alarms += bool(np.any(np.array(b["lo"]) > 0) or np.any(np.array(b["hi"]) < 0))
+    ci = stats.binomtest(alarms, reps).proportion_ci(0.95, method="exact")
+    return {
+        "null": f"skewed AR(1) (centred exponential, rho {rho:g}), mean 0 at every step",
+        "n": n,
+        "steps": steps,
+        "nominal": alpha,
+        "reps": reps,
+        "alarms": alarms,
+        "rate": alarms / reps,
+        "rate_ci95": [float(ci.low), float(ci.high)],
+    }
+
+
 def horizon(
     series: Series, weights: np.ndarray, *, alpha: float, decay_fraction: float
 ) -> dict[str, Any]:
@@ -392,9 +490,12 @@ def horizon(
       m_0 (f = decay_fraction: the quantity has shrunk below a fraction f of its start, or
       reversed), from its own simultaneous band.
     - `crossing`, `decay_point`: the first steps whose point estimates are past 0 and past
-      f m_0 (no error control; consistent estimates of where the true mean gets there, for
-      reading the N-check: a confident horizon trails them by about the band's half-width over
-      the slope, which halves when the networks are quadrupled).
+      f m_0 (no error control; the first passage of a noisy mean is biased early, more so with
+      fewer networks).
+    - `reversal_est`, `decay_est`: the horizons C6 reads, the change point of the mean curve
+      past 0 and past f m_0 (`change_point`) with a 95% bootstrap interval over networks
+      (`crossing_estimate`); they estimate where the true mean crosses, so N and k N agree up to
+      their intervals (`intervals_overlap`), while `reversal`/`decay` measure power.
     Error rates: each band covers all its steps' true values together with probability
     ~ 1 - alpha (bootstrap-t of the maximum over steps, `band_multipliers`), so the initial
     sign and a reported horizon are wrong with probability <= ~alpha / 2 each (one side).
@@ -417,6 +518,12 @@ def horizon(
         "networks": series.influence.shape[1],
         "c": [c_lo, c_hi],
     }
+    # The N-stable horizons (what C6 reads): change points with bootstrap intervals, from the
+    # side the band decides at init, else the point estimate's (so N and k N are comparable).
+    side = s0 or int(np.sign(mean[0]))
+    rel = series.minus(decay_fraction)
+    out["reversal_est"] = crossing_estimate(series, weights, side) if side else None
+    out["decay_est"] = crossing_estimate(rel, weights, side) if side else None
     if s0 == 0:
         return out
     # Leaving the initial side: s0 = +1 needs hi < 0, s0 = -1 needs lo > 0.
@@ -424,7 +531,6 @@ def horizon(
     out["reversal"] = int(reversed_[0]) if reversed_.size else None
     crossed = np.flatnonzero(s0 * mean < 0)
     out["crossing"] = int(crossed[0]) if crossed.size else None
-    rel = series.minus(decay_fraction)
     d_lo, d_hi = band_multipliers(rel, weights, alpha)
     if s0 > 0:
         decayed = np.flatnonzero(rel.mean + d_hi * rel.stderr < 0)
@@ -803,7 +909,17 @@ def aggregate_horizons(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]
                         "decided_steps": [h["positive_steps"] + h["negative_steps"] for h in hs],
                         "reversal_spread": _spread([h["reversal"] for h in hs], signs, steps),
                         "decay_spread": _spread([h["decay"] for h in hs], signs, steps),
+                        "reversal_est": [h.get("reversal_est") for h in hs],
+                        "decay_est": [h.get("decay_est") for h in hs],
                     }
+                for kind in ("reversal", "decay"):
+                    # the N-check of the change-point horizons: do N and k N agree, per seed?
+                    row[f"{kind}_agree"] = [
+                        intervals_overlap(a, b)
+                        for a, b in zip(
+                            row["N"][f"{kind}_est"], row["kN"][f"{kind}_est"], strict=True
+                        )
+                    ]
                 row["reversal_shift"] = [
                     None if a is None or b is None else b - a
                     for a, b in zip(row["N"]["reversal"], row["kN"]["reversal"], strict=True)
@@ -913,12 +1029,18 @@ def write_aggregates(out: Path, results: Sequence[dict[str, Any]]) -> None:
     alpha = rows[0]["alpha"] if rows else EarlyConfig.alpha
     resamples = results[0]["config"]["bootstrap"] if results else EarlyConfig.bootstrap
     diverged = [r["run"] for r in results if r.get("status") == "diverged"]
+    # The bands' family-wise false-alarm rate at the sizes and length actually used.
+    sizes = sorted({n for r in rows for n in r["n_networks"].values()})
+    calibration = [
+        band_false_alarm(n, rows[0]["steps"] + 1, alpha, resamples=resamples) for n in sizes
+    ]
     atomic_write_json(
         out / "horizons.json",
         {
             "schema": SCHEMA_VERSION,
             "rows": rows,
             "diverged": diverged,
+            "band_false_alarm": calibration,
             "null_check": null_check(rows),
             "provenance": provenance(),
         },

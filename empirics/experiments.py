@@ -1201,11 +1201,35 @@ def _performance(run: Run) -> tuple[str, float | None]:
     return "accuracy", val.get("accuracy")
 
 
-def aggregate_c10(runs: Sequence[Run]) -> dict[str, Any]:
+def c10_failed(group_dir: Path) -> list[dict[str, Any]]:
+    """C10 runs that did not complete (diverged or failed): arch, sparsity control, seed, status."""
+    out = []
+    for summary_path in sorted((group_dir / "runs").glob("*/summary.json")):
+        s = json.loads(summary_path.read_text())
+        if s.get("status") == "completed":
+            continue
+        cfg = json.loads((summary_path.parent / "config.json").read_text())
+        out.append(
+            {
+                "arch": s.get("arch"),
+                "activation": s.get("activation"),
+                "sparsity": str(cfg.get("model", {}).get("sparsity", "none")),
+                "seed": s.get("seed"),
+                "status": s.get("status", "unknown"),
+            }
+        )
+    return out
+
+
+def aggregate_c10(
+    runs: Sequence[Run], failed: Sequence[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """C10: each controlled run's measured sparsity (mean over activation layers at the last
     step) and its performance relative to the uncontrolled run of the same arch, activation and
-    seed (accuracy ratio; for GPT-nano exp(−Δ val_loss), the inverse perplexity ratio); hinge
-    fits per architecture and pooled, with bootstrap CIs on the knee."""
+    seed (accuracy ratio; for GPT-nano exp(−Δ val_loss), the inverse perplexity ratio); the
+    critical sparsity per architecture x control (`c10_critical`, what the verdict reads); hinge
+    fits per architecture and pooled, with bootstrap CIs on the knee; `failed`: the runs that
+    did not complete (`c10_failed`), listed as such."""
     base: dict[tuple[str, str, int], float] = {}
     for r in runs:
         if r.sparsity == "none":
@@ -1261,6 +1285,7 @@ def aggregate_c10(runs: Sequence[Run]) -> dict[str, Any]:
         if f is not None:
             by_seed[s] = f["knee"]
     fits["pooled"]["knee_by_seed"] = {"seeds": by_seed, **mean_ci(by_seed.values())}
+    critical = c10_critical(points)
     # nominal vs measured: how far each control's measured sparsity sits from its label
     gaps: dict[str, Any] = {}
     for kind in sorted({p["control"] for p in points} - {"none"}):
@@ -1273,8 +1298,54 @@ def aggregate_c10(runs: Sequence[Run]) -> dict[str, Any]:
         "(GPT-nano); baseline = same arch, activation and seed without a control",
         "points": points,
         "fits": fits,
+        "critical": critical,
+        "critical_thresholds": list(C10_THRESHOLDS),
+        "diverged": list(failed or []),
         "measured_minus_nominal": gaps,
     }
+
+
+# Shares of the dense baseline's performance whose critical sparsity C10 reports (the
+# literature's 99 %, and 95 %).
+C10_THRESHOLDS = (0.99, 0.95)
+
+
+def c10_critical(points: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per architecture x control, per seed: the critical sparsity at each of C10_THRESHOLDS
+    (`critical_sparsity` on that seed's curve of relative performance against measured
+    sparsity), with a t interval over seeds when every seed's value is bracketed by grid points;
+    for the uncontrolled baseline ("none"), its emergent sparsity (performance 1 by definition)."""
+    from empirics.montecarlo.stats import critical_sparsity
+
+    out: dict[str, Any] = {}
+    for arch in sorted({p["arch"] for p in points}):
+        mine = [p for p in points if p["arch"] == arch and p["activation"] == "relu"]
+        out[arch] = {}
+        for control in sorted({p["control"] for p in mine}):
+            sel = [p for p in mine if p["control"] == control]
+            seeds = sorted({p["seed"] for p in sel})
+            if control == "none":
+                out[arch][control] = {"emergent": mean_ci(p["measured_sparsity"] for p in sel)}
+                continue
+            cell: dict[str, Any] = {}
+            for q in C10_THRESHOLDS:
+                per_seed = {}
+                for seed in seeds:
+                    curve = [p for p in sel if p["seed"] == seed]
+                    per_seed[seed] = critical_sparsity(
+                        [p["measured_sparsity"] for p in curve], [p["relative"] for p in curve], q
+                    )
+                values = [c["value"] for c in per_seed.values() if c["censored"] is None]
+                censored = [c["censored"] for c in per_seed.values() if c["censored"]]
+                cell[f"{q:g}"] = {
+                    "per_seed": per_seed,
+                    "bracketed": len(values),
+                    "censored_above": censored.count("above"),
+                    "censored_below": censored.count("below"),
+                    **(mean_ci(values) if not censored else {"n": len(per_seed)}),
+                }
+            out[arch][control] = cell
+    return out
 
 
 def aggregate_first_step(runs: Sequence[Run]) -> dict[str, Any]:
@@ -1350,7 +1421,7 @@ def aggregate(scale: Scale | str, root: Path = ROOT) -> dict[str, Path]:
     gpt = [r for r in runs["drift"] if r.arch == "gpt_nano"] + runs["acts"]
     write("c11_spikes", aggregate_spikes(gpt))
     write("c12_val_loss", aggregate_c12(gpt))
-    write("c10_cliff", aggregate_c10(runs["c10"]))
+    write("c10_cliff", aggregate_c10(runs["c10"], failed=c10_failed(sweeps / "c10")))
     write("c6_persistence", aggregate_c6(sroot / "early_training"))
     write("first_step_trainer", aggregate_first_step(runs["drift"] + runs["mp_senet"]))
     return written

@@ -347,10 +347,20 @@ def _claim_c5(entries: Sequence[dict]) -> tuple[str, str]:
         + f" (MSE); E[ΔW] with non-negative inputs: relu {(relu_w or {}).get('verdict')} "
         f"({_mc_text(relu_w)})"
     )
-    remark = _find(entries, "C5.remark_a2")
-    if remark and remark.get("detail"):
-        parts.append(("Remark A.2's covariance term", remark["verdict"]))
-        text += f"; Remark A.2: {remark['detail']}"
+    init = _find(entries, "C5.covariance.ratio", "relu", "mse")
+    if init:
+        net = init.get("network") or {}
+        text += (
+            f"; Remark A.2 at init (theorem, layer 1, ReLU, half-normal x, d = "
+            f"{net.get('input_size', '?')}): covariance term = {_value_text(init)} of the mean "
+            f"term, same sign ({init['verdict']}; {_mc_text(init)})"
+        )
+    for suffix, label in (("literal", "as stated"), ("role", "what C5 needs")):
+        remark = _find(entries, f"C5.remark_a2.{suffix}")
+        if remark and remark.get("detail"):
+            parts.append((f"Remark A.2 {label}", remark["verdict"]))
+            detail = remark["detail"] if suffix == "literal" else remark["detail"].split(": ")[-1]
+            text += f"; Remark A.2 {label} ({remark['verdict']}): {detail}"
     return _combine_parts(parts), text
 
 
@@ -498,71 +508,133 @@ def _ci_text(stat: dict[str, Any], digits: int = 2) -> str:
     return f"{mean:+.{digits}g} [{ci[0]:+.{digits}g}, {ci[1]:+.{digits}g}]"
 
 
+def _est_text(est: dict[str, Any] | None, steps: int) -> str:
+    if not est:
+        return "n/a"
+
+    def fmt(v: Any) -> str:
+        return f">{steps}" if v is None else str(v)
+
+    return f"{fmt(est.get('point'))} [{fmt(est.get('lo'))}, {fmt(est.get('hi'))}]"
+
+
+def _horizon_cell(row: dict[str, Any], kind: str) -> dict[str, Any]:
+    """One setting's horizon of one kind over its seeds: per seed the change-point estimate at N
+    and k N (95% bootstrap intervals over networks) and whether they overlap. Only seeds whose two
+    intervals overlap give a horizon (the k N one); `reached` / `beyond` count those that cross
+    within the run / never do."""
+    n_est = (row.get("N") or {}).get(f"{kind}_est") or []
+    k_est = (row.get("kN") or {}).get(f"{kind}_est") or []
+    agree = row.get(f"{kind}_agree") or [False] * len(k_est)
+    used = [k for k, ok in zip(k_est, agree, strict=False) if ok and k]
+    return {
+        "seeds": len(k_est),
+        "agree": sum(bool(a) for a in agree),
+        # reached: the whole interval inside the run; beyond: the whole interval past its end
+        "reached": [e for e in used if e.get("hi") is not None],
+        "beyond": [e for e in used if e.get("lo") is None],
+        "N": n_est,
+        "kN": k_est,
+    }
+
+
 def verdict_horizons(block: dict[str, Any] | None) -> tuple[str, str, dict | None]:
-    """C6 from the early-training horizons (`c6_persistence.json`): per activation x loss x
-    optimizer x lr x layer, the reversal step of E[dl/dp | p > 0] (first step confidently
-    negative, multiplicity over steps accounted for) and its decay step (first step confidently
-    below 10% of its value at init), in every seed. Drift depends on the optimizer and lr when,
-    for one of the two horizons, some settings reach it within the run in every seed while others
-    never do in any seed: confirmed. Refuted when every setting reaches both horizons at
-    overlapping steps. When no setting reaches either horizon the run is too short to tell:
-    not-tested."""
+    """C6 from the early-training horizons of E[dl/dp | p > 0] (ReLU, MSE), per inputs x
+    optimizer x lr x layer, for two horizons: reversal (the mean curve crosses 0) and decay (it
+    falls below 10% of its value at init), each the change point of the mean curve with a 95%
+    bootstrap interval over networks, measured at N and at k N networks. A horizon enters the
+    verdict only in seeds where the two intervals overlap (an estimate that moves with N measures
+    power, not the drift). A setting "reaches" a horizon when every seed agrees and crosses within
+    the run, "never" when every seed agrees that it does not. Drift depends on the optimizer and
+    lr (confirmed) when, for one horizon, within one input law and layer, some setting reaches it
+    and another never does, or two settings that reach it have disjoint intervals in every seed
+    pair; refuted when every setting reaches both horizons with overlapping intervals;
+    not-tested otherwise (too few agreeing horizons)."""
     rows = ((block or {}).get("early_training") or block or {}).get("rows") or []
-    # ReLU / MSE: the grid's fully seeded part; the k*N networks when measured (more power).
     rows = [
         r
         for r in rows
         if r.get("quantity") == "g_pos" and r.get("activation") == "relu" and r.get("loss") == "mse"
     ]
-    if not rows:
+    if not rows or not any((r.get("kN") or {}).get("reversal_est") for r in rows):
         return "not-tested", "", None
     steps = max(int(r.get("steps") or 0) for r in rows)
-    shown_parts, evidence = [], {}
+    sizes = rows[0].get("n_networks") or {}
+    parts, evidence = [], {}
+    separates = False
     for kind in ("reversal", "decay"):
         cells = {
-            (r.get("data", "?"), r["optimizer"], float(r["lr"]), r["layer"]): list(
-                (r.get("kN") or r.get("N") or {}).get(kind) or []
-            )
+            (r.get("data", "?"), r["optimizer"], float(r["lr"]), r["layer"]): _horizon_cell(r, kind)
             for r in rows
         }
-        cells = {k: hs for k, hs in cells.items() if hs}
-        always = [k for k, hs in cells.items() if all(_finite(h) for h in hs)]
-        never = [k for k, hs in cells.items() if not any(_finite(h) for h in hs)]
-        evidence[kind] = {"always": len(always), "never": len(never), "settings": len(cells)}
-
-        def span(hs: list[Any]) -> str:
-            got = sorted(int(h) for h in hs if _finite(h))
-            text = f"{got[0]}" if got[0] == got[-1] else f"{got[0]}–{got[-1]}"
-            return text + ("" if len(got) == len(hs) else f" (+{len(hs) - len(got)} >{steps})")
-
-        reached = ", ".join(
-            f"{a} {o} {lr:g} {layer.removeprefix('layer')}: {span(hs)}"
-            for (a, o, lr, layer), hs in sorted(cells.items())
-            if any(_finite(h) for h in hs)
+        reach = {k for k, c in cells.items() if c["seeds"] and len(c["reached"]) == c["seeds"]}
+        never = {k for k, c in cells.items() if c["seeds"] and len(c["beyond"]) == c["seeds"]}
+        for data, layer in {(k[0], k[3]) for k in cells}:
+            mine = [k for k in cells if k[0] == data and k[3] == layer]
+            if any(k in reach for k in mine) and any(k in never for k in mine):
+                separates = True
+            hits = [k for k in mine if k in reach]
+            for a in hits:
+                for b in hits:
+                    if a < b and all(
+                        not intervals_overlap_steps(x, y)
+                        for x in cells[a]["reached"]
+                        for y in cells[b]["reached"]
+                    ):
+                        separates = True
+        evidence[kind] = {
+            "settings": len(cells),
+            "reach": len(reach),
+            "never": len(never),
+            "seeds_agreeing": sum(c["agree"] for c in cells.values()),
+            "seeds": sum(c["seeds"] for c in cells.values()),
+        }
+        shown = []
+        for (data, opt, lr, layer), c in sorted(cells.items()):
+            if not c["reached"]:
+                continue
+            n_txt = "; ".join(_est_text(e, steps) for e in c["N"])
+            k_txt = "; ".join(_est_text(e, steps) for e in c["kN"])
+            shown.append(
+                f"{data} {opt} {lr:g} {layer.removeprefix('layer')}: N {n_txt} | kN "
+                f"{k_txt} ({c['agree']}/{c['seeds']} agree)"
+            )
+        parts.append(
+            f"{kind}: N and {sizes.get('kN', 'kN')}-network intervals overlap in "
+            f"{evidence[kind]['seeds_agreeing']} of {evidence[kind]['seeds']} seed-settings; "
+            f"reached in every seed by {len(reach)} of {len(cells)} settings, never by "
+            f"{len(never)}" + (f" ({'; '.join(shown)})" if shown else "")
         )
-        shown_parts.append(
-            f"{kind} ({len(cells) - len(never)} of {len(cells)} settings reach it"
-            + (f": {reached}" if reached else "")
-            + ")"
-        )
-        if always and never:
-            evidence[kind]["separates"] = True
-        elif always and len(always) == len(cells):
-            lows = [min(cells[k]) for k in always]
-            highs = [max(cells[k]) for k in always]
-            evidence[kind]["separates"] = max(lows) > min(highs)
-    shifts = [s for r in rows for s in (r.get("reversal_shift") or []) if _finite(s)]
     text = (
-        f"ReLU/MSE horizons of E[∂ℓ/∂p | p>0], range over seeds within {steps} steps (inputs, "
-        "optimizer, lr, layer) " + _scale_note(block or {}) + ": " + "; ".join(shown_parts)
+        f"ReLU/MSE horizons of E[∂ℓ/∂p | p>0] within {steps} steps, change point of the mean "
+        f"curve [95% bootstrap over networks] at N = {sizes.get('N', '?')} | kN = "
+        f"{sizes.get('kN', '?')} networks, per seed (inputs, optimizer, lr, layer) "
+        + _scale_note(block or {})
+        + ": "
+        + "; ".join(parts)
     )
-    if shifts:
-        text += f"; reversal at 4N minus at N: {', '.join(f'{s:+g}' for s in shifts)} steps"
-    if any(e.get("separates") for e in evidence.values()):
+    alarm = ((block or {}).get("early_training") or block or {}).get("band_false_alarm") or []
+    if alarm:
+        text += "; bands' family-wise false alarm on skewed AR(1) nulls: " + ", ".join(
+            f"{a['rate']:.3g} [{a['rate_ci95'][0]:.2g}, {a['rate_ci95'][1]:.2g}] at n = "
+            f"{a['n']} (nominal {a['nominal']:g})"
+            for a in alarm
+        )
+    if separates:
         return "confirmed", text, evidence
-    if all(e["always"] == e["settings"] for e in evidence.values()):
+    if all(e["reach"] == e["settings"] for e in evidence.values()):
         return "refuted", text, evidence
-    return "not-tested", text + " (too few horizons reached to tell)", evidence
+    return "not-tested", text + " (too few N-stable horizons to tell)", evidence
+
+
+def intervals_overlap_steps(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two horizon intervals (steps; None = beyond the run) share a step."""
+    big = 1 << 30
+
+    def lim(v: Any) -> int:
+        return big if v is None else int(v)
+
+    return max(lim(a.get("lo")), lim(b.get("lo"))) <= min(lim(a.get("hi")), lim(b.get("hi")))
 
 
 POSITIVE = ("relu", "gelu", "silu")
@@ -663,35 +735,94 @@ def verdict_sparsity(block: dict[str, Any] | None) -> tuple[str, str, dict | Non
     return "not-tested", text, {"peak_ci_hi": peak}
 
 
-def verdict_cliff(block: dict[str, Any] | None) -> tuple[str, str, dict | None]:
-    """C10 from the pooled hinge fit of relative performance against measured sparsity:
-    confirmed when the knee's bootstrap 95% CI lies in [0.6, 0.85] and the slope change's CI is
-    below 0 (steeper after the knee); refuted when the knee CI lies outside that band or the
-    slope change's CI is above 0; not-tested (not distinguishable) otherwise."""
-    fit = ((block or {}).get("fits") or {}).get("pooled") or {}
-    knee_ci, change_ci = fit.get("knee_ci"), fit.get("slope_change_ci")
-    if not fit or not knee_ci or not change_ci:
-        return "not-tested", "", None
-    f = fit.get("fit") or {}
-    lo, hi = float(knee_ci[0]), float(knee_ci[1])
-    text = (
-        f"{block.get('configurations')} configurations, {block.get('runs')} runs "
-        + _scale_note(block, "c10_seeds")
-        + f": hinge knee at measured sparsity {f.get('knee', math.nan):.2f} [{lo:.2f}, {hi:.2f}] "
-        f"(bootstrap 95%), slope {f.get('slope_before', math.nan):.3g} → "
-        f"{f.get('slope_after', math.nan):.3g}, change CI [{change_ci[0]:.3g}, {change_ci[1]:.3g}]"
+# C10's "cliff above ~70%": where performance falls below 95% of the dense baseline, read as
+# inside [0.6, 0.85] (confirmed), wholly above 0.85 or below 0.6 (refuted).
+C10_CLIFF_BAND = (0.6, 0.85)
+C10_CONTROL_NAMES = {
+    "topk": "Top-K",
+    "quantile": "quantile shift",
+    "shift": "fixed shift",
+    "none": "emergent (baseline)",
+}
+
+
+def _crit_text(cell: dict[str, Any]) -> str:
+    """One threshold's critical sparsity: mean [95% t CI over seeds] when every seed is
+    bracketed by grid points, else the per-seed values with their censoring."""
+    if _ci(cell) is not None:
+        return f"{cell['mean']:.2f} [{cell['ci'][0]:.2f}, {cell['ci'][1]:.2f}]"
+    per = list((cell.get("per_seed") or {}).values())
+    marks = {"above": "≥", "below": "<", None: ""}
+    vals = [f"{marks[c.get('censored')]}{c['value']:.2f}" for c in per if _finite(c.get("value"))]
+    return "/".join(vals) if vals else "n/a"
+
+
+def _cliff_part(cell: dict[str, Any]) -> str:
+    """confirmed / refuted / not-tested for one architecture x control from the critical
+    sparsity at 95% of the dense baseline (see verdict_cliff)."""
+    lo_band, hi_band = C10_CLIFF_BAND
+    c95 = cell.get("0.95") or {}
+    per = list((c95.get("per_seed") or {}).values())
+    if len(per) < 2:  # a verdict needs a spread over seeds
+        return "not-tested"
+    ci = _ci(c95)
+    if ci is not None and c95.get("bracketed") == len(per):
+        if lo_band <= ci[0] and ci[1] <= hi_band:
+            return "confirmed"
+        if ci[0] > hi_band or ci[1] < lo_band:
+            return "refuted"
+        return "not-tested"
+    # censored in every seed: keeps >= 95% beyond the band's top, or loses it below its bottom
+    if all(c.get("censored") == "above" and c["value"] > hi_band for c in per):
+        return "refuted"
+    if all(c.get("censored") == "below" and c["value"] < lo_band for c in per):
+        return "refuted"
+    return "not-tested"
+
+
+def verdict_cliff(block: dict[str, Any] | None) -> list[tuple[str, str, str, dict]]:
+    """C10 per architecture x control, from the critical sparsity (the largest measured sparsity
+    keeping >= 99% / >= 95% of the same seed's dense baseline; `critical_sparsity`, a value only
+    where grid points bracket it, censored otherwise), with a t interval over >= 2 seeds. A control
+    shows the cliff (confirmed) when the 95% critical sparsity's CI lies inside [0.6, 0.85];
+    refuted when it lies wholly above 0.85 (or every seed keeps 95% at a measured sparsity above
+    0.85) or wholly below 0.6 (or every seed loses it below 0.6); not-tested otherwise. The
+    baseline's emergent sparsity (performance 1 by definition) refutes the cliff for the
+    sparsity training produces when its CI lies above 0.85, and is not-tested otherwise. Runs that
+    did not complete are listed as such. The claim's verdict says which parts hold."""
+    crit = (block or {}).get("critical") or {}
+    if not crit:
+        return []
+    failed = (block or {}).get("diverged") or []
+    head = "critical sparsity at 99% | 95% of the dense baseline " + _scale_note(
+        block or {}, "c10_seeds"
     )
-    by_seed = fit.get("knee_by_seed") or {}
-    if by_seed.get("n", 0) >= 2 and by_seed.get("ci", [None])[0] is not None:
-        text += (
-            f"; knee fitted per seed {_ci_text(by_seed, 2)} (mean, 95% t CI over "
-            f"{by_seed['n']} seeds)"
-        )
-    if 0.6 <= lo and hi <= 0.85 and change_ci[1] < 0:
-        return "confirmed", text, {"knee_ci": [lo, hi]}
-    if hi < 0.6 or lo > 0.85 or change_ci[0] > 0:
-        return "refuted", text, {"knee_ci": [lo, hi]}
-    return "not-tested", text + " (not distinguishable at this scale)", {"knee_ci": [lo, hi]}
+    out = []
+    for arch in sorted(crit):
+        for control, cell in sorted(crit[arch].items()):
+            name = C10_CONTROL_NAMES.get(control, control)
+            lost = [
+                f"{f.get('sparsity')} s{f.get('seed')} {f.get('status')}"
+                for f in failed
+                if f.get("arch") == arch and str(f.get("sparsity", "")).split(":")[0] == control
+            ]
+            if control == "none":
+                em = cell.get("emergent") or {}
+                ci = _ci(em)
+                above = ci is not None and ci[0] > C10_CLIFF_BAND[1]
+                verdict = "refuted" if above else "not-tested"
+                shown = _ci_text(em) if ci else f"{em.get('mean') or math.nan:.2f} (one seed)"
+                text = f"{arch} {name}: sparsity {shown} at 100% by definition"
+            else:
+                verdict = _cliff_part(cell)
+                text = (
+                    f"{arch} {name}: {_crit_text(cell.get('0.99') or {})} | "
+                    f"{_crit_text(cell.get('0.95') or {})}"
+                )
+            if lost:
+                text += f" (not completed: {', '.join(lost)})"
+            out.append((f"{arch}_{control}", verdict, f"{head}: {text}", {"arch": arch}))
+    return out
 
 
 def verdict_spikes(block: dict[str, Any] | None) -> tuple[str, str, dict | None]:
@@ -719,50 +850,123 @@ def verdict_spikes(block: dict[str, Any] | None) -> tuple[str, str, dict | None]
     return "not-tested", text + " (not distinguishable at this scale)", {"amplified": []}
 
 
-def verdict_remark_a2(block: dict[str, Any] | None) -> tuple[str, str, dict | None]:
-    """Remark A.2 ("the covariance term Cov_x(dl/dp_i, x_k) oscillates around 0 in early
-    iterations") from the early-training grid, where the inputs are non-negative: refuted when,
-    in some setting, the covariance term's band (all steps at once, family-wise 1%) lies above 0
-    at init; confirmed when no setting has a confidently signed covariance term in its first 20
-    steps; not-tested otherwise."""
+# Remark A.2's early window (steps 0..19) and what "around 0" means beside the mean term: a
+# covariance term within +-10 % of the mean term cannot change what C5 needs of E[dl/dW].
+A2_EARLY_STEPS = 20
+A2_SMALL = 0.1
+
+
+def _a2_steps(row: dict[str, Any]) -> list[tuple[float, float, float, float]]:
+    """(cov_lo, cov_hi, mean_lo, mean_hi) per early step, from the row's simultaneous bands."""
+    cov, mean = row.get("cov_term") or {}, row.get("mean_term") or {}
+    cols = [cov.get("lo") or [], cov.get("hi") or [], mean.get("lo") or [], mean.get("hi") or []]
+    n = min(A2_EARLY_STEPS, *(len(c) for c in cols))
+    return [tuple(float(c[t]) for c in cols) for t in range(n)]  # type: ignore[misc]
+
+
+def _a2_setting(row: dict[str, Any]) -> dict[str, Any]:
+    """What one setting's bands decide over the early window: covariance sign decided (steps
+    positive / negative), small (|cov| <= A2_SMALL |mean| at every step where the mean term's
+    sign is decided, bounds from both bands), large (some step where the covariance band lies
+    outside +-A2_SMALL times the mean term's upper bound), and E[dl/dW] = mean + covariance: kept
+    (same sign as the decided mean term at every such step, lower bounds added) or reversed (some
+    step where the covariance confidently outweighs and opposes it)."""
+    steps = _a2_steps(row)
+    pos = sum(c_lo > 0 for c_lo, _, _, _ in steps)
+    neg = sum(c_hi < 0 for _, c_hi, _, _ in steps)
+    decided = [(c_lo, c_hi, m_lo, m_hi) for c_lo, c_hi, m_lo, m_hi in steps if m_lo > 0 or m_hi < 0]
+    small = bool(decided) and all(
+        max(abs(c_lo), abs(c_hi)) <= A2_SMALL * min(abs(m_lo), abs(m_hi))
+        for c_lo, c_hi, m_lo, m_hi in decided
+    )
+    large = any(
+        c_lo > A2_SMALL * max(abs(m_lo), abs(m_hi)) or c_hi < -A2_SMALL * max(abs(m_lo), abs(m_hi))
+        for c_lo, c_hi, m_lo, m_hi in steps
+    )
+    kept = bool(decided) and all(
+        (c_lo + m_lo > 0) if m_lo > 0 else (c_hi + m_hi < 0) for c_lo, c_hi, m_lo, m_hi in decided
+    )
+    reversed_ = any(
+        (c_hi + m_hi < 0) if m_lo > 0 else (c_lo + m_lo > 0) for c_lo, c_hi, m_lo, m_hi in decided
+    )
+    return {
+        "steps": len(steps),
+        "positive": pos,
+        "negative": neg,
+        "mean_decided": len(decided),
+        "small": small,
+        "large": large,
+        "kept": kept,
+        "reversed": reversed_,
+    }
+
+
+def verdict_remark_a2(block: dict[str, Any] | None) -> list[tuple[str, str, str, dict]]:
+    """Remark A.2 from the early-training bands (settings whose layer input is non-negative),
+    two rows, each with its own rule, over the first A2_EARLY_STEPS steps:
+
+    `literal` ("the covariance term oscillates around 0 early"): confirmed when no setting's
+    covariance band decides a sign at any early step; refined when the term is around 0 on the
+    mean term's scale (|cov| <= 10 % of |mean| wherever the mean term is decided, in every
+    setting) but some step decides a sign: a small term of constant sign, not an oscillation
+    around 0 (at init the sign is a theorem, `theory.remark_a2`); refuted when some setting has a
+    step where the covariance term confidently exceeds 10 % of the mean term; not-tested
+    otherwise.
+    `role` (what C5 needs: E[dl/dW] keeps the mean term's sign): confirmed when, in every
+    setting, at every early step where the mean term's sign is decided, the lower bounds of the
+    two terms add up on that side; refuted when at some such step the covariance confidently
+    outweighs and opposes it; not-tested otherwise.
+    Error rates: every band covers all its steps together with probability ~ 1 - alpha (family-
+    wise, alpha = 0.01 in the grid); a conclusion from two bands holds with probability >= 1 -
+    2 alpha per setting (union bound)."""
     rows = [r for r in (block or {}).get("rows") or [] if r.get("nonneg_inputs")]
     if not rows:
-        return "not-tested", "", None
-    positive = [
-        r
+        return []
+    alpha = rows[0].get("alpha")
+    got = [(r, _a2_setting(r)) for r in rows]
+    n = len(got)
+    signed = [r for r, g in got if g["positive"] or g["negative"]]
+    negative = [r for r, g in got if g["negative"]]
+    small = [r for r, g in got if g["small"]]
+    large = [r for r, g in got if g["large"]]
+    kept = [r for r, g in got if g["kept"]]
+    reversed_ = [r for r, g in got if g["reversed"]]
+    ratios = sorted(
+        float((r.get("summary") or {}).get("median_abs_ratio_to_mean_term") or math.nan)
         for r in rows
-        if (r.get("summary") or {}).get("init_z", 0) > 0
-        and ((r.get("cov_term") or {}).get("lo") or [0])[0] > 0
-    ]
-    z = [(r["summary"]["init_z"], r["summary"]["median_abs_ratio_to_mean_term"]) for r in positive]
-    early_signed = [
-        r
-        for r in rows
-        if any(
-            lo > 0 or hi < 0
-            for lo, hi in zip(
-                (r.get("cov_term") or {}).get("lo", [])[:20],
-                (r.get("cov_term") or {}).get("hi", [])[:20],
-                strict=False,
-            )
-        )
-    ]
-    text = (
-        f"covariance term of E[∂ℓ/∂W] with non-negative inputs {_scale_note(block or {})}: "
-        f"confidently positive at init in {len(positive)} of {len(rows)} settings"
     )
-    if z:
-        zs = sorted(v for v, _ in z)
-        ratios = sorted(r for _, r in z)
-        text += (
-            f" (z at init {zs[0]:.0f}–{zs[-1]:.0f}; median size {ratios[0]:.0%}–{ratios[-1]:.0%} "
-            "of the mean term, same sign: it adds to the drift)"
-        )
-    if positive:
-        return "refuted", text, {"positive_at_init": len(positive), "settings": len(rows)}
-    if not early_signed:
-        return "confirmed", text, {"positive_at_init": 0, "settings": len(rows)}
-    return "not-tested", text, {"positive_at_init": 0, "settings": len(rows)}
+    ratios = [v for v in ratios if math.isfinite(v)]
+    layers = sorted({r.get("layer", "?") for r in rows})
+    head = (
+        f"covariance term of E[∂ℓ/∂W], non-negative layer inputs ({', '.join(layers)}), first "
+        f"{A2_EARLY_STEPS} steps, bands family-wise {alpha:g} {_scale_note(block or {})}: "
+    )
+    literal = (
+        f"sign decided at some early step in {len(signed)} of {n} settings "
+        f"({len(negative)} negative); within ±{A2_SMALL:.0%} of the mean term wherever that is "
+        f"decided in {len(small)} of {n}; confidently above {A2_SMALL:.0%} in {len(large)}"
+    )
+    if ratios:
+        literal += f"; median |cov|/|mean| {ratios[0]:.1%}–{ratios[-1]:.1%}"
+    if large:
+        v_lit = "refuted"
+    elif not signed:
+        v_lit = "confirmed"
+    elif len(small) == n:
+        v_lit = "refined"
+        literal += " (a small term of constant sign, not an oscillation around 0)"
+    else:
+        v_lit = "not-tested"
+    role = (
+        f"E[∂ℓ/∂W] keeps the mean term's sign at every step where that is decided in "
+        f"{len(kept)} of {n} settings, reversed by the covariance term in {len(reversed_)}"
+    )
+    v_role = "refuted" if reversed_ else "confirmed" if len(kept) == n else "not-tested"
+    counts = {"settings": n, "signed": len(signed), "small": len(small), "large": len(large)}
+    return [
+        ("literal", v_lit, head + literal, counts),
+        ("role", v_role, head + role, {"settings": n, "kept": len(kept)}),
+    ]
 
 
 C12_ORDERINGS = (

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import empirics.early_training as ea
 from empirics import verdicts, verify
 from empirics.ledger import attach_montecarlo, drift_entry, gradient_entries
 from empirics.verdicts import decide_verdict
@@ -126,17 +127,25 @@ def test_claims_table_changes_when_the_evidence_does(ledger, tmp_path):
         if e["id"].startswith("C2.g_pos"):
             e["verdict"] = "refuted"
     assert _claim(broken, "C2") == "refuted"
-    # C6 from the early-training horizons: some settings reverse in every seed and some never
-    # do -> confirmed; every horizon beyond the run -> not-tested (too short to tell).
+    # C6 from the N-stable horizons: a setting that crosses (N and 4N intervals overlapping) in
+    # every seed beside one whose intervals lie past the run -> confirmed; every interval past
+    # the run -> not-tested; all crossing at overlapping steps -> refuted; an estimate that
+    # moves with N (disjoint intervals) never enters.
     out = tmp_path / "experiments" / "quick"
     out.mkdir(parents=True)
 
-    def horizons(reversals: dict[tuple[str, float], list]) -> None:
+    def est(point, lo=None, hi=None):
+        return {"point": point, "lo": lo if point is None else point - 3,
+                "hi": hi if point is None else point + 3, "steps": 201}  # fmt: skip
+
+    def horizons(cells: dict[tuple[str, float], tuple[list, list]]) -> None:
         rows = [
             {"activation": "relu", "loss": "mse", "optimizer": opt, "lr": lr, "layer": "layer1",
-             "quantity": "g_pos", "steps": 200, "N": {"reversal": hs, "decay": hs},
-             "reversal_shift": []}
-            for (opt, lr), hs in reversals.items()
+             "quantity": "g_pos", "steps": 200, "n_networks": {"N": 32, "kN": 128},
+             "N": {"reversal_est": n, "decay_est": n}, "kN": {"reversal_est": k, "decay_est": k},
+             "reversal_agree": [ea.intervals_overlap(a, b) for a, b in zip(n, k, strict=True)],
+             "decay_agree": [ea.intervals_overlap(a, b) for a, b in zip(n, k, strict=True)]}
+            for (opt, lr), (n, k) in cells.items()
         ]  # fmt: skip
         block = {"scale": {"name": "quick", "preset": "smoke", "seeds": [0, 1, 2]}}
         block["early_training"] = {"rows": rows}
@@ -150,13 +159,19 @@ def test_claims_table_changes_when_the_evidence_does(ledger, tmp_path):
         ]
         return _claim(with_runs, "C6"), claims_table.render(with_runs)
 
-    horizons({("adamw", 0.01): [45, 47, 44], ("sgd", 0.1): [None, None, None]})
+    crossing = [est(45), est(47), est(44)]
+    never = [est(None)] * 3
+    horizons({("adamw", 0.01): (crossing, crossing), ("sgd", 0.1): (never, never)})
     assert rendered_c6()[0] == "confirmed"
-    horizons({("adamw", 0.01): [None, None, None], ("sgd", 0.1): [None, None, None]})
+    horizons({("adamw", 0.01): (never, never), ("sgd", 0.1): (never, never)})
     verdict, table = rendered_c6()
-    assert verdict == "not-tested" and "0 of 2 settings reach it" in table
-    horizons({("adamw", 0.01): [45, 47, 44], ("sgd", 0.1): [46, 44, 48]})
+    assert verdict == "not-tested" and "reached in every seed by 0 of 2" in table
+    horizons({("adamw", 0.01): (crossing, crossing), ("sgd", 0.1): (crossing, crossing)})
     assert rendered_c6()[0] == "refuted"
+    # the issue's case: no reversal at N, reversal at 4N -> the intervals disagree, no horizon
+    horizons({("adamw", 0.01): (never, crossing), ("sgd", 0.1): (never, never)})
+    verdict, table = rendered_c6()
+    assert verdict == "not-tested" and "overlap in 3 of 6 seed-settings" in table
 
 
 def test_claims_table_renders_without_torch(ledger, tmp_path):
@@ -183,39 +198,95 @@ def test_readme_rewrite_replaces_only_the_marked_block(ledger, tmp_path):
     assert "| C12 |" in text
 
 
-def test_remark_a2_verdict_follows_the_covariance_bands():
-    def block(lo0: float) -> dict:
-        row = {
-            "nonneg_inputs": True,
-            "cov_term": {"lo": [lo0] + [-1.0] * 30, "hi": [lo0 + 2.0] + [1.0] * 30},
-            "summary": {"init_z": 20.0, "median_abs_ratio_to_mean_term": 0.05},
-        }
-        return {"rows": [row, {**row, "nonneg_inputs": False}]}
+def _a2_row(cov: tuple[float, float], mean: tuple[float, float], steps: int = 30) -> dict:
+    return {
+        "nonneg_inputs": True,
+        "layer": "layer1",
+        "alpha": 0.01,
+        "cov_term": {"lo": [cov[0]] * steps, "hi": [cov[1]] * steps},
+        "mean_term": {"lo": [mean[0]] * steps, "hi": [mean[1]] * steps},
+        "summary": {"median_abs_ratio_to_mean_term": abs(sum(cov) / max(sum(mean), 1e-9))},
+    }
 
-    assert verdicts.verdict_remark_a2(block(0.5))[0] == "refuted"  # positive at init
-    assert verdicts.verdict_remark_a2(block(-1.0))[0] == "confirmed"  # around 0 throughout
-    assert verdicts.verdict_remark_a2({"rows": []})[0] == "not-tested"
+
+def test_remark_a2_literal_and_role_have_their_own_rules():
+    def got(*rows: dict) -> dict[str, str]:
+        return {k: v for k, v, _, _ in verdicts.verdict_remark_a2({"rows": list(rows)})}
+
+    # around 0 throughout, mean term positive: literally confirmed, C5's sign kept
+    assert got(_a2_row((-0.1, 0.1), (5.0, 6.0))) == {"literal": "confirmed", "role": "confirmed"}
+    # small (<= 10 % of the mean term) and positive: the theorem's case -> refined, role holds
+    assert got(_a2_row((0.05, 0.2), (5.0, 6.0))) == {"literal": "refined", "role": "confirmed"}
+    # confidently above 10 % of the mean term but same sign: literally refuted, role holds
+    assert got(_a2_row((1.0, 2.0), (5.0, 6.0))) == {"literal": "refuted", "role": "confirmed"}
+    # opposite and larger than the mean term: both refuted
+    assert got(_a2_row((-9.0, -7.0), (5.0, 6.0))) == {"literal": "refuted", "role": "refuted"}
+    # bands too wide to say either
+    assert got(_a2_row((-2.0, 3.0), (1.0, 6.0)))["role"] == "not-tested"
+    # settings whose inputs are not non-negative do not count; none at all -> no rows
+    assert (
+        verdicts.verdict_remark_a2({"rows": [{**_a2_row((1, 2), (5, 6)), "nonneg_inputs": False}]})
+        == []
+    )
 
 
 def test_remark_a2_reads_the_pipelines_early_group_when_there_is_no_grid(tmp_path):
-    row = {
-        "nonneg_inputs": True,
-        "cov_term": {"lo": [0.5] + [-1.0] * 30, "hi": [2.5] + [1.0] * 30},
-        "summary": {"init_z": 20.0, "median_abs_ratio_to_mean_term": 0.05},
-    }
     where = tmp_path / "experiments" / "full" / "early_training" / "remark_a2.json"
     where.parent.mkdir(parents=True)
-    where.write_text(json.dumps({"rows": [row]}))
-    got = {r["id"]: r for r in verdicts.experiment_entries(tmp_path)}["C5.remark_a2"]
-    assert got["verdict"] == "refuted" and got["experiment"]["source"] == str(where)
+    where.write_text(json.dumps({"rows": [_a2_row((1.0, 2.0), (5.0, 6.0))]}))
+    got = {r["id"]: r for r in verdicts.experiment_entries(tmp_path)}
+    assert got["C5.remark_a2.literal"]["verdict"] == "refuted"
+    assert got["C5.remark_a2.literal"]["experiment"]["source"] == str(where)
     # The early-training module's own grid, where it exists, is read first.
     grid = tmp_path / "montecarlo" / "early_training" / "remark_a2.json"
     grid.parent.mkdir(parents=True)
-    grid.write_text(
-        json.dumps({"rows": [{**row, "cov_term": {"lo": [-1.0] * 31, "hi": [1.0] * 31}}]})
+    grid.write_text(json.dumps({"rows": [_a2_row((-0.1, 0.1), (5.0, 6.0))]}))
+    got = {r["id"]: r for r in verdicts.experiment_entries(tmp_path)}
+    assert got["C5.remark_a2.literal"]["verdict"] == "confirmed"
+    assert got["C5.remark_a2.role"]["experiment"]["source"] == str(grid)
+
+
+def _c10_block(per_arch: dict[str, list[list[tuple[float, float]]]]) -> dict:
+    """A c10_cliff.json with, per arch, one Top-K curve per seed [(sparsity, relative), ...]."""
+    from empirics.experiments import c10_critical
+
+    points = [
+        {"arch": arch, "activation": "relu", "control": "topk", "seed": seed,
+         "measured_sparsity": sp, "relative": rel}
+        for arch, curves in per_arch.items()
+        for seed, curve in enumerate(curves)
+        for sp, rel in curve
+    ]  # fmt: skip
+    return {
+        "scale": {"name": "full", "preset": "small", "c10_seeds": [0, 1, 2]},
+        "critical": c10_critical(points),
+        "diverged": [{"arch": "mlp", "sparsity": "topk:0.95", "seed": 4, "status": "diverged"}],
+    }
+
+
+def test_cliff_verdict_per_architecture_and_control():
+    grid = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
+
+    def curve(knee: float, jitter: float) -> list[tuple[float, float]]:
+        # flat at 1 up to the knee, then a steep fall
+        return [(s, 1.0 - max(0.0, s - knee - jitter) * 2.0) for s in grid]
+
+    block = _c10_block(
+        {
+            # linear fall from 0.5: the 95 % crossing is 0.5 + 0.05 / slope = 0.70, 0.67, 0.73
+            "mlp": [[(s, 1.0 - max(0.0, s - 0.5) * c) for s in grid] for c in (0.25, 0.3, 0.22)],
+            "vit": [[(s, 1.0) for s in grid]] * 3,  # no loss up to 95 %
+            "gpt_nano": [curve(0.1, j) for j in (0.0, 0.01, 0.02)],  # falls early
+        }
     )
-    got = {r["id"]: r for r in verdicts.experiment_entries(tmp_path)}["C5.remark_a2"]
-    assert got["verdict"] == "confirmed" and got["experiment"]["source"] == str(grid)
+    got = {k: (v, t) for k, v, t, _ in verdicts.verdict_cliff(block)}
+    assert got["mlp_topk"][0] == "confirmed"
+    assert "not completed: topk:0.95 s4 diverged" in got["mlp_topk"][1]
+    assert got["vit_topk"][0] == "refuted" and "≥0.95" in got["vit_topk"][1]
+    assert got["gpt_nano_topk"][0] == "refuted"
+    # one seed: no spread, no verdict
+    one = _c10_block({"mlp": [curve(0.5, 0.0)]})
+    assert {v for _, v, _, _ in verdicts.verdict_cliff(one)} == {"not-tested"}
 
 
 def test_refreshing_a_ledger_twice_replaces_its_experiment_rows_instead_of_adding(

@@ -6,6 +6,7 @@ Library module (no CLI); `python -m empirics.montecarlo --help` runs the estimat
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -219,3 +220,42 @@ def fixed_interval(acc: RatioAccumulator, confidence: float = 0.99, **kw: Any) -
     """A single-look estimate at a two-sided `confidence` (no sequential spending)."""
     z = float(stats.norm.isf((1 - confidence) / 2))
     return acc.estimate(z, confidence, **kw)
+
+
+def critical_sparsity(
+    sparsity: Sequence[float], relative: Sequence[float], threshold: float
+) -> dict[str, Any]:
+    """The largest sparsity that keeps relative performance >= `threshold` (e.g. 0.99 of the
+    dense baseline), read off one measured curve (points sorted by sparsity).
+
+    Walking up the sparsity axis, the curve keeps the threshold until the first point below it;
+    the critical sparsity is where the straight line between that point and the one before
+    crosses the threshold (`bracketed`: grid points on both sides). When every point keeps it the
+    answer is censored above (`>=` the largest sparsity measured); when the first point already
+    falls below, censored below (`<` the smallest). No point is extrapolated past the grid."""
+    pts = sorted(
+        (float(s), float(r))
+        for s, r in zip(sparsity, relative, strict=True)
+        if math.isfinite(s) and math.isfinite(r)
+    )
+    if not pts:
+        return {"value": None, "censored": None, "bracket": None, "threshold": threshold}
+    below = next((k for k, (_, r) in enumerate(pts) if r < threshold), None)
+    if below is None:
+        return {
+            "value": pts[-1][0],
+            "censored": "above",
+            "bracket": [pts[-1][0], None],
+            "threshold": threshold,
+        }
+    if below == 0:
+        return {
+            "value": pts[0][0],
+            "censored": "below",
+            "bracket": [None, pts[0][0]],
+            "threshold": threshold,
+        }
+    (s0, r0), (s1, r1) = pts[below - 1], pts[below]
+    # r0 >= threshold > r1: the crossing lies in [s0, s1); equal sparsities keep s0
+    value = s0 if s1 == s0 else s0 + (r0 - threshold) / (r0 - r1) * (s1 - s0)
+    return {"value": value, "censored": None, "bracket": [s0, s1], "threshold": threshold}
