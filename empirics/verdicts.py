@@ -465,6 +465,7 @@ EXPERIMENT_CLAIMS: dict[str, str] = {
     "C6.optimizer_lr": "drift depends on the optimizer and the learning rate",
     "C7.random_inputs": "drift is intrinsic to optimization: it appears on random inputs too",
     "C8.architectures": "drift appears in MLP, ResNet, ViT, GPT-nano and MP-SENet",
+    "C8.mp_senet_long": "MP-SENet's pre-activations drift down, by training stage (long runs)",
     "C9.relu_sparsity": "with ReLU, drift yields activation sparsity up to 90% in GPT-nano",
     "C10.sparsity_accuracy": "accuracy falls off a cliff above ~70% controlled sparsity",
     "C11.relu2_spikes": "ReLU^2 amplifies activation spikes ~25x relative to ReLU",
@@ -1027,11 +1028,20 @@ def verdict_ordering(block: dict[str, Any] | None) -> Any:
     return out
 
 
+def verdict_mp_senet_long(block: dict[str, Any] | None) -> tuple[str, str, dict | None]:
+    """C8 for MP-SENet by training stage from its long runs: the rule and the stage aggregation
+    it reads live together in empirics.mp_senet_long (`verdict`)."""
+    from empirics.mp_senet_long import verdict
+
+    return verdict(block)
+
+
 EXPERIMENT_FILES = {
     "C5.remark_a2": ("remark_a2.json", verdict_remark_a2),
     "C6.optimizer_lr": ("c6_persistence.json", verdict_horizons),
     "C7.random_inputs": ("drift.json", lambda b: verdict_drift_shown(b, "synthetic")),
     "C8.architectures": ("drift.json", lambda b: verdict_drift_shown(b, "real")),
+    "C8.mp_senet_long": ("mp_senet_long.json", verdict_mp_senet_long),
     "C9.relu_sparsity": ("c9_sparsity.json", verdict_sparsity),
     "C10.sparsity_accuracy": ("c10_cliff.json", verdict_cliff),
     "C11.relu2_spikes": ("c11_spikes.json", verdict_spikes),
