@@ -6,7 +6,7 @@ DEBIAN_DATA := dataset-fashion-mnist bible-kjv bible-kjv-text asterisk-core-soun
 PYTEST_WORKERS ?= 2
 SCALE ?= full
 
-.PHONY: help setup data verify calibrate test test-all bench gpu-check experiments experiments-quick figures reference lint clean
+.PHONY: help setup data verify calibrate test test-all bench gpu-check experiments experiments-quick scale figures reference lint clean
 
 help:  ## list every target
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -61,6 +61,10 @@ experiments: setup  ## C6-C12 over 5 seeds (small presets, shortened runs; measu
 experiments-quick: setup  ## the same pipeline at smoke scale (runs measured 80 s on 2 cores, then figures); needs `make data`; figures in results/figures/quick
 	$(PY) -m empirics.experiments run --scale quick --jobs 1
 	$(MAKE) figures SCALE=quick
+
+scale: setup data  ## the GPT-nano scaling ladder behind C9-C12 (paper recipe, 3 sizes, 1e4-1e6 tokens, 3 seeds; resumable pieces), then its trend fits
+	$(PY) -m empirics.scale run --jobs 2
+	$(PY) -m empirics.scale aggregate
 
 figures: setup  ## rebuild the figures (PNG + PDF) from results/experiments/$(SCALE) (SCALE=full|quick)
 	$(MAKE) -k -C paper_figures PY=$(abspath $(PY)) SCALE=$(SCALE)

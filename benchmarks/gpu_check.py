@@ -37,6 +37,7 @@ class Sizes:
     preset: str  # GPT-nano preset of the end-to-end run
     run_model: dict[str, Any]  # overrides of that preset's model config
     run_steps: tuple[int, int]  # two run lengths; their wall-time difference is per-step time
+    ladder_top: bool = True  # the scaling ladder's most expensive rung, else its cheapest
 
 
 GPU = Sizes(
@@ -62,6 +63,7 @@ CPU_TINY = Sizes(
     preset="smoke",
     run_model={"val_windows": 8},
     run_steps=(5, 45),
+    ladder_top=False,
 )
 
 
@@ -157,29 +159,68 @@ def training_step(device: str, sizes: Sizes, peak_fp32: float) -> dict[str, Any]
     return res
 
 
-def gpt_nano_run(device: str, sizes: Sizes, peak_bf16: float | None, peak_fp32: float) -> dict:
-    """Two short runs of the preset through the trainer (synthetic tokens); the difference of
-    their wall times over the difference of their steps is the time of one training step
-    (model build, first-step warm-up and the final evaluation cancel)."""
+def _preset_config(sizes: Sizes, device: str, steps: int, out: str) -> Any:
+    from empirics.train import TrainConfig
+
+    return TrainConfig(
+        arch="gpt_nano",
+        preset=sizes.preset,
+        data="synthetic",
+        steps=steps,
+        warmup=0,
+        early_steps=0,
+        log_every_late=10**6,  # metrics at the first and last step only, in both runs
+        device=device,
+        progress=False,
+        out=out,
+        model=sizes.run_model,
+    )
+
+
+def _ladder_config(device: str, steps: int, out: str, top: bool = True) -> Any:
+    """The scaling ladder's most expensive rung (its largest size and budget; `top=False`: its
+    cheapest, for the CPU code-path check), shortened to `steps`."""
+    from empirics import scale
+
+    ladder = scale.Ladder()
+    cost = {r: r.tokens / scale.RATE_TOKENS_PER_S[r.size] for r in scale.rungs(ladder)}
+    pick = max(cost, key=cost.get) if top else min(cost, key=cost.get)
+    cfg = scale.train_config(pick, ladder, Path(out))
+    return cfg.replace(
+        data="synthetic",  # the rung's shapes on random tokens: speed does not read the text
+        steps=steps,
+        warmup=0,
+        device=device,
+        checkpoint_every=0,
+        out=out,
+        log_every_late=10**6,
+        threads=None,
+        eval_batches=1,
+    )
+
+
+def gpt_nano_run(
+    device: str,
+    sizes: Sizes,
+    peak_bf16: float | None,
+    peak_fp32: float,
+    make_config: Any = None,
+    label: str | None = None,
+) -> dict:
+    """Two short runs through the trainer (the preset on synthetic tokens, or `make_config`'s);
+    the difference of their wall times over the difference of their steps is the time of one
+    training step (model build, first-step warm-up and the final evaluation cancel)."""
     from empirics.models import gpt_nano
-    from empirics.train import TrainConfig, plan, train
+    from empirics.train import plan, train
 
     walls, cfgs = [], []
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
         for steps in sizes.run_steps:
-            cfg = TrainConfig(
-                arch="gpt_nano",
-                preset=sizes.preset,
-                data="synthetic",
-                steps=steps,
-                warmup=0,
-                early_steps=0,
-                log_every_late=10**6,  # metrics at the first and last step only, in both runs
-                device=device,
-                progress=False,
-                out=str(Path(tmp) / f"run{steps}"),
-                model=sizes.run_model,
-            )
+            out = str(Path(tmp) / f"run{steps}")
+            if make_config is None:
+                cfg = _preset_config(sizes, device, steps, out)
+            else:
+                cfg = make_config(device, steps, out)
             p = plan(cfg)
             start = time.perf_counter()
             train(cfg)
@@ -196,7 +237,7 @@ def gpt_nano_run(device: str, sizes: Sizes, peak_bf16: float | None, peak_fp32: 
     bf16 = p.cfg.precision == "bf16" or (p.cfg.precision == "auto" and device.startswith("cuda"))
     peak = peak_bf16 if bf16 and peak_bf16 else peak_fp32
     return {
-        "preset": sizes.preset,
+        "preset": label or sizes.preset,
         "params": n_params,
         "shape": {k: getattr(mc, k) for k in ("n_layer", "n_head", "n_embd", "block_size")},
         "vocab_size": mc.vocab_size,
@@ -279,6 +320,24 @@ def check(device: str, sizes: Sizes, budget_s: float = BUDGET_S) -> dict[str, An
             f"and {run['wall_s'][1]:.2f} s (fixed costs varied more than the steps cost)",
             flush=True,
         )
+    within_budget("the scaling ladder's top rung")
+    peak_fp32, peak_bf16 = reference()
+    top = gpt_nano_run(
+        device,
+        sizes,
+        peak_bf16,
+        peak_fp32,
+        lambda d, n, o: _ladder_config(d, n, o, top=sizes.ladder_top),
+        "scaling ladder " + ("top rung" if sizes.ladder_top else "cheapest rung"),
+    )
+    if top["step_s"] > 0:
+        print(
+            f"GPT-nano {top['preset']} ({top['params']:,} parameters, block "
+            f"{top['shape']['block_size']}, batch {top['batch_size']}, {top['precision']}, the "
+            f"ladder's BPE text): {top['step_s']:.3g} s/step, {top['tokens_per_s']:.3g} "
+            f"tokens/s, MFU {top['mfu']:.1%} of the {top['mfu_against']} rate",
+            flush=True,
+        )
     spread = {k: (min(v), max(v)) for k, v in rates.items() if v}
     for key, (lo, hi) in spread.items():
         if hi > 1.25 * lo:
@@ -297,6 +356,7 @@ def check(device: str, sizes: Sizes, budget_s: float = BUDGET_S) -> dict[str, An
         "monte_carlo": mc,
         "training_step": step,
         "gpt_nano_run": run,
+        "ladder_top_rung": top,
         "wall_s": total,
         "provenance": provenance(device),
     }

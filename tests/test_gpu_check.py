@@ -53,7 +53,11 @@ def test_cpu_path_runs_every_step_and_labels_itself(capsys) -> None:
     assert run["preset"] == "smoke" and run["precision"] == "fp32" and run["steps"] == [1, 3]
     # The run's line gives s/step when the longer run took longer, else says "not measurable"
     # (the training-step line above it also prints tokens/s and MFU, so look for its own words).
-    assert ("s/step," in out) == (run["step_s"] > 0) == ("not measurable" not in out)
+    line = next(ln for ln in out.splitlines() if ln.startswith("GPT-nano smoke preset"))
+    assert ("s/step," in line) == (run["step_s"] > 0) == ("not measurable" not in line)
+    top = result["ladder_top_rung"]
+    assert top["preset"] == "scaling ladder cheapest rung" and top["shape"]["n_embd"] == 64
+    assert (top["step_s"] > 0) == ("GPT-nano scaling ladder cheapest rung" in out)
     assert result["matmul_flops"]["fp32"] and not result["matmul_flops"]["bf16"]
 
 
