@@ -258,16 +258,17 @@ def test_band_has_power_and_a_too_wide_band_is_caught(kind: str) -> None:
     assert _detection_rate(x, 5.0, 2.0) < 0.95
 
 
-@pytest.mark.parametrize(("activation", "expected"), [("relu", "refuted"), ("tanh", "confirmed")])
+@pytest.mark.parametrize(("activation", "expected"), [("relu", "refined"), ("tanh", "confirmed")])
 def test_remark_a2_verdict_from_the_real_estimator(
     tmp_path, activation: str, expected: str
 ) -> None:
     # The verdict rule fed by the estimator itself (run_grid -> remark_a2.json), not synthetic
     # rows, at a small size (64 networks, 4 steps, non-negative inputs; < 1 s each). Both
     # directions: tanh's covariance term is exactly 0 in expectation (the unit flip), so its
-    # bands (family-wise 1 %) stay undecided and the verdict is `confirmed`; ReLU's is positive
-    # at init, z = 8.7 at this size against a band multiplier of ~3, so `refuted`. Fixed seed:
-    # the same output on every run.
+    # bands (family-wise 1 %) stay undecided and the literal verdict is `confirmed`; ReLU's is
+    # positive at init (z = 8.7 at this size against a band multiplier of ~3) but within 10 % of
+    # the mean term (the theorem's few percent), so `refined`. Fixed seed: the same output on
+    # every run.
     from empirics import verdicts
 
     cfg = EarlyConfig(activation=activation, loss="mse", optimizer="sgd", lr=0.05, steps=4,
@@ -277,7 +278,7 @@ def test_remark_a2_verdict_from_the_real_estimator(
     run_grid([cfg], tmp_path, progress=False)
     block = json.loads((tmp_path / "remark_a2.json").read_text())
     assert block["rows"] and all(r["nonneg_inputs"] for r in block["rows"])
-    assert verdicts.verdict_remark_a2(block)[0] == expected
+    assert {k: v for k, v, _, _ in verdicts.verdict_remark_a2(block)}["literal"] == expected
 
 
 def test_grid_runs_once_and_resumes(tmp_path) -> None:
