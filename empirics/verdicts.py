@@ -468,6 +468,7 @@ EXPERIMENT_CLAIMS: dict[str, str] = {
     "C8.mp_senet_long": "MP-SENet's pre-activations drift down, by training stage (long runs)",
     "C9.relu_sparsity": "with ReLU, drift yields activation sparsity up to 90% in GPT-nano",
     "C10.sparsity_accuracy": "accuracy falls off a cliff above ~70% controlled sparsity",
+    "C10.gpt_topk": "GPT-nano: val loss falls off a cliff above ~70% Top-K sparsity",
     "C11.relu2_spikes": "ReLU^2 amplifies activation spikes ~25x relative to ReLU",
     "C12.clipping": "clipped ReLU^2 beats ReLU^2; GELU^2 reaches the lowest GPT-nano loss",
 }
@@ -1028,6 +1029,220 @@ def verdict_ordering(block: dict[str, Any] | None) -> Any:
     return out
 
 
+# ------------------------------------------------ the scaling ladder (empirics.scale_fit)
+
+# How narrow a prediction interval at the paper's point must be for the trend to decide a claim
+# about a number there: sparsity within 0.2 (C9), a spike ratio within a factor of 10 (C11).
+SCALE_DECIDABLE_WIDTH = {"c9": 0.2, "c11": 1.0}
+
+
+def _ladder_note(agg: dict[str, Any]) -> str:
+    lad = agg.get("ladder") or {}
+    tokens = lad.get("tokens") or []
+    sizes = lad.get("sizes") or {}
+    span = f"{min(tokens):.0e}–{max(tokens):.0e} tokens" if tokens else "? tokens"
+    params = ", ".join(f"{v.get('block_params', 0) / 1e6:.2g}M" for v in sizes.values())
+    return (
+        f"[GPT-nano ladder, paper recipe (Muon + Adam, wsd), {len(sizes)} sizes ({params} block "
+        f"params), {span}, {len(lad.get('seeds') or [])} seeds]"
+    )
+
+
+def _fit_text(fit: dict[str, Any], unit: str = "") -> str:
+    b = fit["coef"]
+    ci = fit["coef_ci"]
+    size = (
+        f", per decade of size {b[2]:+.2g} [{ci[2][0]:+.2g}, {ci[2][1]:+.2g}]"
+        if fit.get("size_extrapolated")
+        else " (one size: no size trend)"
+    )
+    return (
+        f"trend per decade of tokens {b[1]:+.2g} [{ci[1][0]:+.2g}, {ci[1][1]:+.2g}]{size}{unit}, "
+        f"residual SD {fit['resid_sd']:.2g} over {fit['cells']} cells"
+    )
+
+
+def _trend_verdict(
+    fit: dict[str, Any], paper: float, lo: float, hi: float, width: float
+) -> tuple[str, str]:
+    """confirmed: the paper's number lies inside the prediction interval at its scale and the
+    interval is narrow enough to say (width <= `width`); refuted: outside it; not-tested: the
+    trend bends (curvature F-test p < 0.05, a straight line is no basis to extrapolate), no size
+    trend was measured, or the interval is too wide."""
+    curv = fit.get("curvature_p")
+    if curv is not None and curv < 0.05:
+        return (
+            "not-tested",
+            f"the trend bends (curvature p = {curv:.2g}): no straight-line extrapolation",
+        )
+    if not fit.get("size_extrapolated"):
+        return "not-tested", "measured at one size: no size trend to extrapolate"
+    if not lo <= paper <= hi:
+        return "refuted", f"the paper's {paper:g} lies outside"
+    if hi - lo > width:
+        return "not-tested", f"interval too wide to say (width {hi - lo:.2g} > {width:g})"
+    return "confirmed", f"the paper's {paper:g} lies inside"
+
+
+def verdict_scale_sparsity(agg: dict[str, Any] | None) -> tuple[str, str, dict | None]:
+    """C9 from the ladder: ReLU's largest-layer sparsity, its logit fitted on log tokens and log
+    size, extrapolated to the paper's 3.76e9 tokens and 85M block parameters (95 % prediction
+    interval); judged by `_trend_verdict` against the paper's 0.90, decidable width 0.2."""
+    block = (agg or {}).get("c9") or {}
+    fit = block.get("fit") or {}
+    series = (block.get("series") or {}).get("sparsity_max") or []
+    if not series:
+        return "not-tested", "", None
+    top = max(r["tokens"] for r in series)
+    at_top = ", ".join(
+        f"{r['size']} {_ci_text(r)}" for r in series if r["tokens"] == top and r.get("n")
+    )
+    text = f"ReLU largest-layer sparsity {_ladder_note(agg)}: at {top:.0e} tokens {at_top}"
+    if not fit.get("ok"):
+        return "not-tested", text + f"; no trend fit ({fit.get('reason', '?')})", None
+    lo, hi = fit["pi_metric"]
+    verdict, why = _trend_verdict(fit, 0.9, lo, hi, SCALE_DECIDABLE_WIDTH["c9"])
+    text += (
+        f"; logit {_fit_text(fit)}; at the paper's scale {fit['prediction_metric']:.2f} "
+        f"[{lo:.2f}, {hi:.2f}] (95 % PI): {why}"
+    )
+    return verdict, text, {"pi": [lo, hi], "curvature_p": fit.get("curvature_p")}
+
+
+def verdict_scale_spikes(agg: dict[str, Any] | None) -> tuple[str, str, dict | None]:
+    """C11 from the ladder: ReLU²'s largest spike_max over ReLU's (paired by seed), log10 of the
+    ratio fitted on log tokens and log size, extrapolated to the paper's scale; judged by
+    `_trend_verdict` against the paper's 25x, decidable when the interval spans <= a factor 10."""
+    block = (agg or {}).get("c11") or {}
+    fit = block.get("fit") or {}
+    series = block.get("series") or []
+    if not series:
+        return "not-tested", "", None
+    top = max(r["tokens"] for r in series)
+    at_top = ", ".join(
+        f"{r['size']} ×{_ci_text(r, 3)}" for r in series if r["tokens"] == top and r.get("n")
+    )
+    text = f"spike_max ReLU²/ReLU (largest layer) {_ladder_note(agg)}: at {top:.0e} tokens {at_top}"
+    if not fit.get("ok"):
+        return "not-tested", text + f"; no trend fit ({fit.get('reason', '?')})", None
+    lo, hi = fit["pi"]
+    verdict, why = _trend_verdict(fit, math.log10(25.0), lo, hi, SCALE_DECIDABLE_WIDTH["c11"])
+    why = why.replace(f"{math.log10(25.0):g}", "25×")
+    text += (
+        f"; log10 ratio {_fit_text(fit)}; at the paper's scale ×{fit['prediction_metric']:.3g} "
+        f"[×{10**lo:.3g}, ×{10**hi:.3g}] (95 % PI): {why}"
+    )
+    return verdict, text, {"pi_ratio": [10**lo, 10**hi], "curvature_p": fit.get("curvature_p")}
+
+
+def verdict_scale_pairs(agg: dict[str, Any] | None) -> Any:
+    """C12 from the ladder, one row per paired comparison loss(a) - loss(b) (the paper says < 0):
+    the cell means fitted on log tokens and log size and extrapolated to the paper's scale;
+    confirmed when the 95 % prediction interval lies below 0, refuted when above, not-tested
+    when it straddles 0, when the trend bends, or when the pair was measured at one size only.
+    "GELU² best": confirmed when every GELU² comparison is confirmed, refuted when one is
+    refuted, not-tested otherwise."""
+    block = (agg or {}).get("c12") or {}
+    pairs = block.get("pairs") or {}
+    if not pairs:
+        return []
+    note = _ladder_note(agg)
+    out = []
+    for key, c in pairs.items():
+        fit, series = c.get("fit") or {}, c.get("series") or []
+        label = c["label"]
+        if not series:
+            out.append((key, "not-tested", f"{label} {note}: not measured", {}))
+            continue
+        top = max(r["tokens"] for r in series)
+        at_top = ", ".join(
+            f"{r['size']} {_ci_text(r, 2)}" for r in series if r["tokens"] == top and r.get("n")
+        )
+        text = f"{label}, val-loss difference (nats) {note}: at {top:.0e} tokens {at_top}"
+        if not fit.get("ok"):
+            out.append((key, "not-tested", text + f"; no fit ({fit.get('reason')})", {}))
+            continue
+        lo, hi = fit["pi"]
+        curv = fit.get("curvature_p")
+        if curv is not None and curv < 0.05:
+            verdict, why = "not-tested", f"the trend bends (curvature p = {curv:.2g})"
+        elif not fit.get("size_extrapolated"):
+            verdict, why = "not-tested", "measured at one size: no size trend to extrapolate"
+        elif hi < 0:
+            verdict, why = "confirmed", "below 0"
+        elif lo > 0:
+            verdict, why = "refuted", "above 0"
+        else:
+            verdict, why = "not-tested", f"straddles 0 (width {hi - lo:.2g} nats)"
+        text += (
+            f"; {_fit_text(fit, ' nats')}; at the paper's scale {fit['prediction']:+.3g} "
+            f"[{lo:+.3g}, {hi:+.3g}] (95 % PI): {why}"
+        )
+        out.append((key, verdict, text, {"pi": [lo, hi]}))
+    g2 = [v for k, v, _, _ in out if k.startswith("gelu2_vs_")]
+    rank = block.get("ranking") or {}
+    best = (
+        "confirmed"
+        if g2 and all(v == "confirmed" for v in g2)
+        else "refuted"
+        if "refuted" in g2
+        else "not-tested"
+    )
+    out.append(
+        (
+            "gelu2_best",
+            best,
+            f"GELU² best: its comparisons {', '.join(g2) or 'none'}; ranking by mean val loss at "
+            f"size {rank.get('size')}, {rank.get('tokens', 0):.0e} tokens (lowest first): "
+            + ", ".join(rank.get("order") or []),
+            {},
+        )
+    )
+    return out
+
+
+def verdict_scale_topk(agg: dict[str, Any] | None) -> tuple[str, str, dict | None]:
+    """C10 for GPT-nano from the ladder's Top-K GELU runs: retention = dense val loss / Top-K val
+    loss, paired by seed (t interval), per level (fraction zeroed) at each token budget. A cliff
+    above ~70 %: retention at level 0.5 has its CI above 0.99 and at 0.9 below 0.95. confirmed
+    when that holds at every budget; refuted when at every budget level 0.9 keeps its CI above
+    0.99 (no cliff up to 90 %) or level 0.5 falls below 0.95 (loss well before 70 %); not-tested
+    otherwise, including budgets that disagree (the cliff moves with training length)."""
+    block = (agg or {}).get("c10_gpt") or {}
+    if not block:
+        return "not-tested", "", None
+    by_tokens: dict[int, dict[float, dict]] = {}
+    for cell in block.values():
+        by_tokens.setdefault(int(cell["tokens"]), {})[float(cell["level"])] = cell
+    parts, calls = [], []
+    for tokens, levels in sorted(by_tokens.items()):
+        cells = ", ".join(
+            f"{lv:g}: {_ci_text(c['retention'], 3)}" for lv, c in sorted(levels.items())
+        )
+        parts.append(f"{tokens:.0e} tokens: {cells}")
+        lo5, hi9 = (
+            _ci((levels.get(0.5) or {}).get("retention")),
+            _ci((levels.get(0.9) or {}).get("retention")),
+        )
+        if lo5 is None or hi9 is None:
+            calls.append("not-tested")
+        elif lo5[0] >= 0.99 and hi9[1] < 0.95:
+            calls.append("confirmed")
+        elif hi9[0] >= 0.99 or lo5[1] < 0.95:
+            calls.append("refuted")
+        else:
+            calls.append("not-tested")
+    verdict = calls[0] if calls and len(set(calls)) == 1 else "not-tested"
+    sizes = sorted({c["size"] for c in block.values()})
+    text = (
+        f"Top-K GELU retention (dense loss / Top-K loss) by level zeroed, GPT-nano size "
+        f"{', '.join(sizes)} {_ladder_note(agg)}: " + "; ".join(parts)
+    )
+    if len(set(calls)) > 1:
+        text += f" (budgets disagree: {', '.join(calls)})"
+    return verdict, text, {"per_budget": calls}
+
+
 def verdict_mp_senet_long(block: dict[str, Any] | None) -> tuple[str, str, dict | None]:
     """C8 for MP-SENet by training stage from its long runs: the rule and the stage aggregation
     it reads live together in empirics.mp_senet_long (`verdict`)."""
@@ -1042,11 +1257,17 @@ EXPERIMENT_FILES = {
     "C7.random_inputs": ("drift.json", lambda b: verdict_drift_shown(b, "synthetic")),
     "C8.architectures": ("drift.json", lambda b: verdict_drift_shown(b, "real")),
     "C8.mp_senet_long": ("mp_senet_long.json", verdict_mp_senet_long),
-    "C9.relu_sparsity": ("c9_sparsity.json", verdict_sparsity),
+    "C9.relu_sparsity": ("aggregate.json", verdict_scale_sparsity),
     "C10.sparsity_accuracy": ("c10_cliff.json", verdict_cliff),
-    "C11.relu2_spikes": ("c11_spikes.json", verdict_spikes),
-    "C12.clipping": ("c12_val_loss.json", verdict_ordering),
+    "C10.gpt_topk": ("aggregate.json", verdict_scale_topk),
+    "C11.relu2_spikes": ("aggregate.json", verdict_scale_spikes),
+    "C12.clipping": ("aggregate.json", verdict_scale_pairs),
 }
+
+
+SCALE_CLAIMS = ("C9.relu_sparsity", "C10.gpt_topk", "C11.relu2_spikes", "C12.clipping")
+# Committed aggregates of the runs behind the README (see reference/PROVENANCE.json).
+REFERENCE = Path(__file__).resolve().parent.parent / "reference"
 
 
 def experiment_entries(results: Path) -> list[dict[str, Any]]:
@@ -1064,6 +1285,8 @@ def experiment_entries(results: Path) -> list[dict[str, Any]]:
                 results / "montecarlo" / "early_training" / name,
                 *(results / "experiments" / s / "early_training" / name for s in ("full", "quick")),
             ]
+        elif cid in SCALE_CLAIMS:  # the scaling ladder: this checkout's run, else the reference
+            candidates = [results / "scale" / name, REFERENCE / "scale" / name]
         elif cid == "C6.optimizer_lr":
             grid = results / "montecarlo" / "early_training" / "horizons.json"
             candidates.insert(0, grid)

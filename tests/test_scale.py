@@ -18,13 +18,17 @@ def test_rungs_are_unique_and_follow_the_paper_recipe() -> None:
     ladder = Ladder()
     rs = scale.rungs(ladder)
     assert len({r.name for r in rs}) == len(rs)
-    # every size x activation x budget x seed of the size piece is there
-    assert sum(r.piece == "sizes" for r in rs) == 3 * 2 * 5 * 3
-    r = next(r for r in rs if r.size == "m" and r.tokens == 1_000_000)
+    # every size x activation x budget x seed of the size piece is there; the largest size
+    # stops at its cap
+    cap = dict(ladder.size_max_tokens)["m"]
+    n_m = sum(t <= cap for t in ladder.tokens)
+    assert sum(r.piece == "sizes" for r in rs) == (2 * 5 + n_m) * 2 * 3
+    assert max(r.tokens for r in rs if r.size == "m") == cap
+    r = next(r for r in rs if r.size == "m" and r.tokens == cap)
     cfg = scale.train_config(r, ladder, Path("/tmp/x"))
     assert cfg.optimizer == "muon" and cfg.lr == 5e-4 and cfg.adam_lr == 5e-3
     assert cfg.weight_decay == 0.0 and cfg.schedule == "wsd" and tuple(cfg.betas) == (0.9, 0.95)
-    assert cfg.steps == round(1_000_000 / ladder.tokens_per_step)
+    assert cfg.steps == round(cap / ladder.tokens_per_step)
     assert cfg.warmup == round(cfg.steps * 2000 / 7168)
     assert cfg.decay_frac == pytest.approx(2028 / 7168)
     # the paper's head size and MLP ratio at every size
@@ -63,7 +67,13 @@ def _truth(r, noise: float, gen: np.random.Generator, b=0.3, c=0.2, a=-2.0) -> f
     return a + b * math.log10(r.tokens) + c * math.log10(n) + noise * gen.standard_normal()
 
 
-SMALL = Ladder(tokens=(1_000, 10_000, 100_000, 1_000_000), seeds=(0, 1, 2), topk_tokens=(10_000,))
+SMALL = Ladder(
+    tokens=(1_000, 10_000, 100_000, 1_000_000),
+    seeds=(0, 1, 2),
+    topk_tokens=(10_000,),
+    pair_max_tokens=1_000_000,
+    size_max_tokens=(),
+)
 
 
 def test_the_fit_recovers_a_known_plane_and_its_extrapolation(tmp_path) -> None:
