@@ -701,42 +701,6 @@ def verdict_drift_shown(block: dict[str, Any] | None, data: str) -> Any:
     ]
 
 
-def verdict_sparsity(block: dict[str, Any] | None) -> tuple[str, str, dict | None]:
-    """C9: confirmed when GPT-nano's ReLU sparsity reaches 0.9 in some layer (95% CI upper bound
-    >= 0.9); refined when it rises clearly above its value at init (final CI above init CI) in
-    every layer but stays below 0.9 at this scale (the paper's "up to"); refuted when it does
-    not rise in any layer; not-tested when the rise is not distinguishable."""
-    archs = (block or {}).get("archs") or {}
-    layers = (archs.get("gpt_nano") or {}).get("layers") or {}
-    if not layers:
-        return "not-tested", "", None
-    rises, falls, peak = [], [], 0.0
-    parts = []
-    for arch, a in sorted(archs.items()):
-        cells = []
-        for name, v in sorted((a.get("layers") or {}).items()):
-            ci_i, ci_f = _ci(v.get("init")), _ci(v.get("final"))
-            if ci_i is None or ci_f is None:
-                continue
-            if arch == "gpt_nano":
-                cells.append(f"{v['init']['mean']:.2f}→{_ci_text(v['final'])}")
-            if arch == "gpt_nano":
-                peak = max(peak, ci_f[1])
-                (rises if ci_f[0] > ci_i[1] else falls if ci_f[1] < ci_i[0] else []).append(name)
-        top = a.get("max_final_layer")
-        if arch != "gpt_nano" and top in (a.get("layers") or {}):
-            cells.append(f"max {_ci_text(a['layers'][top]['final'])} ({top})")
-        parts.append(f"{arch}: " + ", ".join(cells))
-    text = "ReLU sparsity per layer, init → final " + _scale_note(block) + ": " + "; ".join(parts)
-    if peak >= 0.9 and rises:
-        return "confirmed", text, {"peak_ci_hi": peak}
-    if rises and len(rises) == len(layers):
-        return "refined", text + " (rises, below 90% at this scale)", {"peak_ci_hi": peak}
-    if not rises:
-        return ("refuted" if falls else "not-tested"), text, {"peak_ci_hi": peak}
-    return "not-tested", text, {"peak_ci_hi": peak}
-
-
 # C10's "cliff above ~70%": where performance falls below 95% of the dense baseline, read as
 # inside [0.6, 0.85] (confirmed), wholly above 0.85 or below 0.6 (refuted).
 C10_CLIFF_BAND = (0.6, 0.85)
@@ -825,31 +789,6 @@ def verdict_cliff(block: dict[str, Any] | None) -> list[tuple[str, str, str, dic
                 text += f" (not completed: {', '.join(lost)})"
             out.append((f"{arch}_{control}", verdict, f"{head}: {text}", {"arch": arch}))
     return out
-
-
-def verdict_spikes(block: dict[str, Any] | None) -> tuple[str, str, dict | None]:
-    """C11: spike_max amplification of ReLU^2 over ReLU per layer (geometric mean of paired
-    ratios over seeds, 95% CI): confirmed when some layer's CI reaches 25; refined when some
-    layer is amplified (CI above 1) but all stay below 25; refuted when no layer's CI is above 1
-    and some is below 1; not-tested otherwise."""
-    acts = (block or {}).get("activations") or {}
-    layers = (acts.get("relu2") or {}).get("layers") or {}
-    amps = {
-        k: v.get("amp_spike_max_last") for k, v in layers.items() if v.get("amp_spike_max_last")
-    }
-    if not amps:
-        return "not-tested", "", None
-    cis = {k: _ci(v) for k, v in amps.items()}
-    text = "GPT-nano spike_max ReLU²/ReLU per layer at the last step " + _scale_note(block) + ": "
-    text += ", ".join(f"{k} ×{_ci_text(v, 3)}" for k, v in sorted(amps.items()))
-    above = [k for k, c in cis.items() if c and c[0] > 1]
-    if any(c and c[1] >= 25 for c in cis.values()) and above:
-        return "confirmed", text, {"amplified": above}
-    if above:
-        return "refined", text + " (amplified, below 25× at this scale)", {"amplified": above}
-    if any(c and c[1] < 1 for c in cis.values()):
-        return "refuted", text, {"amplified": []}
-    return "not-tested", text + " (not distinguishable at this scale)", {"amplified": []}
 
 
 # Remark A.2's early window (steps 0..19) and what "around 0" means beside the mean term: a
@@ -969,64 +908,6 @@ def verdict_remark_a2(block: dict[str, Any] | None) -> list[tuple[str, str, str,
         ("literal", v_lit, head + literal, counts),
         ("role", v_role, head + role, {"settings": n, "kept": len(kept)}),
     ]
-
-
-C12_ORDERINGS = (
-    ("clip_vs_relu2", "relu2_clip", "relu2", "clipped ReLU² < ReLU²"),
-    ("gelu2_vs_relu", "gelu2", "relu", "GELU² < ReLU"),
-    ("gelu2_vs_gelu", "gelu2", "gelu", "GELU² < GELU"),
-    ("clip_vs_relu", "relu2_clip", "relu", "clipped ReLU² < ReLU"),
-    ("clip_vs_gelu", "relu2_clip", "gelu", "clipped ReLU² < GELU"),
-)
-
-
-def verdict_ordering(block: dict[str, Any] | None) -> Any:
-    """C12, one row per ordering of val loss, each a paired comparison across seeds (paired t,
-    Holm over the family of comparisons): confirmed when the 95% CI of loss(a) - loss(b) is below
-    0 and p_holm < 0.05, refuted when above 0 with p_holm < 0.05, not-tested (not
-    distinguishable at this scale) otherwise; and "GELU² best": confirmed when GELU² is lowest in
-    the ranking and every decided comparison against it goes its way."""
-    comps = (block or {}).get("comparisons") or []
-    if not comps:
-        return []
-    by_pair = {(c["a"], c["b"]): c for c in comps}
-    head = "paired val-loss difference over seeds " + _scale_note(block) + ": "
-    out = []
-    for key, a, b, label in C12_ORDERINGS:
-        c, sign = by_pair.get((a, b)), 1.0
-        if c is None and (b, a) in by_pair:
-            c, sign = by_pair[(b, a)], -1.0
-        if c is None or _ci(c) is None:
-            out.append((key, "not-tested", head + f"{label}: not compared", {}))
-            continue
-        lo, hi = sorted((sign * c["ci"][0], sign * c["ci"][1]))
-        p = float(c.get("p_holm", c.get("p_t", 1.0)))
-        verdict = (
-            "confirmed"
-            if hi < 0 and p < 0.05
-            else "refuted"
-            if lo > 0 and p < 0.05
-            else "not-tested"
-        )
-        text = f"{label}: {sign * c['mean']:+.3g} [{lo:+.3g}, {hi:+.3g}] nats, p_holm {p:.2g}"
-        out.append((key, verdict, head + text, {"p_holm": p}))
-    ranking = block.get("ranking") or []
-    if ranking:
-        against = [
-            by_pair.get(("gelu2", other)) or by_pair.get((other, "gelu2")) for other in ranking[1:]
-        ]
-        worse = [
-            c
-            for c in against
-            if c is not None
-            and c.get("p_holm", 1.0) < 0.05
-            and ((c["a"] == "gelu2" and c["ci"][0] > 0) or (c["b"] == "gelu2" and c["ci"][1] < 0))
-        ]
-        best = ranking[0] == "gelu2"
-        verdict = "confirmed" if best and not worse else "refuted" if worse else "not-tested"
-        text = f"GELU² best: ranking (lowest first) {', '.join(ranking)}"
-        out.append(("gelu2_best", verdict, head + text, {"ranking": ranking}))
-    return out
 
 
 # ------------------------------------------------ the scaling ladder (empirics.scale_fit)
