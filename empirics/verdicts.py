@@ -1124,9 +1124,10 @@ def verdict_scale_topk(agg: dict[str, Any] | None) -> tuple[str, str, dict | Non
     return verdict, text, {"per_budget": calls}
 
 
-def verdict_mp_senet_long(block: dict[str, Any] | None) -> tuple[str, str, dict | None]:
-    """C8 for MP-SENet by training stage from its long runs: the rule and the stage aggregation
-    it reads live together in empirics.mp_senet_long (`verdict`)."""
+def verdict_mp_senet_long(block: dict[str, Any] | None) -> Any:
+    """C8 for MP-SENet by training stage from its long runs, one row per family of activation
+    layers: the rule and the stage aggregation it reads live together in empirics.mp_senet_long
+    (`verdict`)."""
     from empirics.mp_senet_long import verdict
 
     return verdict(block)
