@@ -267,8 +267,12 @@ def aggregate_runs(runs: Sequence[Run], stages: Sequence[Sequence[int]]) -> dict
                     for q in PAIRED_QUANTITIES
                 }
             rows[label] = row
+        first = by[act][min(by[act])]
+        names = [a for a, m in first.layers.items() if "preact_mean" in m and a in first.feeds]
         acts[act] = {
             "seeds": sorted(by[act]),
+            "norm_fed": [a for a in names if not is_linear_fed(first, a)],
+            "linear_fed": [a for a in names if is_linear_fed(first, a)],
             "stages": rows,
             "trajectory": {str(s): _trajectory(r) for s, r in sorted(by[act].items())},
         }
@@ -296,6 +300,13 @@ def aggregate(out: Path, lp: LongPlan) -> Path:
 # Identity check: Δpreact − Δβ in a norm-fed layer is float rounding (float32 means of ~1e5
 # entries, about 1e-7 relative); 1e-4 absolute is far above that and far below the drift.
 IDENTITY_TOL = 1e-4
+# One ledger row per family of activation layers, each decided on its own quantity: all layers
+# (the pipeline's C8 quantity), the norm-fed ones (Δβ, their exact carrier) and the FFN ones.
+FAMILIES: dict[str, tuple[str, str]] = {
+    "all_layers": ("d_preact_mean", "every activation layer"),
+    "norm_fed": ("d_beta", "norm-fed layers, Δpreact = Δβ"),
+    "ffn": ("d_preact_linear_fed", "attention-block FFN layers, Δpreact = Δbias + Δ(W·x̄)"),
+}
 
 
 def _ci(stat: Mapping[str, Any] | None) -> tuple[float, float] | None:
@@ -305,15 +316,15 @@ def _ci(stat: Mapping[str, Any] | None) -> tuple[float, float] | None:
     return float(ci[0]), float(ci[1])
 
 
-def stage_sign(row: Mapping[str, Any], act: str) -> str:
+def stage_sign(row: Mapping[str, Any], act: str, quantity: str = "d_preact_mean") -> str:
     """negative / positive / not distinguishable for one activation in one window: the 95 % t
-    CI over seeds of d_preact_mean excludes 0, and (except for the control itself) so does the
+    CI over seeds of `quantity` excludes 0, and (except for the control itself) so does the
     paired difference to tanh, on the same side. Each side is a one-sided 2.5 % test under a
     normal null, and requiring both keeps a false sign at <= 2.5 % per side."""
-    own = _ci(row.get("d_preact_mean"))
+    own = _ci(row.get(quantity))
     if own is None:
         return "not distinguishable"
-    vs = None if act == CONTROL else _ci((row.get("vs_tanh") or {}).get("d_preact_mean"))
+    vs = None if act == CONTROL else _ci((row.get("vs_tanh") or {}).get(quantity))
     if act != CONTROL and "vs_tanh" in row and vs is None:
         return "not distinguishable"  # a control exists but cannot be paired: undecided
     if own[1] < 0 and (vs is None or vs[1] < 0):
@@ -336,6 +347,19 @@ def stage_verdict(signs: Mapping[str, str]) -> str:
     return "not-tested"
 
 
+def combine_stages(verdicts: Mapping[str, str]) -> str:
+    """confirmed when every stage is; refined when some are and others not (the drift holds in
+    the stages named); refuted when none is confirmed and some is refuted; else not-tested."""
+    kinds = set(verdicts.values())
+    if kinds == {"confirmed"}:
+        return "confirmed"
+    if "confirmed" in kinds:
+        return "refined"
+    if "refuted" in kinds:
+        return "refuted"
+    return "not-tested"
+
+
 def _fmt(stat: Mapping[str, Any] | None, digits: int = 2) -> str:
     if not stat or stat.get("mean") is None:
         return "n/a"
@@ -345,36 +369,28 @@ def _fmt(stat: Mapping[str, Any] | None, digits: int = 2) -> str:
     return f"{stat['mean']:+.{digits}e} [{ci[0]:+.{digits}e}, {ci[1]:+.{digits}e}]"
 
 
-def verdict(block: Mapping[str, Any] | None) -> tuple[str, str, dict[str, Any] | None]:
-    """C8 for MP-SENet from the long runs, by training stage (steps [start, end)).
+def _whole_means(acts: Mapping[str, Any], whole: str, qs: Sequence[str]) -> dict[str, list]:
+    out = {}
+    for a in sorted(acts):
+        w = acts[a]["stages"].get(whole) or {}
+        means = [(w.get(q) or {}).get("mean") for q in qs]
+        if None not in means:
+            out[a] = means
+    return out
 
-    Per stage, `stage_verdict` of the `stage_sign`s. The row: confirmed when every stage is
-    confirmed; refined when some stages are confirmed and others not (the drift holds in the
-    stages named); refuted when none is confirmed and some is refuted; not-tested otherwise.
-    The text names the carrier: the mean over norm-fed layers of Δβ (equal to their Δpreact up
-    to `IDENTITY_TOL`, else the row says the identity failed) and the FFN layers' bias and
-    weight parts."""
+
+def verdict(block: Mapping[str, Any] | None) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """C8 for MP-SENet from the long runs, by training stage (steps [start, end)), one row per
+    family of activation layers (`FAMILIES`): per stage, `stage_verdict` of the `stage_sign`s
+    of the family's quantity; over stages, `combine_stages`. Every row names the carrier: in the
+    norm-fed layers Δpreact = Δβ (checked to `IDENTITY_TOL`; if it fails the rows say so), in
+    the FFN layers Δpreact = Δbias + Δ(W·x̄), over all layers the exact split between them."""
     acts = (block or {}).get("activations") or {}
     stages = list((block or {}).get("stages") or [])
     if not acts or not stages or not any(a in acts for a in POSITIVE):
-        return "not-tested", "", None
-    signs: dict[str, dict[str, str]] = {}
-    verdicts: dict[str, str] = {}
-    parts = []
+        return []
     whole = (block or {}).get("whole")
-    for st in [*stages, whole] if whole else stages:
-        signs[st] = {a: stage_sign(v["stages"].get(st) or {}, a) for a, v in acts.items()}
-        if st in stages:
-            verdicts[st] = stage_verdict(signs[st])
-        cells = []
-        for a in sorted(acts):
-            row = acts[a]["stages"].get(st) or {}
-            cells.append(
-                f"{a} {signs[st][a]} (Δpreact {_fmt(row.get('d_preact_mean'))}, "
-                f"Δβ {_fmt(row.get('d_beta'))})"
-            )
-        tag = verdicts.get(st, "whole run")
-        parts.append(f"steps {st} [{tag}]: " + "; ".join(cells))
+    windows = [*stages, whole] if whole else stages
     resid = [
         (v["stages"].get(st) or {}).get("residual_norm_fed", {}).get("values") or []
         for v in acts.values()
@@ -382,49 +398,56 @@ def verdict(block: Mapping[str, Any] | None) -> tuple[str, str, dict[str, Any] |
     ]
     worst = max((abs(x) for r in resid for x in r), default=None)
     identity_ok = worst is not None and worst <= IDENTITY_TOL
-    n_seeds = sorted({len(v.get("seeds") or []) for v in acts.values()})
-    kinds = set(verdicts.values())
-    confirmed = [st for st, v in verdicts.items() if v == "confirmed"]
-    if kinds == {"confirmed"}:
-        overall = "confirmed"
-    elif confirmed:
-        overall = "refined"
-    elif "refuted" in kinds:
-        overall = "refuted"
-    else:
-        overall = "not-tested"
     carrier = (
-        f"carried by the feeding norm's shift β: in the norm-fed layers Δpreact = Δβ to "
-        f"{worst:.1e} (identity: a norm's output has mean 0 per channel, so the convolutions "
-        "cannot move it)"
+        f"in the norm-fed layers Δpreact = Δβ to {worst:.1e} (a norm's output has mean 0 per "
+        "channel and instance, so the convolutions cannot move it: β carries it all)"
         if identity_ok
         else f"the norm identity Δpreact = Δβ failed (largest residual {worst})"
     )
-    text = (
-        f"MP-SENet long runs ({'/'.join(map(str, n_seeds))} seeds, Δ per stage, mean [95% t CI] "
-        f"over seeds, paired against tanh): " + " | ".join(parts) + f"; {carrier}"
+    n_seeds = sorted({len(v.get("seeds") or []) for v in acts.values()})
+    head = (
+        f"MP-SENet long runs, {'/'.join(map(str, n_seeds))} seeds, Δ per stage (steps), mean "
+        "[95% t CI] over seeds, paired against tanh"
     )
-    if whole:
-        splits = []
-        for a in sorted(acts):
-            w = acts[a]["stages"].get(whole) or {}
-            means = [(w.get(q) or {}).get("mean") for q in ("d_preact_mean", *SPLIT)]
-            if None not in means:
-                splits.append(
-                    f"{a} {means[0]:+.2e} = β {means[1]:+.2e} + FFN bias {means[2]:+.2e} "
-                    f"+ FFN weights·x̄ {means[3]:+.2e}"
-                )
-        if splits:
-            text += f"; whole-run Δpreact (mean over all activation layers): {'; '.join(splits)}"
-    if confirmed and overall == "refined":
-        text += f"; the drift holds in steps {', '.join(confirmed)} only"
-    evidence = {
-        "stage_verdicts": verdicts,
-        "signs": signs,
-        "carrier": "norm shift beta" if identity_ok else None,
-        "identity_residual_max": worst,
-    }
-    return overall, text, evidence
+    rows = []
+    for fam, (q, what) in FAMILIES.items():
+        signs = {st: {a: stage_sign(v["stages"].get(st) or {}, a, q) for a, v in acts.items()}
+                 for st in windows}  # fmt: skip
+        verdicts = {st: stage_verdict(signs[st]) for st in stages}
+        parts = []
+        for st in windows:
+            cells = "; ".join(
+                f"{a} {signs[st][a]} {_fmt((acts[a]['stages'].get(st) or {}).get(q))}"
+                for a in sorted(acts)
+            )
+            parts.append(f"{st} [{verdicts.get(st, 'whole run')}]: {cells}")
+        text = f"{head}; {what}: " + " | ".join(parts)
+        if fam == "all_layers" and whole:
+            split = _whole_means(acts, whole, ("d_preact_mean", *SPLIT))
+            text += "; whole run = β part + FFN bias part + FFN W·x̄ part: " + "; ".join(
+                f"{a} {m[0]:+.2e} = {m[1]:+.2e} + {m[2]:+.2e} + {m[3]:+.2e}"
+                for a, m in split.items()
+            )
+        elif fam == "norm_fed":
+            text += f"; {carrier}"
+        elif whole:
+            split = _whole_means(acts, whole, ("d_linear_bias", "d_linear_weight_part"))
+            text += "; whole run Δbias, Δ(W·x̄): " + "; ".join(
+                f"{a} {m[0]:+.2e}, {m[1]:+.2e}" for a, m in split.items()
+            )
+        overall = combine_stages(verdicts)
+        held = [st for st, v in verdicts.items() if v == "confirmed"]
+        if overall == "refined":
+            text += f"; the drift holds in steps {', '.join(held)} only"
+        evidence = {
+            "quantity": q,
+            "stage_verdicts": verdicts,
+            "signs": signs,
+            "carrier": "norm shift beta" if identity_ok else None,
+            "identity_residual_max": worst,
+        }
+        rows.append((fam, overall, text, evidence))
+    return rows
 
 
 # ---------------------------------------------------------------------------------- the CLI
@@ -497,8 +520,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         return fail(prog, str(exc))
     path = aggregate(args.out, lp)
-    v, text, _ = verdict(json.loads(path.read_text()))
-    print(f"wrote {path}\nC8.mp_senet_long: {v}\n{text}")
+    print(f"wrote {path}")
+    for fam, v, text, _ in verdict(json.loads(path.read_text())):
+        print(f"C8.mp_senet_long.{fam}: {v}\n  {text}")
     return EXIT_FAILED if bad else EXIT_OK
 
 

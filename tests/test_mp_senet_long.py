@@ -33,10 +33,12 @@ def write_run(
     rates: Sequence[float],
     *,
     identity_gap: float = 0.0,
+    ffn_rates: Sequence[float] | None = None,
 ) -> None:
     """A completed run directory as the trainer writes it: each norm's β follows `rates` (per
     step, per stage), its activation's preact_mean = β (+ identity_gap·t to break the identity);
-    the FFN's bias and weight part each carry half of the same drift."""
+    the FFN's bias and weight part each carry half of `ffn_rates` (default `rates`)."""
+    ffn = rates if ffn_rates is None else ffn_rates
     name = f"mp_senet-{act}-real-s{seed}"
     out = root / "sweeps" / ml.GROUP / "runs" / name
     out.mkdir(parents=True)
@@ -63,9 +65,9 @@ def write_run(
         log(f"{n}.act", "preact_mean", lambda t, b=beta: b(t) + identity_gap * t)
         log(f"{n}.act", "grad_mean", lambda t: -1e-6 * (rates[0] if t < 10 else rates[-1]))
     feeds[f"{LIN}.act"] = f"{LIN}.up"
-    log(f"{LIN}.up", "bias_mean", lambda t: 0.5 * _piecewise(rates, t))
-    log(f"{LIN}.up", "preact_weight_part", lambda t: 0.2 + 0.5 * _piecewise(rates, t))
-    log(f"{LIN}.act", "preact_mean", lambda t: 0.2 + _piecewise(rates, t))
+    log(f"{LIN}.up", "bias_mean", lambda t: 0.5 * _piecewise(ffn, t))
+    log(f"{LIN}.up", "preact_weight_part", lambda t: 0.2 + 0.5 * _piecewise(ffn, t))
+    log(f"{LIN}.act", "preact_mean", lambda t: 0.2 + _piecewise(ffn, t))
     summary = {
         "run": name,
         "status": "completed",
@@ -86,17 +88,23 @@ def write_run(
 
 
 def build(
-    tmp: Path, rates: dict[str, Sequence[float]], seeds: int = 3, **kw: float
+    tmp: Path,
+    rates: dict[str, Sequence[float]],
+    seeds: int = 3,
+    ffn: dict[str, Sequence[float]] | None = None,
+    **kw: float,
 ) -> dict[str, object]:
-    """Runs for every activation in `rates` over `seeds` seeds (seed noise ±5 % of each rate,
-    tanh a small seed-dependent wobble), aggregated."""
+    """Runs for every activation in `rates` (FFN layers: `ffn`, default the same) over `seeds`
+    seeds (seed noise ±5 % of each rate plus a small wobble, so tanh varies too), aggregated."""
     rng = np.random.default_rng(7)
+
+    def noisy(r: Sequence[float]) -> list[float]:
+        return [x * (1 + 0.05 * rng.standard_normal()) + 1e-5 * rng.standard_normal() for x in r]
+
     for act, r in rates.items():
         for s in range(seeds):
-            noisy = [
-                x * (1 + 0.05 * rng.standard_normal()) + 1e-5 * rng.standard_normal() for x in r
-            ]
-            write_run(tmp, act, s, noisy, **kw)
+            f = noisy((ffn or {}).get(act, r))
+            write_run(tmp, act, s, noisy(r), ffn_rates=f, **kw)
     return ml.aggregate_runs(load_runs(tmp / "sweeps" / ml.GROUP), STAGES)
 
 
@@ -142,25 +150,39 @@ def test_verdict_known_answers(
     tmp_path: Path, rates: dict, expected: str, stage_verdicts: list[str]
 ) -> None:
     block = build(tmp_path, {**rates, "tanh": FLAT})
-    verdict, text, ev = ml.verdict(json.loads(json.dumps(block)))  # through JSON, as read
-    assert verdict == expected, text
-    assert list(ev["stage_verdicts"].values()) == stage_verdicts
-    assert ev["carrier"] == "norm shift beta" and "β" in text
-    if expected == "refined":
-        assert "holds in steps 10-20, 20-40 only" in text
+    rows = ml.verdict(json.loads(json.dumps(block)))  # through JSON, as the ledger reads it
+    assert [r[0] for r in rows] == list(ml.FAMILIES)
+    for _, verdict, text, ev in rows:  # every family drifts alike here
+        assert verdict == expected, text
+        assert list(ev["stage_verdicts"].values()) == stage_verdicts
+        assert ev["carrier"] == "norm shift beta"
+        if expected == "refined":
+            assert "holds in steps 10-20, 20-40 only" in text
+    assert "β carries it all" in dict((r[0], r[2]) for r in rows)["norm_fed"]
+
+
+def test_families_are_decided_apart(tmp_path: Path) -> None:
+    """The pattern of the real runs' first stage: β goes down while the FFN layers go up. Each
+    family gets its own verdict; over all layers the larger FFN rise wins (2 of 3 layers are
+    norm-fed here, so the FFN needs > 2x the β rate to win: 5x is used)."""
+    ffn = {a: tuple(-5 * x for x in DOWN) for a in ("relu", "gelu")}
+    block = build(tmp_path, {"relu": DOWN, "gelu": DOWN, "tanh": FLAT}, ffn=ffn)
+    got = {fam: v for fam, v, _, _ in ml.verdict(block)}
+    assert got == {"all_layers": "refuted", "norm_fed": "confirmed", "ffn": "refuted"}
 
 
 def test_verdict_flags_a_broken_identity_and_missing_evidence(tmp_path: Path) -> None:
     block = build(tmp_path, {"relu": DOWN, "gelu": DOWN, "tanh": FLAT}, identity_gap=1e-3)
-    _, text, ev = ml.verdict(block)
-    assert ev["carrier"] is None and "failed" in text
-    assert ml.verdict(None)[0] == "not-tested"
-    assert ml.verdict({"activations": {}, "stages": ["0-10"]})[0] == "not-tested"
+    rows = ml.verdict(block)
+    assert all(ev["carrier"] is None for *_, ev in rows)
+    assert "identity Δpreact = Δβ failed" in rows[1][2]
+    assert ml.verdict(None) == [] and ml.verdict({"activations": {}, "stages": ["0-10"]}) == []
+    assert ml.verdict({"activations": {"tanh": {}}, "stages": ["0-10"]}) == []
 
 
 def test_one_seed_is_never_decided(tmp_path: Path) -> None:
     block = build(tmp_path, {"relu": DOWN, "gelu": DOWN, "tanh": FLAT}, seeds=1)
-    assert ml.verdict(block)[0] == "not-tested"
+    assert {v for _, v, _, _ in ml.verdict(block)} == {"not-tested"}
 
 
 def _replay(effect: float, n_seeds: int, replays: int, seed: int) -> float:
@@ -221,7 +243,7 @@ def test_smoke_run_end_to_end(tmp_path: Path) -> None:
     assert relu["d_preact_mean"]["n"] == 1
     assert relu["residual_norm_fed"]["mean"] < ml.IDENTITY_TOL
     assert relu["d_beta"]["mean"] != 0  # the shift did move: the identity was not checked on 0
-    assert ml.verdict(block)[0] == "not-tested"  # one seed decides nothing
+    assert {v for _, v, _, _ in ml.verdict(block)} == {"not-tested"}  # one seed decides nothing
     # rerunning resumes: nothing is retrained
     t1 = time.perf_counter()
     assert ml.main([*args, "--log-every-late", "1", "--cluster", "debug"]) == 0
@@ -236,9 +258,10 @@ def test_the_ledger_reads_the_long_runs(tmp_path: Path) -> None:
     where.parent.mkdir(parents=True)
     where.write_text(json.dumps(block))
     got = {r["id"]: r for r in verdicts.experiment_entries(tmp_path)}
-    row = got["C8.mp_senet_long"]
-    assert row["verdict"] == "confirmed" == ml.verdict(block)[0]
-    assert row["experiment"]["source"] == str(where) and "steps 20-40" in row["detail"]
+    for fam, verdict, _, _ in ml.verdict(block):
+        row = got[f"C8.mp_senet_long.{fam}"]
+        assert row["verdict"] == verdict == "confirmed"
+        assert row["experiment"]["source"] == str(where) and "20-40 [confirmed]" in row["detail"]
     # Without the file the row is there, not-tested, with nothing to show.
     where.unlink()
     got = {r["id"]: r for r in verdicts.experiment_entries(tmp_path)}
