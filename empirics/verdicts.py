@@ -947,9 +947,11 @@ def _trend_verdict(
     fit: dict[str, Any], paper: float, lo: float, hi: float, width: float
 ) -> tuple[str, str]:
     """confirmed: the paper's number lies inside the prediction interval at its scale and the
-    interval is narrow enough to say (width <= `width`); refuted: outside it; not-tested: the
-    trend bends (curvature F-test p < 0.05, a straight line is no basis to extrapolate), no size
-    trend was measured, or the interval is too wide."""
+    interval is narrow enough to say (width <= `width`); refuted: outside it, with a measured
+    trend (the 95 % CI of the tokens or the size slope excludes 0); not-tested: the trend bends
+    (curvature F-test p < 0.05, a straight line is no basis to extrapolate), no size trend was
+    measured, the interval is too wide, or the metric has not moved over the ladder (a flat line
+    carried decades past the runs says where the runs stopped, not where training goes)."""
     curv = fit.get("curvature_p")
     if curv is not None and curv < 0.05:
         return (
@@ -959,6 +961,13 @@ def _trend_verdict(
     if not fit.get("size_extrapolated"):
         return "not-tested", "measured at one size: no size trend to extrapolate"
     if not lo <= paper <= hi:
+        slopes = fit["coef_ci"][1:]
+        if not any(a > 0 or b < 0 for a, b in slopes):
+            return (
+                "not-tested",
+                f"the paper's {paper:g} lies outside, but no trend was measured (every slope's "
+                "95 % CI contains 0): nothing to extrapolate",
+            )
         return "refuted", f"the paper's {paper:g} lies outside"
     if hi - lo > width:
         return "not-tested", f"interval too wide to say (width {hi - lo:.2g} > {width:g})"

@@ -124,6 +124,18 @@ def _agg_for_sparsity(tmp_path: Path, target: float, noise: float, seed: int) ->
     return scale_fit.aggregate(tmp_path, SMALL)
 
 
+def test_a_flat_ladder_refutes_nothing(tmp_path) -> None:
+    """Sparsity that never leaves 0.51 gives a narrow interval far from 0.9, but no trend: the
+    runs stopped before anything happened, which says nothing about 3.76e9 tokens."""
+    gen = np.random.default_rng(7)
+    _write_ladder(tmp_path, SMALL, lambda r: _summary(0.51 + 0.002 * gen.standard_normal(), 10, 3))
+    agg = scale_fit.aggregate(tmp_path, SMALL)
+    lo, hi = agg["c9"]["fit"]["pi_metric"]
+    assert hi < 0.9
+    verdict, text, _ = verdicts.verdict_scale_sparsity(agg)
+    assert verdict == "not-tested" and "no trend was measured" in text
+
+
 @pytest.mark.parametrize(
     ("target", "noise", "expected"),
     [(0.9, 0.002, "confirmed"), (0.6, 0.002, "refuted"), (0.9, 0.6, "not-tested")],
@@ -154,10 +166,21 @@ def test_spike_ratio_is_paired_by_seed_and_judged_against_25(tmp_path) -> None:
     assert agg["c11"]["fit"]["ok"]
     lo, hi = ev["pi_ratio"] if ev else (0, 0)
     assert lo < 25 < hi or verdict == "refuted"
-    # a ladder where ReLU² spikes exactly like ReLU: ratio 1, far from 25 -> refuted
+    # ReLU² spiking exactly like ReLU at every rung: ratio 1, far from 25, but no trend
     other = tmp_path / "flat"
     _write_ladder(other, SMALL, lambda r: _summary(0.6, 7.0 + 0.01 * gen.uniform(), 3.0))
     verdict, text, _ = verdicts.verdict_scale_spikes(scale_fit.aggregate(other, SMALL))
+    assert verdict == "not-tested" and "no trend was measured" in text, text
+
+    # a ratio that measurably falls with tokens, away from 25 -> refuted
+    def falling(r):
+        ratio = 10 ** (1.0 - 0.2 * math.log10(r.tokens))
+        base = 5.0 * (1 + 0.001 * gen.standard_normal())
+        return _summary(0.6, base * ratio if r.activation == "relu2" else 5.0, 3.0)
+
+    away = tmp_path / "away"
+    _write_ladder(away, SMALL, falling)
+    verdict, text, _ = verdicts.verdict_scale_spikes(scale_fit.aggregate(away, SMALL))
     assert verdict == "refuted", text
 
 
