@@ -265,8 +265,9 @@ def pairs_block(done: dict[Rung, dict[str, float]], ladder: Ladder) -> dict[str,
         ]
         fit = fit_trend(pts) if len(pts) >= 4 else {"ok": False, "reason": f"{len(pts)} cells"}
         out[key] = {"a": a, "b": b, "label": label, "series": series, "fit": fit}
-    # Ranking of activations by mean val loss at the largest budget of the middle size.
-    top = max(ladder.tokens)
+    # Ranking of activations by mean val loss at the middle size and the largest budget every
+    # activation reached there.
+    top = max(t for t in ladder.tokens if t <= ladder.pair_max_tokens)
     means = {
         act: mean_ci([m["val_loss"] for m in _cells(done, act).get((ladder.mid, top), {}).values()])
         for act in (*ladder.size_acts, *ladder.pair_acts, *ladder.mid_acts)
