@@ -302,7 +302,7 @@ def run_theory(scale: Scale, root: Path) -> None:
             )
     atomic_write_json(
         root / "theory" / "drift_coefficient.json",
-        {"schema": "drift_coefficient/v1", "rows": rows},
+        {"schema": "drift_coefficient/v2", "rows": rows, "curves": _drift_curves(scale)},
     )
     for act, loss, init in itertools.product(
         ("relu", "gelu", "silu", "tanh"), ("mse", "cross_entropy"), ("gaussian", "uniform")
@@ -329,6 +329,32 @@ def run_theory(scale: Scale, root: Path) -> None:
     quadrature = {r["activation"]: (r["theory"], r["theory_err"]) for r in rows if r["s"] == 1.0}
     run_first_step(scale, root, quadrature)
     run_c1_depth(scale, root)
+
+
+def _drift_curves(scale: Scale, points: int = 32) -> dict[str, dict[str, Any]]:
+    """D(σ, s) on a dense grid of s in (0, max d_stds] per THEORY_ACTS: the closed form in s where
+    theory derives one (so the figure draws its shape, e.g. ReLU²'s s³, not a line through the
+    few Monte Carlo points), quadrature at each s otherwise (SiLU), with how it was obtained."""
+    import mpmath
+    import sympy as sp
+
+    from theory.drift import derive_drift_with_method, drift_coefficient_numeric
+    from theory.gradient import s as s_sym
+
+    grid = np.linspace(0.0, max(scale.d_stds), points + 1)[1:]  # s = 0 is degenerate
+    out = {}
+    for act in THEORY_ACTS:
+        expr, how = derive_drift_with_method(act)
+        if expr is not None:
+            f = sp.lambdify(s_sym, expr, "mpmath")
+            with mpmath.workdps(30):
+                values = [float(f(mpmath.mpf(float(v)))) for v in grid]
+            method = f"closed form: {how}"
+        else:
+            values = [drift_coefficient_numeric(act, float(v))[0] for v in grid]
+            method = f"quadrature at each s ({how})"
+        out[act] = {"s": grid.tolist(), "theory": values, "method": method}
+    return out
 
 
 FIRST_STEP_ACTS = THEORY_ACTS
@@ -1424,6 +1450,10 @@ def aggregate(scale: Scale | str, root: Path = ROOT) -> dict[str, Path]:
     write("c10_cliff", aggregate_c10(runs["c10"], failed=c10_failed(sweeps / "c10")))
     write("c6_persistence", aggregate_c6(sroot / "early_training"))
     write("first_step_trainer", aggregate_first_step(runs["drift"] + runs["mp_senet"]))
+    if (sweeps / "mp_senet_long").is_dir():  # trained apart: python -m empirics.mp_senet_long
+        from empirics import mp_senet_long
+
+        written["mp_senet_long"] = mp_senet_long.aggregate(sroot, mp_senet_long.LongPlan())
     return written
 
 

@@ -40,8 +40,8 @@ class LongPlan:
 
     preset: str = "small"
     steps: int = 600
-    seeds: tuple[int, ...] = (0, 1, 2)
-    activations: tuple[str, ...] = ("relu", "gelu", "tanh")
+    seeds: tuple[int, ...] = (0, 1, 2, 3)
+    activations: tuple[str, ...] = ("relu", "gelu", "silu", "tanh")
     stages: tuple[tuple[int, int], ...] = ((0, 60), (60, 200), (200, 600))
     early_steps: int = 60
     log_every_late: int = 10

@@ -227,7 +227,7 @@ def test_plan_and_cli_refuse_bad_input(capsys: pytest.CaptureFixture[str], tmp_p
 def test_configs_are_seed_major_and_resumable() -> None:
     lp = ml.LongPlan()
     names = [c.run for c in ml.configs(lp, Path("/tmp/x"))]
-    assert names[:3] == [f"mp_senet-{a}-real-s0" for a in lp.activations]
+    assert names[: len(lp.activations)] == [f"mp_senet-{a}-real-s0" for a in lp.activations]
     assert all(c.checkpoint_every > 0 and c.steps == 600 for c in ml.configs(lp, Path("/tmp/x")))
 
 
@@ -266,3 +266,13 @@ def test_the_ledger_reads_the_long_runs(tmp_path: Path) -> None:
     where.unlink()
     got = {r["id"]: r for r in verdicts.experiment_entries(tmp_path)}
     assert got["C8.mp_senet_long"]["verdict"] == "not-tested"
+
+
+def test_the_pipelines_aggregate_refreshes_the_long_json(tmp_path: Path) -> None:
+    from empirics import experiments
+
+    build(tmp_path / "full", {"relu": DOWN, "tanh": FLAT})
+    written = experiments.aggregate("full", tmp_path)
+    assert written["mp_senet_long"] == tmp_path / "full" / ml.OUT_NAME
+    block = json.loads(written["mp_senet_long"].read_text())
+    assert block["activations"]["relu"]["seeds"] == [0, 1, 2]
