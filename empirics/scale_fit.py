@@ -9,7 +9,10 @@ logit of sparsity (C9), log10 of the spike ratio (C11), or a paired val-loss dif
 (C12). The prediction interval at the paper's point (3.76e9 tokens, 85M block parameters) is for
 a new cell: t_{n-3} s sqrt(1 + x0'(X'X)^-1 x0), so the residual scatter about the plane (lack of
 fit included) widens it. A curvature check adds log10(tokens)^2: where it improves the fit at
-F-test p < 0.05 the plane is misspecified and the extrapolation is flagged as unsupported.
+F-test p < 0.05 the plane is misspecified and the extrapolation is flagged as unsupported. The
+fit records how many decades the runs span and how many the paper's point lies beyond them: the
+interval is the plane's, and a plane measured over fewer decades than it is carried says little
+about where the curve goes (the verdicts refuse to decide then).
 """
 
 from __future__ import annotations
@@ -147,8 +150,16 @@ def fit_trend(points: Sequence[tuple[float, float, float]], level: float = LEVEL
             curv_p = float(stats.f.sf(f, 1, dof2))
         else:
             curv_p = 0.0 if rss1 > 0 else 1.0
+    # How far the paper's point lies beyond the runs, against how far the runs span (decades).
+    span = {"tokens": float(t.max() - t.min()), "params": float(n.max() - n.min())}
+    reach = {
+        "tokens": math.log10(PAPER_TOKENS) - float(t.max()),
+        "params": math.log10(PAPER_BLOCK_PARAMS) - float(n.max()),
+    }
     return {
         "ok": True,
+        "span_decades": span,
+        "reach_decades": reach,
         "model": "y = a + b log10(tokens)" + (" + c log10(block params)" if with_size else ""),
         "coef": beta.tolist(),
         "coef_ci": coef_ci,

@@ -943,6 +943,21 @@ def _fit_text(fit: dict[str, Any], unit: str = "") -> str:
     )
 
 
+def _beyond_span(fit: dict[str, Any]) -> str:
+    """Why the paper's point is too far to decide (empty when it is not): it lies more decades
+    beyond the runs, in tokens or in size, than the runs span. The prediction interval is the
+    fitted plane's; carried further than it was measured, the plane's shape is an assumption."""
+    span, reach = fit.get("span_decades") or {}, fit.get("reach_decades") or {}
+    keys = ["tokens"] + (["params"] if fit.get("size_extrapolated") else [])
+    far = [
+        f"{reach[k]:.1f} decades of {'size' if k == 'params' else k} beyond the runs, which span "
+        f"{span[k]:.1f}"
+        for k in keys
+        if k in span and k in reach and reach[k] > span[k]
+    ]
+    return ("the paper's point lies " + " and ".join(far)) if far else ""
+
+
 def _trend_verdict(
     fit: dict[str, Any], paper: float, lo: float, hi: float, width: float
 ) -> tuple[str, str]:
@@ -950,8 +965,9 @@ def _trend_verdict(
     interval is narrow enough to say (width <= `width`); refuted: outside it, with a measured
     trend (the 95 % CI of the tokens or the size slope excludes 0); not-tested: the trend bends
     (curvature F-test p < 0.05, a straight line is no basis to extrapolate), no size trend was
-    measured, the interval is too wide, or the metric has not moved over the ladder (a flat line
-    carried decades past the runs says where the runs stopped, not where training goes)."""
+    measured, the paper's point lies further beyond the runs than they span (`_beyond_span`), the
+    interval is too wide, or the metric has not moved over the ladder (a flat line carried
+    decades past the runs says where the runs stopped, not where training goes)."""
     curv = fit.get("curvature_p")
     if curv is not None and curv < 0.05:
         return (
@@ -960,6 +976,10 @@ def _trend_verdict(
         )
     if not fit.get("size_extrapolated"):
         return "not-tested", "measured at one size: no size trend to extrapolate"
+    too_far = _beyond_span(fit)
+    if too_far:
+        side = "inside" if lo <= paper <= hi else "outside"
+        return "not-tested", f"the paper's {paper:g} lies {side}, but {too_far}"
     if not lo <= paper <= hi:
         slopes = fit["coef_ci"][1:]
         if not any(a > 0 or b < 0 for a, b in slopes):
@@ -1058,6 +1078,8 @@ def verdict_scale_pairs(agg: dict[str, Any] | None) -> Any:
             verdict, why = "not-tested", f"the trend bends (curvature p = {curv:.2g})"
         elif not fit.get("size_extrapolated"):
             verdict, why = "not-tested", "measured at one size: no size trend to extrapolate"
+        elif _beyond_span(fit):
+            verdict, why = "not-tested", _beyond_span(fit)
         elif hi < 0:
             verdict, why = "confirmed", "below 0"
         elif lo > 0:

@@ -67,11 +67,31 @@ def _truth(r, noise: float, gen: np.random.Generator, b=0.3, c=0.2, a=-2.0) -> f
     return a + b * math.log10(r.tokens) + c * math.log10(n) + noise * gen.standard_normal()
 
 
+@pytest.fixture(autouse=True)
+def _a_large_size(monkeypatch):
+    """A size near the paper's (25M block parameters) so that synthetic ladders can span as many
+    decades as they are carried: the verdicts decide nothing further than that."""
+    monkeypatch.setitem(SIZES, "xl", scale.Size("xl", 8, 512))
+    monkeypatch.setitem(scale.RATE_TOKENS_PER_S, "xl", 100)
+
+
+# Synthetic ladders (no training: summaries are written by hand). SMALL spans 6 decades of tokens
+# up to 1e9 and 2.4 decades of size, so the paper's point (3.76e9 tokens, 85M) is within reach;
+# NEAR stops at 1e6 tokens, 3.6 decades short of it.
 SMALL = Ladder(
+    tokens=(1_000, 100_000, 10_000_000, 1_000_000_000),
+    seeds=(0, 1, 2),
+    sizes=("xs", "s", "xl"),
+    pair_sizes=("xs", "xl"),
+    topk_tokens=(100_000,),
+    pair_max_tokens=10**9,
+    size_max_tokens=(),
+)
+NEAR = Ladder(
     tokens=(1_000, 10_000, 100_000, 1_000_000),
     seeds=(0, 1, 2),
+    sizes=("xs", "s", "xl"),
     topk_tokens=(10_000,),
-    pair_max_tokens=1_000_000,
     size_max_tokens=(),
 )
 
@@ -124,6 +144,23 @@ def _agg_for_sparsity(tmp_path: Path, target: float, noise: float, seed: int) ->
     return scale_fit.aggregate(tmp_path, SMALL)
 
 
+def test_nothing_is_decided_further_than_the_ladder_reaches(tmp_path) -> None:
+    gen = np.random.default_rng(8)
+
+    def fn(r):  # a clear trend that the paper's 0.9 lies far from
+        z = -1.0 - 0.3 * math.log10(r.tokens) + 0.002 * gen.standard_normal()
+        return _summary(1 / (1 + math.exp(-z)), 10.0, 3.0)
+
+    _write_ladder(tmp_path / "near", NEAR, fn)
+    verdict, text, _ = verdicts.verdict_scale_sparsity(scale_fit.aggregate(tmp_path / "near", NEAR))
+    assert verdict == "not-tested" and "decades of tokens beyond the runs" in text, text
+    _write_ladder(tmp_path / "wide", SMALL, fn)
+    verdict, text, _ = verdicts.verdict_scale_sparsity(
+        scale_fit.aggregate(tmp_path / "wide", SMALL)
+    )
+    assert verdict == "refuted", text
+
+
 def test_a_flat_ladder_refutes_nothing(tmp_path) -> None:
     """Sparsity that never leaves 0.51 gives a narrow interval far from 0.9, but no trend: the
     runs stopped before anything happened, which says nothing about 3.76e9 tokens."""
@@ -138,13 +175,15 @@ def test_a_flat_ladder_refutes_nothing(tmp_path) -> None:
 
 @pytest.mark.parametrize(
     ("target", "noise", "expected"),
-    [(0.9, 0.002, "confirmed"), (0.6, 0.002, "refuted"), (0.9, 0.6, "not-tested")],
+    [(0.9, 0.002, "confirmed"), (0.6, 0.002, "refuted"), (0.9, 2.0, "not-tested")],
 )
 def test_sparsity_rule_in_every_direction(tmp_path, target, noise, expected) -> None:
     agg = _agg_for_sparsity(tmp_path, target, noise, seed=3)
     verdict, text, evidence = verdicts.verdict_scale_sparsity(agg)
     assert verdict == expected, text
     assert "95 % PI" in text
+    if expected == "not-tested":
+        assert "too wide" in text, text
 
 
 def test_spike_ratio_is_paired_by_seed_and_judged_against_25(tmp_path) -> None:
