@@ -176,7 +176,7 @@ def train_config(rung: Rung, ladder: Ladder, root: Path) -> Any:
         warmup=round(PAPER_WARMUP_FRAC * steps),
         seed=rung.seed,
         run=rung.name,
-        out=str(root / "runs" / rung.name),
+        out=str(root / rung.piece / "runs" / rung.name),
         progress=False,
         # Only the end state enters the trends: a handful of logged steps, always the first
         # (init) and the last.
@@ -232,7 +232,9 @@ def run(
     cluster: str = "local",
     echo: Any = print,
 ) -> Outcome:
-    """Train the pieces in order through the sweep runner (submitit; resumable)."""
+    """Train the pieces in order through the sweep runner (submitit; resumable), each in its own
+    sweep directory `root/<piece>` (a sweep directory holds one grid: its resume check compares
+    every completed run there against the grid's settings)."""
     from empirics.sweep import Launch, run_sweep
     from empirics.train import plan
 
@@ -243,7 +245,7 @@ def run(
         for cfg in configs:
             plan(cfg)  # every ConfigError before the first run starts
         launch = Launch(cluster=cluster, parallel=jobs, threads=1, chunk=3)
-        index = run_sweep(configs, root, launch, echo=echo)
+        index = run_sweep(configs, root / piece, launch, echo=echo)
         names = {r.name for r in rs}
         done = sum(1 for e in index["runs"] if e["run"] in names and e["status"] == "completed")
         outcome.pieces.append(piece)

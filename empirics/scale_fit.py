@@ -31,6 +31,7 @@ from empirics.outputs import atomic_write_json
 from empirics.scale import (
     PAPER_BLOCK_PARAMS,
     PAPER_TOKENS,
+    PIECES,
     SIZES,
     Ladder,
     Rung,
@@ -80,7 +81,7 @@ def read_runs(root: Path, ladder: Ladder) -> tuple[dict[Rung, dict[str, float]],
     done: dict[Rung, dict[str, float]] = {}
     missing: dict[str, str] = {}
     for r in rungs(ladder):
-        path = root / "runs" / r.name / "summary.json"
+        path = root / r.piece / "runs" / r.name / "summary.json"
         try:
             summary = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -338,7 +339,7 @@ def aggregate(root: Path, ladder: Ladder) -> dict[str, Any]:
 
 
 def aggregate_main(root: Path, ladder: Ladder) -> int:
-    if not (root / "runs").is_dir():
+    if not any((root / piece / "runs").is_dir() for piece in PIECES):
         print(
             f"python -m empirics.scale: error: --out {root}: no runs/ there; run the ladder "
             "first (make scale)"

@@ -56,7 +56,7 @@ def _summary(sparsity: float, spike: float, val: float) -> dict:
 
 def _write_ladder(root: Path, ladder: Ladder, fn) -> None:
     for r in scale.rungs(ladder):
-        d = root / "runs" / r.name
+        d = root / r.piece / "runs" / r.name
         d.mkdir(parents=True)
         (d / "summary.json").write_text(json.dumps(fn(r)))
 
@@ -274,7 +274,9 @@ def test_missing_and_failed_runs_are_listed_not_averaged(tmp_path) -> None:
     ladder = Ladder(tokens=(1_000, 10_000), seeds=(0, 1), sizes=("xs",))
     _write_ladder(tmp_path, ladder, lambda r: _summary(0.6, 10.0, 3.0))
     bad = scale.rungs(ladder)[0]
-    (tmp_path / "runs" / bad.name / "summary.json").write_text(json.dumps({"status": "diverged"}))
+    (tmp_path / bad.piece / "runs" / bad.name / "summary.json").write_text(
+        json.dumps({"status": "diverged"})
+    )
     agg = scale_fit.aggregate(tmp_path, ladder)
     assert agg["runs"]["missing"][bad.name] == "diverged"
     assert agg["runs"]["completed"] == len(scale.rungs(ladder)) - 1
