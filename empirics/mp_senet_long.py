@@ -369,6 +369,14 @@ def _fmt(stat: Mapping[str, Any] | None, digits: int = 2) -> str:
     return f"{stat['mean']:+.{digits}e} [{ci[0]:+.{digits}e}, {ci[1]:+.{digits}e}]"
 
 
+def _cell(row: Mapping[str, Any], act: str, q: str, sign: str) -> str:
+    """`relu negative Δ [CI], − tanh Δ [CI]`: the activation's own interval and, beside it, the
+    paired difference to the control that the sign also needs."""
+    text = f"{act} {sign} {_fmt(row.get(q))}"
+    vs = (row.get("vs_tanh") or {}).get(q)
+    return text + (f", − tanh {_fmt(vs)}" if vs else "")
+
+
 def _whole_means(acts: Mapping[str, Any], whole: str, qs: Sequence[str]) -> dict[str, list]:
     out = {}
     for a in sorted(acts):
@@ -416,10 +424,8 @@ def verdict(block: Mapping[str, Any] | None) -> list[tuple[str, str, str, dict[s
         verdicts = {st: stage_verdict(signs[st]) for st in stages}
         parts = []
         for st in windows:
-            cells = "; ".join(
-                f"{a} {signs[st][a]} {_fmt((acts[a]['stages'].get(st) or {}).get(q))}"
-                for a in sorted(acts)
-            )
+            cells = "; ".join(_cell(acts[a]["stages"].get(st) or {}, a, q, signs[st][a])
+                              for a in sorted(acts))  # fmt: skip
             parts.append(f"{st} [{verdicts.get(st, 'whole run')}]: {cells}")
         text = f"{head}; {what}: " + " | ".join(parts)
         if fam == "all_layers" and whole:
