@@ -5,6 +5,8 @@ STAMP := $(VENV)/.installed-stamp
 DEBIAN_DATA := dataset-fashion-mnist bible-kjv bible-kjv-text asterisk-core-sounds-en-g722 pocketsphinx-testdata
 PYTEST_WORKERS ?= 2
 SCALE ?= full
+# The figures the README shows, drawn from the committed reference run (`make reference`).
+DOC_FIGURES := scaling_c9 scaling_c11 scaling_c12 drift_layers persistence remark_a2
 
 .PHONY: help setup data verify calibrate test test-all bench gpu-check experiments experiments-quick scale figures reference lint clean
 
@@ -71,6 +73,8 @@ figures: setup  ## rebuild the figures (PNG + PDF) from results/experiments/$(SC
 
 reference: setup  ## copy the ledger and the experiment JSON it read from results/ into reference/ (with provenance), re-render README.md and docs/FINDINGS.md
 	$(PY) -m empirics.reference update
+	$(MAKE) -k -C paper_figures PY=$(abspath $(PY)) RESULTS=$(abspath reference) OUT=$(abspath docs/figures) \
+	  $(foreach f,$(DOC_FIGURES),$(abspath docs/figures)/$(f).png)
 	$(PY) paper_figures/claims_table.py --docs write
 
 lint: setup  ## ruff format check and lint

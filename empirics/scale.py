@@ -57,7 +57,8 @@ class Size:
 
 
 SIZES: dict[str, Size] = {
-    s.name: s for s in (Size("xs", 2, 64), Size("s", 4, 128), Size("m", 6, 192))
+    s.name: s
+    for s in (Size("xs", 2, 64), Size("s", 4, 128), Size("m", 6, 192), Size("l", 6, 256))
 }
 
 
@@ -69,7 +70,7 @@ class Ladder:
     steps. Data: `corpus` through a byte-level BPE of `vocab_size` entries (`empirics.data.text`).
     """
 
-    tokens: tuple[int, ...] = (10_000, 30_000, 100_000, 300_000, 1_000_000)
+    tokens: tuple[int, ...] = (10_000, 30_000, 100_000, 300_000, 1_000_000, 2_500_000, 6_300_000)
     seeds: tuple[int, ...] = (0, 1, 2)
     sizes: tuple[str, ...] = tuple(SIZES)
     batch_size: int = 8
@@ -88,10 +89,17 @@ class Ladder:
     topk_act: str = "gelu"
     # Two budgets: a cliff whose place moves between them is not a property of the model.
     topk_tokens: tuple[int, ...] = (30_000, 100_000)
-    # Budget caps, chosen to fit about two hours on a 2-core machine shared with other work: the
-    # largest size, the C12 pairs and the Top-K runs stop at 1e5 tokens (1 decade), the C9/C11
-    # ladder of the two smaller sizes reaches 1e6 (2 decades).
-    size_max_tokens: tuple[tuple[str, int], ...] = (("m", 100_000),)
+    # Budget caps, chosen to fit about two hours on a 2-core machine shared with other work while
+    # reaching as far as the extrapolation is carried (a verdict needs the runs to span at least
+    # as many decades as the paper's point lies beyond them: 6.3e6 tokens spans 2.8 decades from
+    # 1e4 and lies 2.8 below 3.76e9; 4.7M block parameters span 1.7 decades from 0.098M and lie
+    # 1.3 below 85M). The smallest size carries the tokens to 6.3e6, the middle one to 1e6, the
+    # two largest carry the size to 1e5 tokens; the C12 pairs and the Top-K runs stop at 1e5.
+    size_max_tokens: tuple[tuple[str, int], ...] = (
+        ("s", 1_000_000),
+        ("m", 100_000),
+        ("l", 100_000),
+    )
     pair_max_tokens: int = 100_000
     checkpoint_every: int = 250
 
@@ -210,7 +218,7 @@ PAPER_BLOCK_PARAMS = 12 * 12 * 768**2
 
 # Single-thread tokens/s measured on a 2-core machine shared with other work (a 40-step run
 # each, BPE 2048, block 128); used only by `plan` to print an estimate.
-RATE_TOKENS_PER_S = {"xs": 20_000, "s": 7_300, "m": 3_000}
+RATE_TOKENS_PER_S = {"xs": 20_000, "s": 7_300, "m": 3_000, "l": 1_300}
 
 
 def estimate_seconds(rs: Sequence[Rung]) -> float:

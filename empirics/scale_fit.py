@@ -9,7 +9,8 @@ logit of sparsity (C9), log10 of the spike ratio (C11), or a paired val-loss dif
 (C12). The prediction interval at the paper's point (3.76e9 tokens, 85M block parameters) is for
 a new cell: t_{n-3} s sqrt(1 + x0'(X'X)^-1 x0), so the residual scatter about the plane (lack of
 fit included) widens it. A curvature check adds log10(tokens)^2: where it improves the fit at
-F-test p < 0.05 the plane is misspecified and the extrapolation is flagged as unsupported. The
+F-test p < 0.05 the plane is misspecified and the extrapolation is flagged as unsupported, and
+likewise where a log10(tokens) x log10(params) term does (the token trend differs by size). The
 fit records how many decades the runs span and how many the paper's point lies beyond them: the
 interval is the plane's, and a plane measured over fewer decades than it is carried says little
 about where the curve goes (the verdicts refuse to decide then).
@@ -123,6 +124,8 @@ def fit_trend(points: Sequence[tuple[float, float, float]], level: float = LEVEL
     dof = len(y) - p
     if dof < 1:
         return {"ok": False, "reason": f"{len(y)} cells for {p} coefficients"}
+    if np.linalg.matrix_rank(X) < p:
+        return {"ok": False, "reason": "the cells do not vary in tokens (or in size)"}
     beta, *_ = np.linalg.lstsq(X, y, rcond=None)
     resid = y - X @ beta
     s2 = float(resid @ resid / dof)
@@ -151,6 +154,20 @@ def fit_trend(points: Sequence[tuple[float, float, float]], level: float = LEVEL
             curv_p = float(stats.f.sf(f, 1, dof2))
         else:
             curv_p = 0.0 if rss1 > 0 else 1.0
+    # Interaction: does the token slope differ by size (a log T x log N term, F test)? The
+    # plane carries the smallest sizes' long runs to the largest size; it may only if not.
+    inter_p = None
+    if with_size:
+        X3 = np.column_stack([X, t * n])
+        dof3 = len(y) - X3.shape[1]
+        if dof3 >= 1:
+            b3, *_ = np.linalg.lstsq(X3, y, rcond=None)
+            r3 = y - X3 @ b3
+            rss1, rss3 = float(resid @ resid), float(r3 @ r3)
+            if rss3 > 0:
+                inter_p = float(stats.f.sf((rss1 - rss3) / (rss3 / dof3), 1, dof3))
+            else:
+                inter_p = 0.0 if rss1 > 0 else 1.0
     # How far the paper's point lies beyond the runs, against how far the runs span (decades).
     span = {"tokens": float(t.max() - t.min()), "params": float(n.max() - n.min())}
     reach = {
@@ -175,6 +192,7 @@ def fit_trend(points: Sequence[tuple[float, float, float]], level: float = LEVEL
         "pi": [pred - half, pred + half],
         "size_extrapolated": bool(with_size),
         "curvature_p": curv_p,
+        "interaction_p": inter_p,
         "paper_point": {"tokens": PAPER_TOKENS, "block_params": PAPER_BLOCK_PARAMS},
     }
 

@@ -943,6 +943,20 @@ def _fit_text(fit: dict[str, Any], unit: str = "") -> str:
     )
 
 
+def _misspecified(fit: dict[str, Any]) -> str:
+    """Why the plane is no basis for an extrapolation (empty when it is): the trend bends in log
+    tokens, or its token slope differs by size (each an F test at p < 0.05)."""
+    curv, inter = fit.get("curvature_p"), fit.get("interaction_p")
+    if curv is not None and curv < 0.05:
+        return f"the trend bends (curvature p = {curv:.2g}): no straight-line extrapolation"
+    if inter is not None and inter < 0.05:
+        return (
+            f"the token trend differs by size (interaction p = {inter:.2g}): no plane to "
+            "extrapolate"
+        )
+    return ""
+
+
 def _beyond_span(fit: dict[str, Any]) -> str:
     """Why the paper's point is too far to decide (empty when it is not): it lies more decades
     beyond the runs, in tokens or in size, than the runs span. The prediction interval is the
@@ -968,12 +982,9 @@ def _trend_verdict(
     measured, the paper's point lies further beyond the runs than they span (`_beyond_span`), the
     interval is too wide, or the metric has not moved over the ladder (a flat line carried
     decades past the runs says where the runs stopped, not where training goes)."""
-    curv = fit.get("curvature_p")
-    if curv is not None and curv < 0.05:
-        return (
-            "not-tested",
-            f"the trend bends (curvature p = {curv:.2g}): no straight-line extrapolation",
-        )
+    bent = _misspecified(fit)
+    if bent:
+        return "not-tested", bent
     if not fit.get("size_extrapolated"):
         return "not-tested", "measured at one size: no size trend to extrapolate"
     too_far = _beyond_span(fit)
@@ -1073,9 +1084,8 @@ def verdict_scale_pairs(agg: dict[str, Any] | None) -> Any:
             out.append((key, "not-tested", text + f"; no fit ({fit.get('reason')})", {}))
             continue
         lo, hi = fit["pi"]
-        curv = fit.get("curvature_p")
-        if curv is not None and curv < 0.05:
-            verdict, why = "not-tested", f"the trend bends (curvature p = {curv:.2g})"
+        if _misspecified(fit):
+            verdict, why = "not-tested", _misspecified(fit)
         elif not fit.get("size_extrapolated"):
             verdict, why = "not-tested", "measured at one size: no size trend to extrapolate"
         elif _beyond_span(fit):

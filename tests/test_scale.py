@@ -20,9 +20,12 @@ def test_rungs_are_unique_and_follow_the_paper_recipe() -> None:
     assert len({r.name for r in rs}) == len(rs)
     # every size x activation x budget x seed of the size piece is there; the largest size
     # stops at its cap
-    cap = dict(ladder.size_max_tokens)["m"]
-    n_m = sum(t <= cap for t in ladder.tokens)
-    assert sum(r.piece == "sizes" for r in rs) == (2 * 5 + n_m) * 2 * 3
+    caps = dict(ladder.size_max_tokens)
+    per_size = {
+        k: sum(t <= caps.get(k, max(ladder.tokens)) for t in ladder.tokens) for k in ladder.sizes
+    }
+    assert sum(r.piece == "sizes" for r in rs) == sum(per_size.values()) * 2 * 3
+    cap = caps["m"]
     assert max(r.tokens for r in rs if r.size == "m") == cap
     r = next(r for r in rs if r.size == "m" and r.tokens == cap)
     cfg = scale.train_config(r, ladder, Path("/tmp/x"))
@@ -127,6 +130,21 @@ def test_a_bent_trend_is_flagged_by_the_curvature_test(tmp_path) -> None:
     assert fit["curvature_p"] < 1e-3
     verdict, text, _ = verdicts.verdict_scale_sparsity(scale_fit.aggregate(tmp_path, SMALL))
     assert verdict == "not-tested" and "bends" in text
+
+
+def test_a_token_trend_that_differs_by_size_is_flagged(tmp_path) -> None:
+    gen = np.random.default_rng(9)
+
+    def fn(r):  # the token slope grows with size: no single plane
+        n = math.log10(block_params(SIZES[r.size]))
+        z = -3.0 + 0.1 * (n - 4.0) * math.log10(r.tokens) + 0.005 * gen.standard_normal()
+        return _summary(1 / (1 + math.exp(-z)), 10.0, 3.0)
+
+    _write_ladder(tmp_path, SMALL, fn)
+    agg = scale_fit.aggregate(tmp_path, SMALL)
+    assert agg["c9"]["fit"]["interaction_p"] < 1e-3
+    verdict, text, _ = verdicts.verdict_scale_sparsity(agg)
+    assert verdict == "not-tested" and "differs by size" in text, text
 
 
 def _agg_for_sparsity(tmp_path: Path, target: float, noise: float, seed: int) -> dict:
