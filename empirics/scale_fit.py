@@ -1,7 +1,8 @@
 """The scaling ladder's runs -> cells over seeds -> trend fits extrapolated to the paper's scale.
 
-Torch-free: reads `results/scale/runs/*/summary.json`, writes `results/scale/aggregate.json`
-(`python -m empirics.scale aggregate`). The verdicts on it live in `empirics.verdicts`.
+Reads `results/scale/<piece>/runs/*/summary.json`, writes `results/scale/aggregate.json`
+(`python -m empirics.scale aggregate`); no training. The verdicts on it live in
+`empirics.verdicts`.
 
 Trend model, one per claim: y = a + b log10(tokens) + c log10(block parameters), fitted by least
 squares to the cell means (a cell: one size, activation and token budget, over seeds); y is the
@@ -332,6 +333,42 @@ def topk_block(done: dict[Rung, dict[str, float]], ladder: Ladder) -> dict[str, 
     return out
 
 
+def topk_critical(done: dict[Rung, dict[str, float]], ladder: Ladder) -> dict[str, Any]:
+    """Per token budget: the critical sparsity (the largest measured sparsity keeping >= 99 % and
+    >= 95 % of the dense GELU run's val-loss retention), per seed from its own curve (dense point
+    at its emergent sparsity, retention 1; the Top-K levels at their measured sparsity), then a t
+    interval over seeds when every seed's value is bracketed by the grid, else the censored
+    values as they are."""
+    from empirics.montecarlo.stats import critical_sparsity  # the one statistics module
+
+    dense = _cells(done, ladder.topk_act)
+    out: dict[str, Any] = {}
+    for tokens in ladder.topk_tokens:
+        base = dense.get((ladder.mid, tokens), {})
+        per_level = {
+            lv: _cells(done, ladder.topk_act, f"topk:{lv:g}").get((ladder.mid, tokens), {})
+            for lv in ladder.topk_levels
+        }
+        seeds = sorted(set(base).intersection(*(set(v) for v in per_level.values())))
+        cell: dict[str, Any] = {}
+        for threshold in (0.99, 0.95):
+            per_seed = []
+            for sd in seeds:
+                xs = [base[sd]["sparsity_mean"]] + [
+                    v[sd]["sparsity_mean"] for v in per_level.values()
+                ]
+                ys = [1.0] + [base[sd]["val_loss"] / v[sd]["val_loss"] for v in per_level.values()]
+                per_seed.append(critical_sparsity(xs, ys, threshold))
+            bracketed = [c["value"] for c in per_seed if c["censored"] is None]
+            cell[f"{threshold:g}"] = {
+                "per_seed": per_seed,
+                **(mean_ci(bracketed) if len(bracketed) == len(per_seed) else {"mean": None}),
+                "censored": sorted({c["censored"] for c in per_seed if c["censored"]}),
+            }
+        out[str(tokens)] = cell
+    return out
+
+
 def aggregate(root: Path, ladder: Ladder) -> dict[str, Any]:
     done, missing = read_runs(root, ladder)
     wall = sum(m["wall_time_s"] for m in done.values())
@@ -353,6 +390,7 @@ def aggregate(root: Path, ladder: Ladder) -> dict[str, Any]:
         "c11": spikes_block(done, ladder),
         "c12": pairs_block(done, ladder),
         "c10_gpt": topk_block(done, ladder),
+        "c10_gpt_critical": topk_critical(done, ladder),
     }
 
 

@@ -1084,6 +1084,20 @@ def verdict_scale_pairs(agg: dict[str, Any] | None) -> Any:
             out.append((key, "not-tested", text + f"; no fit ({fit.get('reason')})", {}))
             continue
         lo, hi = fit["pi"]
+        values = [v for r in series for v in r.get("values") or []]
+        if values and all(v == 0.0 for v in values):
+            # the same seed, data and init: a clip that never engages trains the same network
+            out.append(
+                (
+                    key,
+                    "not-tested",
+                    f"{label} {note}: identical val loss at every rung and seed ({len(values)} "
+                    f"runs): {c['a']} never differed from {c['b']} at these scales (a clip that "
+                    "never engages changes nothing)",
+                    {"identical": True},
+                )
+            )
+            continue
         if _misspecified(fit):
             verdict, why = "not-tested", _misspecified(fit)
         elif not fit.get("size_extrapolated"):
@@ -1162,6 +1176,30 @@ def verdict_scale_topk(agg: dict[str, Any] | None) -> tuple[str, str, dict | Non
     )
     if len(set(calls)) > 1:
         text += f" (budgets disagree: {', '.join(calls)})"
+    crit = (agg or {}).get("c10_gpt_critical") or {}
+    shown = []
+    for tokens, cell in sorted(crit.items(), key=lambda kv: int(kv[0])):
+        parts_t = []
+        for thr in ("0.99", "0.95"):
+            c = cell.get(thr) or {}
+            if c.get("mean") is not None and _ci(c):
+                parts_t.append(f"{float(thr):.0%}: {_ci_text(c, 2)}")
+            else:
+                per = c.get("per_seed") or []
+                vals = [p.get("value") for p in per if p.get("value") is not None]
+                cens = {p.get("censored") for p in per}
+                if vals and cens == {"above"}:
+                    rng = f"≥ {min(vals):.2f} (kept at every level measured)"
+                elif vals and cens == {"below"}:
+                    rng = f"< {max(vals):.2f} (lost at the first level)"
+                elif vals:
+                    rng = f"{min(vals):.2f}–{max(vals):.2f} over seeds (some censored)"
+                else:
+                    rng = "n/a"
+                parts_t.append(f"{float(thr):.0%}: {rng}")
+        shown.append(f"{int(tokens):.0e} tokens " + ", ".join(parts_t))
+    if shown:
+        text += "; critical sparsity " + "; ".join(shown)
     return verdict, text, {"per_budget": calls}
 
 

@@ -264,6 +264,16 @@ def test_pair_rule_reads_the_sign_of_the_extrapolated_difference(tmp_path) -> No
     assert rows["gelu2_best"][0] == "not-tested"
 
 
+def test_pairs_that_never_differ_are_named_as_such(tmp_path) -> None:
+    _write_ladder(tmp_path, SMALL, lambda r: _summary(0.6, 10.0, 3.0 + 0.01 * math.log10(r.tokens)))
+    rows = {
+        k: (v, t)
+        for k, v, t, _ in verdicts.verdict_scale_pairs(scale_fit.aggregate(tmp_path, SMALL))
+    }
+    assert rows["clip_vs_relu2"][0] == "not-tested"
+    assert "identical val loss at every rung" in rows["clip_vs_relu2"][1]
+
+
 def test_topk_rule_needs_the_same_answer_at_every_budget(tmp_path) -> None:
     ladder = Ladder(tokens=(1_000,), seeds=(0, 1, 2), topk_tokens=(1_000, 2_000))
     gen = np.random.default_rng(6)
