@@ -308,3 +308,41 @@ def test_missing_and_failed_runs_are_listed_not_averaged(tmp_path) -> None:
     agg = scale_fit.aggregate(tmp_path, ladder)
     assert agg["runs"]["missing"][bad.name] == "diverged"
     assert agg["runs"]["completed"] == len(scale.rungs(ladder)) - 1
+
+
+@pytest.mark.data
+def test_a_tiny_ladder_trains_resumes_and_refuses_changed_settings(tmp_path, monkeypatch) -> None:
+    """End to end on the real corpus, in-process: a finished ladder is kept on a rerun, and a
+    rerun with another recipe is refused instead of mixing runs of two settings."""
+    from empirics.config import ConfigError
+
+    tiny = Ladder(
+        tokens=(1024, 2048),
+        seeds=(0,),
+        sizes=("xs",),
+        size_acts=("relu",),
+        pair_acts=("gelu",),
+        pair_sizes=("xs",),
+        mid_acts=(),
+        mid="xs",
+        topk_levels=(0.5,),
+        topk_tokens=(2048,),
+        val_windows=8,
+    )
+    lines: list[str] = []
+    out = scale.run(tiny, tmp_path, jobs=1, cluster="debug", echo=lines.append)
+    assert (
+        out.completed
+        == out.total
+        == len(scale.rungs(tiny, ["sizes"]))
+        + len(scale.rungs(tiny, ["pairs"]))
+        + len(scale.rungs(tiny, ["topk"]))
+    )
+    agg = scale_fit.aggregate(tmp_path, tiny)
+    assert agg["runs"]["completed"] == len(scale.rungs(tiny)) and not agg["runs"]["missing"]
+    lines.clear()
+    again = scale.run(tiny, tmp_path, jobs=1, cluster="debug", echo=lines.append)
+    assert again.completed == again.total and any("0 to run" in ln for ln in lines)
+    monkeypatch.setitem(scale.RECIPE, "lr", 1e-3)
+    with pytest.raises(ConfigError, match="other settings"):
+        scale.run(tiny, tmp_path, jobs=1, cluster="debug", echo=None)
