@@ -392,7 +392,12 @@ def verdict(block: Mapping[str, Any] | None) -> list[tuple[str, str, str, dict[s
     family of activation layers (`FAMILIES`): per stage, `stage_verdict` of the `stage_sign`s
     of the family's quantity; over stages, `combine_stages`. Every row names the carrier: in the
     norm-fed layers Δpreact = Δβ (checked to `IDENTITY_TOL`; if it fails the rows say so), in
-    the FFN layers Δpreact = Δbias + Δ(W·x̄), over all layers the exact split between them."""
+    the FFN layers Δpreact = Δbias + Δ(W·x̄), over all layers the exact split between them.
+
+    Error rates, replayed (tests/test_mp_senet_long.py, 3 seeds, relu and gelu, 3 stages, seed
+    values N(effect, 1)): with no drift a row decides something in 1.9 % of 1000 replays (1.8 %
+    refuted, 0.1 % refined; the paired condition keeps it below the 2.5 % per side of each
+    interval); with a drift of 6 seed-SDs in every stage some stage is confirmed in 99.7 %."""
     acts = (block or {}).get("activations") or {}
     stages = list((block or {}).get("stages") or [])
     if not acts or not stages or not any(a in acts for a in POSITIVE):

@@ -276,3 +276,41 @@ def test_the_pipelines_aggregate_refreshes_the_long_json(tmp_path: Path) -> None
     assert written["mp_senet_long"] == tmp_path / "full" / ml.OUT_NAME
     block = json.loads(written["mp_senet_long"].read_text())
     assert block["activations"]["relu"]["seeds"] == [0, 1, 2]
+
+
+def _replay_block(rng: np.random.Generator, effect: float, n: int = 3) -> dict:
+    """An aggregated block as `aggregate_runs` writes it, relu and gelu drifting by `effect`
+    seed-SDs in every stage and family, tanh by 0, all N(·, 1) per seed."""
+    stages = ("0-60", "60-200", "200-600")
+    qs = ("d_preact_mean", "d_beta", "d_preact_linear_fed")
+    vals = {
+        a: {
+            st: dict(enumerate(rng.normal(0.0 if a == "tanh" else effect, 1.0, n))) for st in stages
+        }
+        for a in ("relu", "gelu", "tanh")
+    }
+    acts = {}
+    for a, per in vals.items():
+        rows = {}
+        for st in stages:
+            row: dict = {q: mean_ci(per[st].values()) for q in qs}
+            row["residual_norm_fed"] = mean_ci([0.0] * n)
+            if a != "tanh":
+                row["vs_tanh"] = {q: paired(per[st], vals["tanh"][st]) for q in qs}
+            rows[st] = row
+        acts[a] = {"seeds": list(range(n)), "stages": rows}
+    return {"activations": acts, "stages": list(stages), "whole": None}
+
+
+def test_row_verdict_null_rate_and_power() -> None:
+    """The whole row (3 stages, relu and gelu, 3 seeds) replayed: under no drift at all it
+    decides anything (refuted or refined) in <= 5 % of replays (1000 replays measured 1.9 %:
+    1.8 % refuted, 0.1 % refined; 200 here, bound 5 % + 3 SE); with a drift of 6 seed-SDs in
+    every stage some stage is confirmed in >= 95 % of replays (measured 99.7 %: 65 % all three
+    stages, i.e. `confirmed`, 35 % `refined`)."""
+    rng = np.random.default_rng(11)
+    null = [ml.verdict(_replay_block(rng, 0.0))[0][1] for _ in range(200)]
+    decided = sum(v != "not-tested" for v in null) / len(null)
+    assert decided <= 0.05 + 3 * (0.05 * 0.95 / len(null)) ** 0.5
+    drift = [ml.verdict(_replay_block(rng, -6.0))[0][1] for _ in range(60)]
+    assert sum(v in ("confirmed", "refined") for v in drift) / len(drift) >= 0.95
