@@ -11,6 +11,8 @@ from typing import Any
 
 from empirics.config import OPTIMIZERS, ConfigError, Plan
 
+MUON_SCALES = ("torch", "max_dim")
+
 
 def make_optimizers(
     optimizer: str,
@@ -23,9 +25,15 @@ def make_optimizers(
     momentum: float = 0.9,
     betas: tuple[float, float] = (0.9, 0.95),
     weight_decay: float = 0.0,
+    muon_scale: str = "torch",
 ) -> list[Any]:
     """The optimizer vocabulary (OPTIMIZERS): `sgd` or `adamw` on `params`; `muon` on `matrices`
-    (hidden 2-D matrices) with AdamW at `adam_lr` (default lr) on `rest`."""
+    (hidden 2-D matrices) with AdamW at `adam_lr` (default lr) on `rest`.
+
+    `muon_scale` says how lr becomes a step on an A x B matrix: `torch` (torch.optim.Muon's
+    default, lr * max(1, A/B)^0.5) or `max_dim` (lr * max(A, B)^0.5, the modded-nanogpt Muon the
+    paper's authors train with: at width 768 its steps are ~28x torch's default for the MLP
+    matrices). `max_dim` is torch's `match_rms_adamw` rule (0.2 * max(A, B)^0.5) at lr / 0.2."""
     import torch
 
     if optimizer not in OPTIMIZERS:
@@ -37,7 +45,21 @@ def make_optimizers(
     opts: list[Any] = []
     if matrices:
         # momentum 0.95 with Nesterov is torch's default and the paper's setting.
-        opts.append(torch.optim.Muon(matrices, lr=lr, weight_decay=weight_decay))
+        if muon_scale not in MUON_SCALES:
+            raise ConfigError(
+                f"muon_scale: unknown value {muon_scale!r}; valid: {', '.join(MUON_SCALES)}"
+            )
+        if muon_scale == "max_dim":
+            opts.append(
+                torch.optim.Muon(
+                    matrices,
+                    lr=lr / 0.2,
+                    weight_decay=weight_decay,
+                    adjust_lr_fn="match_rms_adamw",
+                )
+            )
+        else:
+            opts.append(torch.optim.Muon(matrices, lr=lr, weight_decay=weight_decay))
     if rest:
         opts.append(
             torch.optim.AdamW(
@@ -61,7 +83,14 @@ def build_optimizers(model: Any, p: Plan) -> list[Any]:
     if {id(q) for q in matrices + rest} != {id(q) for q in params}:
         raise RuntimeError(f"{type(model).__name__}.optimizer_groups() misses parameters")
     return make_optimizers(
-        "muon", params, cfg.lr, matrices=matrices, rest=rest, adam_lr=cfg.adam_lr, **hyper
+        "muon",
+        params,
+        cfg.lr,
+        matrices=matrices,
+        rest=rest,
+        adam_lr=cfg.adam_lr,
+        muon_scale=getattr(p.model_cfg, "muon_scale", "torch"),
+        **hyper,
     )
 
 

@@ -57,8 +57,7 @@ class Size:
 
 
 SIZES: dict[str, Size] = {
-    s.name: s
-    for s in (Size("xs", 2, 64), Size("s", 4, 128), Size("m", 6, 192), Size("l", 6, 256))
+    s.name: s for s in (Size("xs", 2, 64), Size("s", 4, 128), Size("m", 6, 192), Size("l", 6, 256))
 }
 
 
@@ -201,6 +200,8 @@ def train_config(rung: Rung, ladder: Ladder, root: Path) -> Any:
             "corpus": ladder.corpus,
             "val_windows": ladder.val_windows,
             "sparsity": rung.sparsity,
+            # The authors' Muon: lr 5e-4 is a step of lr * sqrt(max(rows, cols)) per matrix.
+            "muon_scale": "max_dim",
         },
         **RECIPE,
     )

@@ -346,3 +346,25 @@ def test_a_tiny_ladder_trains_resumes_and_refuses_changed_settings(tmp_path, mon
     monkeypatch.setitem(scale.RECIPE, "lr", 1e-3)
     with pytest.raises(ConfigError, match="other settings"):
         scale.run(tiny, tmp_path, jobs=1, cluster="debug", echo=None)
+
+
+@pytest.mark.parametrize("shape", [(512, 128), (128, 512), (128, 128)])
+def test_muon_step_scales_as_the_authors_muon(shape) -> None:
+    """`max_dim` makes Muon's first step on an A x B matrix lr * sqrt(max(A, B)) in spectral norm
+    (the authors' modded-nanogpt rule), `torch` lr * max(1, A/B)^0.5; Newton-Schulz leaves the
+    singular values within about 0.7..1.2 of 1, and Nesterov's first step doubles none of it."""
+    import torch
+
+    from empirics.optim import make_optimizers
+
+    lr = 5e-4
+    for scale_name, expected in (
+        ("max_dim", lr * max(shape) ** 0.5),
+        ("torch", lr * max(1.0, shape[0] / shape[1]) ** 0.5),
+    ):
+        gen = torch.Generator().manual_seed(0)
+        w = torch.nn.Parameter(torch.zeros(shape))
+        w.grad = torch.randn(shape, generator=gen)
+        make_optimizers("muon", [w], lr, matrices=[w], rest=[], muon_scale=scale_name)[0].step()
+        top = float(torch.linalg.svdvals(w.detach()).max())
+        assert 0.8 * expected < top < 1.35 * expected, (scale_name, top, expected)

@@ -53,6 +53,9 @@ class GPTNanoConfig:
     # Which offline text `--data real` reads: `kjv`, or `kjv+fortunes` (BPE only; the scaling
     # ladder's corpus, `empirics.data.text.CORPORA`).
     corpus: str = "kjv"
+    # How Muon turns lr into a step (`empirics.optim.make_optimizers`): `torch` (torch's default)
+    # or `max_dim` (the authors' modded-nanogpt Muon, lr * sqrt(max(rows, cols))).
+    muon_scale: str = "torch"
     data_path: str | None = None
     val_path: str | None = None
 
@@ -88,6 +91,10 @@ class GPTNanoConfig:
             )
         if self.tokenizer == "bpe":
             text.check_bpe_vocab(self.vocab_size)
+        if self.muon_scale not in ("torch", "max_dim"):
+            raise ValueError(
+                f"muon_scale: unknown value {self.muon_scale!r}; valid: torch, max_dim"
+            )
         if self.corpus not in text.CORPORA:
             raise ValueError(
                 f"corpus: unknown value {self.corpus!r}; valid: {', '.join(text.CORPORA)}"
@@ -147,6 +154,7 @@ PRESETS: dict[str, dict[str, object]] = {
         "batch_size": 16,
         "lr": 5e-4,
         "optimizer": "muon",
+        "muon_scale": "max_dim",
         "warmup": 2000,
     },
 }
