@@ -69,7 +69,7 @@ class Ladder:
     steps. Data: `corpus` through a byte-level BPE of `vocab_size` entries (`empirics.data.text`).
     """
 
-    tokens: tuple[int, ...] = (10_000, 30_000, 100_000, 300_000, 1_000_000, 2_500_000, 6_300_000)
+    tokens: tuple[int, ...] = (10_000, 30_000, 100_000, 300_000, 1_000_000, 6_300_000)
     seeds: tuple[int, ...] = (0, 1, 2)
     sizes: tuple[str, ...] = tuple(SIZES)
     batch_size: int = 8
