@@ -1209,7 +1209,8 @@ def verdict_mp_senet_long(block: dict[str, Any] | None) -> Any:
     (`verdict`)."""
     from empirics.mp_senet_long import verdict
 
-    return verdict(block)
+    # the claim line names each part by its last id piece: say it is MP-SENet's
+    return [(f"mp_senet_{key}", v, text, ev) for key, v, text, ev in verdict(block) or []]
 
 
 EXPERIMENT_FILES = {

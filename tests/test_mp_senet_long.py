@@ -259,7 +259,7 @@ def test_the_ledger_reads_the_long_runs(tmp_path: Path) -> None:
     where.write_text(json.dumps(block))
     got = {r["id"]: r for r in verdicts.experiment_entries(tmp_path)}
     for fam, verdict, _, _ in ml.verdict(block):
-        row = got[f"C8.mp_senet_long.{fam}"]
+        row = got[f"C8.mp_senet_long.mp_senet_{fam}"]
         assert row["verdict"] == verdict == "confirmed"
         assert row["experiment"]["source"] == str(where) and "20-40 [confirmed]" in row["detail"]
     # Without the file the row is there, not-tested, with nothing to show.
