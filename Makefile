@@ -6,7 +6,7 @@ DEBIAN_DATA := dataset-fashion-mnist bible-kjv bible-kjv-text asterisk-core-soun
 PYTEST_WORKERS ?= 2
 SCALE ?= full
 # The figures the README shows, drawn from the committed reference run (`make reference`).
-DOC_FIGURES := scaling_c9 scaling_c11 scaling_c12 drift_layers persistence remark_a2
+DOC_FIGURES := scaling_c9 scaling_c11 scaling_c12 drift_layers remark_a2
 
 .PHONY: help setup data verify calibrate test test-all bench gpu-check experiments experiments-quick scale figures reference lint clean
 

@@ -72,15 +72,16 @@ def choose_results(results: Path, reference: Path = REFERENCE) -> tuple[Path, st
     prov = read_provenance(reference)
     own = [Path(s) for s in experiment_sources({"entries": experiment_entries(results)})]
     own = [p for p in own if p.is_file()]
+    shown = _shown(results)
     if prov is None:
-        return results, f"C6-C12 from {results}" if own else "C6-C12: no experiment results"
+        return results, f"C6-C12 from {shown}" if own else "C6-C12: no experiment results"
     ref_rank = SCALE_RANK.get(str(prov.get("scale")), 0)
     newest = max((p.stat().st_mtime for p in own), default=None)
     own_rank = max(
         (SCALE_RANK.get(scale_of(str(_relative(p, results))) or "", 1) for p in own), default=-1
     )
     if newest is not None and newest > float(prov.get("finished_unix", 0)) and own_rank >= ref_rank:
-        return results, f"C6-C12 from {results} (newer than the reference run)"
+        return results, f"C6-C12 from {shown} (newer than the reference run)"
     why = (
         "no experiment results under results/"
         if newest is None
@@ -92,6 +93,14 @@ def choose_results(results: Path, reference: Path = REFERENCE) -> tuple[Path, st
         f"C6-C12 from the committed reference run ({why}): {describe(prov)}; "
         "`make experiments` makes your own"
     )
+
+
+def _shown(path: Path) -> str:
+    """A path as a reader of the committed ledger can follow it: relative to the repository."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT)) + "/"
+    except ValueError:
+        return str(path)
 
 
 def describe(prov: dict[str, Any]) -> str:

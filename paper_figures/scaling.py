@@ -78,11 +78,12 @@ def _residuals(ax: Any, fit: dict, ylabel: str) -> None:
     ax.set_xlabel("training tokens")
     ax.set_ylabel(ylabel)
     curv = fit.get("curvature_p")
+    inter = fit.get("interaction_p")
+    tests = [f"curvature p = {curv:.2g}" if curv is not None else ""]
+    tests.append(f"tokens×size p = {inter:.2g}" if inter is not None else "")
     ax.set_title(
-        f"residuals (SD {fit['resid_sd']:.2g}; curvature p = {curv:.2g})"
-        if curv is not None
-        else "residuals",
-        fontsize=8,
+        f"residuals, SD {fit['resid_sd']:.2g}\n" + "; ".join(t for t in tests if t),
+        fontsize=7,
     )
 
 
@@ -92,7 +93,7 @@ def draw(agg: dict[str, Any], claim: str, out: Path) -> None:
     if claim == "c12":
         pairs = agg["c12"]["pairs"]
         keys = [k for k, p in pairs.items() if p["series"]]
-        fig, axes = plt.subplots(2, len(keys), figsize=(2.6 * len(keys), 4.6), squeeze=False)
+        fig, axes = plt.subplots(2, len(keys), figsize=(2.8 * len(keys), 5.4), squeeze=False)
         for j, key in enumerate(keys):
             p = pairs[key]
             ax = axes[0, j]
@@ -114,6 +115,7 @@ def draw(agg: dict[str, Any], claim: str, out: Path) -> None:
                 ax.legend(fontsize=6, loc="best")
             _residuals(axes[1, j], p["fit"], "residual (nats)" if j == 0 else "")
         fig.suptitle("C12: paired val-loss differences (the paper says < 0)", fontsize=9)
+        fig.tight_layout(h_pad=3.0)
         save(fig, out)
         return
     block = agg[claim]
