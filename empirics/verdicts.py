@@ -1228,8 +1228,6 @@ EXPERIMENT_FILES = {
 
 
 SCALE_CLAIMS = ("C9.relu_sparsity", "C10.gpt_topk", "C11.relu2_spikes", "C12.clipping")
-# Committed aggregates of the runs behind the README (see reference/PROVENANCE.json).
-REFERENCE = Path(__file__).resolve().parent.parent / "reference"
 
 
 def experiment_entries(results: Path) -> list[dict[str, Any]]:
@@ -1247,8 +1245,8 @@ def experiment_entries(results: Path) -> list[dict[str, Any]]:
                 results / "montecarlo" / "early_training" / name,
                 *(results / "experiments" / s / "early_training" / name for s in ("full", "quick")),
             ]
-        elif cid in SCALE_CLAIMS:  # the scaling ladder: this checkout's run, else the reference
-            candidates = [results / "scale" / name, REFERENCE / "scale" / name]
+        elif cid in SCALE_CLAIMS:  # the scaling ladder (`make scale`)
+            candidates = [results / "scale" / name]
         elif cid == "C6.optimizer_lr":
             grid = results / "montecarlo" / "early_training" / "horizons.json"
             candidates.insert(0, grid)

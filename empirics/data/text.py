@@ -339,6 +339,7 @@ def bpe_encode(tok: Any, text: str) -> np.ndarray:
     return np.asarray(tok.encode(text).ids, dtype=np.uint16)
 
 
+@functools.lru_cache(maxsize=4)
 def kjv_bpe_splits(vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(train_ids, val_ids) of the KJV text under a BPE trained on the train split only (no
     leakage from validation), cached on disk beside the text."""
