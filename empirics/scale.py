@@ -218,7 +218,8 @@ PAPER_BLOCK_PARAMS = 12 * 12 * 768**2
 
 
 # Single-thread tokens/s measured on a 2-core machine shared with other work (a 40-step run
-# each, BPE 2048, block 128); used only by `plan` to print an estimate.
+# each, BPE 2048, block 128; `l` scaled from `m` by its parameter count, not measured); used
+# only by `plan` to print an estimate and to start the longest runs first.
 RATE_TOKENS_PER_S = {"xs": 20_000, "s": 7_300, "m": 3_000, "l": 1_300}
 
 
