@@ -11,7 +11,7 @@ DOC_FIGURES := scaling_c9 scaling_c11 scaling_c12 drift_layers remark_a2
 .PHONY: help setup data verify calibrate test test-all bench gpu-check experiments experiments-quick scale figures reference lint clean
 
 help:  ## list every target
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
