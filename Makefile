@@ -29,14 +29,14 @@ data:  ## install the offline Debian data packages (needs root; skipped with a n
 
 verify: setup  ## check the theorems, print the claims ledger, run the `verify` hypothesis profile
 	@start=$$(date +%s); \
-	$(PY) -m empirics.verify || exit $$?; \
+	$(PY) -m empirics.ledger.verify || exit $$?; \
 	mid=$$(date +%s); \
 	$(PY) -m pytest -q -p no:cacheprovider --hypothesis-profile=verify -n $(PYTEST_WORKERS) tests/properties || exit $$?; \
 	end=$$(date +%s); \
 	echo "make verify: ledger $$((mid - start)) s, verify property profile $$((end - mid)) s, total $$((end - start)) s"
 
 calibrate: setup  ## replay >= 2000 nulls of every null statistic the ledger tests; observed vs nominal false-sign rates
-	$(PY) -m empirics.calibrate --replays 2000 --no-progress
+	$(PY) -m empirics.ledger.calibrate --replays 2000 --no-progress
 
 test: setup  ## run the test suites (hypothesis `dev` profile), a few minutes on 2 cores
 	$(PY) -m pytest -q --hypothesis-profile=dev -n $(PYTEST_WORKERS) tests
@@ -56,7 +56,7 @@ gpu-check: setup  ## on a CUDA machine (<= 5 min): Monte Carlo samples/s, traini
 # completes no run stops them too, with its first run's reason.
 experiments: setup  ## C6-C12 over 5 seeds (small presets, shortened runs; measured 103 min on 2 cores), then the table and figures; needs `make data`
 	$(PY) -m empirics.experiments run --scale full --jobs 2
-	$(PY) -m empirics.verify --no-progress
+	$(PY) -m empirics.ledger.verify --no-progress
 	$(PY) paper_figures/claims_table.py --ledger results/verify/ledger.json
 	$(MAKE) figures SCALE=full
 
@@ -65,14 +65,14 @@ experiments-quick: setup  ## the same pipeline at smoke scale (runs measured 80 
 	$(MAKE) figures SCALE=quick
 
 scale: setup data  ## the GPT-nano scaling ladder behind C9-C12 (paper recipe, 3 sizes, 1e4-1e6 tokens, 3 seeds; resumable pieces), then its trend fits
-	$(PY) -m empirics.scale run --jobs 2
-	$(PY) -m empirics.scale aggregate
+	$(PY) -m empirics.experiments.scale run --jobs 2
+	$(PY) -m empirics.experiments.scale aggregate
 
 figures: setup  ## rebuild the figures (PNG + PDF) from results/experiments/$(SCALE) (SCALE=full|quick)
 	$(MAKE) -k -C paper_figures PY=$(abspath $(PY)) SCALE=$(SCALE)
 
 reference: setup  ## copy the ledger and the experiment JSON it read from results/ into reference/ (with provenance), re-render README.md and docs/FINDINGS.md
-	$(PY) -m empirics.reference update
+	$(PY) -m empirics.ledger.reference update
 	$(MAKE) -k -C paper_figures PY=$(abspath $(PY)) RESULTS=$(abspath reference) OUT=$(abspath docs/figures) \
 	  $(foreach f,$(DOC_FIGURES),$(abspath docs/figures)/$(f).png)
 	$(PY) paper_figures/claims_table.py --docs write

@@ -160,7 +160,7 @@ def training_step(device: str, sizes: Sizes, peak_fp32: float) -> dict[str, Any]
 
 
 def _preset_config(sizes: Sizes, device: str, steps: int, out: str) -> Any:
-    from empirics.train import TrainConfig
+    from empirics.train.loop import TrainConfig
 
     return TrainConfig(
         arch="gpt_nano",
@@ -180,7 +180,7 @@ def _preset_config(sizes: Sizes, device: str, steps: int, out: str) -> Any:
 def _ladder_config(device: str, steps: int, out: str, top: bool = True) -> Any:
     """The scaling ladder's most expensive rung (its largest size and budget; `top=False`: its
     cheapest, for the CPU code-path check), shortened to `steps`."""
-    from empirics import scale
+    from empirics.experiments import scale
 
     ladder = scale.Ladder()
     cost = {r: r.tokens / scale.RATE_TOKENS_PER_S[r.size] for r in scale.rungs(ladder)}
@@ -211,7 +211,7 @@ def gpt_nano_run(
     the difference of their wall times over the difference of their steps is the time of one
     training step (model build, first-step warm-up and the final evaluation cancel)."""
     from empirics.models import gpt_nano
-    from empirics.train import plan, train
+    from empirics.train.loop import plan, train
 
     walls, cfgs = [], []
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:

@@ -21,8 +21,8 @@ from torch.func import grad, vmap
 
 from empirics.montecarlo.estimators import conditional_mean_stat
 from empirics.montecarlo.sampler import CONTROL, NetConfig, crossed_block_sums, draw
-from empirics.montecarlo.stats import RatioAccumulator
 from empirics.outputs import atomic_write_json, provenance, resolve_device
+from empirics.stats import RatioAccumulator
 
 D_IN, WIDTH, K, B = 64, 256, 10, 64
 CONFIDENCE = 0.95

@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from empirics.metrics import MetricsTracker
 from empirics.models import get_arch
 from empirics.outputs import atomic_write_json, provenance, resolve_device
 from empirics.tasks import text as text_task
+from empirics.train.metrics import MetricsTracker
 
 # Ratios of medians from interleaved repetitions: both models see the same machine load.
 SHAPE = {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64}

@@ -2,7 +2,8 @@
 
 `python paper_figures/claims_table.py --ledger results/verify/ledger.json --readme README.md`
 rewrites the block between the `claims:start` / `claims:end` markers. The verdict of each claim is
-computed from the ledger's rows by `empirics.verdicts.claim_rows`, the one home of those rules.
+computed from the ledger's rows by `empirics.ledger.verdicts.claim_rows`, the one home of those
+rules.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from empirics.cli import evidence_scale
-from empirics.verdicts import claim_rows, summarize, summary_line
+from empirics.ledger.verdicts import claim_rows, summarize, summary_line
 
 START, END = "<!-- claims:start -->", "<!-- claims:end -->"
 # The scales whose verdicts may stand in the README: smoke-sized (`quick`) runs check the

@@ -2,7 +2,8 @@
 
 `python paper_figures/first_step.py --results results/experiments/full --out FILE.png` (reads
 theory/first_step.json and first_step_trainer.json, both written by `python -m
-empirics.experiments`). Left and middle: one network (pre-activations exactly N(0, 1)), where
+empirics.experiments.pipeline`). Left and middle: one network (pre-activations exactly N(0, 1)),
+where
 the theory gives E[Δb] = −lr K s₂² D(σ, 1) under MSE and the sign under cross-entropy; the
 Monte Carlo estimator and the batched trainer (torch.optim.SGD on the same networks) measure it.
 Right: the full trainer's first update of the bias feeding each activation, on real data, over

@@ -1,7 +1,8 @@
 """MP-SENet's long runs: the mean pre-activation and the feeding norms' mean shift β against step.
 
 `python paper_figures/mp_senet_long.py --results results/experiments/full --out F.png` reads
-`mp_senet_long.json` (`python -m empirics.mp_senet_long aggregate`): per activation, the mean over
+`mp_senet_long.json` (`python -m empirics.experiments.mp_senet_long aggregate`): per activation,
+the mean over
 seeds with the seeds' min-max as a band; dotted lines mark the stage boundaries of its verdict.
 """
 

@@ -27,7 +27,9 @@ SUBSETS = ("kN", "N")
 def _rows(results: Path) -> tuple[list[dict], dict[str, Any]]:
     path = results / "horizons.json"
     if not path.exists():
-        raise SystemExit(f"{path} missing: run `python -m empirics.early_training --sweep` first")
+        raise SystemExit(
+            f"{path} missing: run `python -m empirics.montecarlo.early_training --sweep` first"
+        )
     body = read_json(path)
     return body.get("rows") or [], body
 

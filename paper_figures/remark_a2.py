@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from common import figure_parser, plt, read_json, save
 
-from empirics.verdicts import A2_EARLY_STEPS, A2_SMALL
+from empirics.ledger.verdicts import A2_EARLY_STEPS, A2_SMALL
 
 OPTIMIZERS = ("sgd", "adamw", "muon")
 DATA_ORDER = ("halfnormal", "gaussian", "fashion_mnist")
@@ -84,7 +84,9 @@ def main() -> int:
     args = ap.parse_args()
     path = args.results / "remark_a2.json"
     if not path.exists():
-        raise SystemExit(f"{path} missing: run `python -m empirics.early_training --sweep` first")
+        raise SystemExit(
+            f"{path} missing: run `python -m empirics.montecarlo.early_training --sweep` first"
+        )
     key = (args.activation, args.loss)
     rows = [r for r in read_json(path)["rows"] if (r["activation"], r["loss"]) == key]
     if not rows:

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from empirics import train as T
 from empirics.montecarlo import cli as MC
+from empirics.train import loop as T
 
 # A bad input may import modules and build a model on the meta device, never allocate: peak
 # resident memory may not grow by more than this while it is refused.
@@ -390,7 +390,7 @@ def _damaged(kind: str, good: bytes) -> bytes:
 def interrupted_run(tmp_path_factory) -> tuple[Path, list[str]]:
     """A smoke run stopped after its first step with a checkpoint, its summary set back to
     `running` (what a SIGKILL leaves)."""
-    from empirics.runtime import Interrupted, StopFlag
+    from empirics.train.runtime import Interrupted, StopFlag
 
     out = tmp_path_factory.mktemp("interrupted") / "run"
     argv = ["--preset", "smoke", "--data", "synthetic", "--steps", "6", "--no-progress"]
@@ -528,7 +528,7 @@ EARLY_CASES = [
 
 @pytest.mark.parametrize(("name", "argv", "expected"), EARLY_CASES, ids=_case_id)
 def test_early_training_refuses(name: str, argv: list[str], expected, tmp_path, capsys) -> None:
-    from empirics import early_training as ET
+    from empirics.montecarlo import early_training as ET
 
     out = tmp_path / "out"
     code, err = _exit(ET.main, [*argv, "--no-progress", "--out", str(out)], capsys)
@@ -553,14 +553,14 @@ SWEEP_CASES = [
 
 @pytest.mark.parametrize(("name", "changes", "expected"), SWEEP_CASES, ids=_case_id)
 def test_sweep_refuses(name: str, changes: dict[str, str], expected, tmp_path, capsys) -> None:
-    from empirics import sweep as S
+    from empirics.experiments import sweep as S
 
     flags = {"--arch": "mlp", "--activation": "relu", "--preset": "smoke"}
     flags |= {"--data": "synthetic", "--cluster": "debug", **changes}
     argv = ["run", *[v for kv in flags.items() for v in kv], "--out", str(tmp_path / "out")]
     code, err = _exit(S.main, argv, capsys)
     assert code == 2, err
-    _assert_message(err, ["python -m empirics.sweep", *expected])
+    _assert_message(err, ["python -m empirics.experiments.sweep", *expected])
     assert _files(tmp_path) == set()
 
 
@@ -579,7 +579,7 @@ EXPERIMENTS_CASES = [
 
 @pytest.mark.parametrize(("name", "argv", "expected"), EXPERIMENTS_CASES, ids=_case_id)
 def test_experiments_refuses(name: str, argv: list[str], expected, tmp_path, capsys) -> None:
-    from empirics import experiments as E
+    from empirics.experiments import pipeline as E
 
     root = tmp_path / "nonexistent"
     code, err = _exit(E.main, [*argv, "--out", str(root)], capsys)
@@ -589,7 +589,7 @@ def test_experiments_refuses(name: str, argv: list[str], expected, tmp_path, cap
 
 
 def test_experiments_stop_before_any_run_without_their_data(tmp_path, capsys, monkeypatch):
-    from empirics import experiments as E
+    from empirics.experiments import pipeline as E
 
     monkeypatch.setenv("BOF_FASHION_MNIST_DIR", str(tmp_path / "no-data"))
     started = []
@@ -604,7 +604,7 @@ def test_experiments_stop_before_any_run_without_their_data(tmp_path, capsys, mo
 def test_experiments_stop_when_a_group_completes_no_run(tmp_path, capsys, monkeypatch):
     """`drift: 0/48 runs completed` no longer carries on to a traceback further down: the
     pipeline stops there with the first run's reason (exit 1)."""
-    from empirics import experiments as E
+    from empirics.experiments import pipeline as E
 
     def failed_group(group, specs, *args, **kwargs):
         runs = [
@@ -640,17 +640,17 @@ VERIFY_CASES = [
 
 @pytest.mark.parametrize(("name", "argv", "expected"), VERIFY_CASES, ids=_case_id)
 def test_verify_refuses(name: str, argv: list[str], expected, tmp_path, capsys) -> None:
-    from empirics import verify as V
+    from empirics.ledger import verify as V
 
     ledger = tmp_path / "sub" / "ledger.json"
     code, err = _exit(V.main, [*argv, "--no-progress", "--json", str(ledger)], capsys)
     assert code == 2, err
-    _assert_message(err, ["python -m empirics.verify: error:", *expected], max_lines=2)
+    _assert_message(err, ["python -m empirics.ledger.verify: error:", *expected], max_lines=2)
     assert _files(tmp_path) == set()  # not even the directory of --json
 
 
 def test_verify_refuses_a_json_under_a_file(tmp_path, capsys) -> None:
-    from empirics import verify as V
+    from empirics.ledger import verify as V
 
     afile = tmp_path / "afile"
     afile.write_text("keep\n")
@@ -664,7 +664,7 @@ def test_verify_refuses_a_json_under_a_file(tmp_path, capsys) -> None:
 
 
 def _ledger_with(tmp_path: Path, scale: str) -> Path:
-    from empirics.verdicts import experiment_row
+    from empirics.ledger.verdicts import experiment_row
 
     row = experiment_row(
         "C8.architectures.mlp",

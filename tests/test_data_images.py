@@ -154,7 +154,7 @@ def test_debian_fashion_mnist_has_the_official_shapes() -> None:
     ("arch", "field"), [("mlp", "in_dim"), ("resnet", "in_channels"), ("vit", "image_size")]
 )
 def test_real_data_refuses_a_model_shape_at_config_time(arch: str, field: str) -> None:
-    from empirics.config import ConfigError, TrainConfig, resolve
+    from empirics.train.config import ConfigError, TrainConfig, resolve
 
     bad = {"in_dim": 100, "in_channels": 3, "image_size": 14}[field]
     cfg = TrainConfig(arch=arch, data="real", preset="smoke", model={field: bad})

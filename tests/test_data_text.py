@@ -19,12 +19,12 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from empirics import train as T
 from empirics.data import DataUnavailable, text
 from empirics.models import gpt_nano
 from empirics.outputs import read_records
 from empirics.tasks import text as text_task
 from empirics.tasks.text import evaluate
+from empirics.train import loop as T
 
 needs_bible = pytest.mark.skipif(
     shutil.which("bible") is None, reason="Debian package bible-kjv is not installed"

@@ -18,7 +18,7 @@ from empirics.montecarlo.estimators import (
     estimate_effective_weights,
 )
 from empirics.montecarlo.sampler import NetConfig, draw
-from empirics.montecarlo.stats import SignTest
+from empirics.stats import SignTest
 from theory.depth import (
     RADEMACHER,
     SKEW_LEFT,

@@ -18,7 +18,7 @@ from scipy import stats
 from torch import nn
 
 from empirics.activations import get_torch_activation
-from empirics.early_training import (
+from empirics.montecarlo.early_training import (
     BatchedMLP,
     EarlyConfig,
     Series,
@@ -36,7 +36,7 @@ from empirics.early_training import (
     train_early,
 )
 from empirics.montecarlo.sampler import network_loss
-from empirics.train import make_optimizers
+from empirics.train.loop import make_optimizers
 
 SMALL = EarlyConfig(
     activation="gelu",
@@ -269,7 +269,7 @@ def test_remark_a2_verdict_from_the_real_estimator(
     # positive at init (z = 8.7 at this size against a band multiplier of ~3) but within 10 % of
     # the mean term (the theorem's few percent), so `refined`. Fixed seed: the same output on
     # every run.
-    from empirics import verdicts
+    from empirics.ledger import verdicts
 
     cfg = EarlyConfig(activation=activation, loss="mse", optimizer="sgd", lr=0.05, steps=4,
                       n_networks=64, check_factor=1, d_in=16, widths=(32,), n_out=4,

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from empirics import experiments as E
+from empirics.experiments import pipeline as E
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = REPO / "paper_figures"
@@ -217,7 +217,7 @@ def test_quick_pipeline_and_all_figures(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     root = tmp_path / "experiments"
     subprocess.run(
-        [sys.executable, "-m", "empirics.experiments", "run", "--scale", "quick", "--root",
+        [sys.executable, "-m", "empirics.experiments.pipeline", "run", "--scale", "quick", "--root",
          str(root)], check=True, cwd=REPO, env=env,
     )  # fmt: skip
     for name in ("drift", "c9_sparsity", "c10_cliff", "c11_spikes", "c12_val_loss"):
@@ -238,7 +238,7 @@ def test_quick_pipeline_and_all_figures(tmp_path: Path) -> None:
     assert {f.stem for f in figs} == expected
     assert all(f.stat().st_size > 5000 and f.with_suffix(".pdf").exists() for f in figs)
     # The claims table renders from these results (C6-C12 rows from the quick JSON).
-    from empirics.verdicts import experiment_entries
+    from empirics.ledger.verdicts import experiment_entries
     from paper_figures.claims_table import render
 
     rows = experiment_entries(results)
@@ -250,8 +250,8 @@ def test_quick_pipeline_and_all_figures(tmp_path: Path) -> None:
 def test_verdict_lines_from_quick_results_say_their_scale() -> None:
     """verify prints `[quick scale]` on a claim whose experiment rows were read from smoke-sized
     results, and nothing on full-scale or theory-only claims."""
-    from empirics.verdicts import experiment_row
-    from empirics.verify import scale_tag
+    from empirics.ledger.verdicts import experiment_row
+    from empirics.ledger.verify import scale_tag
 
     def row(eid: str, scale: str | None) -> dict:
         evidence = {"source": f"results/experiments/{scale}/drift.json"} if scale else None

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from empirics.verdicts import A2_EARLY_STEPS
+from empirics.ledger.verdicts import A2_EARLY_STEPS
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = REPO / "paper_figures"
@@ -123,7 +123,7 @@ def test_drift_curves_follow_the_closed_forms_on_a_dense_grid(
 ) -> None:
     """The theory group's curve agrees with quadrature (an independent route) and grows as s³
     for ReLU² (the shape three points hid)."""
-    from empirics import experiments as E
+    from empirics.experiments import pipeline as E
     from theory.drift import drift_coefficient_numeric
 
     monkeypatch.setattr(E, "THEORY_ACTS", ("relu", "relu2", "tanh"))
@@ -187,7 +187,7 @@ def _cliff_json(root: Path) -> dict[str, Any]:
     """Two seeds per arch x control. mlp Top-K: a bracketed fall between 0.5 and 0.75 (an
     interval); mlp quantile: keeps >= 99 % at every level (censored above); vit shift: already
     below at its first level (censored below)."""
-    from empirics.experiments import C10_THRESHOLDS, c10_critical
+    from empirics.experiments.pipeline import C10_THRESHOLDS, c10_critical
 
     shapes = {
         ("mlp", "topk"): lambda s, seed: 1.0 if s <= 0.5 else 0.9 - 0.02 * seed,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from empirics.early_training import (
+from empirics.montecarlo.early_training import (
     band_false_alarm,
     change_point,
     crossing_estimate,
@@ -14,7 +14,7 @@ from empirics.early_training import (
     mean_series,
     resample_weights,
 )
-from empirics.montecarlo.stats import critical_sparsity
+from empirics.stats import critical_sparsity
 
 
 def _networks(n: int, steps: int, cross: int, seed: int) -> np.ndarray:

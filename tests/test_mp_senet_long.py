@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from empirics import mp_senet_long as ml
-from empirics.experiments import load_runs, mean_ci, paired
+from empirics.experiments import mp_senet_long as ml
+from empirics.experiments.pipeline import load_runs, mean_ci, paired
 
 STAGES = ((0, 10), (10, 20), (20, 40))
 STEPS = [*range(0, 10), *range(10, 41, 5)]  # every step early, every 5 later, as the trainer
@@ -251,7 +251,7 @@ def test_smoke_run_end_to_end(tmp_path: Path) -> None:
 
 
 def test_the_ledger_reads_the_long_runs(tmp_path: Path) -> None:
-    from empirics import verdicts
+    from empirics.ledger import verdicts
 
     block = build(tmp_path / "runs", {"relu": DOWN, "gelu": DOWN, "tanh": FLAT})
     where = tmp_path / "experiments" / "full" / ml.OUT_NAME
@@ -269,7 +269,7 @@ def test_the_ledger_reads_the_long_runs(tmp_path: Path) -> None:
 
 
 def test_the_pipelines_aggregate_refreshes_the_long_json(tmp_path: Path) -> None:
-    from empirics import experiments
+    from empirics.experiments import pipeline as experiments
 
     build(tmp_path / "full", {"relu": DOWN, "tanh": FLAT})
     written = experiments.aggregate("full", tmp_path)

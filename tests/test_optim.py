@@ -1,4 +1,4 @@
-"""Optimisers and schedules (empirics/optim.py): Muon's matrices named by each model, never
+"""Optimisers and schedules (empirics/train/optim.py): Muon's matrices named by each model, never
 guessed; warmup and decay factors. `.venv/bin/python -m pytest -q tests/test_optim.py`
 """
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from empirics import train as T
-from empirics.optim import build_optimizers, lr_multiplier
+from empirics.train import loop as T
+from empirics.train.optim import build_optimizers, lr_multiplier
 
 
 def test_muon_takes_hidden_matrices_only() -> None:

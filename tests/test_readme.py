@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-import empirics.verdicts as verdicts
-from empirics.reference import PROVENANCE, choose_results, update_reference
+import empirics.ledger.verdicts as verdicts
+from empirics.ledger.reference import PROVENANCE, choose_results, update_reference
 from paper_figures import documents
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -262,7 +262,7 @@ def test_answers_follow_the_expression_not_the_name(fresh_name):
 def test_two_names_with_one_expression_get_the_same_verdicts(fresh_name):
     """What the ledger decides (clipped, odd, even) comes from the expression: a copy of
     relu2_clip under another name gets relu2_clip's rows."""
-    from empirics.ledger import drift_entry, gradient_entries
+    from empirics.ledger.rows import drift_entry, gradient_entries
 
     copy = fresh_name()
     register_activation(copy, registry.get_activation("relu2_clip").expr)

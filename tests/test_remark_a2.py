@@ -1,5 +1,5 @@
 """Remark A.2 at init: theory.remark_a2 against its own identities, against numpy sampling of the
-input law, and against the early-training statistic on random networks (empirics.ledger)."""
+input law, and against the early-training statistic on random networks (empirics.ledger.rows)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import sympy as sp
 import torch
 
-from empirics.ledger import _remark_a2_terms, remark_a2_rows
+from empirics.ledger.rows import _remark_a2_terms, remark_a2_rows
 from theory.remark_a2 import (
     CovarianceNet,
     derive_terms,

@@ -1,5 +1,6 @@
-"""The scaling ladder (empirics/scale.py), its fits (empirics/scale_fit.py) and the verdict rules
-that read them (empirics/verdicts.py): synthetic runs with a known trend, both directions."""
+"""The scaling ladder (empirics/experiments/scale.py), its fits (empirics/experiments/scale_fit.py)
+and the verdict rules
+that read them (empirics/ledger/verdicts.py): synthetic runs with a known trend, both directions."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from empirics import scale, scale_fit, verdicts
-from empirics.scale import PAPER_BLOCK_PARAMS, PAPER_TOKENS, SIZES, Ladder, block_params
+from empirics.experiments import scale, scale_fit
+from empirics.experiments.scale import PAPER_BLOCK_PARAMS, PAPER_TOKENS, SIZES, Ladder, block_params
+from empirics.ledger import verdicts
 
 
 def test_rungs_are_unique_and_follow_the_paper_recipe() -> None:
@@ -314,7 +316,7 @@ def test_missing_and_failed_runs_are_listed_not_averaged(tmp_path) -> None:
 def test_a_tiny_ladder_trains_resumes_and_refuses_changed_settings(tmp_path, monkeypatch) -> None:
     """End to end on the real corpus, in-process: a finished ladder is kept on a rerun, and a
     rerun with another recipe is refused instead of mixing runs of two settings."""
-    from empirics.config import ConfigError
+    from empirics.train.config import ConfigError
 
     tiny = Ladder(
         tokens=(1024, 2048),
@@ -355,7 +357,7 @@ def test_muon_step_scales_as_the_authors_muon(shape) -> None:
     singular values within about 0.7..1.2 of 1, and Nesterov's first step doubles none of it."""
     import torch
 
-    from empirics.optim import make_optimizers
+    from empirics.train.optim import make_optimizers
 
     lr = 5e-4
     for scale_name, expected in (

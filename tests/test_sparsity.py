@@ -12,9 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from empirics import train as T
 from empirics.activations import ActivationLayer
-from empirics.metrics import sparsity
 from empirics.sparsity import (
     SparseActivation,
     SparsitySpec,
@@ -24,6 +22,8 @@ from empirics.sparsity import (
     topk_keep,
     topk_mask,
 )
+from empirics.train import loop as T
+from empirics.train.metrics import sparsity
 
 LEVELS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
 F = 256  # features per token

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from empirics import sweep as S
-from empirics import train as T
+from empirics.experiments import sweep as S
 from empirics.outputs import read_records
+from empirics.train import loop as T
 
 BASE = dict(data="synthetic", preset="smoke", steps=4, early_steps=4)
 
@@ -500,7 +500,7 @@ def test_killing_the_sweep_cancels_its_jobs_without_orphans(tmp_path: Path, sign
     argv = _argv(out, cluster="local", parallel="2", threads="1", steps="1000000")
     argv[argv.index("--activation") + 1] = "relu,tanh"
     driver = subprocess.Popen(
-        [sys.executable, "-m", "empirics.sweep", *argv],
+        [sys.executable, "-m", "empirics.experiments.sweep", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -571,8 +571,8 @@ def test_threads_default_divides_the_cpus_among_parallel_local_runs() -> None:
 def test_one_run_name_function_for_train_sweep_and_early_training(tmp_path: Path) -> None:
     """train's default name and sweep's grid name are the same string, and a family's
     parameters stay in every name (leaky_relu:slope=0.2 and 0.3 were one early-training run)."""
-    from empirics.config import resolve
-    from empirics.early_training import EarlyConfig
+    from empirics.montecarlo.early_training import EarlyConfig
+    from empirics.train.config import resolve
 
     for act in ("relu", "leaky_relu:slope=0.2", "fq=Max(x,0)"):
         (cfg,) = _grid(tmp_path / act.replace(":", "_"), acts=(act,))

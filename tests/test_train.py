@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from empirics import train as T
-from empirics.metrics import ACTIVATION_METRICS, FEED_METRICS, GRAD_METRICS, WEIGHT_METRICS
 from empirics.outputs import RECORD_FIELDS, read_records
+from empirics.train import loop as T
+from empirics.train.metrics import ACTIVATION_METRICS, FEED_METRICS, GRAD_METRICS, WEIGHT_METRICS
 
 
 def _cfg(tmp: Path, **kw: object) -> T.TrainConfig:
@@ -257,7 +257,7 @@ RUN_ARGS = [
 KILLER = """
 import os, signal, sys
 from empirics.tasks import images
-from empirics import train as T
+from empirics.train import loop as T
 real, calls = images.loss_and_metrics, [0]
 def killing(model, batch):
     calls[0] += 1
@@ -335,7 +335,7 @@ def test_signal_stops_at_a_step_boundary_with_records_and_summary(
         "--threads", "1", "--out", str(out),
     ]  # fmt: skip
     proc = subprocess.Popen(
-        [sys.executable, "-m", "empirics.train", *args],
+        [sys.executable, "-m", "empirics.train.loop", *args],
         env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -396,7 +396,7 @@ def test_torchrun_two_processes_match_one_with_the_same_global_batch(tmp_path: P
     torchrun = Path(sys.executable).with_name("torchrun")
     proc = subprocess.run(
         [str(torchrun), "--standalone", "--nnodes", "1", "--nproc_per_node", "2"]
-        + ["-m", "empirics.train", *args, "--out", str(tmp_path / "w2")],
+        + ["-m", "empirics.train.loop", *args, "--out", str(tmp_path / "w2")],
         env=_env(),
         capture_output=True,
         text=True,

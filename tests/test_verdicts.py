@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-import empirics.early_training as ea
-from empirics import verdicts, verify
-from empirics.ledger import attach_montecarlo, drift_entry, gradient_entries
-from empirics.verdicts import decide_verdict
+import empirics.montecarlo.early_training as ea
+from empirics.ledger import verdicts, verify
+from empirics.ledger.rows import attach_montecarlo, drift_entry, gradient_entries
+from empirics.ledger.verdicts import decide_verdict
 from paper_figures import claims_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -248,7 +248,7 @@ def test_remark_a2_reads_the_pipelines_early_group_when_there_is_no_grid(tmp_pat
 
 def _c10_block(per_arch: dict[str, list[list[tuple[float, float]]]]) -> dict:
     """A c10_cliff.json with, per arch, one Top-K curve per seed [(sparsity, relative), ...]."""
-    from empirics.experiments import c10_critical
+    from empirics.experiments.pipeline import c10_critical
 
     points = [
         {"arch": arch, "activation": "relu", "control": "topk", "seed": seed,

@@ -13,7 +13,7 @@ import math
 import pytest
 import torch
 
-from empirics import verify
+from empirics.ledger import verify
 from empirics.montecarlo import ledger as mc_ledger
 from theory import registry
 

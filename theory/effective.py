@@ -50,7 +50,8 @@ class EffectiveConfig:
 
 
 # The network the Monte Carlo estimates of C1 use (d_in 16, two hidden layers of 32, K = 4,
-# variance 2 / fan_in, layer 1); `empirics.verify` rebuilds it from the estimator's own config.
+# variance 2 / fan_in, layer 1); `empirics.ledger.verify` rebuilds it from the estimator's own
+# config.
 C1_REFERENCE = EffectiveConfig(
     widths=(16, 32, 32), outputs=4, weight_var=(2 / 16, 2 / 32, 2 / 32), layer=1
 )

@@ -350,7 +350,8 @@ def kjv_bpe_splits(vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 # Debian `fortunes` (+ `fortunes-min`): ~2.5 MB of English quotations, jokes and verse, the
 # second offline text domain (shared/DATA.md). `kjv+fortunes` is the largest English corpus these
-# machines can assemble offline; the scaling ladder (`empirics.scale`) reads it through a BPE.
+# machines can assemble offline; the scaling ladder (`empirics.experiments.scale`) reads it through
+# a BPE.
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 CORPORA = ("kjv", "kjv+fortunes")
 _OVERSTRIKE = re.compile(r".\x08")

@@ -1,6 +1,6 @@
 """The paper's five architectures, one file each, looked up by name.
 
-Every architecture module defines the same small interface, which `empirics.train` relies on:
+Every architecture module defines the same small interface, which `empirics.train.loop` relies on:
   - `<Arch>Config`: a dataclass with at least `activation: str` (a registry name or spec);
     exported also as `Config`. Fields a task reads (e.g. `n_classes`, `val_size`, an image
     model's `input_shape`) live here too, since they are what `--set` reaches.

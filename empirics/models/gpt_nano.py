@@ -53,7 +53,8 @@ class GPTNanoConfig:
     # Which offline text `--data real` reads: `kjv`, or `kjv+fortunes` (BPE only; the scaling
     # ladder's corpus, `empirics.data.text.CORPORA`).
     corpus: str = "kjv"
-    # How Muon turns lr into a step (`empirics.optim.make_optimizers`): `torch` (torch's default)
+    # How Muon turns lr into a step (`empirics.train.optim.make_optimizers`): `torch` (torch's
+    # default)
     # or `max_dim` (the authors' modded-nanogpt Muon, lr * sqrt(max(rows, cols))).
     muon_scale: str = "torch"
     data_path: str | None = None

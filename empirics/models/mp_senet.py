@@ -175,7 +175,7 @@ PRESETS: dict[str, dict[str, object]] = {
     },
 }
 
-# Read by empirics.train where its own fields are left at their defaults.
+# Read by empirics.train.loop where its own fields are left at their defaults.
 OPTIMIZER_DETAILS: dict[str, dict[str, object]] = {"paper": {"adam_betas": (0.8, 0.99)}}
 
 

@@ -19,7 +19,7 @@ from empirics.montecarlo.estimators import (
 )
 from empirics.montecarlo.ledger import ENTRY_IDS, montecarlo_config_for_entry, montecarlo_for_entry
 from empirics.montecarlo.sampler import Draw, NetConfig, activation_pair, draw, effective_weights
-from empirics.montecarlo.stats import Estimate, RatioAccumulator, SignTest, fixed_interval
+from empirics.stats import Estimate, RatioAccumulator, SignTest, fixed_interval
 
 __all__ = [
     "ENTRY_IDS",

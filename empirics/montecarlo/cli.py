@@ -34,8 +34,8 @@ from empirics.montecarlo.sampler import (
     LOSS_NAMES,
     NetConfig,
 )
-from empirics.montecarlo.stats import Estimate, SignTest
 from empirics.outputs import RecordWriter, atomic_write_json, provenance
+from empirics.stats import Estimate, SignTest
 from theory import registry
 
 QUANTITIES = ("g_pos", "g_neg", "net_drift", "D", "g_curve", "effective_weights", "first_step")
@@ -62,7 +62,7 @@ def _parse_edges(text: str) -> list[float]:
 def _check_args(args: argparse.Namespace, cfg: NetConfig) -> None:
     """The fields NetConfig does not hold, the output directory and the memory one network
     needs: ValueError naming the flag, before anything is written or allocated."""
-    from empirics.config import MAX_SEED, available_memory, check_out_dir
+    from empirics.train.config import MAX_SEED, available_memory, check_out_dir
 
     if not 0 <= args.seed <= MAX_SEED:
         raise ValueError(f"--seed: expected an integer in [0, 2**63 - 1], got {args.seed}")

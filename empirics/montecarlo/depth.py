@@ -1,6 +1,6 @@
 """Monte Carlo twins of theory.depth (V below several gating layers, given p_l) and of the
 first optimizer step under SGD, Adam and Muon (torch.optim). Fixed sample sizes; sign decisions
-by the one-look `SignTest`. Library module; `empirics.ledger_depth` turns them into ledger rows.
+by the one-look `SignTest`. Library module; `empirics.ledger.depth` turns them into ledger rows.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from empirics.montecarlo.sampler import (
     draw_inputs,
     init_network,
 )
-from empirics.montecarlo.stats import Estimate, SignTest
+from empirics.stats import Estimate, SignTest
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "muon")
 

@@ -21,7 +21,7 @@ from empirics.montecarlo.sampler import (
     draw,
     effective_weights,
 )
-from empirics.montecarlo.stats import Estimate, RatioAccumulator, SignTest, fixed_interval
+from empirics.stats import Estimate, RatioAccumulator, SignTest, fixed_interval
 
 # name -> (per-network numerator, per-network denominator, any sample nonzero)
 Stat = dict[str, tuple[torch.Tensor, torch.Tensor, bool]]

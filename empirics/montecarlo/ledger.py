@@ -1,6 +1,6 @@
 """Monte Carlo columns of the claims ledger: which estimate answers which ledger id.
 
-Called by `python -m empirics.verify` through `montecarlo_for_entry`; ids follow DESIGN.md.
+Called by `python -m empirics.ledger.verify` through `montecarlo_for_entry`; ids follow DESIGN.md.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from empirics.montecarlo.estimators import (
     estimate_first_step,
 )
 from empirics.montecarlo.sampler import NetConfig
-from empirics.montecarlo.stats import Estimate, SignTest
+from empirics.stats import Estimate, SignTest
 
 DEFAULT_ACTIVATION = "relu"
 DEFAULT_LOSS = "mse"

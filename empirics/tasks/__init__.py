@@ -1,7 +1,7 @@
 """What an architecture is trained on: data, loss and evaluation, one module per kind of task.
 
 `images` (Fashion-MNIST: mlp, resnet, vit), `text` (next-token prediction: gpt_nano), `speech`
-(enhancement: mp_senet). Not run on its own; `empirics.train` looks a task up by architecture.
+(enhancement: mp_senet). Not run on its own; `empirics.train.loop` looks a task up by architecture.
 Every task module defines the same small interface:
   - `DATA_KINDS`: the `--data` values it reads; `check_data(data, cfg)` raises ValueError when
     the kind and the model config disagree (called at config time, before any compute).

@@ -10,7 +10,7 @@ closed-form check sizes its sample so that an error of half of |g| is caught wit
 >= 0.999 (see `check_conditional_gradient`), and rejects draws where it cannot.
 `make calibrate` replays every statistic tested here on exact nulls drawn from the heaviest-tailed
 configurations (squared activations, depth 3, gain 2, skewed init) at the sizes used here and
-prints the observed false-alarm rates beside these (empirics/calibrate.py: property_groups).
+prints the observed false-alarm rates beside these (empirics/ledger/calibrate.py: property_groups).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from empirics.montecarlo import (
     estimate_first_step,
 )
 from empirics.outputs import read_records
-from empirics.train import TrainConfig, train
+from empirics.train.loop import TrainConfig, train
 from theory import predict_drift_coefficient, predict_gradient_sign
 from theory.gradient import drift_product
 from theory.registry import get_activation, x

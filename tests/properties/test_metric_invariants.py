@@ -10,10 +10,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from empirics import metrics
 from empirics.activations import get_torch_activation
 from empirics.outputs import read_records
-from empirics.train import TrainConfig, train
+from empirics.train import metrics
+from empirics.train.loop import TrainConfig, train
 from tests.properties.strategies import REGISTRY_ACTIVATIONS
 
 

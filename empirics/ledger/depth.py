@@ -3,7 +3,7 @@
 
 `depth_entries()` gives the rows with their symbolic column and `network`; `depth_montecarlo(
 entry, generator=..., alpha=...)` fills one row's Monte Carlo column (fixed sample size, one-look
-sign test at the caller's alpha). `python -m empirics.ledger_depth` prints them all.
+sign test at the caller's alpha). `python -m empirics.ledger.depth` prints them all.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import sympy as sp
 
-from empirics.ledger import LedgerEntry, _entry, attach_montecarlo, format_table
+from empirics.ledger.rows import LedgerEntry, _entry, attach_montecarlo, format_table
 from theory.depth import (
     SKEW_LEFT,
     SKEW_RIGHT,
@@ -106,7 +106,7 @@ def _ledger_dict(est: Any, scale: float = 1.0) -> dict:
 def _c1_depth_rows() -> list[_Row]:
     from empirics.montecarlo.depth import estimate_conditional_moments, fixed_preactivation_h
     from empirics.montecarlo.estimators import c1_config, estimate_effective_weights
-    from empirics.montecarlo.stats import SignTest
+    from empirics.stats import SignTest
 
     rows: list[_Row] = []
     for depth in (3, 4, 5):
@@ -181,7 +181,7 @@ def _c1_depth_rows() -> list[_Row]:
 def _c2_depth_rows() -> list[_Row]:
     from empirics.montecarlo.estimators import estimate_conditional_mean
     from empirics.montecarlo.sampler import NetConfig
-    from empirics.montecarlo.stats import SignTest
+    from empirics.stats import SignTest
 
     rows: list[_Row] = []
     for depth in (3, 4, 5):
@@ -285,7 +285,7 @@ def _init_rows() -> list[_Row]:
     from empirics.montecarlo.depth import estimate_conditional_moments, fixed_preactivation_h
     from empirics.montecarlo.estimators import c1_config, estimate_first_step
     from empirics.montecarlo.sampler import NetConfig
-    from empirics.montecarlo.stats import SignTest
+    from empirics.stats import SignTest
 
     rows: list[_Row] = []
     # Exact counterexample: zero-mean two-point laws, x = 1, layer l of width 2, one gating
@@ -452,7 +452,7 @@ def _optimizer_prediction(act: str, loss: str, quantity: str, optimizer: str) ->
 def _optimizer_rows() -> list[_Row]:
     from empirics.montecarlo.depth import OPTIMIZERS, estimate_optimizer_first_step
     from empirics.montecarlo.sampler import NetConfig
-    from empirics.montecarlo.stats import SignTest
+    from empirics.stats import SignTest
 
     rows: list[_Row] = []
     for act in ("relu", "gelu", "silu", "tanh"):
@@ -513,7 +513,7 @@ def _optimizer_rows() -> list[_Row]:
 
 
 def _remark_a2_rows() -> list[_Row]:
-    from empirics.ledger import remark_a2_rows  # Remark A.2 at init (theory.remark_a2)
+    from empirics.ledger.rows import remark_a2_rows  # Remark A.2 at init (theory.remark_a2)
 
     return [_Row(entry, run) for entry, run in remark_a2_rows()]
 
@@ -567,7 +567,7 @@ def build(seed: int = 0, alpha: float = 1e-3) -> list[LedgerEntry]:
     """All rows with Monte Carlo columns (Bonferroni over these rows at total `alpha`)."""
     import torch
 
-    from empirics.verify import row_seed  # the ledger's own per-row streams
+    from empirics.ledger.verify import row_seed  # the ledger's own per-row streams
 
     entries = depth_entries()
     runnable = [e for e in entries if runs_montecarlo(e)]
@@ -583,7 +583,7 @@ def build(seed: int = 0, alpha: float = 1e-3) -> list[LedgerEntry]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m empirics.ledger_depth", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m empirics.ledger.depth", description=__doc__)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--alpha", type=float, default=1e-3, help="total false-sign rate")
     ap.add_argument("--no-montecarlo", action="store_true")

@@ -1,7 +1,8 @@
 """Every rule that turns evidence into a verdict, for every claim C1-C12: one home, no torch.
 
-The ledger rows (`empirics.ledger`), the claims table (`paper_figures/claims_table.py`) and the
-figures only call these functions. `python -m empirics.verdicts [--results results]` refreshes the
+The ledger rows (`empirics.ledger.rows`), the claims table (`paper_figures/claims_table.py`) and the
+figures only call these functions. `python -m empirics.ledger.verdicts [--results results]`
+refreshes the
 experiment rows (C6-C12) and the per-claim verdicts of `results/verify/ledger.json` from the
 experiment results, keeping the theory and Monte Carlo rows `make verify` wrote.
 """
@@ -910,7 +911,8 @@ def verdict_remark_a2(block: dict[str, Any] | None) -> list[tuple[str, str, str,
     ]
 
 
-# ------------------------------------------------ the scaling ladder (empirics.scale_fit)
+# ------------------------------------------------ the scaling ladder
+# (empirics.experiments.scale_fit)
 
 # How narrow a prediction interval at the paper's point must be for the trend to decide a claim
 # about a number there: sparsity within 0.2 (C9), a spike ratio within a factor of 10 (C11).
@@ -1205,9 +1207,10 @@ def verdict_scale_topk(agg: dict[str, Any] | None) -> tuple[str, str, dict | Non
 
 def verdict_mp_senet_long(block: dict[str, Any] | None) -> Any:
     """C8 for MP-SENet by training stage from its long runs, one row per family of activation
-    layers: the rule and the stage aggregation it reads live together in empirics.mp_senet_long
+    layers: the rule and the stage aggregation it reads live together in
+    empirics.experiments.mp_senet_long
     (`verdict`)."""
-    from empirics.mp_senet_long import verdict
+    from empirics.experiments.mp_senet_long import verdict
 
     # the claim line names each part by its last id piece: say it is MP-SENet's
     return [(f"mp_senet_{key}", v, text, ev) for key, v, text, ev in verdict(block) or []]
@@ -1304,7 +1307,7 @@ def refresh(ledger_path: Path, results: Path) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m empirics.verdicts", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m empirics.ledger.verdicts", description=__doc__)
     ap.add_argument("--results", type=Path, default=Path("results"))
     ap.add_argument("--ledger", type=Path, default=None, help="default RESULTS/verify/ledger.json")
     args = ap.parse_args(argv)

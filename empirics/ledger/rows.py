@@ -1,7 +1,7 @@
 """The claims ledger: one entry per claim id x activation x loss, joining theory and Monte Carlo.
 
 Entries follow DESIGN.md (`id, claim, activation, loss, symbolic, montecarlo, verdict`, plus
-`claimed` and `detail`); `python -m empirics.verify` builds, prints and writes them.
+`claimed` and `detail`); `python -m empirics.ledger.verify` builds, prints and writes them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import sympy as sp
 
-from empirics.verdicts import (
+from empirics.ledger.verdicts import (
     decide_verdict,
     evidence_of,
     scope_of,
@@ -351,7 +351,8 @@ def format_table(entries: Iterable[LedgerEntry]) -> str:
 
 # ------------------------------------------------------------------- Remark A.2 at init (C5)
 
-# The early-training networks (`empirics.early_training.EarlyConfig` defaults): d = 32, widths
+# The early-training networks (`empirics.montecarlo.early_training.EarlyConfig` defaults): d = 32,
+# widths
 # (64, 64), 10 outputs, Var W = 1/fan_in, zero biases, half-normal inputs, MSE, measured on 64
 # inputs per network at step 0, so the rows check the theorem on the experiment's own statistic.
 REMARK_A2_NETWORK = {"d_in": 32, "widths": (64, 64), "outputs": 10, "inputs_per_net": 64}
@@ -364,7 +365,7 @@ def _remark_a2_terms(inputs: str, n_networks: int, generator: Any) -> tuple[Any,
     import torch
 
     from empirics.activations import get_torch_activation
-    from empirics.early_training import per_network_stats
+    from empirics.montecarlo.early_training import per_network_stats
     from empirics.montecarlo.sampler import (
         NetConfig,
         draw_inputs,
@@ -435,7 +436,7 @@ def remark_a2_rows() -> list[tuple[LedgerEntry, Callable[[Any, float], dict | No
         def run(gen: Any, alpha: float) -> dict | None:
             import torch
 
-            from empirics.montecarlo.stats import RatioAccumulator, SignTest
+            from empirics.stats import RatioAccumulator, SignTest
 
             cov, mean = _remark_a2_terms(inputs, REMARK_A2_NETWORKS, gen)
             acc = RatioAccumulator()

@@ -1,6 +1,6 @@
 """The optimiser vocabulary (`sgd`, `adamw`, `muon`) and the learning-rate schedules.
 
-Shared by `empirics.train` and `empirics.early_training`; not run on its own.
+Shared by `empirics.train.loop` and `empirics.montecarlo.early_training`; not run on its own.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from empirics.config import OPTIMIZERS, ConfigError, Plan
+from empirics.train.config import OPTIMIZERS, ConfigError, Plan
 
 MUON_SCALES = ("torch", "max_dim")
 

@@ -1,8 +1,8 @@
 """The scaling ladder's runs -> cells over seeds -> trend fits extrapolated to the paper's scale.
 
 Reads `results/scale/<piece>/runs/*/summary.json`, writes `results/scale/aggregate.json`
-(`python -m empirics.scale aggregate`); no training. The verdicts on it live in
-`empirics.verdicts`.
+(`python -m empirics.experiments.scale aggregate`); no training. The verdicts on it live in
+`empirics.ledger.verdicts`.
 
 Trend model, one per claim: y = a + b log10(tokens) + c log10(block parameters), fitted by least
 squares to the cell means (a cell: one size, activation and token budget, over seeds); y is the
@@ -29,8 +29,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from empirics.outputs import atomic_write_json
-from empirics.scale import (
+from empirics.experiments.scale import (
     PAPER_BLOCK_PARAMS,
     PAPER_TOKENS,
     PIECES,
@@ -40,6 +39,7 @@ from empirics.scale import (
     block_params,
     rungs,
 )
+from empirics.outputs import atomic_write_json
 
 LEVEL = 0.95
 ACT_LAYER = ".mlp.act"
@@ -339,7 +339,7 @@ def topk_critical(done: dict[Rung, dict[str, float]], ladder: Ladder) -> dict[st
     at its emergent sparsity, retention 1; the Top-K levels at their measured sparsity), then a t
     interval over seeds when every seed's value is bracketed by the grid, else the censored
     values as they are."""
-    from empirics.montecarlo.stats import critical_sparsity  # the one statistics module
+    from empirics.stats import critical_sparsity  # the one statistics module
 
     dense = _cells(done, ladder.topk_act)
     out: dict[str, Any] = {}
@@ -397,7 +397,8 @@ def aggregate(root: Path, ladder: Ladder) -> dict[str, Any]:
 def aggregate_main(root: Path, ladder: Ladder) -> int:
     if not any((root / piece / "runs").is_dir() for piece in PIECES):
         print(
-            f"python -m empirics.scale: error: --out {root}: no runs/ there; run the ladder "
+            f"python -m empirics.experiments.scale: error: --out {root}: no runs/ there; run "
+            f"the ladder "
             "first (make scale)"
         )
         return 2

@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from empirics.cli import EXIT_FAILED, EXIT_OK, list_activations
-from empirics.config import (
+from empirics.data import DataUnavailable
+from empirics.models import ARCHS
+from empirics.outputs import RecordWriter, atomic_write_json, provenance
+from empirics.train.config import (
     OPTIMIZERS,
     PRESET_NAMES,
     RUN_FILES,
@@ -34,11 +37,8 @@ from empirics.config import (
     parse_sets,
     resolve,
 )
-from empirics.data import DataUnavailable
-from empirics.models import ARCHS
-from empirics.optim import build_optimizers, lr_multiplier, make_optimizers, schedulers
-from empirics.outputs import RecordWriter, atomic_write_json, provenance
-from empirics.runtime import (
+from empirics.train.optim import build_optimizers, lr_multiplier, make_optimizers, schedulers
+from empirics.train.runtime import (
     CHECKPOINT,
     BatchStream,
     Interrupted,
@@ -131,7 +131,7 @@ def train(cfg: TrainConfig, *, stop: StopFlag | None = None) -> Path:
 
     import torch
 
-    from empirics.metrics import MODEL_LAYER, MetricsTracker
+    from empirics.train.metrics import MODEL_LAYER, MetricsTracker
 
     device = dist.start(cfg.device)
     if cfg.threads is not None:

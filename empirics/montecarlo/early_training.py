@@ -1,8 +1,10 @@
 """Early training of many random MLPs at once: how long the sign of E[dl/dp | p > 0] and drift hold.
 
-One configuration: `python -m empirics.early_training --activation relu --optimizer sgd --lr 0.1`;
+One configuration: `python -m empirics.montecarlo.early_training --activation relu --optimizer sgd
+--lr 0.1`;
 the grid behind the C6 and Remark A.2 rows (activations x losses x optimizers x lrs x seeds):
-`python -m empirics.early_training --sweep --seeds 0,1,2,3,4` (to results/montecarlo/...).
+`python -m empirics.montecarlo.early_training --sweep --seeds 0,1,2,3,4` (to
+results/montecarlo/...).
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from scipy import stats
 from torch import nn
 from tqdm.auto import tqdm
 
-from empirics import metrics
 from empirics.activations import get_torch_activation
 from empirics.cli import (
     MAX_SEED,
@@ -56,7 +57,8 @@ from empirics.outputs import (
     provenance,
     resolve_device,
 )
-from empirics.train import OPTIMIZERS, make_optimizers
+from empirics.train import metrics
+from empirics.train.loop import OPTIMIZERS, make_optimizers
 from theory import registry
 
 DATA = (*INPUT_LAWS, "fashion_mnist")
@@ -89,7 +91,7 @@ class EarlyConfig:
     all `n_networks * check_factor` (the N-check: a horizon that measures the sign, not the
     power, must not move). `alpha` is the family-wise error rate of each simultaneous band over
     the steps, built from `bootstrap` resamples of the networks (see `horizon`). Optimizers use
-    the trainer's vocabulary (`empirics.train`).
+    the trainer's vocabulary (`empirics.train.loop`).
     """
 
     activation: str = "relu"
@@ -1086,7 +1088,7 @@ def estimate_memory(cfg: EarlyConfig) -> int:
 def check_memory(configs: Sequence[EarlyConfig], jobs: int = 1) -> None:
     """ValueError naming the sizes when the largest run (times the runs at once) exceeds the
     device's free memory."""
-    from empirics.config import available_memory
+    from empirics.train.config import available_memory
 
     if not configs:
         return
@@ -1105,7 +1107,7 @@ def check_memory(configs: Sequence[EarlyConfig], jobs: int = 1) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="python -m empirics.early_training",
+        prog="python -m empirics.montecarlo.early_training",
         usage="%(prog)s [--sweep] [--seeds S,S] [options]   (--help lists them)",
         description=__doc__,
     )

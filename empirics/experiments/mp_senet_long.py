@@ -1,7 +1,8 @@
 """C8 for MP-SENet over a long run: the sign of the pre-activation drift per training stage, and
 which parameter carries it (the feeding norm's shift β; the FFN's bias and weights along x̄).
 
-`python -m empirics.mp_senet_long run [--out results/experiments/full]` trains (resumable through
+`python -m empirics.experiments.mp_senet_long run [--out results/experiments/full]` trains
+(resumable through
 the sweep runner) and aggregates; `... aggregate` only reads the runs and writes
 `<out>/mp_senet_long.json`, which `verdict` (the ledger's rule for C8.mp_senet_long) reads.
 """
@@ -20,7 +21,7 @@ from typing import Any
 
 from empirics.cli import EXIT_FAILED, EXIT_OK, InputError, fail, split_list
 from empirics.cli import run_name as make_run_name
-from empirics.experiments import Run, load_runs, mean_ci, paired
+from empirics.experiments.pipeline import Run, load_runs, mean_ci, paired
 from empirics.outputs import atomic_write_json
 
 SCHEMA = "mp_senet_long/v1"
@@ -73,7 +74,7 @@ def run_dir(out: Path) -> Path:
 def configs(lp: LongPlan, out: Path) -> list[Any]:
     """One TrainConfig per (seed, activation), seed-major, so that a run stopped part-way
     leaves whole seeds (every activation, tanh included) to pair."""
-    from empirics.train import TrainConfig
+    from empirics.train.loop import TrainConfig
 
     root = run_dir(out)
     cfgs = []
@@ -103,8 +104,8 @@ def configs(lp: LongPlan, out: Path) -> list[Any]:
 def run(lp: LongPlan, out: Path, cluster: str = "local") -> dict[str, Any]:
     """Train the group through the sweep runner: one process, one torch thread (it shares the
     machine with other work); completed runs are kept, killed ones resume from a checkpoint."""
-    from empirics.sweep import Launch, run_sweep
-    from empirics.train import plan
+    from empirics.experiments.sweep import Launch, run_sweep
+    from empirics.train.loop import plan
 
     cfgs = configs(lp, out)
     for cfg in cfgs:
@@ -482,7 +483,9 @@ def _stages(text: str) -> tuple[tuple[int, int], ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     d = LongPlan()
-    ap = argparse.ArgumentParser(prog="python -m empirics.mp_senet_long", description=__doc__)
+    ap = argparse.ArgumentParser(
+        prog="python -m empirics.experiments.mp_senet_long", description=__doc__
+    )
     ap.add_argument("command", choices=("run", "aggregate"))
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"(default {DEFAULT_OUT})")
     ap.add_argument("--preset", choices=("smoke", "small", "paper"), default=d.preset)
@@ -499,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    prog = "python -m empirics.mp_senet_long"
+    prog = "python -m empirics.experiments.mp_senet_long"
     bad: list[dict[str, Any]] = []
     try:
         for name in ("steps", "early_steps", "log_every_late"):
@@ -517,7 +520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log_every_late=args.log_every_late,
         )
         if args.command == "run":
-            from empirics.config import ConfigError
+            from empirics.train.config import ConfigError
 
             try:
                 index = run(lp, args.out, cluster=args.cluster)

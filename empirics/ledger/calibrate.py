@@ -1,6 +1,7 @@
 """`make calibrate`: replay the ledger's null statistics; measure each sign test's false-sign rate.
 
-Run: `python -m empirics.calibrate [--replays 2000] [--out results/calibrate]`. Every statistic
+Run: `python -m empirics.ledger.calibrate [--replays 2000] [--out results/calibrate]`. Every
+statistic
 whose true value is exactly 0 in the ledger is drawn `replays` times at the ledger's own sample
 size and design; the observed rates of declaring a sign (two-sided, and per side) are printed with
 Clopper-Pearson 95% intervals beside the nominal rate. Resumable: finished groups are kept.
@@ -22,6 +23,7 @@ import torch
 from scipy import stats
 from tqdm.auto import tqdm
 
+from empirics.ledger.verify import LEDGER_ALPHA
 from empirics.montecarlo.estimators import (
     c1_config,
     estimate_drift_coefficient,
@@ -29,9 +31,8 @@ from empirics.montecarlo.estimators import (
     estimate_first_step,
 )
 from empirics.montecarlo.ledger import first_step_config, sample_size
-from empirics.montecarlo.stats import Estimate, SignTest
 from empirics.outputs import REPO_ROOT, atomic_write_json, provenance
-from empirics.verify import LEDGER_ALPHA
+from empirics.stats import Estimate, SignTest
 from theory.registry import BUILTIN_ACTIVATIONS
 
 DEFAULT_OUT = REPO_ROOT / "results" / "calibrate"
@@ -44,7 +45,7 @@ def ledger_rows() -> int:
     """Monte Carlo rows of `make verify` (C1's three, 13 per built-in activation: C2 and C3 on
     both sides, C4, C5's four first-step rows under two losses; plus the issue-9 rows); each is
     tested at LEDGER_ALPHA / rows."""
-    from empirics import ledger_depth
+    from empirics.ledger import depth as ledger_depth
 
     extra = sum(ledger_depth.runs_montecarlo(e) for e in ledger_depth.depth_entries())
     return 3 + 13 * len(BUILTIN_ACTIVATIONS) + extra
@@ -94,11 +95,11 @@ def _drift(act: str):
 
 
 def _depth_row(entry_id: str, activation: str | None, loss: str | None):
-    """A null row of the issue-9 ledger (`empirics.ledger_depth`), replayed through its own
+    """A null row of the issue-9 ledger (`empirics.ledger.depth`), replayed through its own
     estimator at its own fixed sample size."""
 
     def run(n: int, gen: torch.Generator) -> dict[str, Estimate]:
-        from empirics import ledger_depth
+        from empirics.ledger import depth as ledger_depth
 
         entry = next(
             e
@@ -281,8 +282,8 @@ def _drift_link_null(n: int, gen: torch.Generator) -> dict[str, Estimate]:
     """check_drift_sign_vs_trainer's D = 0 case: the last hidden layer's bias drift over 3-10
     SGD steps, mean over n networks (the trainer's 12 seeds), Student t on n - 1 degrees of
     freedom; tanh and identity (odd: zero drift in expectation at every step), trained by the
-    batched trainer of empirics.early_training."""
-    from empirics.early_training import EarlyConfig, train_early
+    batched trainer of empirics.montecarlo.early_training."""
+    from empirics.montecarlo.early_training import EarlyConfig, train_early
 
     pick = torch.randint(0, 2**31 - 1, (7,), generator=gen).tolist()
     depth = 1 + pick[0] % 3
@@ -424,7 +425,7 @@ def report(results: dict[str, dict], alpha_row: float) -> tuple[str, bool]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m empirics.calibrate", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m empirics.ledger.calibrate", description=__doc__)
     ap.add_argument("--replays", type=int, default=2000, help="null runs per statistic")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)

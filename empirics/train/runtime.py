@@ -1,6 +1,7 @@
 """What a training run needs around its loop: torchrun processes, signals, checkpoints, replay.
 
-Not run on its own: `empirics.train` uses it (`torchrun --nproc_per_node N -m empirics.train ...`
+Not run on its own: `empirics.train.loop` uses it (`torchrun --nproc_per_node N -m empirics.train
+...`
 for the distributed part). A checkpoint holds everything that decides the next records, so a
 killed run resumes to the records of an uninterrupted one.
 """
@@ -17,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from empirics.config import ConfigError, Plan, check_out_dir, differences, previous_run
 from empirics.outputs import atomic_open
+from empirics.train.config import ConfigError, Plan, check_out_dir, differences, previous_run
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1

@@ -1,8 +1,9 @@
 """Grids of training runs (arch × activation × seed) on submitit, and the drift report over them.
 
-`python -m empirics.sweep run --arch mlp,vit --activation relu --activation 'sq=x**2/2' --seeds 0,1
+`python -m empirics.experiments.sweep run --arch mlp,vit --activation relu --activation 'sq=x**2/2'
+--seeds 0,1
 --preset small --out results/sweeps/NAME [--parallel 2] [--cluster slurm --partition gpu ...]`
-runs or resumes the grid; `python -m empirics.sweep report DIR` prints the drift table.
+runs or resumes the grid; `python -m empirics.experiments.sweep report DIR` prints the drift table.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from typing import Any
 
 from empirics.cli import InputError, activation_slug, run_name, split_specs
 from empirics.cli import parse_seeds as cli_parse_seeds
-from empirics.config import NOT_IDENTITY
 from empirics.outputs import atomic_write_json, provenance, read_records
-from empirics.train import (
+from empirics.train.config import NOT_IDENTITY
+from empirics.train.loop import (
     CHECKPOINT,
     ConfigError,
     TrainConfig,
@@ -265,7 +266,7 @@ def run_point(
     driver's process (debug executor) an interrupt propagates to the driver."""
     import torch
 
-    from empirics.train import StopFlag, train
+    from empirics.train.loop import StopFlag, train
 
     entry: dict[str, Any] = {"run": cfg.run, "status": "failed"}
     Path(lock_path).parent.mkdir(parents=True, exist_ok=True)
@@ -1035,7 +1036,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 
 # ---------------------------------------------------------------------------------- the CLI
 
-PROG = "python -m empirics.sweep"
+PROG = "python -m empirics.experiments.sweep"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -1186,7 +1187,10 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] not in ("run", "report", "-h", "--help"):
-        argv = ["run", *argv]  # the form before subcommands: `python -m empirics.sweep --arch ...`
+        argv = [
+            "run",
+            *argv,
+        ]  # the form before subcommands: `python -m empirics.experiments.sweep --arch ...`
     args = build_parser().parse_args(argv)
     return _report(args) if args.command == "report" else _run(args)
 

@@ -1,6 +1,6 @@
 """`make verify`: the claims ledger (theory, Monte Carlo and experiment rows) as a table and JSON.
 
-Run: `python -m empirics.verify [--activation SPEC]... [--only a,b] [--seed N] [--alpha A]
+Run: `python -m empirics.ledger.verify [--activation SPEC]... [--only a,b] [--seed N] [--alpha A]
 [--json PATH] [--no-montecarlo]`; exits 1 on any `fail`, 2 on bad input. Sample sizes are fixed
 per row (`empirics.montecarlo.ledger.LEDGER_SAMPLES`), so one seed gives one ledger.
 """
@@ -21,10 +21,10 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from empirics.cli import InputError, evidence_scale, fail, split_list
-from empirics.ledger import LedgerEntry, attach_montecarlo, format_table, theory_entries
+from empirics.ledger.reference import REFERENCE, choose_results
+from empirics.ledger.rows import LedgerEntry, attach_montecarlo, format_table, theory_entries
+from empirics.ledger.verdicts import claim_rows, experiment_entries, summarize, summary_line
 from empirics.outputs import REPO_ROOT, atomic_write_json, provenance
-from empirics.reference import REFERENCE, choose_results
-from empirics.verdicts import claim_rows, experiment_entries, summarize, summary_line
 from theory.effective import C1_REFERENCE, EffectiveConfig
 from theory.registry import (
     BUILTIN_ACTIVATIONS,
@@ -45,7 +45,7 @@ class VerifyInputError(ValueError):
     """Bad command-line input; the message says which flag and why."""
 
 
-PROG = "python -m empirics.verify"
+PROG = "python -m empirics.ledger.verify"
 
 
 def _overflowed(mc: dict[str, Any] | None) -> bool:
@@ -173,7 +173,7 @@ def run_verify(
     bar.close()
     depth = None
     if extensions:
-        import empirics.ledger_depth as depth
+        import empirics.ledger.depth as depth
 
         entries += depth.depth_entries()
     theory_s = time.perf_counter() - start
@@ -281,7 +281,7 @@ def run_verify(
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m empirics.verify", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m empirics.ledger.verify", description=__doc__)
     p.add_argument(
         "--activation",
         action="append",

@@ -1,9 +1,10 @@
 """The committed reference run: the aggregated experiment JSON the ledger reads, its ledger and
 its provenance, under reference/ at the repository root (torch-free).
 
-`python -m empirics.reference update [--results results] [--machine TEXT]` (`make reference`)
+`python -m empirics.ledger.reference update [--results results] [--machine TEXT]` (`make reference`)
 copies from results/ exactly the files the ledger's experiment rows read, with the ledger itself
-and PROVENANCE.json; `python -m empirics.reference show` says what is committed. `make verify`
+and PROVENANCE.json; `python -m empirics.ledger.reference show` says what is committed. `make
+verify`
 reads reference/ for C6-C12 when results/ has no newer experiment results (`choose_results`).
 """
 
@@ -34,7 +35,7 @@ class ReferenceError(ValueError):
 
 def experiment_sources(ledger: dict[str, Any]) -> list[str]:
     """The `experiment.source` of every experiment row, in first-seen order: exactly the files
-    the ledger's C6-C12 rules read (`empirics.verdicts.experiment_entries`)."""
+    the ledger's C6-C12 rules read (`empirics.ledger.verdicts.experiment_entries`)."""
     seen: dict[str, None] = {}
     for e in ledger.get("entries", []):
         src = (e.get("experiment") or {}).get("source")
@@ -67,7 +68,7 @@ def choose_results(results: Path, reference: Path = REFERENCE) -> tuple[Path, st
     results/ wins when it holds experiment files the ledger reads that were written after the
     reference run (its `finished` time) and at no smaller scale; otherwise reference/ when it
     has a PROVENANCE.json; otherwise results/ (rows then say not-tested)."""
-    from empirics.verdicts import experiment_entries
+    from empirics.ledger.verdicts import experiment_entries
 
     prov = read_provenance(reference)
     own = [Path(s) for s in experiment_sources({"entries": experiment_entries(results)})]
@@ -195,7 +196,7 @@ def update_reference(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m empirics.reference", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m empirics.ledger.reference", description=__doc__)
     ap.add_argument("command", choices=("update", "show"))
     ap.add_argument("--results", type=Path, default=REPO_ROOT / "results")
     ap.add_argument("--reference", type=Path, default=REFERENCE)

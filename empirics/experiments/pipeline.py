@@ -224,7 +224,7 @@ def plan_runs(scale: Scale, groups: Sequence[str] = GROUPS) -> dict[str, list[Ru
 
 
 def _train_config(spec: RunSpec, scale: Scale, root: Path) -> Any:
-    from empirics.train import TrainConfig
+    from empirics.train.loop import TrainConfig
 
     model = {} if spec.sparsity == "none" else {"sparsity": spec.sparsity}
     return TrainConfig(
@@ -256,8 +256,8 @@ def run_group(
 
     One torch thread per run and `jobs` runs at a time: on a 2-core machine two single-thread
     runs finish more work per minute than one run on two threads at these sizes."""
-    from empirics.sweep import Launch, run_sweep
-    from empirics.train import plan
+    from empirics.experiments.sweep import Launch, run_sweep
+    from empirics.train.loop import plan
 
     gdir = root / "sweeps" / group
     configs = [_train_config(s, scale, gdir) for s in specs]
@@ -372,10 +372,10 @@ def run_first_step(
     root/theory/first_step.json."""
     import torch
 
-    from empirics.early_training import EarlyConfig, train_early
+    from empirics.montecarlo.early_training import EarlyConfig, train_early
     from empirics.montecarlo.estimators import estimate_first_step
     from empirics.montecarlo.ledger import first_step_config
-    from empirics.montecarlo.stats import SignTest
+    from empirics.stats import SignTest
     from theory.drift import drift_coefficient_numeric
 
     rows = []
@@ -443,10 +443,10 @@ def run_c1_depth(scale: Scale, root: Path) -> None:
     otherwise). Writes root/theory/c1_depth.json."""
     import torch
 
-    from empirics.ledger_depth import depth_net
+    from empirics.ledger.depth import depth_net
     from empirics.montecarlo.depth import estimate_conditional_moments, fixed_preactivation_h
     from empirics.montecarlo.estimators import c1_config
-    from empirics.montecarlo.stats import SignTest
+    from empirics.stats import SignTest
     from theory.depth import alpha
 
     rows = []
@@ -492,7 +492,7 @@ def run_mp_probe(scale: Scale, root: Path) -> None:
 
     from empirics.models import mp_senet
     from empirics.tasks import speech
-    from empirics.train import TrainConfig, plan
+    from empirics.train.loop import TrainConfig, plan
 
     rows = []
     for act in DRIFT_ACTS:
@@ -572,7 +572,7 @@ def aggregate_mp_probe(path: Path) -> dict[str, Any]:
 def run_early(scale: Scale, root: Path, jobs: int = 1) -> None:
     """C6: the early-training persistence sweep (its own batched trainer), `jobs` runs at a time
     with one torch thread each (the thread count is recorded in its config.json)."""
-    from empirics.early_training import main as early_main
+    from empirics.montecarlo.early_training import main as early_main
 
     out = root / "early_training"  # the early-training grid resumes by itself
     early_main(
@@ -1341,7 +1341,7 @@ def c10_critical(points: Sequence[dict[str, Any]]) -> dict[str, Any]:
     (`critical_sparsity` on that seed's curve of relative performance against measured
     sparsity), with a t interval over seeds when every seed's value is bracketed by grid points;
     for the uncontrolled baseline ("none"), its emergent sparsity (performance 1 by definition)."""
-    from empirics.montecarlo.stats import critical_sparsity
+    from empirics.stats import critical_sparsity
 
     out: dict[str, Any] = {}
     for arch in sorted({p["arch"] for p in points}):
@@ -1401,7 +1401,7 @@ def aggregate_first_step(runs: Sequence[Run]) -> dict[str, Any]:
 
 
 def aggregate_c6(early_dir: Path) -> dict[str, Any]:
-    """C6: the early-training horizons as `python -m empirics.early_training` wrote them
+    """C6: the early-training horizons as `python -m empirics.montecarlo.early_training` wrote them
     (horizons.json; its intervals are over the networks trained side by side and its own seeds),
     passed through so that the verdict reads one directory."""
     for name in ("horizons.json", "summary.json"):
@@ -1450,8 +1450,10 @@ def aggregate(scale: Scale | str, root: Path = ROOT) -> dict[str, Path]:
     write("c10_cliff", aggregate_c10(runs["c10"], failed=c10_failed(sweeps / "c10")))
     write("c6_persistence", aggregate_c6(sroot / "early_training"))
     write("first_step_trainer", aggregate_first_step(runs["drift"] + runs["mp_senet"]))
-    if (sweeps / "mp_senet_long").is_dir():  # trained apart: python -m empirics.mp_senet_long
-        from empirics import mp_senet_long
+    if (
+        sweeps / "mp_senet_long"
+    ).is_dir():  # trained apart: python -m empirics.experiments.mp_senet_long
+        from empirics.experiments import mp_senet_long
 
         written["mp_senet_long"] = mp_senet_long.aggregate(sroot, mp_senet_long.LongPlan())
     return written

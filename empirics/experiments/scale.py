@@ -1,9 +1,11 @@
 """The GPT-nano scaling ladder: C9, C10, C11, C12 as trends over tokens and model size.
 
-`python -m empirics.scale plan` prints the rungs and their estimated cost; `python -m
-empirics.scale run [--piece NAME ...] [--jobs 2]` trains them (resumable: finished runs are kept,
+`python -m empirics.experiments.scale plan` prints the rungs and their estimated cost; `python -m
+empirics.experiments.scale run [--piece NAME ...] [--jobs 2]` trains them (resumable: finished runs
+are kept,
 a killed run resumes from its checkpoint, changed settings are refused); `python -m
-empirics.scale aggregate` reads the runs and writes `results/scale/aggregate.json` (no torch).
+empirics.experiments.scale aggregate` reads the runs and writes `results/scale/aggregate.json` (no
+torch).
 
 The recipe is the paper's (appendix G.6): Muon lr 5e-4 on the block matrices, Adam lr 5e-3 with
 betas (0.9, 0.95) on the rest, no weight decay, warmup 2000/7168 and warmdown 2028/7168 of the
@@ -169,7 +171,7 @@ def rungs(ladder: Ladder, pieces: Sequence[str] = PIECES) -> list[Rung]:
 
 def train_config(rung: Rung, ladder: Ladder, root: Path) -> Any:
     """The rung's TrainConfig: the paper's recipe at this size and token budget."""
-    from empirics.config import TrainConfig
+    from empirics.train.config import TrainConfig
 
     size = SIZES[rung.size]
     steps = ladder.steps(rung.tokens)
@@ -245,8 +247,8 @@ def run(
     """Train the pieces in order through the sweep runner (submitit; resumable), each in its own
     sweep directory `root/<piece>` (a sweep directory holds one grid: its resume check compares
     every completed run there against the grid's settings)."""
-    from empirics.sweep import Launch, run_sweep
-    from empirics.train import plan
+    from empirics.experiments.sweep import Launch, run_sweep
+    from empirics.train.loop import plan
 
     outcome = Outcome()
     for piece in pieces:
@@ -271,8 +273,8 @@ def paper_check(out: Path, steps: int = 2, batch_size: int = 1) -> dict[str, Any
     import resource
     import time
 
-    from empirics.config import TrainConfig
-    from empirics.train import train
+    from empirics.train.config import TrainConfig
+    from empirics.train.loop import train
 
     cfg = TrainConfig(
         arch="gpt_nano",
@@ -317,7 +319,7 @@ def _parse_pieces(values: Sequence[str] | None) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m empirics.scale", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m empirics.experiments.scale", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
     for name in ("plan", "run"):
         p = sub.add_parser(name)
@@ -333,7 +335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "paper-check":
         if not 1 <= args.steps <= 100:
             print(
-                f"python -m empirics.scale: error: --steps must be in 1..100, got {args.steps}",
+                f"python -m empirics.experiments.scale: error: --steps must be in 1..100, got "
+                f"{args.steps}",
                 file=sys.stderr,
             )
             return 2
@@ -347,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         pieces = _parse_pieces(getattr(args, "piece", None))
     except ValueError as exc:
-        print(f"python -m empirics.scale: error: {exc}", file=sys.stderr)
+        print(f"python -m empirics.experiments.scale: error: {exc}", file=sys.stderr)
         return 2
     if args.command == "plan":
         for piece in pieces:
@@ -358,28 +361,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         if args.jobs < 1:
             print(
-                f"python -m empirics.scale: error: --jobs must be >= 1, got {args.jobs}",
+                f"python -m empirics.experiments.scale: error: --jobs must be >= 1, got "
+                f"{args.jobs}",
                 file=sys.stderr,
             )
             return 2
-        from empirics.config import ConfigError
-        from empirics.sweep import SweepInterrupted
+        from empirics.experiments.sweep import SweepInterrupted
+        from empirics.train.config import ConfigError
 
         try:
             outcome = run(ladder, Path(args.out), pieces, args.jobs)
         except ConfigError as exc:
-            print(f"python -m empirics.scale: error: {exc}", file=sys.stderr)
+            print(f"python -m empirics.experiments.scale: error: {exc}", file=sys.stderr)
             return 2
         except SweepInterrupted as exc:
             print(
-                f"python -m empirics.scale: interrupted ({exc}); rerun the same command to "
+                f"python -m empirics.experiments.scale: interrupted ({exc}); rerun the same "
+                f"command to "
                 "resume (finished runs are kept, unfinished ones resume from their checkpoint)",
                 file=sys.stderr,
             )
             return 130
         print(f"scale: {outcome.completed}/{outcome.total} runs completed")
         return 0 if outcome.completed == outcome.total else 1
-    from empirics.scale_fit import aggregate_main
+    from empirics.experiments.scale_fit import aggregate_main
 
     return aggregate_main(Path(args.out), ladder)
 

@@ -1,0 +1,3 @@
+from empirics.experiments.pipeline import main
+
+raise SystemExit(main())

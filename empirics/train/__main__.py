@@ -1,0 +1,3 @@
+from empirics.train.loop import main
+
+raise SystemExit(main())
