@@ -175,3 +175,123 @@ def list_activations(stream: TextIO | None = None) -> int:
         print(f"{name:<16} {registry.get_activation(name).expr}", file=stream)
     print("also: NAME=EXPR (an expression in x), families as leaky_relu:slope=0.2", file=stream)
     return EXIT_OK
+
+
+# ---------------------------------------------------------------- flags from pydantic configs
+
+
+def _unwrap(annotation: Any) -> tuple[Any, bool]:
+    """(the base type of a field's annotation, whether None is allowed): strips Annotated and
+    Optional, keeps Literal, tuple[...] and list[...] as they are."""
+    import types
+    import typing
+
+    optional = False
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            optional = optional or len(args) < len(typing.get_args(annotation))
+            if len(args) != 1:
+                return annotation, optional
+            annotation = args[0]
+        else:
+            return annotation, optional
+
+
+def _item_parser(annotation: Any, flag: str) -> Any:
+    """The argparse `type` of a field: int/float/str converted here, comma lists split by
+    `split_list` (so `8,,8` is refused) and each item converted; pydantic then checks bounds."""
+    import typing
+
+    base, _ = _unwrap(annotation)
+    origin = typing.get_origin(base)
+    if origin in (tuple, list):
+        inner = [a for a in typing.get_args(base) if a is not Ellipsis] or [str]
+        convert = _item_parser(inner[0], flag)
+
+        def parse_list(text: str) -> list[Any]:
+            try:
+                return [convert(item) for item in split_list(text, flag)]
+            except InputError as exc:
+                raise argparse_error(str(exc)) from None
+
+        return parse_list
+    if base is int:
+        return int
+    if base is float:
+        return float
+    return str
+
+
+def argparse_error(message: str) -> Exception:
+    import argparse
+
+    return argparse.ArgumentTypeError(message)
+
+
+def add_config_flags(
+    parser: Any,
+    model: Any,
+    *,
+    skip: Iterable[str] = (),
+    aliases: dict[str, Sequence[str]] | None = None,
+) -> list[str]:
+    """Add one `--field-name` flag per field of the pydantic `model`, its help taken from the
+    field's `description` (plus its default and, for a Literal, its choices): a field's type,
+    bounds and help are written once, in the config. Booleans become `--field` (default False)
+    or `--no-field` (default True). Flags not given are absent from the namespace (the parser
+    should use `argument_default=SUPPRESS`), so the config's own defaults and presets apply.
+    Returns the field names given flags; `config_kwargs` reads them back."""
+    import typing
+
+    aliases = aliases or {}
+    names = []
+    for name, field in model.model_fields.items():
+        if name in skip:
+            continue
+        base, _ = _unwrap(field.annotation)
+        flag = "--" + name.replace("_", "-")
+        help_text = field.description or ""
+        if typing.get_origin(base) is typing.Literal:
+            choices = " | ".join(str(c) for c in typing.get_args(base))
+            help_text = f"{help_text} ({choices})" if help_text else choices
+        default = field.default
+        if base is bool:
+            if default is True:
+                parser.add_argument(
+                    f"--no-{name.replace('_', '-')}",
+                    dest=name,
+                    action="store_false",
+                    help=help_text or None,
+                )
+            else:
+                parser.add_argument(flag, dest=name, action="store_true", help=help_text or None)
+            names.append(name)
+            continue
+        if (
+            default is not None
+            and not callable(default)
+            and "PydanticUndefined" not in repr(default)
+        ):
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            help_text = f"{help_text} (default {shown})".strip()
+        parser.add_argument(
+            flag,
+            *aliases.get(name, ()),
+            dest=name,
+            type=_item_parser(field.annotation, flag),
+            metavar=name.upper(),
+            help=help_text or None,
+        )
+        names.append(name)
+    return names
+
+
+def config_kwargs(args: Any, names: Iterable[str]) -> dict[str, Any]:
+    """The fields among `names` that were given on the command line (SUPPRESS leaves the others
+    out), ready for `Model(**kwargs)`."""
+    given = vars(args)
+    return {name: given[name] for name in names if name in given}
