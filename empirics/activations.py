@@ -11,10 +11,12 @@ import functools
 import math
 import operator
 from collections.abc import Callable
+from typing import Annotated, Any
 
 import sympy as sp
 import torch
 import torch.nn.functional as F
+from pydantic import GetPydanticSchema
 from torch import nn
 
 from theory import registry
@@ -291,3 +293,30 @@ __all__ = [
     "get_torch_derivative",
     "make_activation",
 ]
+
+
+# ------------------------------------------------------------------------------ the boundary
+
+
+def parse_activation(spec: str | Activation) -> Activation:
+    """The one place a spec from a command line, a config or a ledger entry becomes the
+    Activation object that everything below takes (an object passes through unchanged)."""
+    if isinstance(spec, Activation):
+        return spec
+    if not isinstance(spec, str):
+        raise RegistryError(f"activation: expected a spec string, got {type(spec).__name__}")
+    return registry.parse_activation_spec(spec)
+
+
+def _activation_schema(_source: Any, _handler: Any) -> Any:
+    from pydantic_core import core_schema
+
+    return core_schema.no_info_plain_validator_function(
+        parse_activation,
+        serialization=core_schema.plain_serializer_function_ser_schema(lambda a: a.spec),
+    )
+
+
+# A config field holding an activation: validated from its spec string (or an object), stored as
+# the object, written back as its spec (so config.json and resume checks see the same text).
+ActivationField = Annotated[Activation, GetPydanticSchema(_activation_schema)]
