@@ -443,16 +443,15 @@ def run_c1_depth(scale: Scale, root: Path) -> None:
     otherwise). Writes root/theory/c1_depth.json."""
     import torch
 
-    from empirics.ledger.depth import depth_net
     from empirics.montecarlo.depth import estimate_conditional_moments, fixed_preactivation_h
-    from empirics.montecarlo.estimators import c1_config
+    from empirics.montecarlo.presets import c1_gated, depth_net
     from empirics.stats import SignTest
     from theory.depth import alpha
 
     rows = []
     for init in C1_INITS:
         for m in C1_DEPTHS:
-            cfg = c1_config(widths=(32,) * (m + 1), bias_std=0.3, init=init)
+            cfg = c1_gated(m, init)
             a = float(alpha(depth_net(cfg)))
             gen = torch.Generator().manual_seed(40_000 + 10 * m + C1_INITS.index(init))
             est = estimate_conditional_moments(

@@ -23,7 +23,7 @@ import torch
 from scipy import stats
 from tqdm.auto import tqdm
 
-from empirics.ledger.verify import LEDGER_ALPHA
+from empirics.ledger.rows import LEDGER_ALPHA
 from empirics.montecarlo.estimators import (
     c1_config,
     estimate_drift_coefficient,

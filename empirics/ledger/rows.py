@@ -6,6 +6,7 @@ Entries follow DESIGN.md (`id, claim, activation, loss, symbolic, montecarlo, ve
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -33,6 +34,8 @@ from theory.registry import x as registry_x
 from theory.signs import SIGNS
 
 MC_SIGNS: tuple[str, ...] = SIGNS  # the Monte Carlo uses the theory's words
+LEDGER_ALPHA = 1e-3  # P(any spurious fail in one run) <= this, by Bonferroni over the rows
+MAX_SEED = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,13 @@ class LedgerEntry:
             "prediction": self.prediction or f"{self.id}|{self.activation}|{self.loss}",
             "network": self.network,
         }
+
+
+def row_seed(seed: int, entry: LedgerEntry) -> int:
+    """Each row's own stream, derived from the seed and what the row is: a row's numbers do not
+    depend on which other rows ran before it (so `--only relu` reproduces the full ledger's)."""
+    key = f"{seed}|{entry.id}|{entry.activation}|{entry.loss}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") & MAX_SEED
 
 
 def _value_json(value: Any) -> Any:
@@ -351,12 +361,27 @@ def format_table(entries: Iterable[LedgerEntry]) -> str:
 
 # ------------------------------------------------------------------- Remark A.2 at init (C5)
 
-# The early-training networks (`empirics.montecarlo.early_training.EarlyConfig` defaults): d = 32,
-# widths
-# (64, 64), 10 outputs, Var W = 1/fan_in, zero biases, half-normal inputs, MSE, measured on 64
-# inputs per network at step 0, so the rows check the theorem on the experiment's own statistic.
-REMARK_A2_NETWORK = {"d_in": 32, "widths": (64, 64), "outputs": 10, "inputs_per_net": 64}
+# Remark A.2's rows are measured on the early-training networks
+# (`empirics.montecarlo.presets.remark_a2_network`) at step 0, on the experiment's own statistic.
 REMARK_A2_NETWORKS = 4096
+
+
+def net_dict(cfg: Any, **extra: Any) -> dict[str, Any]:
+    """The network a row refers to, from a montecarlo NetConfig (input size, widths, layer,
+    outputs, init law and scales, input law)."""
+    return {
+        "input_size": cfg.d_in,
+        "widths": list(cfg.widths),
+        "layer": cfg.layer,
+        "outputs": cfg.n_out,
+        "init": cfg.init,
+        "weight_var": [cfg.w_gain / n for n in (cfg.d_in, *cfg.widths)],
+        "bias_std": cfg.bias_std,
+        "inputs": cfg.inputs,
+        "activation": cfg.activation,
+        "loss": cfg.loss,
+        **extra,
+    }
 
 
 def _remark_a2_terms(inputs: str, n_networks: int, generator: Any) -> tuple[Any, Any]:
@@ -366,8 +391,8 @@ def _remark_a2_terms(inputs: str, n_networks: int, generator: Any) -> tuple[Any,
 
     from empirics.activations import get_torch_activation
     from empirics.montecarlo.early_training import per_network_stats
+    from empirics.montecarlo.presets import remark_a2_network
     from empirics.montecarlo.sampler import (
-        NetConfig,
         draw_inputs,
         draw_labels,
         forward,
@@ -375,19 +400,7 @@ def _remark_a2_terms(inputs: str, n_networks: int, generator: Any) -> tuple[Any,
         network_loss,
     )
 
-    net = REMARK_A2_NETWORK
-    cfg = NetConfig(
-        activation="relu",
-        loss="mse",
-        d_in=net["d_in"],
-        widths=net["widths"],
-        n_out=net["outputs"],
-        inputs_per_net=net["inputs_per_net"],
-        inputs=inputs,
-        labels="class",
-        dtype="float64",
-        device="cpu",
-    ).validate()
+    cfg = remark_a2_network(inputs)
     covs, means = [], []
     fn = get_torch_activation("relu")
     for start in range(0, n_networks, 512):  # chunks keep memory flat
@@ -411,26 +424,14 @@ def remark_a2_rows() -> list[tuple[LedgerEntry, Callable[[Any, float], dict | No
     covariance term's value (half-normal inputs), its ratio to the mean term, and the
     sign-symmetric control where it is exactly 0. Each pairs an entry with (generator, alpha) ->
     the Monte Carlo column (one-look Student-t sign test at the caller's alpha)."""
+    from empirics.montecarlo.presets import remark_a2_network
     from theory.remark_a2 import CovarianceNet, predict_covariance_init, predict_covariance_ratio
 
-    net = REMARK_A2_NETWORK
     rows: list[tuple[LedgerEntry, Callable[[Any, float], dict | None]]] = []
 
     def network(inputs: str) -> dict[str, Any]:
-        sizes = (net["d_in"], *net["widths"])
-        return {
-            "input_size": net["d_in"],
-            "widths": list(net["widths"]),
-            "layer": 1,
-            "outputs": net["outputs"],
-            "init": "gaussian",
-            "weight_var": [1.0 / n for n in sizes],
-            "bias_std": 0.0,
-            "inputs": inputs,
-            "activation": "relu",
-            "loss": "mse",
-            "inputs_per_net": net["inputs_per_net"],
-        }
+        cfg = remark_a2_network(inputs)
+        return net_dict(cfg, inputs_per_net=cfg.inputs_per_net)
 
     def estimate(inputs: str, ratio: bool) -> Callable[[Any, float], dict | None]:
         def run(gen: Any, alpha: float) -> dict | None:
@@ -446,7 +447,8 @@ def remark_a2_rows() -> list[tuple[LedgerEntry, Callable[[Any, float], dict | No
 
         return run
 
-    kwargs = dict(d_in=net["d_in"], widths=net["widths"], outputs=net["outputs"])
+    net = remark_a2_network("halfnormal")
+    kwargs = dict(d_in=net.d_in, widths=net.widths, outputs=net.n_out)
     for inputs, ratio, eid, claim, pred in (
         (
             "halfnormal",

@@ -8,13 +8,12 @@ per row (`empirics.montecarlo.ledger.LEDGER_SAMPLES`), so one seed gives one led
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,15 @@ from tqdm.auto import tqdm
 
 from empirics.cli import InputError, evidence_scale, fail, split_list
 from empirics.ledger.reference import REFERENCE, choose_results
-from empirics.ledger.rows import LedgerEntry, attach_montecarlo, format_table, theory_entries
+from empirics.ledger.rows import (
+    LEDGER_ALPHA,
+    MAX_SEED,
+    LedgerEntry,
+    attach_montecarlo,
+    format_table,
+    row_seed,
+    theory_entries,
+)
 from empirics.ledger.verdicts import claim_rows, experiment_entries, summarize, summary_line
 from empirics.outputs import REPO_ROOT, atomic_write_json, provenance
 from theory.effective import C1_REFERENCE, EffectiveConfig
@@ -37,8 +44,6 @@ from theory.registry import (
 
 DEFAULT_JSON = REPO_ROOT / "results" / "verify" / "ledger.json"
 DEFAULT_RESULTS = REPO_ROOT / "results"
-LEDGER_ALPHA = 1e-3  # P(any spurious fail in one run) <= this, by Bonferroni over the rows
-MAX_SEED = 2**63 - 1
 
 
 class VerifyInputError(ValueError):
@@ -114,16 +119,180 @@ def _c1_config_from(config: dict[str, Any] | None) -> EffectiveConfig:
     )
 
 
-def row_seed(seed: int, entry: LedgerEntry) -> int:
-    """Each row's own stream, derived from the seed and what the row is: a row's numbers do not
-    depend on which other rows ran before it (so `--only relu` reproduces the full ledger's)."""
-    key = f"{seed}|{entry.id}|{entry.activation}|{entry.loss}".encode()
-    return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") & MAX_SEED
-
-
 def _runs_montecarlo(e: LedgerEntry) -> bool:
     # The Monte Carlo implements the built-in losses (sampler.LOSS_NAMES is BUILTIN_LOSSES).
     return e.symbolic is not None and (e.loss is None or e.loss in BUILTIN_LOSSES)
+
+
+def _check_settings(seed: int, alpha: float, threads: int) -> None:
+    if not 0 < alpha < 1:
+        raise VerifyInputError(f"--alpha must be in (0, 1), got {alpha}")
+    if not 0 <= seed <= MAX_SEED:
+        raise VerifyInputError(f"--seed must be an integer in [0, 2^63 - 1], got {seed}")
+    if not 1 <= threads <= 256:
+        raise VerifyInputError(f"--threads must be an integer in [1, 256], got {threads}")
+
+
+@dataclass
+class LedgerPlan:
+    """The rows of one ledger before any Monte Carlo: theory rows (and the issue-9 rows when
+    `depth` is their module), which of them the Monte Carlo estimates, and its per-row alpha."""
+
+    entries: list[LedgerEntry]
+    runnable: list[LedgerEntry]
+    alpha: float
+    alpha_row: float
+    mc_mod: Any = None  # empirics.montecarlo.ledger, None when the Monte Carlo is off
+    depth: Any = None  # empirics.ledger.depth, None when its rows are left out
+
+    def in_depth(self, e: LedgerEntry) -> bool:
+        return self.depth is not None and self.depth.is_depth_entry(e)
+
+    def estimable(self, e: LedgerEntry) -> bool:
+        return self.depth.runs_montecarlo(e) if self.in_depth(e) else _runs_montecarlo(e)
+
+
+def plan_ledger(
+    activations: Sequence[str],
+    only: Sequence[str] | None,
+    montecarlo: bool,
+    *,
+    alpha: float,
+    extensions: bool | None = None,
+    progress: bool = False,
+) -> LedgerPlan:
+    """Resolve the activations and build the theory rows (raises VerifyInputError for bad
+    input). The issue-9 rows (depth, init laws, optimizers) are fixed networks of their own:
+    part of the full ledger, left out when the caller picks activations with `only`."""
+    names = _resolve_activations(activations, only, montecarlo)
+    extensions = (only is None) if extensions is None else extensions
+    mc_mod = None
+    c1_cfg = C1_REFERENCE
+    if montecarlo:
+        import empirics.montecarlo.ledger as mc_mod
+
+        c1_cfg = _c1_config_from(mc_mod.montecarlo_config_for_entry("C1.diag"))
+    bar = tqdm(names, desc="theory", disable=not progress, leave=False, file=sys.stderr)
+    entries: list[LedgerEntry] = theory_entries(
+        names, loss_names(), c1_config=c1_cfg, progress=lambda name: bar.set_postfix_str(name)
+    )
+    bar.close()
+    depth = None
+    if extensions:
+        import empirics.ledger.depth as depth
+
+        entries += depth.depth_entries()
+    plan = LedgerPlan(entries, [], alpha, alpha, mc_mod, depth)
+    if mc_mod is not None:
+        plan.runnable = [e for e in entries if plan.estimable(e)]
+    plan.alpha_row = alpha / max(len(plan.runnable), 1)
+    return plan
+
+
+def _overflow_error(e: LedgerEntry, mc: dict[str, Any]) -> VerifyInputError:
+    return VerifyInputError(
+        f"--activation {e.activation!r}: the Monte Carlo of {e.id} overflowed "
+        f"float32 (mean {mc.get('mean')}, stderr {mc.get('stderr')}): a "
+        "floating-point overflow, not a result; scale the activation down (e.g. "
+        "divide its expression by a constant), or estimate it alone with "
+        "`python -m empirics.montecarlo ... --dtype float64`"
+    )
+
+
+def _montecarlo_row(plan: LedgerPlan, e: LedgerEntry, seed: int) -> LedgerEntry:
+    """One row with its Monte Carlo column, drawn from the row's own stream (`row_seed`)."""
+    import torch
+
+    in_depth = plan.in_depth(e)
+    network = (
+        e.network
+        if in_depth
+        else plan.mc_mod.montecarlo_config_for_entry(e.id, e.activation, e.loss)
+    )
+    mc, error = None, None
+    if plan.estimable(e):
+        gen = torch.Generator().manual_seed(row_seed(seed, e))
+        try:
+            if in_depth:
+                mc = plan.depth.depth_montecarlo(e, generator=gen, alpha=plan.alpha_row)
+            else:
+                mc = plan.mc_mod.montecarlo_for_entry(
+                    e.id, e.activation, e.loss, generator=gen, alpha=plan.alpha_row
+                )
+        except (ValueError, RegistryError, RuntimeError) as exc:
+            # One estimate that cannot run leaves its column empty, not the ledger.
+            error = f"montecarlo error: {exc}"
+    if _overflowed(mc):  # never judged: an overflow is not evidence against theory
+        raise _overflow_error(e, mc)  # type: ignore[arg-type]
+    entry = replace(attach_montecarlo(e, mc), network=network)
+    return replace(entry, notes=entry.notes + [error]) if error else entry
+
+
+def run_montecarlo(
+    plan: LedgerPlan, seed: int, threads: int, progress: bool = False
+) -> list[LedgerEntry]:
+    """Every row with its Monte Carlo column, on `threads` torch threads (pinned, restored)."""
+    import torch
+
+    saved_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return [
+            _montecarlo_row(plan, e, seed)
+            for e in tqdm(plan.entries, desc="monte carlo", disable=not progress, file=sys.stderr)
+        ]
+    finally:
+        torch.set_num_threads(saved_threads)
+
+
+def _montecarlo_note(plan: LedgerPlan, seed: int, threads: int) -> str:
+    if plan.mc_mod is None:
+        return "montecarlo disabled"
+    n = len(plan.runnable)
+    return (
+        f"Monte Carlo: {n} rows, one-look Student-t sign test at alpha = "
+        f"{plan.alpha:g} / {n} = {plan.alpha_row:.3g} each (Bonferroni): P(any spurious "
+        f"fail) <= {plan.alpha:g}; seed {seed}, {threads} torch thread(s)"
+    )
+
+
+def _experiment_records(
+    results: str | Path | None, reference: str | Path | None
+) -> tuple[list[dict[str, Any]], str]:
+    if results is None:
+        return [], "experiment rows not read"
+    # reference/ (the committed run) stands in when results/ has nothing newer of its scale.
+    root, note = (
+        choose_results(Path(results), Path(reference))
+        if reference is not None
+        else (Path(results), f"C6-C12 from {results}")
+    )
+    return experiment_entries(root), note
+
+
+def report(ledger: dict[str, Any], entries: Sequence[LedgerEntry]) -> None:
+    """The table, the claim verdicts (marked when read from smoke-sized results) and the notes."""
+    records = ledger["entries"]
+    print(format_table(entries))
+    print()
+    small = sorted({scale_tag(row["id"], records) for row in ledger["claims"]} - {""})
+    if small:
+        print(
+            f"note: rows marked{', '.join(small)} were read from smoke-sized results; their "
+            "verdicts check the pipeline, not the paper (make experiments for full scale)"
+        )
+    for row in ledger["claims"]:
+        tag = scale_tag(row["id"], records)
+        print(f"{row['id']:4s} {row['verdict'] + tag:34s} {row['paper_says']}")
+    print()
+    print(summary_line(ledger["summary"]))
+    print(ledger["montecarlo"])
+    print(ledger["experiment_results"])
+    timing = ledger["timing_seconds"]
+    print(
+        f"time: theory {timing['theory']:.1f} s, Monte Carlo {timing['montecarlo']:.1f} s",
+        file=sys.stderr,
+    )
 
 
 def run_verify(
@@ -148,110 +317,30 @@ def run_verify(
     The Monte Carlo runs on `threads` torch threads (pinned, then restored): the summation order
     of a matmul depends on the thread count, so pinning it makes the ledger bit-identical across
     machines and loads. Raises VerifyInputError for bad input before any computation."""
-    if not 0 < alpha < 1:
-        raise VerifyInputError(f"--alpha must be in (0, 1), got {alpha}")
-    if not 0 <= seed <= MAX_SEED:
-        raise VerifyInputError(f"--seed must be an integer in [0, 2^63 - 1], got {seed}")
-    if not 1 <= threads <= 256:
-        raise VerifyInputError(f"--threads must be an integer in [1, 256], got {threads}")
-    names = _resolve_activations(activations, only, montecarlo)
-    # The issue-9 rows (depth, init laws, optimizers) are fixed networks of their own: part of
-    # the full ledger, left out when the caller picks activations with `only`.
-    extensions = (only is None) if extensions is None else extensions
-    mc_mod = None
-    if montecarlo:
-        import empirics.montecarlo.ledger as mc_mod
+    _check_settings(seed, alpha, threads)
     start = time.perf_counter()
-    c1_cfg = C1_REFERENCE
-    if mc_mod is not None:
-        c1_cfg = _c1_config_from(mc_mod.montecarlo_config_for_entry("C1.diag"))
-
-    bar = tqdm(names, desc="theory", disable=not progress, leave=False, file=sys.stderr)
-    entries: list[LedgerEntry] = theory_entries(
-        names, loss_names(), c1_config=c1_cfg, progress=lambda name: bar.set_postfix_str(name)
+    plan = plan_ledger(
+        activations, only, montecarlo, alpha=alpha, extensions=extensions, progress=progress
     )
-    bar.close()
-    depth = None
-    if extensions:
-        import empirics.ledger.depth as depth
-
-        entries += depth.depth_entries()
     theory_s = time.perf_counter() - start
-
-    def estimable(e: LedgerEntry) -> bool:
-        return (
-            depth.runs_montecarlo(e) if depth and depth.is_depth_entry(e) else _runs_montecarlo(e)
-        )
-
-    runnable = [e for e in entries if estimable(e)] if mc_mod is not None else []
-    alpha_row = alpha / max(len(runnable), 1)
-    mc_note = "montecarlo disabled"
-    if mc_mod is not None:
-        import torch
-
-        saved_threads = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        filled = []
-        try:
-            for e in tqdm(entries, desc="monte carlo", disable=not progress, file=sys.stderr):
-                in_depth = depth is not None and depth.is_depth_entry(e)
-                network = (
-                    e.network
-                    if in_depth
-                    else mc_mod.montecarlo_config_for_entry(e.id, e.activation, e.loss)
-                )
-                mc, error = None, None
-                if estimable(e):
-                    gen = torch.Generator().manual_seed(row_seed(seed, e))
-                    try:
-                        if in_depth:
-                            mc = depth.depth_montecarlo(e, generator=gen, alpha=alpha_row)
-                        else:
-                            mc = mc_mod.montecarlo_for_entry(
-                                e.id, e.activation, e.loss, generator=gen, alpha=alpha_row
-                            )
-                    except (ValueError, RegistryError, RuntimeError) as exc:
-                        # One estimate that cannot run leaves its column empty, not the ledger.
-                        error = f"montecarlo error: {exc}"
-                if _overflowed(mc):  # never judged: an overflow is not evidence against theory
-                    raise VerifyInputError(
-                        f"--activation {e.activation!r}: the Monte Carlo of {e.id} overflowed "
-                        f"float32 (mean {mc.get('mean')}, stderr {mc.get('stderr')}): a "  # type: ignore[union-attr]
-                        "floating-point overflow, not a result; scale the activation down (e.g. "
-                        "divide its expression by a constant), or estimate it alone with "
-                        "`python -m empirics.montecarlo ... --dtype float64`"
-                    )
-                entry = replace(attach_montecarlo(e, mc), network=network)
-                filled.append(replace(entry, notes=entry.notes + [error]) if error else entry)
-        finally:
-            torch.set_num_threads(saved_threads)
-        entries = filled
-        mc_note = (
-            f"Monte Carlo: {len(runnable)} rows, one-look Student-t sign test at alpha = "
-            f"{alpha:g} / {len(runnable)} = {alpha_row:.3g} each (Bonferroni): P(any spurious "
-            f"fail) <= {alpha:g}; seed {seed}, {threads} torch thread(s)"
-        )
+    entries = plan.entries
+    if plan.mc_mod is not None:
+        entries = run_montecarlo(plan, seed, threads, progress)
     mc_s = time.perf_counter() - start - theory_s
     records = [e.to_json() for e in entries]
-    experiments_note = "experiment rows not read"
-    if results is not None:
-        # reference/ (the committed run) stands in when results/ has nothing newer of its scale.
-        root, experiments_note = (
-            choose_results(Path(results), Path(reference))
-            if reference is not None
-            else (Path(results), f"C6-C12 from {results}")
-        )
-        records += experiment_entries(root)
+    experiments, experiments_note = _experiment_records(results, reference)
+    records += experiments
+    estimated = plan.mc_mod is not None
     summary = summarize(records) | {
-        "alpha_ledger": alpha if mc_mod is not None else None,
-        "alpha_row": alpha_row if mc_mod is not None else None,
-        "montecarlo_rows": len(runnable),
+        "alpha_ledger": alpha if estimated else None,
+        "alpha_row": plan.alpha_row if estimated else None,
+        "montecarlo_rows": len(plan.runnable),
     }
     ledger = {
         "provenance": provenance("cpu"),
         "seed": seed,
         "threads": threads,
-        "montecarlo": mc_note,
+        "montecarlo": _montecarlo_note(plan, seed, threads),
         "experiment_results": experiments_note,
         "timing_seconds": {"theory": round(theory_s, 2), "montecarlo": round(mc_s, 2)},
         "summary": summary,
@@ -261,22 +350,7 @@ def run_verify(
     if json_path is not None:
         atomic_write_json(json_path, ledger)
     if verbose:
-        print(format_table(entries))
-        print()
-        small = sorted({scale_tag(row["id"], records) for row in ledger["claims"]} - {""})
-        if small:
-            print(
-                f"note: rows marked{', '.join(small)} were read from smoke-sized results; their "
-                "verdicts check the pipeline, not the paper (make experiments for full scale)"
-            )
-        for row in ledger["claims"]:
-            tag = scale_tag(row["id"], records)
-            print(f"{row['id']:4s} {row['verdict'] + tag:34s} {row['paper_says']}")
-        print()
-        print(summary_line(summary))
-        print(mc_note)
-        print(experiments_note)
-        print(f"time: theory {theory_s:.1f} s, Monte Carlo {mc_s:.1f} s", file=sys.stderr)
+        report(ledger, entries)
     return ledger
 
 

@@ -18,6 +18,7 @@ from empirics.montecarlo.estimators import (
     estimate_effective_weights,
     estimate_first_step,
 )
+from empirics.montecarlo.presets import first_step_network
 from empirics.montecarlo.sampler import NetConfig
 from empirics.stats import Estimate, SignTest
 
@@ -50,16 +51,7 @@ def first_step_config(activation: str, loss: str, inputs: str = "gaussian") -> N
     inputs per network, Var W = 1/fan_in, zero biases. With inputs on the sphere of radius
     sqrt(16) every pre-activation is exactly N(0, 1), the law the symbolic side integrates
     against at s = 1 (C2-C4); C5 uses Gaussian inputs, or uniform ones for non-negative inputs."""
-    return NetConfig(
-        activation=activation,
-        loss=loss,
-        d_in=16,
-        widths=(64,),
-        n_out=10,
-        inputs_per_net=16,
-        inputs=inputs,
-        w_gain=1.0,
-    )
+    return first_step_network(activation, loss, inputs)
 
 
 def _conditional_config(activation: str, loss: str) -> NetConfig:
