@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from empirics.cli import evidence_scale
-from empirics.ledger.verdicts import claim_rows, summarize, summary_line
+from empirics.ledger.claim_verdicts import claim_rows
+from empirics.ledger.row_verdicts import summarize, summary_line
 
 START, END = "<!-- claims:start -->", "<!-- claims:end -->"
 # The scales whose verdicts may stand in the README: smoke-sized (`quick`) runs check the

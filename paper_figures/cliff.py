@@ -18,7 +18,7 @@ from typing import Any
 
 from common import CONTROL_MARKERS, figure_parser, need, plt, save
 
-from empirics.ledger.verdicts import C10_CLIFF_BAND, C10_CONTROL_NAMES
+from empirics.ledger.experiment_verdicts import C10_CLIFF_BAND, C10_CONTROL_NAMES
 
 CONTROL_COLORS = {"topk": "C0", "quantile": "C1", "shift": "C2"}
 ARCH_ORDER = ("mlp", "resnet", "vit", "gpt_nano")

@@ -15,8 +15,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from empirics.ledger.claim_verdicts import PAPER_SAYS, claim_rows
 from empirics.ledger.reference import LEDGER, PROVENANCE, describe
-from empirics.ledger.verdicts import PAPER_SAYS, claim_rows, summarize, summary_line
+from empirics.ledger.row_verdicts import summarize, summary_line
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "reference"

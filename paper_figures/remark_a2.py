@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from common import figure_parser, plt, read_json, save
 
-from empirics.ledger.verdicts import A2_EARLY_STEPS, A2_SMALL
+from empirics.ledger.experiment_verdicts import A2_EARLY_STEPS, A2_SMALL
 
 OPTIMIZERS = ("sgd", "adamw", "muon")
 DATA_ORDER = ("halfnormal", "gaussian", "fashion_mnist")

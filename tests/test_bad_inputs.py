@@ -664,7 +664,7 @@ def test_verify_refuses_a_json_under_a_file(tmp_path, capsys) -> None:
 
 
 def _ledger_with(tmp_path: Path, scale: str) -> Path:
-    from empirics.ledger.verdicts import experiment_row
+    from empirics.ledger.experiment_verdicts import experiment_row
 
     row = experiment_row(
         "C8.architectures.mlp",

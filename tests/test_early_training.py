@@ -269,7 +269,7 @@ def test_remark_a2_verdict_from_the_real_estimator(
     # positive at init (z = 8.7 at this size against a band multiplier of ~3) but within 10 % of
     # the mean term (the theorem's few percent), so `refined`. Fixed seed: the same output on
     # every run.
-    from empirics.ledger import verdicts
+    from empirics.ledger import experiment_verdicts
 
     cfg = EarlyConfig(activation=activation, loss="mse", optimizer="sgd", lr=0.05, steps=4,
                       n_networks=64, check_factor=1, d_in=16, widths=(32,), n_out=4,
@@ -278,7 +278,9 @@ def test_remark_a2_verdict_from_the_real_estimator(
     run_grid([cfg], tmp_path, progress=False)
     block = json.loads((tmp_path / "remark_a2.json").read_text())
     assert block["rows"] and all(r["nonneg_inputs"] for r in block["rows"])
-    assert {k: v for k, v, _, _ in verdicts.verdict_remark_a2(block)}["literal"] == expected
+    assert {k: v for k, v, _, _ in experiment_verdicts.verdict_remark_a2(block)}[
+        "literal"
+    ] == expected
 
 
 def test_grid_runs_once_and_resumes(tmp_path) -> None:

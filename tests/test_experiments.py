@@ -250,7 +250,7 @@ def test_quick_pipeline_and_all_figures(tmp_path: Path) -> None:
 def test_verdict_lines_from_quick_results_say_their_scale() -> None:
     """verify prints `[quick scale]` on a claim whose experiment rows were read from smoke-sized
     results, and nothing on full-scale or theory-only claims."""
-    from empirics.ledger.verdicts import experiment_row
+    from empirics.ledger.experiment_verdicts import experiment_row
     from empirics.ledger.verify import scale_tag
 
     def row(eid: str, scale: str | None) -> dict:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from empirics.ledger.verdicts import A2_EARLY_STEPS
+from empirics.ledger.experiment_verdicts import A2_EARLY_STEPS
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = REPO / "paper_figures"

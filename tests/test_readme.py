@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import empirics.ledger.claim_verdicts as claim_verdicts
 import empirics.ledger.verdicts as verdicts
 from empirics.ledger.reference import PROVENANCE, choose_results, update_reference
 from paper_figures import documents
@@ -183,7 +184,7 @@ def test_c1_row_reads_as_its_evidence():
             {"mean": -0.004, "stderr": 0.0006},
         ),  # fmt: skip
     ]
-    verdict, text = verdicts._claim_c1(entries)
+    verdict, text = claim_verdicts._claim_c1(entries)
     assert "17179869184" not in text and f"{big:.10g}" in text
     assert "None" not in text and "MC -0.004" in text
     assert "some i.i.d. zero-mean" in verdict and "any" not in verdict

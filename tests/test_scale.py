@@ -1,6 +1,6 @@
 """The scaling ladder (empirics/experiments/scale.py), its fits (empirics/experiments/scale_fit.py)
-and the verdict rules
-that read them (empirics/ledger/verdicts.py): synthetic runs with a known trend, both directions."""
+and the verdict rules that read them (empirics/ledger/scale_verdicts.py): synthetic runs with a
+known trend, both directions."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from empirics.experiments import scale, scale_fit
 from empirics.experiments.scale import PAPER_BLOCK_PARAMS, PAPER_TOKENS, SIZES, Ladder, block_params
-from empirics.ledger import verdicts
+from empirics.ledger import scale_verdicts
 
 
 def test_rungs_are_unique_and_follow_the_paper_recipe() -> None:
@@ -130,7 +130,7 @@ def test_a_bent_trend_is_flagged_by_the_curvature_test(tmp_path) -> None:
     _write_ladder(tmp_path, SMALL, fn)
     fit = scale_fit.aggregate(tmp_path, SMALL)["c9"]["fit"]
     assert fit["curvature_p"] < 1e-3
-    verdict, text, _ = verdicts.verdict_scale_sparsity(scale_fit.aggregate(tmp_path, SMALL))
+    verdict, text, _ = scale_verdicts.verdict_scale_sparsity(scale_fit.aggregate(tmp_path, SMALL))
     assert verdict == "not-tested" and "bends" in text
 
 
@@ -145,7 +145,7 @@ def test_a_token_trend_that_differs_by_size_is_flagged(tmp_path) -> None:
     _write_ladder(tmp_path, SMALL, fn)
     agg = scale_fit.aggregate(tmp_path, SMALL)
     assert agg["c9"]["fit"]["interaction_p"] < 1e-3
-    verdict, text, _ = verdicts.verdict_scale_sparsity(agg)
+    verdict, text, _ = scale_verdicts.verdict_scale_sparsity(agg)
     assert verdict == "not-tested" and "differs by size" in text, text
 
 
@@ -172,10 +172,12 @@ def test_nothing_is_decided_further_than_the_ladder_reaches(tmp_path) -> None:
         return _summary(1 / (1 + math.exp(-z)), 10.0, 3.0)
 
     _write_ladder(tmp_path / "near", NEAR, fn)
-    verdict, text, _ = verdicts.verdict_scale_sparsity(scale_fit.aggregate(tmp_path / "near", NEAR))
+    verdict, text, _ = scale_verdicts.verdict_scale_sparsity(
+        scale_fit.aggregate(tmp_path / "near", NEAR)
+    )
     assert verdict == "not-tested" and "decades of tokens beyond the runs" in text, text
     _write_ladder(tmp_path / "wide", SMALL, fn)
-    verdict, text, _ = verdicts.verdict_scale_sparsity(
+    verdict, text, _ = scale_verdicts.verdict_scale_sparsity(
         scale_fit.aggregate(tmp_path / "wide", SMALL)
     )
     assert verdict == "refuted", text
@@ -189,7 +191,7 @@ def test_a_flat_ladder_refutes_nothing(tmp_path) -> None:
     agg = scale_fit.aggregate(tmp_path, SMALL)
     lo, hi = agg["c9"]["fit"]["pi_metric"]
     assert hi < 0.9
-    verdict, text, _ = verdicts.verdict_scale_sparsity(agg)
+    verdict, text, _ = scale_verdicts.verdict_scale_sparsity(agg)
     assert verdict == "not-tested" and "no trend was measured" in text
 
 
@@ -199,7 +201,7 @@ def test_a_flat_ladder_refutes_nothing(tmp_path) -> None:
 )
 def test_sparsity_rule_in_every_direction(tmp_path, target, noise, expected) -> None:
     agg = _agg_for_sparsity(tmp_path, target, noise, seed=3)
-    verdict, text, evidence = verdicts.verdict_scale_sparsity(agg)
+    verdict, text, evidence = scale_verdicts.verdict_scale_sparsity(agg)
     assert verdict == expected, text
     assert "95 % PI" in text
     if expected == "not-tested":
@@ -221,14 +223,14 @@ def test_spike_ratio_is_paired_by_seed_and_judged_against_25(tmp_path) -> None:
     _write_ladder(tmp_path, SMALL, fn)
     agg = scale_fit.aggregate(tmp_path, SMALL)
     # relu and relu2 of one (size, tokens, seed) do not share `base` here, so the ratio is noisy
-    verdict, text, ev = verdicts.verdict_scale_spikes(agg)
+    verdict, text, ev = scale_verdicts.verdict_scale_spikes(agg)
     assert agg["c11"]["fit"]["ok"]
     lo, hi = ev["pi_ratio"] if ev else (0, 0)
     assert lo < 25 < hi or verdict == "refuted"
     # ReLU² spiking exactly like ReLU at every rung: ratio 1, far from 25, but no trend
     other = tmp_path / "flat"
     _write_ladder(other, SMALL, lambda r: _summary(0.6, 7.0 + 0.01 * gen.uniform(), 3.0))
-    verdict, text, _ = verdicts.verdict_scale_spikes(scale_fit.aggregate(other, SMALL))
+    verdict, text, _ = scale_verdicts.verdict_scale_spikes(scale_fit.aggregate(other, SMALL))
     assert verdict == "not-tested" and "no trend was measured" in text, text
 
     # a ratio that measurably falls with tokens, away from 25 -> refuted
@@ -239,7 +241,7 @@ def test_spike_ratio_is_paired_by_seed_and_judged_against_25(tmp_path) -> None:
 
     away = tmp_path / "away"
     _write_ladder(away, SMALL, falling)
-    verdict, text, _ = verdicts.verdict_scale_spikes(scale_fit.aggregate(away, SMALL))
+    verdict, text, _ = scale_verdicts.verdict_scale_spikes(scale_fit.aggregate(away, SMALL))
     assert verdict == "refuted", text
 
 
@@ -255,7 +257,7 @@ def test_pair_rule_reads_the_sign_of_the_extrapolated_difference(tmp_path) -> No
     _write_ladder(tmp_path, SMALL, fn)
     rows = {
         k: (v, t)
-        for k, v, t, _ in verdicts.verdict_scale_pairs(scale_fit.aggregate(tmp_path, SMALL))
+        for k, v, t, _ in scale_verdicts.verdict_scale_pairs(scale_fit.aggregate(tmp_path, SMALL))
     }
     assert rows["gelu2_vs_relu"][0] == "confirmed", rows["gelu2_vs_relu"][1]
     assert rows["clip_vs_relu2"][0] == "refuted", rows["clip_vs_relu2"][1]
@@ -270,7 +272,7 @@ def test_pairs_that_never_differ_are_named_as_such(tmp_path) -> None:
     _write_ladder(tmp_path, SMALL, lambda r: _summary(0.6, 10.0, 3.0 + 0.01 * math.log10(r.tokens)))
     rows = {
         k: (v, t)
-        for k, v, t, _ in verdicts.verdict_scale_pairs(scale_fit.aggregate(tmp_path, SMALL))
+        for k, v, t, _ in scale_verdicts.verdict_scale_pairs(scale_fit.aggregate(tmp_path, SMALL))
     }
     assert rows["clip_vs_relu2"][0] == "not-tested"
     assert "identical val loss at every rung" in rows["clip_vs_relu2"][1]
@@ -290,13 +292,13 @@ def test_topk_rule_needs_the_same_answer_at_every_budget(tmp_path) -> None:
 
     cliff = tmp_path / "cliff"
     _write_ladder(cliff, ladder, make(lambda lv, t: 0.0 if lv <= 0.5 else 0.2))
-    assert verdicts.verdict_scale_topk(scale_fit.aggregate(cliff, ladder))[0] == "confirmed"
+    assert scale_verdicts.verdict_scale_topk(scale_fit.aggregate(cliff, ladder))[0] == "confirmed"
     flat = tmp_path / "flat"
     _write_ladder(flat, ladder, make(lambda lv, t: 0.0))
-    assert verdicts.verdict_scale_topk(scale_fit.aggregate(flat, ladder))[0] == "refuted"
+    assert scale_verdicts.verdict_scale_topk(scale_fit.aggregate(flat, ladder))[0] == "refuted"
     moving = tmp_path / "moving"
     _write_ladder(moving, ladder, make(lambda lv, t: 0.2 if lv > 0.5 and t > 1_500 else 0.0))
-    verdict, text, _ = verdicts.verdict_scale_topk(scale_fit.aggregate(moving, ladder))
+    verdict, text, _ = scale_verdicts.verdict_scale_topk(scale_fit.aggregate(moving, ladder))
     assert verdict == "not-tested" and "disagree" in text
 
 

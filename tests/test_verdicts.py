@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 import empirics.montecarlo.early_training as ea
-from empirics.ledger import verdicts, verify
+from empirics.ledger import experiment_verdicts, row_verdicts, verdicts, verify
+from empirics.ledger.row_verdicts import decide_verdict
 from empirics.ledger.rows import attach_montecarlo, drift_entry, gradient_entries
-from empirics.ledger.verdicts import decide_verdict
 from paper_figures import claims_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,11 +81,11 @@ def test_counts_separate_scopes_share_predictions_and_label_numeric_evidence():
         row | {"id": "C4.D", "activation": "tanh", "scope": "control", "evidence": "sympy"},
         row | {"id": "C2.g_pos", "activation": "relu2", "scope": "extension", "verdict": "refuted"},
     ]
-    s = verdicts.summarize(entries)
+    s = row_verdicts.summarize(entries)
     assert s["rows"] == 5 and s["predictions"] == 4
     assert s["by_scope"]["paper"]["confirmed"] == 2  # the shared prediction counts once
     assert s["evidence"]["paper"] == {
-        **dict.fromkeys(verdicts.EVIDENCE, 0),
+        **dict.fromkeys(row_verdicts.EVIDENCE, 0),
         "argument": 1,
         "numeric": 1,
     }
@@ -93,7 +93,7 @@ def test_counts_separate_scopes_share_predictions_and_label_numeric_evidence():
     assert s["by_scope"]["extension"]["refuted"] == 1
     # Rows sharing a prediction but disagreeing count once, with the worse verdict.
     entries[1] = entries[1] | {"verdict": "refuted"}
-    assert verdicts.summarize(entries)["by_scope"]["paper"]["refuted"] == 1
+    assert row_verdicts.summarize(entries)["by_scope"]["paper"]["refuted"] == 1
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +211,7 @@ def _a2_row(cov: tuple[float, float], mean: tuple[float, float], steps: int = 30
 
 def test_remark_a2_literal_and_role_have_their_own_rules():
     def got(*rows: dict) -> dict[str, str]:
-        return {k: v for k, v, _, _ in verdicts.verdict_remark_a2({"rows": list(rows)})}
+        return {k: v for k, v, _, _ in experiment_verdicts.verdict_remark_a2({"rows": list(rows)})}
 
     # around 0 throughout, mean term positive: literally confirmed, C5's sign kept
     assert got(_a2_row((-0.1, 0.1), (5.0, 6.0))) == {"literal": "confirmed", "role": "confirmed"}
@@ -225,7 +225,9 @@ def test_remark_a2_literal_and_role_have_their_own_rules():
     assert got(_a2_row((-2.0, 3.0), (1.0, 6.0)))["role"] == "not-tested"
     # settings whose inputs are not non-negative do not count; none at all -> no rows
     assert (
-        verdicts.verdict_remark_a2({"rows": [{**_a2_row((1, 2), (5, 6)), "nonneg_inputs": False}]})
+        experiment_verdicts.verdict_remark_a2(
+            {"rows": [{**_a2_row((1, 2), (5, 6)), "nonneg_inputs": False}]}
+        )
         == []
     )
 
@@ -279,14 +281,14 @@ def test_cliff_verdict_per_architecture_and_control():
             "gpt_nano": [curve(0.1, j) for j in (0.0, 0.01, 0.02)],  # falls early
         }
     )
-    got = {k: (v, t) for k, v, t, _ in verdicts.verdict_cliff(block)}
+    got = {k: (v, t) for k, v, t, _ in experiment_verdicts.verdict_cliff(block)}
     assert got["mlp_topk"][0] == "confirmed"
     assert "not completed: topk:0.95 s4 diverged" in got["mlp_topk"][1]
     assert got["vit_topk"][0] == "refuted" and "≥0.95" in got["vit_topk"][1]
     assert got["gpt_nano_topk"][0] == "refuted"
     # one seed: no spread, no verdict
     one = _c10_block({"mlp": [curve(0.5, 0.0)]})
-    assert {v for _, v, _, _ in verdicts.verdict_cliff(one)} == {"not-tested"}
+    assert {v for _, v, _, _ in experiment_verdicts.verdict_cliff(one)} == {"not-tested"}
 
 
 def test_refreshing_a_ledger_twice_replaces_its_experiment_rows_instead_of_adding(
@@ -295,7 +297,7 @@ def test_refreshing_a_ledger_twice_replaces_its_experiment_rows_instead_of_addin
     # One row per architecture (ids with a suffix, like C8.architectures.vit) must be replaced
     # on every refresh, not kept beside the new ones.
     rows = [
-        verdicts.experiment_row(f"C8.architectures.{a}", "drift", "confirmed", a)
+        experiment_verdicts.experiment_row(f"C8.architectures.{a}", "drift", "confirmed", a)
         for a in ("mlp", "vit")
     ]
     monkeypatch.setattr(verdicts, "experiment_entries", lambda results: list(rows))

@@ -14,7 +14,7 @@ from typing import Any
 
 import sympy as sp
 
-from empirics.ledger.verdicts import (
+from empirics.ledger.row_verdicts import (
     decide_verdict,
     evidence_of,
     scope_of,

@@ -20,7 +20,9 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from empirics.cli import InputError, evidence_scale, fail, split_list
+from empirics.ledger.claim_verdicts import claim_rows
 from empirics.ledger.reference import REFERENCE, choose_results
+from empirics.ledger.row_verdicts import summarize, summary_line
 from empirics.ledger.rows import (
     LEDGER_ALPHA,
     MAX_SEED,
@@ -30,7 +32,7 @@ from empirics.ledger.rows import (
     row_seed,
     theory_entries,
 )
-from empirics.ledger.verdicts import claim_rows, experiment_entries, summarize, summary_line
+from empirics.ledger.verdicts import experiment_entries
 from empirics.outputs import REPO_ROOT, atomic_write_json, provenance
 from theory.effective import C1_REFERENCE, EffectiveConfig
 from theory.registry import (
