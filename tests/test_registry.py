@@ -265,12 +265,13 @@ def test_two_names_with_one_expression_get_the_same_verdicts(fresh_name):
     from empirics.ledger.rows import drift_entry, gradient_entries
 
     copy = fresh_name()
-    register_activation(copy, registry.get_activation("relu2_clip").expr)
+    clip = registry.get_activation("relu2_clip")
+    twin = register_activation(copy, clip.expr)
     for loss in ("mse", "cross_entropy"):
-        mine = [(e.id, e.claimed, e.verdict) for e in gradient_entries(copy, loss)]
-        theirs = [(e.id, e.claimed, e.verdict) for e in gradient_entries("relu2_clip", loss)]
+        mine = [(e.id, e.claimed, e.verdict) for e in gradient_entries(twin, loss)]
+        theirs = [(e.id, e.claimed, e.verdict) for e in gradient_entries(clip, loss)]
         assert mine == theirs
-    assert drift_entry(copy).verdict == drift_entry("relu2_clip").verdict
+    assert drift_entry(twin).verdict == drift_entry(clip).verdict
 
 
 def test_a_spec_is_parsed_once_and_recreates_the_activation(fresh_name, monkeypatch):

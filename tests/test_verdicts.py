@@ -19,6 +19,7 @@ from empirics.ledger import experiment_verdicts, row_verdicts, verdicts, verify
 from empirics.ledger.row_verdicts import decide_verdict
 from empirics.ledger.rows import attach_montecarlo, drift_entry, gradient_entries
 from paper_figures import claims_table
+from theory.registry import get_activation
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,12 +53,12 @@ def test_verdict_rule():
 
 def test_wrong_derivation_is_caught_by_the_ledger():
     """Flip the sign of a correct theory result: against an agreeing estimate it must fail."""
-    entry = gradient_entries("relu", "mse")[0]
+    entry = gradient_entries(get_activation("relu"), "mse")[0]
     assert entry.verdict == "confirmed"
     assert attach_montecarlo(entry, _mc("positive")).verdict == "confirmed"
     flipped = replace(entry, symbolic={**entry.symbolic, "sign": "negative"})
     assert attach_montecarlo(flipped, _mc("positive")).verdict == "fail"
-    d = drift_entry("relu")
+    d = drift_entry(get_activation("relu"))
     wrong_value = replace(d, symbolic={**d.symbolic, "value": -d.symbolic["value"]})
     mc = _mc("positive", 0.4, (0.38, 0.42))
     assert attach_montecarlo(d, mc).verdict == "confirmed"
@@ -65,10 +66,10 @@ def test_wrong_derivation_is_caught_by_the_ledger():
 
 
 def test_clipped_square_keeps_the_strict_claim_and_shows_where_it_fails():
-    pos = gradient_entries("relu2_clip", "mse")[0]
+    pos = gradient_entries(get_activation("relu2_clip"), "mse")[0]
     assert pos.claimed == "positive" and pos.verdict == "refuted"
     assert any("zero" in n and "claim says positive" in n for n in pos.notes)
-    assert gradient_entries("relu2", "mse")[0].verdict == "confirmed"
+    assert gradient_entries(get_activation("relu2"), "mse")[0].verdict == "confirmed"
 
 
 def test_counts_separate_scopes_share_predictions_and_label_numeric_evidence():

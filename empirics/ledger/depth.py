@@ -27,6 +27,7 @@ from theory.depth import (
 )
 from theory.drift import parity
 from theory.first_step import predict_bias_drift, predict_weight_drift
+from theory.registry import Activation, get_activation
 from theory.signs import Prediction
 
 INIT_LAWS = ("rademacher", "student_t", "exponential")
@@ -282,10 +283,10 @@ def _init_law_rows() -> list[_Row]:
     return rows
 
 
-def _zero_mean_input_prediction(act: str, init: str) -> Prediction:
+def _zero_mean_input_prediction(activation: Activation, init: str) -> Prediction:
     if init in SYMMETRIC:
-        return predict_weight_drift(act, "mse", "sign_symmetric")
-    if act == "relu":
+        return predict_weight_drift(activation.name, "mse", "sign_symmetric")
+    if activation.name == "relu":
         return Prediction(
             sp.Integer(0),
             "zero",
@@ -318,7 +319,7 @@ def _c5_init_rows() -> list[_Row]:
                     f"zero-mean inputs: E[delta W_ik] = 0, {init} init",
                     act,
                     "mse",
-                    _zero_mean_input_prediction(act, init),
+                    _zero_mean_input_prediction(get_activation(act), init),
                     "zero",
                     "extension",
                     net_dict(cfg),
@@ -331,7 +332,10 @@ def _c5_init_rows() -> list[_Row]:
 # ---------------------------------------------------------------------- optimizers (C6)
 
 
-def _optimizer_prediction(act: str, loss: str, quantity: str, optimizer: str) -> Prediction:
+def _optimizer_prediction(
+    activation: Activation, loss: str, quantity: str, optimizer: str
+) -> Prediction:
+    act = activation.name
     if parity(act) is not None:
         return Prediction(
             sp.Integer(0),
@@ -376,7 +380,7 @@ def _optimizer_rows() -> list[_Row]:
                             f"first {optimizer} step moves {what} {moves} (inputs >= 0)",
                             act,
                             loss,
-                            _optimizer_prediction(act, loss, quantity, optimizer),
+                            _optimizer_prediction(get_activation(act), loss, quantity, optimizer),
                             claimed,
                             "control" if claimed == "zero" else "extension",
                             net_dict(cfg, optimizer=optimizer, lr=1e-3),

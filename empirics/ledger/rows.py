@@ -30,6 +30,7 @@ from theory import (
     predict_gradient_sign,
     predict_weight_drift,
 )
+from theory.registry import Activation
 from theory.registry import x as registry_x
 from theory.signs import SIGNS
 
@@ -148,9 +149,9 @@ def _entry(
     )
 
 
-def _asymmetric_claim(activation: str, asymmetric: str) -> str:
+def _asymmetric_claim(name: str, asymmetric: str) -> str:
     # C4 (our reading of the paper): odd/even activations do not drift, asymmetric ones do.
-    return "zero" if parity(activation) is not None else asymmetric
+    return "zero" if parity(name) is not None else asymmetric
 
 
 def c1_entries(cfg: EffectiveConfig = C1_REFERENCE) -> list[LedgerEntry]:
@@ -169,115 +170,118 @@ def c1_entries(cfg: EffectiveConfig = C1_REFERENCE) -> list[LedgerEntry]:
     ]
 
 
-def gradient_entries(activation: str, loss: str) -> list[LedgerEntry]:
+def gradient_entries(activation: Activation, loss: str) -> list[LedgerEntry]:
     """C2/C3 as the paper states them for asymmetric activations. Odd/even activations are our
     controls, for which the paper claims nothing: their rows check theory against Monte Carlo."""
+    act = activation.name
     claim_id = {"mse": "C2", "cross_entropy": "C3"}.get(loss, "C3.general")
     name = {"mse": "MSE", "cross_entropy": "cross-entropy"}.get(loss, f"loss {loss}")
-    control = parity(activation) is not None
+    control = parity(act) is not None
     # The paper's claim is strict on p > 0 for every activation; where sigma is clipped the
     # certified pieces show g = 0 above the clip, and the row is refuted there.
     pos_claim = "positive"
     pos_text = f"E_V[dl/dp_i | p] > 0 for p_i > 0 ({name})"
     neg_text = f"E_V[dl/dp_i | p] >= 0 for p_i < 0 ({name})"
     if control:
-        pos_text = neg_text = f"control ({parity(activation)} sigma, no paper claim): sign of g"
+        pos_text = neg_text = f"control ({parity(act)} sigma, no paper claim): sign of g"
     return [
         _entry(
             f"{claim_id}.g_pos",
             pos_text + (" on p_i > 0" if control else ""),
-            activation,
+            act,
             loss,
-            predict_gradient_sign(activation, loss, "pos"),
+            predict_gradient_sign(act, loss, "pos"),
             None if control else pos_claim,
         ),
         _entry(
             f"{claim_id}.g_neg",
             neg_text + (" on p_i < 0" if control else ""),
-            activation,
+            act,
             loss,
-            predict_gradient_sign(activation, loss, "neg"),
+            predict_gradient_sign(act, loss, "neg"),
             None if control else "nonnegative",
         ),
     ]
 
 
-def drift_entry(activation: str) -> LedgerEntry:
+def drift_entry(activation: Activation) -> LedgerEntry:
+    act = activation.name
     text = (
-        f"symmetric control ({parity(activation)} sigma): net drift D(sigma, 1) = 0"
-        if parity(activation) is not None
+        f"symmetric control ({parity(act)} sigma): net drift D(sigma, 1) = 0"
+        if parity(act) is not None
         else "net drift D(sigma, 1) = E[sigma sigma'] > 0 (positively biased)"
     )
     return _entry(
         "C4.D",
         text,
-        activation,
+        act,
         None,
-        predict_drift_coefficient(activation, 1.0),
-        _asymmetric_claim(activation, "positive"),
+        predict_drift_coefficient(act, 1.0),
+        _asymmetric_claim(act, "positive"),
     )
 
 
-def first_step_entries(activation: str, loss: str) -> list[LedgerEntry]:
-    bias = predict_bias_drift(activation, loss)
+def first_step_entries(activation: Activation, loss: str) -> list[LedgerEntry]:
+    act = activation.name
+    bias = predict_bias_drift(act, loss)
     moves = (
         "biases do not drift: E[delta b_i] = 0"
-        if parity(activation) is not None
+        if parity(act) is not None
         else "first SGD step moves biases negative: E[delta b_i] < 0"
     )
     return [
         _entry(
             "C5.first_step.b",
             f"{moves} (zero-mean inputs)",
-            activation,
+            act,
             loss,
             bias,
-            _asymmetric_claim(activation, "negative"),
-            prediction=f"C5.bias_drift|{activation}|{loss}",
+            _asymmetric_claim(act, "negative"),
+            prediction=f"C5.bias_drift|{act}|{loss}",
         ),
         _entry(
             "C5.first_step.b.nonneg",
             f"{moves} (non-negative inputs)",
-            activation,
+            act,
             loss,
             bias,
-            _asymmetric_claim(activation, "negative"),
-            prediction=f"C5.bias_drift|{activation}|{loss}",
+            _asymmetric_claim(act, "negative"),
+            prediction=f"C5.bias_drift|{act}|{loss}",
         ),
         _entry(
             "C5.first_step.W",
             "zero-mean symmetric inputs: E[delta W_ik] = 0 (companion's extension)",
-            activation,
+            act,
             loss,
-            predict_weight_drift(activation, loss, "sign_symmetric"),
+            predict_weight_drift(act, loss, "sign_symmetric"),
             "zero",
         ),
         _entry(
             "C5.first_step.W.nonneg",
             "non-negative inputs: first SGD step moves weights negative, E[delta W_ik] < 0"
-            if parity(activation) is None
+            if parity(act) is None
             else "non-negative inputs: weight drift of a symmetric control (no paper claim)",
-            activation,
+            act,
             loss,
-            predict_weight_drift(activation, loss, "nonnegative"),
-            None if parity(activation) is not None else "negative",
+            predict_weight_drift(act, loss, "nonnegative"),
+            None if parity(act) is not None else "negative",
         ),
     ]
 
 
 def theory_entries(
-    activations: Iterable[str],
+    activations: Iterable[Activation],
     losses: Iterable[str],
     *,
     c1_config: EffectiveConfig = C1_REFERENCE,
     progress: Callable[[str], None] | None = None,
 ) -> list[LedgerEntry]:
-    """Every theory entry for the activations x losses (C1-C5)."""
+    """Every theory entry for the activations x losses (C1-C5); `progress` gets each name."""
     losses = list(losses)
     entries = c1_entries(c1_config)
     for act in activations:
         if progress:
-            progress(act)
+            progress(act.name)
         entries.append(drift_entry(act))
         for loss in losses:
             entries += gradient_entries(act, loss)

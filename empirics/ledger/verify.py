@@ -19,6 +19,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from empirics.activations import ActivationOverflow, check_finite_range, parse_activation
 from empirics.cli import InputError, evidence_scale, fail, split_list
 from empirics.ledger.claim_verdicts import claim_rows
 from empirics.ledger.reference import REFERENCE, choose_results
@@ -38,10 +39,10 @@ from theory.effective import C1_REFERENCE, EffectiveConfig
 from theory.registry import (
     BUILTIN_ACTIVATIONS,
     BUILTIN_LOSSES,
+    Activation,
     RegistryError,
     get_activation,
     loss_names,
-    parse_activation_spec,
 )
 
 DEFAULT_JSON = REPO_ROOT / "results" / "verify" / "ledger.json"
@@ -78,33 +79,31 @@ def scale_tag(claim_id: str, entries: Sequence[dict[str, Any]]) -> str:
 
 def _resolve_activations(
     activations: Sequence[str], only: Sequence[str] | None, montecarlo: bool = False
-) -> list[str]:
-    """Add the specs (NAME=EXPR, family:key=value, or a name), then the names to verify (all
-    builtins + added, or `only`)."""
+) -> list[Activation]:
+    """Parse the specs (NAME=EXPR, family:key=value, or a name) once, here, then pick the
+    activations to verify (all builtins + added, or `only`)."""
     added = []
     for spec in activations:
         try:
-            added.append(parse_activation_spec(spec).name)
+            added.append(parse_activation(spec))
         except RegistryError as exc:
             raise VerifyInputError(f"--activation {spec!r}: {exc}") from None
-    names = list(BUILTIN_ACTIVATIONS) + [a for a in added if a not in BUILTIN_ACTIVATIONS]
+    chosen = [get_activation(name) for name in BUILTIN_ACTIVATIONS]
+    chosen += [a for a in added if a.name not in BUILTIN_ACTIVATIONS]
     if montecarlo:
-        from empirics.activations import ActivationOverflow, check_finite_range
-
-        for name in added:
+        for act in added:
             try:  # the ledger's Monte Carlo runs in float32
-                check_finite_range(name)
+                check_finite_range(act.name)
             except ActivationOverflow as exc:
-                raise VerifyInputError(f"--activation {name!r}: {exc}") from None
+                raise VerifyInputError(f"--activation {act.name!r}: {exc}") from None
     if only:
         chosen = []
         for name in only:
             try:
-                chosen.append(get_activation(name).name)
+                chosen.append(get_activation(name))
             except RegistryError as exc:
                 raise VerifyInputError(f"--only {name!r}: {exc}") from None
-        names = chosen
-    return names
+    return chosen
 
 
 def _c1_config_from(config: dict[str, Any] | None) -> EffectiveConfig:
@@ -166,7 +165,7 @@ def plan_ledger(
     """Resolve the activations and build the theory rows (raises VerifyInputError for bad
     input). The issue-9 rows (depth, init laws, optimizers) are fixed networks of their own:
     part of the full ledger, left out when the caller picks activations with `only`."""
-    names = _resolve_activations(activations, only, montecarlo)
+    chosen = _resolve_activations(activations, only, montecarlo)
     extensions = (only is None) if extensions is None else extensions
     mc_mod = None
     c1_cfg = C1_REFERENCE
@@ -174,9 +173,9 @@ def plan_ledger(
         import empirics.montecarlo.ledger as mc_mod
 
         c1_cfg = _c1_config_from(mc_mod.montecarlo_config_for_entry("C1.diag"))
-    bar = tqdm(names, desc="theory", disable=not progress, leave=False, file=sys.stderr)
+    bar = tqdm(chosen, desc="theory", disable=not progress, leave=False, file=sys.stderr)
     entries: list[LedgerEntry] = theory_entries(
-        names, loss_names(), c1_config=c1_cfg, progress=lambda name: bar.set_postfix_str(name)
+        chosen, loss_names(), c1_config=c1_cfg, progress=lambda name: bar.set_postfix_str(name)
     )
     bar.close()
     depth = None
