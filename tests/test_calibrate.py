@@ -15,6 +15,7 @@ from scipy import stats
 
 from empirics.ledger import calibrate, verify
 from empirics.ledger.rows import LEDGER_ALPHA
+from theory.registry import get_activation
 
 REPLAYS = 400  # at 64 networks a replay of the C5 group costs ~0.04 s on one core
 
@@ -61,7 +62,7 @@ def test_replayed_null_rates_are_within_binomial_bounds_of_nominal():
 def test_a_statistic_that_is_not_null_is_reported_above_nominal():
     """ReLU's bias step with non-negative inputs is negative (C5): replayed as if it were a null,
     calibrate must say its rate is above nominal, so a passing report means something."""
-    run = calibrate._first_step("relu", "mse", True, ("b",))
+    run = calibrate._first_step(get_activation("relu"), "mse", True, ("b",))
     group = calibrate.NullGroup("relu bias step, x >= 0", ("C5.first_step.b.nonneg",), 64, run)
     got = calibrate.replay(group, 40, seed=0)
     text, ok = calibrate.report({group.name: got}, 0.01)

@@ -33,7 +33,7 @@ from empirics.montecarlo.estimators import (
 from empirics.montecarlo.ledger import first_step_config, sample_size
 from empirics.outputs import REPO_ROOT, atomic_write_json, provenance
 from empirics.stats import Estimate, SignTest
-from theory.registry import BUILTIN_ACTIVATIONS
+from theory.registry import BUILTIN_ACTIVATIONS, Activation, get_activation
 
 DEFAULT_OUT = REPO_ROOT / "results" / "calibrate"
 # The property suite's nulls are replayed fewer times than the ledger's: each replay draws and
@@ -75,8 +75,9 @@ def _c1(n: int, gen: torch.Generator) -> dict[str, Estimate]:
     return {"C1.mean": est["mean"], "C1.offdiag": est["offdiag"]}
 
 
-def _first_step(act: str, loss: str, nonneg: bool, keys: Sequence[str]):
+def _first_step(activation: Activation, loss: str, nonneg: bool, keys: Sequence[str]):
     suffix = ".nonneg" if nonneg else ""
+    act = activation.name
 
     def run(n: int, gen: torch.Generator) -> dict[str, Estimate]:
         cfg = first_step_config(act, loss, "uniform" if nonneg else "gaussian")
@@ -86,7 +87,9 @@ def _first_step(act: str, loss: str, nonneg: bool, keys: Sequence[str]):
     return run
 
 
-def _drift(act: str):
+def _drift(activation: Activation):
+    act = activation.name
+
     def run(n: int, gen: torch.Generator) -> dict[str, Estimate]:
         est = estimate_drift_coefficient(act, 1.0, n_networks=n, test=_NEVER, generator=gen)
         return {f"C4.D [{act}]": est}
@@ -127,28 +130,35 @@ def null_groups() -> list[NullGroup]:
             "C5 W, zero-mean inputs (relu, mse)",
             ("C5.first_step.W",),
             c5,
-            _first_step("relu", "mse", False, ("W",)),
+            _first_step(get_activation("relu"), "mse", False, ("W",)),
         ),
         NullGroup(
             "C5 W, zero-mean inputs (relu, cross-entropy)",
             ("C5.first_step.W",),
             c5,
-            _first_step("relu", "cross_entropy", False, ("W",)),
+            _first_step(get_activation("relu"), "cross_entropy", False, ("W",)),
         ),
         NullGroup(
             "C5 b and W, odd sigma (tanh, mse)",
             ("C5.first_step.b", "C5.first_step.W"),
             c5,
-            _first_step("tanh", "mse", False, ("b", "W")),
+            _first_step(get_activation("tanh"), "mse", False, ("b", "W")),
         ),
         NullGroup(
             "C5 b and W, odd sigma, x >= 0 (tanh, cross-entropy)",
             ("C5.first_step.b.nonneg", "C5.first_step.W.nonneg"),
             c5,
-            _first_step("tanh", "cross_entropy", True, ("b", "W")),
+            _first_step(get_activation("tanh"), "cross_entropy", True, ("b", "W")),
         ),
-        NullGroup("C4 D, odd sigma (tanh)", ("C4.D",), sample_size("C4.D"), _drift("tanh")),
-        NullGroup("C4 D, odd sigma (identity)", ("C4.D",), sample_size("C4.D"), _drift("identity")),
+        NullGroup(
+            "C4 D, odd sigma (tanh)", ("C4.D",), sample_size("C4.D"), _drift(get_activation("tanh"))
+        ),
+        NullGroup(
+            "C4 D, odd sigma (identity)",
+            ("C4.D",),
+            sample_size("C4.D"),
+            _drift(get_activation("identity")),
+        ),
         NullGroup(
             "C1 off-diagonal given p, two gating layers (depth 4)",
             ("C1.depth4.cond_offdiag",),
