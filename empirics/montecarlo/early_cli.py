@@ -17,7 +17,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from empirics.activations import parse_activation
-from empirics.cli import SEED_RANGE, add_config_flags, config_kwargs, parse_seeds, split_list
+from empirics.cli import (
+    SEED_RANGE,
+    InputError,
+    add_config_flags,
+    config_kwargs,
+    parse_ints,
+    parse_seeds,
+    split_list,
+)
 from empirics.montecarlo.early_config import (
     DATA,
     DEFAULT_OUT,
@@ -63,6 +71,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
         help=f"comma-separated, each one of {', '.join(DATA)}",
     )
     names = add_config_flags(ap, EarlyConfig, skip=GRID_FIELDS, aliases=ALIASES)
+    # A non-integer width reads as the list grammar's own message (item, list, what is accepted).
+    ap._option_string_actions["--widths"].type = _widths
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None, help="torch threads per job")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -74,6 +84,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
         help="re-analyse every finished run under --out, run nothing",
     )
     return ap, names
+
+
+def _widths(text: str) -> list[int]:
+    try:
+        return parse_ints(text, "--widths", lo=1)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _check(args: argparse.Namespace, names: list[str]) -> list[EarlyConfig]:

@@ -184,9 +184,13 @@ def describe(exc: ValidationError) -> str:
             continue
         got = repr(err["input"])
         got = got if len(got) <= 80 else got[:77] + "..."
-        item = "".join(f"[{part}]" for part in err["loc"][1:])
-        what = msg.removeprefix("Input ")
-        lines.append(f"{flag(name)}: {name}{item} {what}, got {got}")
+        item = name + "".join(f"[{part}]" for part in err["loc"][1:])
+        what = msg[6:] if msg.startswith("Input ") else f": {msg[:1].lower()}{msg[1:]}"
+        line = f"{flag(name)}: {item}{' ' * (what[:1] != ':')}{what}, got {got}"
+        field = EarlyConfig.model_fields.get(name)
+        if err["type"] == "string_pattern_mismatch" and field is not None:
+            line += f"; accepted: {field.description}"
+        lines.append(line)
     return "; ".join(lines)
 
 
