@@ -126,6 +126,15 @@ def test_a_run_that_would_not_fit_is_refused_before_any_allocation(monkeypatch) 
         early_config.check_memory([cfg])
 
 
+def test_library_entries_refuse_a_billion_wide_config_before_allocating(tmp_path) -> None:
+    huge = EarlyConfig(widths=(10**9,), n_networks=3, check_factor=1, steps=2, device="cpu")
+    with pytest.raises(ValueError, match=r"memory: .* widths 1000000000 .* GiB"):
+        train_early(huge)
+    with pytest.raises(ValueError, match="memory"):
+        early_grid.run_grid([huge], tmp_path / "grid", progress=False)
+    assert not (tmp_path / "grid").exists()  # nothing written either
+
+
 def test_widths_of_a_billion_exit_2_naming_the_field(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["--widths", "1000000000", "--out", str(tmp_path / "o"), "--no-progress"])

@@ -30,6 +30,7 @@ from empirics.montecarlo.early_config import (
     SCHEMA_VERSION,
     SWEEP_ACTIVATIONS,
     EarlyConfig,
+    check_memory,
 )
 from empirics.montecarlo.early_horizons import (
     Series,
@@ -39,7 +40,7 @@ from empirics.montecarlo.early_horizons import (
     ratio_series,
     resample_weights,
 )
-from empirics.montecarlo.early_kernel import History, train_early
+from empirics.montecarlo.early_kernel import History, train_networks
 from empirics.outputs import RecordWriter, atomic_open, atomic_write_json, provenance
 from empirics.train.runtime import TrainingDiverged
 from theory.registry import Activation
@@ -111,7 +112,7 @@ def run_one(cfg: EarlyConfig, out_dir: Path, *, progress: bool = False) -> dict[
     start = time.perf_counter()
     body: dict[str, Any] = {"schema": SCHEMA_VERSION, "config": cfg.record(), "run": cfg.run_name()}
     try:
-        hist = train_early(cfg, progress=progress)
+        hist = train_networks(cfg, progress=progress)
     except TrainingDiverged as exc:
         body.update(status="diverged", message=str(exc))
         atomic_write_json(out_dir / "result.json", body)
@@ -231,6 +232,7 @@ def run_grid(
     over the finished ones."""
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
+    check_memory(configs, jobs)  # before config.json or any run directory is written
     threads = threads or max(1, (multiprocessing.cpu_count() or 1) // jobs)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(

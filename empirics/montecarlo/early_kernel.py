@@ -17,7 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from empirics.activations import get_torch_activation
-from empirics.montecarlo.early_config import EarlyConfig
+from empirics.montecarlo.early_config import EarlyConfig, check_memory
 from empirics.montecarlo.sampler import (
     DTYPES,
     Forward,
@@ -172,7 +172,21 @@ def train_early(
     data: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> History:
     """Train cfg.total_networks networks for cfg.steps steps, measuring before every update
-    (step 0 = init) and the parameter change of every update."""
+    (step 0 = init) and the parameter change of every update. A config whose estimated memory
+    exceeds what is free is refused (ValueError) before anything is allocated."""
+    cfg = cfg.validate()
+    check_memory([cfg])
+    return train_networks(cfg, progress=progress, model=model, data=data)
+
+
+def train_networks(
+    cfg: EarlyConfig,
+    *,
+    progress: bool = False,
+    model: BatchedMLP | None = None,
+    data: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None,
+) -> History:
+    """`train_early` without the memory check (a grid checks all its runs at once, up front)."""
     cfg = cfg.validate()
     n = cfg.total_networks
     gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed)
