@@ -35,6 +35,7 @@ from empirics.montecarlo.early_config import (
     SWEEP_ACTIVATIONS,
     EarlyConfig,
     check_memory,
+    default,
     describe,
 )
 from empirics.montecarlo.early_grid import grid, report, run_grid
@@ -67,7 +68,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
         "--data",
         "--inputs",  # the Monte Carlo CLI's spelling of the input law
         dest="data",
-        default=EarlyConfig.model_fields["data"].default,
+        default=default("data"),
         help=f"comma-separated, each one of {', '.join(DATA)}",
     )
     names = add_config_flags(ap, EarlyConfig, skip=GRID_FIELDS, aliases=ALIASES)
