@@ -36,7 +36,7 @@ from empirics.montecarlo.early_training import (
     train_early,
 )
 from empirics.montecarlo.sampler import network_loss
-from empirics.train.loop import make_optimizers
+from empirics.train.optim import make_optimizers
 
 SMALL = EarlyConfig(
     activation="gelu",

@@ -58,7 +58,8 @@ from empirics.outputs import (
     resolve_device,
 )
 from empirics.train import metrics
-from empirics.train.loop import OPTIMIZERS, make_optimizers
+from empirics.train.config import OPTIMIZERS
+from empirics.train.optim import make_optimizers
 from theory import registry
 
 DATA = (*INPUT_LAWS, "fashion_mnist")
