@@ -364,7 +364,7 @@ def point_record(cfg: TrainConfig) -> dict[str, Any]:
     return {
         "run": cfg.run,
         "arch": cfg.arch,
-        "activation": cfg.activation,
+        "activation": cfg.activation.spec,
         "seed": cfg.seed,
         "train": train,
         "model": _plain(p.model_cfg),
@@ -515,7 +515,7 @@ def _entry(cfg: TrainConfig, **fields: Any) -> dict[str, Any]:
     return {
         "run": cfg.run,
         "arch": cfg.arch,
-        "activation": cfg.activation,
+        "activation": cfg.activation.spec,
         "seed": cfg.seed,
         "dir": Path(cfg.out).name,
         **fields,
