@@ -52,6 +52,11 @@ TRAIN_CASES = [
     ("arch", ["--arch", "lstm"], ["arch", "'lstm'", "mlp"]),
     ("activation-unknown", ["--activation", "nope"], ["activation", "'nope'", "relu"]),
     ("activation-empty", ["--activation", ""], ["activation", "''"]),
+    (
+        "activation-too-long",
+        ["--activation", "f=" + "x+" * 300 + "x"],
+        ["activation", "500", "603"],
+    ),
     ("activation-junk", ["--activation", "f=x+"], ["activation", "x+"]),
     ("activation-other-var", ["--activation", "f=x*y"], ["activation", "y"]),
     ("data", ["--data", "imagenet"], ["data", "'imagenet'", "synthetic"]),
