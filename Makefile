@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-DEBIAN_DATA := dataset-fashion-mnist bible-kjv bible-kjv-text asterisk-core-sounds-en-g722 pocketsphinx-testdata
+DEBIAN_DATA := dataset-fashion-mnist bible-kjv bible-kjv-text fortunes asterisk-core-sounds-en-g722 pocketsphinx-testdata
 PYTEST_WORKERS ?= 2
 SCALE ?= full
 # The figures the README shows, drawn from the committed reference run (`make reference`).

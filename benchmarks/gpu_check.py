@@ -160,7 +160,7 @@ def training_step(device: str, sizes: Sizes, peak_fp32: float) -> dict[str, Any]
 
 
 def _preset_config(sizes: Sizes, device: str, steps: int, out: str) -> Any:
-    from empirics.train.loop import TrainConfig
+    from empirics.train.config import TrainConfig
 
     return TrainConfig(
         arch="gpt_nano",

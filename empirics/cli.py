@@ -201,35 +201,58 @@ def _unwrap(annotation: Any) -> tuple[Any, bool]:
             return annotation, optional
 
 
+def _convert(base: Any) -> Any:
+    """A converter for one value of a scalar field: int, float or (anything else) str."""
+    return base if base in (int, float) else str
+
+
 def _item_parser(annotation: Any, flag: str) -> Any:
     """The argparse `type` of a field: int/float/str converted here, comma lists split by
-    `split_list` (so `8,,8` is refused) and each item converted; pydantic then checks bounds."""
+    `split_list` (so `8,,8` is refused) and each item converted; pydantic then checks bounds.
+    A tuple may be written with its brackets, `(0.9,0.95)` as `0.9,0.95`."""
     import typing
 
     base, _ = _unwrap(annotation)
     origin = typing.get_origin(base)
-    if origin in (tuple, list):
-        inner = [a for a in typing.get_args(base) if a is not Ellipsis] or [str]
-        convert = _item_parser(inner[0], flag)
+    if origin not in (tuple, list):
+        return _convert(base)
+    inner = [a for a in typing.get_args(base) if a is not Ellipsis] or [str]
+    item_base, _ = _unwrap(inner[0])
+    convert = _convert(item_base)
+    kind = {int: "integers", float: "numbers"}.get(convert, "values")
 
-        def parse_list(text: str) -> list[Any]:
+    def parse_list(text: str) -> list[Any]:
+        # argparse prefixes `argument FLAG:`; the messages below name the value, not the flag.
+        body = text.strip()
+        if origin is tuple and body[:1] + body[-1:] in ("()", "[]"):
+            body = body[1:-1]
+        try:
+            items = split_list(body, flag)
+        except InputError as exc:
+            raise argparse_error(str(exc).removeprefix(f"{flag}: ")) from None
+        out = []
+        for item in items:
             try:
-                return [convert(item) for item in split_list(text, flag)]
-            except InputError as exc:
-                raise argparse_error(str(exc)) from None
+                out.append(convert(item))
+            except ValueError:
+                raise argparse_error(
+                    f"{item!r} in {text!r} is not a number; accepted: comma-separated {kind}"
+                ) from None
+        return out
 
-        return parse_list
-    if base is int:
-        return int
-    if base is float:
-        return float
-    return str
+    return parse_list
 
 
 def argparse_error(message: str) -> Exception:
     import argparse
 
     return argparse.ArgumentTypeError(message)
+
+
+def _literal_choices(base: Any) -> tuple[Any, ...] | None:
+    import typing
+
+    return typing.get_args(base) if typing.get_origin(base) is typing.Literal else None
 
 
 def add_config_flags(
@@ -242,11 +265,10 @@ def add_config_flags(
     """Add one `--field-name` flag per field of the pydantic `model`, its help taken from the
     field's `description` (plus its default and, for a Literal, its choices): a field's type,
     bounds and help are written once, in the config. Booleans become `--field` (default False)
-    or `--no-field` (default True). Flags not given are absent from the namespace (the parser
-    should use `argument_default=SUPPRESS`), so the config's own defaults and presets apply.
-    Returns the field names given flags; `config_kwargs` reads them back."""
-    import typing
-
+    or `--no-field` (default True). A Literal field's flag refuses other values itself (argparse
+    names the flag, the value and the choices). Flags not given are absent from the namespace
+    (the parser should use `argument_default=SUPPRESS`), so the config's own defaults and
+    presets apply. Returns the field names given flags; `config_kwargs` reads them back."""
     aliases = aliases or {}
     names = []
     for name, field in model.model_fields.items():
@@ -254,28 +276,27 @@ def add_config_flags(
             continue
         base, _ = _unwrap(field.annotation)
         flag = "--" + name.replace("_", "-")
-        help_text = field.description or ""
-        if typing.get_origin(base) is typing.Literal:
-            choices = " | ".join(str(c) for c in typing.get_args(base))
-            help_text = f"{help_text} ({choices})" if help_text else choices
+        # argparse %-formats help text: a literal '%' must be doubled.
+        help_text = (field.description or "").replace("%", "%%")
+        choices = _literal_choices(base)
+        if choices:
+            listed = " | ".join(str(c) for c in choices)
+            help_text = f"{help_text} ({listed})" if help_text else listed
         default = field.default
         if base is bool:
-            if default is True:
-                parser.add_argument(
-                    f"--no-{name.replace('_', '-')}",
-                    dest=name,
-                    action="store_false",
-                    help=help_text or None,
-                )
-            else:
-                parser.add_argument(flag, dest=name, action="store_true", help=help_text or None)
+            negated = default is True
+            if negated and help_text:
+                help_text = f"turn off {help_text}"
+            parser.add_argument(
+                f"--no-{name.replace('_', '-')}" if negated else flag,
+                *aliases.get(name, ()),
+                dest=name,
+                action="store_false" if negated else "store_true",
+                help=help_text or None,
+            )
             names.append(name)
             continue
-        if (
-            default is not None
-            and not callable(default)
-            and "PydanticUndefined" not in repr(default)
-        ):
+        if default is not None and "PydanticUndefined" not in repr(default):
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
             help_text = f"{help_text} (default {shown})".strip()
         parser.add_argument(
@@ -283,6 +304,7 @@ def add_config_flags(
             *aliases.get(name, ()),
             dest=name,
             type=_item_parser(field.annotation, flag),
+            choices=choices or None,
             metavar=name.upper(),
             help=help_text or None,
         )

@@ -25,6 +25,31 @@ def misses(rows: list[dict[str, Any]], z: float = Z) -> list[dict[str, Any]]:
     return [r for r in rows if abs(r["mc_mean"] - r["theory"]) > z * r["mc_stderr"]]
 
 
+def _note(curves: dict, rows: list[dict], bad: list[dict]) -> str:
+    """The line under the figure: how each theory curve was obtained, and the Monte Carlo misses."""
+    how: dict[str, list[str]] = defaultdict(list)
+    for a, c in curves.items():
+        how[c["method"].split(":")[0].split(" (")[0]].append(label(a))
+    note = (
+        "theory: " + "; ".join(f"{m} ({', '.join(v)})" for m, v in sorted(how.items()))
+        if how
+        else "theory: quadrature at the dots only"
+    )
+    if bad:
+        note += (
+            f"\ntheory outside the Monte Carlo's {Z} SE interval (red rings): "
+            + ", ".join(
+                f"{label(r['activation'])} s={r['s']:g} "
+                f"(z = {(r['mc_mean'] - r['theory']) / r['mc_stderr']:+.1f})"
+                for r in bad
+            )
+            + f"; about {0.05 * len(rows):.1f} of {len(rows)} expected by chance"
+        )
+    else:
+        note += f"\nevery Monte Carlo interval ({len(rows)}) contains the theory value"
+    return note
+
+
 def main() -> int:
     args = figure_parser(__doc__).parse_args()
     body = need(args.results / "theory" / "drift_coefficient.json")
@@ -81,26 +106,7 @@ def main() -> int:
         ax.set_xlabel("pre-activation std s")
     axes[0].legend(ncol=2)
     n = rows[0]["mc_n"] if rows else 0
-    how: dict[str, list[str]] = defaultdict(list)
-    for a, c in curves.items():
-        how[c["method"].split(":")[0].split(" (")[0]].append(label(a))
-    note = (
-        "theory: " + "; ".join(f"{m} ({', '.join(v)})" for m, v in sorted(how.items()))
-        if how
-        else "theory: quadrature at the dots only"
-    )
-    if bad:
-        note += (
-            f"\ntheory outside the Monte Carlo's {Z} SE interval (red rings): "
-            + ", ".join(
-                f"{label(r['activation'])} s={r['s']:g} "
-                f"(z = {(r['mc_mean'] - r['theory']) / r['mc_stderr']:+.1f})"
-                for r in bad
-            )
-            + f"; about {0.05 * len(rows):.1f} of {len(rows)} expected by chance"
-        )
-    else:
-        note += f"\nevery Monte Carlo interval ({len(rows)}) contains the theory value"
+    note = _note(curves, rows, bad)
     fig.text(0.5, -0.02, note, ha="center", va="top", fontsize=7)
     fig.suptitle(f"C4: net drift coefficient D(σ, s) against s (Monte Carlo n = {n:,} per dot)")
     fig.tight_layout()

@@ -77,6 +77,73 @@ def _config_for(configs: list[dict], row: dict[str, Any]) -> dict[str, Any] | No
     return next((c for c in configs if all(c.get(k) == row.get(k) for k in key)), None)
 
 
+def _theory(rows: list[dict], configs: Any) -> dict[tuple, dict[str, float]]:
+    """The theorem's two terms at init for each (data, layer) whose network it covers."""
+    theory: dict[tuple, dict[str, float]] = {}
+    for r in rows:
+        cfg = _config_for(configs, r)
+        if cfg is not None and (r["data"], r["layer"]) not in theory:
+            th = init_theory(cfg, r["layer"])
+            if th is not None:
+                theory[(r["data"], r["layer"])] = th
+    return theory
+
+
+def _draw_panel(ax: Any, cells: list[dict], th: dict | None, bad: list[dict]) -> None:
+    """One (data, layer, optimizer) panel: each lr's two terms with bands, the theorem at init."""
+    scale = []
+    for c, row in enumerate(cells):
+        for term, (name, style) in TERMS.items():
+            b = row[term]
+            xs = np.arange(len(b["mean"]))
+            ax.plot(xs, b["mean"], ls=style, color=f"C{c}", lw=1.1,
+                    label=f"{name}, lr {row['lr']:g}")  # fmt: skip
+            ax.fill_between(xs, b["lo"], b["hi"], color=f"C{c}", alpha=0.18, lw=0)
+            scale.extend(np.abs(b["mean"]))
+        m = np.asarray(row["mean_term"]["mean"])
+        for sgn in (1, -1):
+            ax.plot(np.arange(len(m)), sgn * A2_SMALL * m, ls=":", color=f"C{c}", lw=0.7)
+    if th and cells:
+        for term, marker in (("cov_term", "*"), ("mean_term", "D")):
+            ax.plot([0], [th[term]], marker, ms=9 if marker == "*" else 5, mfc="gold",
+                    mec="k", mew=0.8, zorder=6)  # fmt: skip
+        for miss in bad:
+            if miss["row"] in cells:
+                ax.plot([0], [miss["value"]], "o", ms=14, mfc="none", mec="red", mew=1.2,
+                        zorder=7)  # fmt: skip
+    ax.axhline(0, color="k", lw=0.6)
+    steps = max((len(r["cov_term"]["mean"]) for r in cells), default=0)
+    if steps > A2_EARLY_STEPS:
+        ax.axvspan(A2_EARLY_STEPS - 0.5, steps - 0.5, color="0.5", alpha=0.08, lw=0)
+    nonzero = [v for v in scale if v > 0]
+    if nonzero:
+        # a power of 10 as the linear range, drawn two decades tall, keeps the tick
+        # labels around 0 apart
+        lin = 10.0 ** np.floor(np.log10(float(np.quantile(nonzero, 0.05))))
+        ax.set_yscale("symlog", linthresh=lin, linscale=2.0)
+
+
+def _note(bad: list[dict], theory: dict[tuple, dict[str, float]]) -> str:
+    """The line under the figure: the misses against the theorem, or what every band contains."""
+    if bad:
+        return "theorem outside the step-0 band (red rings): " + "; ".join(
+            f"{m['row']['data']} {m['row']['layer']} {m['row']['optimizer']} "
+            f"{m['row']['lr']:g} {TERMS[m['term']][0]}: {m['value']:.3g} vs "
+            f"[{m['band'][0]:.3g}, {m['band'][1]:.3g}]"
+            for m in bad
+        )
+    if theory:
+        return (
+            "every step-0 band contains the theorem's value at init ("
+            + "; ".join(
+                f"{d} {lay}: Cov {v['cov_term']:.3g}, mean {v['mean_term']:.3g}"
+                for (d, lay), v in sorted(theory.items())
+            )
+            + ")"
+        )
+    return "no setting here has the theorem's network (layer 1, ReLU, MSE, Gaussian W, no bias)"
+
+
 def main() -> int:
     ap = figure_parser(__doc__)
     ap.add_argument("--activation", default="relu")
@@ -91,14 +158,7 @@ def main() -> int:
     rows = [r for r in read_json(path)["rows"] if (r["activation"], r["loss"]) == key]
     if not rows:
         raise SystemExit(f"no {'/'.join(key)} rows in {path}")
-    configs = _configs(args.results)
-    theory: dict[tuple, dict[str, float]] = {}
-    for r in rows:
-        cfg = _config_for(configs, r)
-        if cfg is not None and (r["data"], r["layer"]) not in theory:
-            th = init_theory(cfg, r["layer"])
-            if th is not None:
-                theory[(r["data"], r["layer"])] = th
+    theory = _theory(rows, _configs(args.results))
     panels = sorted(
         {(r["data"], r["layer"]) for r in rows},
         key=lambda k: (DATA_ORDER.index(k[0]) if k[0] in DATA_ORDER else 9, k[0], k[1]),
@@ -113,37 +173,7 @@ def main() -> int:
             ax = axes[i][j]
             cells = sorted((r for r in rows if (r["data"], r["layer"], r["optimizer"]) ==
                             (data, layer, opt)), key=lambda r: r["lr"])  # fmt: skip
-            scale = []
-            for c, row in enumerate(cells):
-                for term, (name, style) in TERMS.items():
-                    b = row[term]
-                    xs = np.arange(len(b["mean"]))
-                    ax.plot(xs, b["mean"], ls=style, color=f"C{c}", lw=1.1,
-                            label=f"{name}, lr {row['lr']:g}")  # fmt: skip
-                    ax.fill_between(xs, b["lo"], b["hi"], color=f"C{c}", alpha=0.18, lw=0)
-                    scale.extend(np.abs(b["mean"]))
-                m = np.asarray(row["mean_term"]["mean"])
-                for sgn in (1, -1):
-                    ax.plot(np.arange(len(m)), sgn * A2_SMALL * m, ls=":", color=f"C{c}", lw=0.7)
-            th = theory.get((data, layer))
-            if th and cells:
-                for term, marker in (("cov_term", "*"), ("mean_term", "D")):
-                    ax.plot([0], [th[term]], marker, ms=9 if marker == "*" else 5, mfc="gold",
-                            mec="k", mew=0.8, zorder=6)  # fmt: skip
-                for miss in bad:
-                    if miss["row"] in cells:
-                        ax.plot([0], [miss["value"]], "o", ms=14, mfc="none", mec="red", mew=1.2,
-                                zorder=7)  # fmt: skip
-            ax.axhline(0, color="k", lw=0.6)
-            steps = max((len(r["cov_term"]["mean"]) for r in cells), default=0)
-            if steps > A2_EARLY_STEPS:
-                ax.axvspan(A2_EARLY_STEPS - 0.5, steps - 0.5, color="0.5", alpha=0.08, lw=0)
-            nonzero = [v for v in scale if v > 0]
-            if nonzero:
-                # a power of 10 as the linear range, drawn two decades tall, keeps the tick
-                # labels around 0 apart
-                lin = 10.0 ** np.floor(np.log10(float(np.quantile(nonzero, 0.05))))
-                ax.set_yscale("symlog", linthresh=lin, linscale=2.0)
+            _draw_panel(ax, cells, theory.get((data, layer)), bad)
             nonneg = bool(cells) and all(r["nonneg_inputs"] for r in cells)
             ax.set_title(
                 f"{opt}, {layer}, {data} inputs ("
@@ -164,25 +194,7 @@ def main() -> int:
         "at init, layer 1: theorem's Cov term (star) and mean term (diamond), theory.remark_a2",
         fontsize=8,
     )
-    if bad:
-        note = "theorem outside the step-0 band (red rings): " + "; ".join(
-            f"{m['row']['data']} {m['row']['layer']} {m['row']['optimizer']} "
-            f"{m['row']['lr']:g} {TERMS[m['term']][0]}: {m['value']:.3g} vs "
-            f"[{m['band'][0]:.3g}, {m['band'][1]:.3g}]"
-            for m in bad
-        )
-    elif theory:
-        note = (
-            "every step-0 band contains the theorem's value at init ("
-            + "; ".join(
-                f"{d} {lay}: Cov {v['cov_term']:.3g}, mean {v['mean_term']:.3g}"
-                for (d, lay), v in sorted(theory.items())
-            )
-            + ")"
-        )
-    else:
-        note = "no setting here has the theorem's network (layer 1, ReLU, MSE, Gaussian W, no bias)"
-    fig.text(0.5, 0.0, note, ha="center", va="top", fontsize=7)
+    fig.text(0.5, 0.0, _note(bad, theory), ha="center", va="top", fontsize=7)
     fig.tight_layout(rect=(0, 0.01, 1, 0.97))
     save(fig, args.out)
     return 0

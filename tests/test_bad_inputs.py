@@ -52,6 +52,11 @@ TRAIN_CASES = [
     ("arch", ["--arch", "lstm"], ["arch", "'lstm'", "mlp"]),
     ("activation-unknown", ["--activation", "nope"], ["activation", "'nope'", "relu"]),
     ("activation-empty", ["--activation", ""], ["activation", "''"]),
+    (
+        "activation-too-long",
+        ["--activation", "f=" + "x+" * 300 + "x"],
+        ["activation", "500", "603"],
+    ),
     ("activation-junk", ["--activation", "f=x+"], ["activation", "x+"]),
     ("activation-other-var", ["--activation", "f=x*y"], ["activation", "y"]),
     ("data", ["--data", "imagenet"], ["data", "'imagenet'", "synthetic"]),
@@ -70,6 +75,10 @@ TRAIN_CASES = [
     ("momentum-one", ["--momentum", "1.0"], ["momentum", "less than 1", "1.0"]),
     ("betas-one-value", ["--betas", "0.9"], ["betas", "0.9"]),
     ("betas-range", ["--betas", "0.9,1.5"], ["betas.1", "less than 1", "1.5"]),
+    ("betas-empty-item", ["--betas", "0.9,,0.95"], ["--betas", "'0.9,,0.95'", "empty item"]),
+    ("betas-trailing-comma", ["--betas", "0.9,"], ["--betas", "'0.9,'", "empty item"]),
+    ("betas-empty", ["--betas", ""], ["--betas", "empty value"]),
+    ("betas-text", ["--betas", "0.9,high"], ["--betas", "'high'", "numbers"]),
     ("weight-decay-negative", ["--weight-decay", "-0.1"], ["weight_decay", "-0.1"]),
     ("warmup-longer-than-run", ["--steps", "10", "--warmup", "50"], ["warmup", "50", "steps=10"]),
     ("warmup-negative", ["--warmup", "-1"], ["warmup", "-1"]),
@@ -450,6 +459,9 @@ def test_resume_from_an_intact_checkpoint_and_overwrite_of_a_damaged_one(
 MC_CASES_2 = [
     ("widths-empty-item", ["g_pos", "--widths", "8,,8"], ["--widths", "'8,,8'", "empty item"]),
     ("widths-trailing-comma", ["g_pos", "--widths", "8,"], ["--widths", "empty item"]),
+    ("widths-leading-comma", ["g_pos", "--widths", ",8"], ["--widths", "',8'", "empty item"]),
+    ("widths-empty", ["g_pos", "--widths", ""], ["--widths", "empty value"]),
+    ("activation-empty", ["g_pos", "--activation", ""], ["activation", "''"]),
     ("data-alias", ["g_pos", "--data", "imagenet"], ["--inputs", "'imagenet'"]),
     *[
         (f"activation-{name}", ["g_pos", "--activation", spec], want)

@@ -25,6 +25,7 @@ from empirics.outputs import read_records
 from empirics.tasks import text as text_task
 from empirics.tasks.text import evaluate
 from empirics.train import loop as T
+from empirics.train.config import TrainConfig
 
 needs_bible = pytest.mark.skipif(
     shutil.which("bible") is None, reason="Debian package bible-kjv is not installed"
@@ -172,7 +173,7 @@ def test_gpt_nano_trains_on_fineweb_shards_through_the_trainer(tmp_path: Path) -
     for i in range(2):
         _shard(shard_dir / f"fineweb_train_{i:06d}.bin", 3000, seed=i)
     _shard(shard_dir / "fineweb_val_000000.bin", 800, seed=9)
-    cfg = T.TrainConfig(
+    cfg = TrainConfig(
         arch="gpt_nano",
         preset="smoke",
         data="fineweb",
@@ -279,7 +280,7 @@ def test_gpt_nano_trains_on_bpe_tokens_of_the_local_text(
         x, y = next(text_task.make_data("real", cfg, split="train", batch_size=4, generator=gen))
         assert x.shape == (4, 16) and int(x.max()) < 300 and torch.equal(x[:, 1:], y[:, :-1])
         out = T.train(
-            T.TrainConfig(
+            TrainConfig(
                 arch="gpt_nano",
                 preset="smoke",
                 steps=3,

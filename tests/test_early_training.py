@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,25 +17,19 @@ from scipy import stats
 from torch import nn
 
 from empirics.activations import get_torch_activation
-from empirics.montecarlo.early_training import (
-    BatchedMLP,
-    EarlyConfig,
+from empirics.montecarlo.early_grid import grid, report, run_grid
+from empirics.montecarlo.early_horizons import (
     Series,
     band_multipliers,
-    batches,
-    grid,
     horizon,
-    main,
     mean_series,
-    per_network_stats,
     ratio_series,
-    report,
     resample_weights,
-    run_grid,
-    train_early,
 )
+from empirics.montecarlo.early_kernel import BatchedMLP, batches
+from empirics.montecarlo.early_training import EarlyConfig, main, per_network_stats, train_early
 from empirics.montecarlo.sampler import network_loss
-from empirics.train.loop import make_optimizers
+from empirics.train.optim import make_optimizers
 
 SMALL = EarlyConfig(
     activation="gelu",
@@ -65,7 +58,7 @@ class _Act(nn.Module):
 
 def _reference_nets(model: BatchedMLP, cfg: EarlyConfig) -> list[nn.Sequential]:
     """Each network of the batch copied into its own nn.Sequential of nn.Linear layers."""
-    act = get_torch_activation(cfg.activation)
+    act = get_torch_activation(cfg.activation.spec)
     nets = []
     for n in range(cfg.total_networks):
         layers: list[nn.Module] = []
@@ -85,7 +78,7 @@ def _reference_nets(model: BatchedMLP, cfg: EarlyConfig) -> list[nn.Sequential]:
 def test_batched_training_equals_independent_networks(optimizer: str, lr: float) -> None:
     # The trainer's optimizers on one ordinary network at a time: muon on the hidden matrices,
     # AdamW on the output layer and the biases (the trainer's split).
-    cfg = replace(SMALL, optimizer=optimizer, lr=lr, momentum=0.5).validate()
+    cfg = SMALL.replace(optimizer=optimizer, lr=lr, momentum=0.5).validate()
     model = BatchedMLP.init(cfg, cfg.total_networks, torch.Generator().manual_seed(0))
     refs = _reference_nets(model, cfg)
     data_gen = torch.Generator().manual_seed(1)
@@ -118,7 +111,7 @@ def test_batched_training_equals_independent_networks(optimizer: str, lr: float)
 def test_remark_a2_terms_add_up_to_the_weight_gradient() -> None:
     # cov_term + mean_term must be the mean entry of dL_n/dW_k that autograd gives, per network
     # n and layer k (Remark A.2's split), and g_pos the masked mean of the per-sample dl/dp.
-    cfg = replace(SMALL, data="uniform").validate()
+    cfg = SMALL.replace(data="uniform").validate()
     model = BatchedMLP.init(cfg, 3, torch.Generator().manual_seed(2))
     x, y = next(batches(cfg, 3, torch.Generator().manual_seed(3), 64))
     fwd = model(x)
@@ -142,7 +135,7 @@ def test_odd_activation_mirror_is_exact_so_tanh_is_a_null(optimizer: str) -> Non
     # dl/dp, db and dW change sign exactly at every step, which is why E[g_all], E[db], E[dW]
     # are exactly 0 for tanh (the grid's null check). ReLU has no such mirror (teeth).
     for act, mirrored in (("tanh", True), ("relu", False)):
-        cfg = replace(SMALL, activation=act, optimizer=optimizer, lr=0.05, steps=4).validate()
+        cfg = SMALL.replace(activation=act, optimizer=optimizer, lr=0.05, steps=4).validate()
         a = BatchedMLP.init(cfg, 3, torch.Generator().manual_seed(4))
         b = copy.deepcopy(a)
         with torch.no_grad():
@@ -284,7 +277,7 @@ def test_remark_a2_verdict_from_the_real_estimator(
 
 
 def test_grid_runs_once_and_resumes(tmp_path) -> None:
-    base = replace(SMALL, steps=2, n_networks=3, check_factor=2, dtype="float32")
+    base = SMALL.replace(steps=2, n_networks=3, check_factor=2, dtype="float32")
     configs = grid(base, activations=["relu", "tanh"], losses=["mse"], optimizers=["sgd"],
                    lrs={"sgd": [0.1]}, seeds=[0, 1])  # fmt: skip
     run_grid(configs, tmp_path, progress=False)
@@ -309,7 +302,7 @@ def test_grid_runs_once_and_resumes(tmp_path) -> None:
 
 
 def test_bad_input_fails_before_compute(tmp_path, capsys) -> None:
-    with pytest.raises(ValueError, match="sgd, adamw, muon"):
+    with pytest.raises(ValueError, match="'sgd', 'adamw' or 'muon'"):
         EarlyConfig(optimizer="adam").validate()
     with pytest.raises(ValueError, match="lr"):
         EarlyConfig(lr=-1.0).validate()
@@ -319,7 +312,8 @@ def test_bad_input_fails_before_compute(tmp_path, capsys) -> None:
         EarlyConfig(activation="nope").validate()
     with pytest.raises(SystemExit) as exc:
         main(["--optimizer", "sgd", "--lr", "-1", "--out", str(tmp_path)])
-    assert exc.value.code == 2 and "lr must be" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "--lr: lr should be greater than 0, got -1.0" in err, err
 
 
 @pytest.mark.data

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from empirics.montecarlo.early_training import (
+from empirics.montecarlo.early_horizons import (
     band_false_alarm,
     change_point,
     crossing_estimate,

@@ -263,7 +263,8 @@ def test_grad_probe_matches_autograd_and_runs_only_when_armed() -> None:
 
 def test_trainer_logs_the_grad_probe_on_logged_steps_only(tmp_path) -> None:
     from empirics.outputs import read_records
-    from empirics.train.loop import TrainConfig, train
+    from empirics.train.config import TrainConfig
+    from empirics.train.loop import train
 
     cfg = TrainConfig(arch="mlp", preset="smoke", data="synthetic", steps=4, log_every_early=2,
                       early_steps=10, out=str(tmp_path), progress=False)  # fmt: skip

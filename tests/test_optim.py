@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from empirics.train import loop as T
+from empirics.train.config import ConfigError, TrainConfig
 from empirics.train.optim import build_optimizers, lr_multiplier
 
 
 def test_muon_takes_hidden_matrices_only() -> None:
-    p = T.plan(T.TrainConfig(arch="mlp", preset="smoke", optimizer="muon", progress=False))
+    p = T.plan(TrainConfig(arch="mlp", preset="smoke", optimizer="muon", progress=False))
     model = p.arch.Model(p.model_cfg)
     muon, adamw = build_optimizers(model, p)
     assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
@@ -37,7 +38,7 @@ OUTPUT_AND_HIDDEN = {
 
 @pytest.mark.parametrize("arch", sorted(OUTPUT_AND_HIDDEN))
 def test_every_architecture_names_its_muon_matrices(arch: str) -> None:
-    p = T.plan(T.TrainConfig(arch=arch, preset="smoke", progress=False))
+    p = T.plan(TrainConfig(arch=arch, preset="smoke", progress=False))
     model = p.arch.Model(p.model_cfg)
     groups = model.optimizer_groups()
     muon, adamw = [id(q) for q in groups["muon"]], [id(q) for q in groups["adamw"]]
@@ -54,18 +55,18 @@ def test_every_architecture_names_its_muon_matrices(arch: str) -> None:
 
 
 def test_schedules() -> None:
-    p = T.plan(T.TrainConfig(preset="smoke", steps=10, warmup=2, schedule="wsd", decay_frac=0.5))
+    p = T.plan(TrainConfig(preset="smoke", steps=10, warmup=2, schedule="wsd", decay_frac=0.5))
     got = [lr_multiplier(s, p) for s in range(10)]
     assert got[:2] == [0.5, 1.0] and got[2:5] == [1.0, 1.0, 1.0]
     assert got[5:] == pytest.approx([0.8, 0.6, 0.4, 0.2, 0.0])
-    p = T.plan(T.TrainConfig(preset="smoke", steps=5, warmup=0, schedule="linear"))
+    p = T.plan(TrainConfig(preset="smoke", steps=5, warmup=0, schedule="linear"))
     assert [lr_multiplier(s, p) for s in range(5)] == pytest.approx([1, 0.8, 0.6, 0.4, 0.2])
 
 
 def test_warmup_may_last_the_whole_run_but_not_longer() -> None:
-    p = T.plan(T.TrainConfig(preset="smoke", steps=4, warmup=4))
+    p = T.plan(TrainConfig(preset="smoke", steps=4, warmup=4))
     assert [lr_multiplier(s, p) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
-    with pytest.raises(T.ConfigError, match=r"warmup: 5 \(set\) exceeds steps=4"):
-        T.plan(T.TrainConfig(preset="smoke", steps=4, warmup=5))
-    with pytest.raises(T.ConfigError, match=r"warmup: 2 \(the 'smoke' preset's\) exceeds steps=1"):
-        T.plan(T.TrainConfig(arch="gpt_nano", preset="smoke", steps=1))
+    with pytest.raises(ConfigError, match=r"warmup: 5 \(set\) exceeds steps=4"):
+        T.plan(TrainConfig(preset="smoke", steps=4, warmup=5))
+    with pytest.raises(ConfigError, match=r"warmup: 2 \(the 'smoke' preset's\) exceeds steps=1"):
+        T.plan(TrainConfig(arch="gpt_nano", preset="smoke", steps=1))

@@ -23,6 +23,7 @@ from empirics.sparsity import (
     topk_mask,
 )
 from empirics.train import loop as T
+from empirics.train.config import TrainConfig
 from empirics.train.metrics import sparsity
 
 LEVELS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
@@ -141,7 +142,7 @@ def test_sparse_activation_refuses_none() -> None:
 
 @pytest.mark.parametrize("arch", ["mlp", "vit", "gpt_nano", "resnet"])
 def test_every_model_takes_a_control_and_the_trainer_measures_it(arch: str, tmp_path: Path) -> None:
-    cfg = T.TrainConfig(
+    cfg = TrainConfig(
         arch=arch,
         activation="gelu",
         data="synthetic",

@@ -23,13 +23,14 @@ import torch
 
 from empirics.experiments import sweep as S
 from empirics.outputs import read_records
-from empirics.train import loop as T
+from empirics.train.config import ConfigError, TrainConfig
+from empirics.train.runtime import CHECKPOINT
 
 BASE = dict(data="synthetic", preset="smoke", steps=4, early_steps=4)
 
 
-def _grid(root: Path, acts=("relu", "tanh"), seeds=(0,), **kw: object) -> list[T.TrainConfig]:
-    return S.grid(["mlp"], list(acts), list(seeds), T.TrainConfig(**{**BASE, **kw}), root)
+def _grid(root: Path, acts=("relu", "tanh"), seeds=(0,), **kw: object) -> list[TrainConfig]:
+    return S.grid(["mlp"], list(acts), list(seeds), TrainConfig(**{**BASE, **kw}), root)
 
 
 def _debug() -> S.Launch:
@@ -143,11 +144,11 @@ def test_an_interrupted_run_cancels_the_rest_of_its_chunk(tmp_path: Path, monkey
 
 
 def test_bad_grid_is_refused_before_running(tmp_path: Path) -> None:
-    with pytest.raises(T.ConfigError, match="unknown activation|bogus"):
-        S.grid(["mlp"], ["relu", "bogus"], [0], T.TrainConfig(preset="smoke"), tmp_path)
-    with pytest.raises(T.ConfigError, match="grid"):
+    with pytest.raises(ConfigError, match="unknown activation|bogus"):
+        S.grid(["mlp"], ["relu", "bogus"], [0], TrainConfig(preset="smoke"), tmp_path)
+    with pytest.raises(ConfigError, match="grid"):
         S.run_sweep([], tmp_path / "empty", _debug())
-    with pytest.raises(T.ConfigError, match="--parallel: expected an integer >= 1, got 0"):
+    with pytest.raises(ConfigError, match="--parallel: expected an integer >= 1, got 0"):
         S.Launch(parallel=0)
     with pytest.raises(S.ConfigError, match="--chunk"):
         S.Launch(chunk=0)
@@ -208,7 +209,7 @@ def test_a_run_held_by_a_live_process_is_not_touched(tmp_path: Path) -> None:
         held.truncate(0)
         held.write("4242\n")
         held.flush()
-        with pytest.raises(T.ConfigError, match="still being trained by process 4242"):
+        with pytest.raises(ConfigError, match="still being trained by process 4242"):
             S.run_sweep(configs, root, _debug(), echo=None)
     after = _snapshot(root)
     after.pop(f"{S.LOCKS}/{configs[0].run}.lock")
@@ -241,7 +242,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_identical_records(
             S.run_sweep(configs, root, _debug(), echo=None)
     assert _strict_json(root / S.INDEX)["runs"][0]["status"] == "cancelled"
     run_dir = Path(configs[0].out)
-    assert (run_dir / T.CHECKPOINT).exists()
+    assert (run_dir / CHECKPOINT).exists()
     index = S.run_sweep(configs, root, _debug(), echo=None)
     assert index["runs"][0]["status"] == "completed"
     strip = [
@@ -576,7 +577,7 @@ def test_one_run_name_function_for_train_sweep_and_early_training(tmp_path: Path
 
     for act in ("relu", "leaky_relu:slope=0.2", "fq=Max(x,0)"):
         (cfg,) = _grid(tmp_path / act.replace(":", "_"), acts=(act,))
-        alone = resolve(T.TrainConfig(arch="mlp", activation=act, **BASE)).cfg.run
+        alone = resolve(TrainConfig(arch="mlp", activation=act, **BASE)).cfg.run
         assert cfg.run == alone
     names = {EarlyConfig(activation=f"leaky_relu:slope={s}").run_name() for s in (0.2, 0.3)}
     assert len(names) == 2

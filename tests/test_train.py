@@ -22,10 +22,12 @@ import torch
 
 from empirics.outputs import RECORD_FIELDS, read_records
 from empirics.train import loop as T
+from empirics.train.config import ConfigError, TrainConfig, parse_sets
 from empirics.train.metrics import ACTIVATION_METRICS, FEED_METRICS, GRAD_METRICS, WEIGHT_METRICS
+from empirics.train.runtime import TrainingDiverged
 
 
-def _cfg(tmp: Path, **kw: object) -> T.TrainConfig:
+def _cfg(tmp: Path, **kw: object) -> TrainConfig:
     base: dict[str, object] = dict(
         arch="mlp",
         activation="relu",
@@ -38,7 +40,7 @@ def _cfg(tmp: Path, **kw: object) -> T.TrainConfig:
         log_every_late=2,
     )
     base.update(kw)
-    return T.TrainConfig(**base)  # type: ignore[arg-type]
+    return TrainConfig(**base)  # type: ignore[arg-type]
 
 
 def test_smoke_run_writes_records_config_and_summary(tmp_path: Path) -> None:
@@ -113,17 +115,17 @@ def test_user_activation_and_muon_with_schedule(tmp_path: Path) -> None:
 )
 def test_bad_config_fails_before_any_compute(tmp_path: Path, kw: dict, match: str) -> None:
     out = tmp_path / "never"
-    with pytest.raises(T.ConfigError, match=match):
+    with pytest.raises(ConfigError, match=match):
         T.train(_cfg(out, **kw))
     assert not out.exists()
 
 
 def test_cli_set_is_typed_and_rejects_bad_keys_and_values(tmp_path: Path, capsys) -> None:
-    assert T.parse_sets("mlp", ["width=16", "bias=false"]) == {"width": 16, "bias": False}
-    with pytest.raises(T.ConfigError, match=r"unknown key 'wdith' for mlp; valid: .*depth"):
-        T.parse_sets("mlp", ["wdith=3"])
-    with pytest.raises(T.ConfigError, match=r"width: input should be a valid integer.*got 'wide'"):
-        T.parse_sets("mlp", ["width=wide"])
+    assert parse_sets("mlp", ["width=16", "bias=false"]) == {"width": 16, "bias": False}
+    with pytest.raises(ConfigError, match=r"unknown key 'wdith' for mlp; valid: .*depth"):
+        parse_sets("mlp", ["wdith=3"])
+    with pytest.raises(ConfigError, match=r"width: input should be a valid integer.*got 'wide'"):
+        parse_sets("mlp", ["width=wide"])
     out = tmp_path / "cli"
     with pytest.raises(SystemExit) as exc:
         T.main(["--arch", "mlp", "--set", "depth=two", "--out", str(out)])
@@ -141,7 +143,7 @@ def test_cli_set_is_typed_and_rejects_bad_keys_and_values(tmp_path: Path, capsys
 
 def test_nan_raises_training_diverged_and_keeps_records(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path / "nan", lr=1e30, optimizer="sgd", steps=20)
-    with pytest.raises(T.TrainingDiverged, match="loss became"):
+    with pytest.raises(TrainingDiverged, match="loss became"):
         T.train(cfg)
     summary = json.loads((tmp_path / "nan" / "summary.json").read_text())
     assert summary["status"] == "diverged"
@@ -191,13 +193,13 @@ def test_missing_data_and_interrupt_leave_an_honest_summary(
 
 def test_a_value_the_caller_sets_wins_over_the_preset_even_when_it_is_the_default() -> None:
     # mp_senet's paper preset asks for AdamW betas (0.8, 0.99); (0.9, 0.95) is the default.
-    assert T.plan(T.TrainConfig(arch="mp_senet", preset="paper")).cfg.betas == (0.8, 0.99)
-    p = T.plan(T.TrainConfig(arch="mp_senet", preset="paper", betas=(0.9, 0.95)))
+    assert T.plan(TrainConfig(arch="mp_senet", preset="paper")).cfg.betas == (0.8, 0.99)
+    p = T.plan(TrainConfig(arch="mp_senet", preset="paper", betas=(0.9, 0.95)))
     assert p.cfg.betas == (0.9, 0.95) and "betas" in p.given
     # A replaced config keeps what was set and adds the change.
-    cfg = T.TrainConfig(preset="smoke", lr=0.2).replace(steps=4)
+    cfg = TrainConfig(preset="smoke", lr=0.2).replace(steps=4)
     assert cfg.model_fields_set == {"preset", "lr", "steps"}
-    with pytest.raises(T.ConfigError, match="steps: input should be greater than or equal to 1"):
+    with pytest.raises(ConfigError, match="steps: input should be greater than or equal to 1"):
         cfg.steps = 0  # assignment is validated too
 
 
@@ -237,7 +239,7 @@ def _strict_json(path: Path) -> dict:
 
 
 def test_diverged_summary_is_strict_json_with_null(tmp_path: Path) -> None:
-    with pytest.raises(T.TrainingDiverged):
+    with pytest.raises(TrainingDiverged):
         T.train(_cfg(tmp_path / "nan", lr=1e30, optimizer="sgd", steps=20))
     summary = _strict_json(tmp_path / "nan" / "summary.json")
     assert summary["status"] == "diverged" and summary["final_loss"] is None
@@ -311,7 +313,7 @@ def test_a_changed_command_does_not_resume_another_runs_checkpoint(
 
     monkeypatch.setattr(images, "loss_and_metrics", interrupt_at_sixth)
     with pytest.raises(KeyboardInterrupt):
-        T.train(T.TrainConfig(**vars(T.build_parser().parse_args([*RUN_ARGS, "--out", str(out)]))))
+        T.train(T.config_from_args(T.build_parser().parse_args([*RUN_ARGS, "--out", str(out)])))
     monkeypatch.setattr(images, "loss_and_metrics", real)
     assert (out / "checkpoint.pt").exists()
     with pytest.raises(SystemExit) as exc:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import empirics.montecarlo.early_training as ea
+import empirics.montecarlo.early_horizons as ea
 from empirics.ledger import experiment_verdicts, row_verdicts, verdicts, verify
 from empirics.ledger.row_verdicts import decide_verdict
 from empirics.ledger.rows import attach_montecarlo, drift_entry, gradient_entries

@@ -74,7 +74,7 @@ def run_dir(out: Path) -> Path:
 def configs(lp: LongPlan, out: Path) -> list[Any]:
     """One TrainConfig per (seed, activation), seed-major, so that a run stopped part-way
     leaves whole seeds (every activation, tanh included) to pair."""
-    from empirics.train.loop import TrainConfig
+    from empirics.train.config import TrainConfig
 
     root = run_dir(out)
     cfgs = []

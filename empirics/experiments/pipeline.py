@@ -224,7 +224,7 @@ def plan_runs(scale: Scale, groups: Sequence[str] = GROUPS) -> dict[str, list[Ru
 
 
 def _train_config(spec: RunSpec, scale: Scale, root: Path) -> Any:
-    from empirics.train.loop import TrainConfig
+    from empirics.train.config import TrainConfig
 
     model = {} if spec.sparsity == "none" else {"sparsity": spec.sparsity}
     return TrainConfig(
@@ -491,7 +491,8 @@ def run_mp_probe(scale: Scale, root: Path) -> None:
 
     from empirics.models import mp_senet
     from empirics.tasks import speech
-    from empirics.train.loop import TrainConfig, plan
+    from empirics.train.config import TrainConfig
+    from empirics.train.loop import plan
 
     rows = []
     for act in DRIFT_ACTS:

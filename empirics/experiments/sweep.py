@@ -32,15 +32,9 @@ from typing import Any
 from empirics.cli import InputError, activation_slug, run_name, split_specs
 from empirics.cli import parse_seeds as cli_parse_seeds
 from empirics.outputs import atomic_write_json, provenance, read_records
-from empirics.train.config import NOT_IDENTITY
-from empirics.train.loop import (
-    CHECKPOINT,
-    ConfigError,
-    TrainConfig,
-    TrainingDiverged,
-    parse_sets,
-    plan,
-)
+from empirics.train.config import NOT_IDENTITY, ConfigError, TrainConfig, parse_sets
+from empirics.train.loop import plan
+from empirics.train.runtime import CHECKPOINT, TrainingDiverged
 
 # Layout of a sweep directory:
 #   sweep.json        marks the directory as a sweep; the invocations that ran in it
@@ -266,7 +260,8 @@ def run_point(
     driver's process (debug executor) an interrupt propagates to the driver."""
     import torch
 
-    from empirics.train.loop import StopFlag, train
+    from empirics.train.loop import train
+    from empirics.train.runtime import StopFlag
 
     entry: dict[str, Any] = {"run": cfg.run, "status": "failed"}
     Path(lock_path).parent.mkdir(parents=True, exist_ok=True)
@@ -369,7 +364,7 @@ def point_record(cfg: TrainConfig) -> dict[str, Any]:
     return {
         "run": cfg.run,
         "arch": cfg.arch,
-        "activation": cfg.activation,
+        "activation": cfg.activation.spec,
         "seed": cfg.seed,
         "train": train,
         "model": _plain(p.model_cfg),
@@ -520,7 +515,7 @@ def _entry(cfg: TrainConfig, **fields: Any) -> dict[str, Any]:
     return {
         "run": cfg.run,
         "arch": cfg.arch,
-        "activation": cfg.activation,
+        "activation": cfg.activation.spec,
         "seed": cfg.seed,
         "dir": Path(cfg.out).name,
         **fields,

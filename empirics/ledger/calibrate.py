@@ -292,8 +292,9 @@ def _drift_link_null(n: int, gen: torch.Generator) -> dict[str, Estimate]:
     """check_drift_sign_vs_trainer's D = 0 case: the last hidden layer's bias drift over 3-10
     SGD steps, mean over n networks (the trainer's 12 seeds), Student t on n - 1 degrees of
     freedom; tanh and identity (odd: zero drift in expectation at every step), trained by the
-    batched trainer of empirics.montecarlo.early_training."""
-    from empirics.montecarlo.early_training import EarlyConfig, train_early
+    batched trainer of empirics.montecarlo.early_kernel."""
+    from empirics.montecarlo.early_config import EarlyConfig
+    from empirics.montecarlo.early_kernel import train_early
 
     pick = torch.randint(0, 2**31 - 1, (7,), generator=gen).tolist()
     depth = 1 + pick[0] % 3

@@ -394,7 +394,7 @@ def _remark_a2_terms(inputs: str, n_networks: int, generator: Any) -> tuple[Any,
     import torch
 
     from empirics.activations import get_torch_activation
-    from empirics.montecarlo.early_training import per_network_stats
+    from empirics.montecarlo.early_kernel import per_network_stats
     from empirics.montecarlo.presets import remark_a2_network
     from empirics.montecarlo.sampler import (
         draw_inputs,

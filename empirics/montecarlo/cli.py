@@ -12,12 +12,19 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from empirics.activations import ActivationOverflow, check_finite_range
-from empirics.cli import EXIT_OK, list_activations, parse_ints
+from empirics.activations import ActivationField, ActivationOverflow, check_finite_range
+from empirics.cli import (
+    EXIT_OK,
+    MAX_SEED,
+    add_config_flags,
+    config_kwargs,
+    list_activations,
+)
 from empirics.montecarlo.estimators import (
     estimate_conditional_mean,
     estimate_drift_coefficient,
@@ -28,6 +35,7 @@ from empirics.montecarlo.estimators import (
 from empirics.montecarlo.ledger import ENTRY_IDS, montecarlo_for_entry
 from empirics.montecarlo.sampler import (
     DESIGNS,
+    DTYPES,
     INIT_LAWS,
     INPUT_LAWS,
     LABELS,
@@ -36,10 +44,122 @@ from empirics.montecarlo.sampler import (
 )
 from empirics.outputs import RecordWriter, atomic_write_json, provenance
 from empirics.stats import Estimate, SignTest
+from empirics.train.config import available_memory, check_out_dir, describe
 from theory import registry
+from theory.registry import Activation
 
 QUANTITIES = ("g_pos", "g_neg", "net_drift", "D", "g_curve", "effective_weights", "first_step")
 DEFAULT_OUT = Path("results/montecarlo")
+
+PositiveInt = Annotated[int, Field(ge=1)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Quantity = Literal[(*QUANTITIES, "entry")]  # type: ignore[valid-type]
+LossName = Literal[LOSS_NAMES]  # type: ignore[valid-type]
+EntryId = Literal[ENTRY_IDS]  # type: ignore[valid-type]
+InitLaw = Literal[INIT_LAWS]  # type: ignore[valid-type]
+InputLaw = Literal[INPUT_LAWS]  # type: ignore[valid-type]
+Labels = Literal[LABELS]  # type: ignore[valid-type]
+Dtype = Literal[tuple(DTYPES)]  # type: ignore[valid-type]
+Design = Literal[DESIGNS]  # type: ignore[valid-type]
+
+
+class Options(BaseModel):
+    """What `python -m empirics.montecarlo QUANTITY` takes: the random networks (NetConfig's
+    fields), the sequential sign test, the quantity's own parameters and the output. Each
+    field's type, bounds and help are written here once; the flags are generated from them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    quantity: Quantity = Field(
+        description="what to estimate; `entry` runs a ledger entry's own Monte Carlo"
+    )
+    activation: list[ActivationField] = Field(
+        ["relu"],
+        validate_default=True,
+        min_length=1,
+        description="registry name, family spec (leaky_relu:slope=0.2) or NAME=EXPR; repeatable",
+    )
+    loss: LossName = Field("mse", description="the loss")
+    entry_id: EntryId | None = Field(None, description="with quantity 'entry': the ledger entry")
+    d_in: PositiveInt = Field(64, description="input dimension")
+    widths: tuple[PositiveInt, ...] = Field((256,), description="hidden widths")
+    n_out: PositiveInt = Field(10, description="outputs")
+    inputs_per_net: PositiveInt = Field(64, description="inputs drawn per network")
+    init: InitLaw = Field("gaussian", description="law of weights and biases")
+    inputs: InputLaw = Field("gaussian", description="law of the inputs")
+    labels: Labels = Field("class", description="law of the targets")
+    w_gain: Annotated[Finite, Field(gt=0)] = Field(
+        1.0, description="a variance factor: Var W = w_gain / fan_in"
+    )
+    bias_std: Annotated[Finite, Field(ge=0)] = Field(0.0, description="std of the biases")
+    layer: PositiveInt = Field(1, description="the hidden layer studied (1-based)")
+    dtype: Dtype = Field("float32", description="float type")
+    device: str = Field("auto", description="auto | cpu | cuda[:N]")
+    antithetic: bool = Field(True, description="the antithetic pair W_L <-> -W_L")
+    design: Design = Field("auto", description="how networks are drawn")
+    v_per_block: PositiveInt = Field(16, description="crossed design: output layers per block")
+    control_variate: bool = Field(True, description="the crossed design's control variate")
+    measure_vr: bool = Field(False, description="also estimate without the antithetic pair")
+    alpha: Annotated[float, Field(gt=0, lt=1)] = Field(
+        1e-3, description="false-sign rate of the sign test"
+    )
+    max_looks: PositiveInt = Field(1, description="looks at N/2^(L-1), ..., N")
+    lr: Finite = Field(1.0, description="first_step learning rate, non-zero")
+    s: Annotated[Finite, Field(gt=0)] = Field(1.0, description="D(sigma, s): pre-activation std")
+    edges: str = Field("-4,4,16", description="g_curve bins: 'lo,hi,n' or increasing edges")
+    n_networks: Annotated[int, Field(ge=2, le=2**40)] = Field(
+        4096, description="sample size (networks, or crossed blocks)"
+    )
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = Field(0, description="0 .. 2**63-1")
+    out: Path | None = Field(None, description=f"output directory (default {DEFAULT_OUT}/QUANTITY)")
+    progress: bool = Field(True, description="a progress bar on stderr")
+
+    @field_validator("lr")
+    @classmethod
+    def _nonzero(cls, lr: float) -> float:
+        if lr == 0:
+            raise ValueError("expected a finite non-zero number, got 0.0")
+        return lr
+
+    @field_validator("edges")
+    @classmethod
+    def _edges(cls, edges: str) -> str:
+        try:
+            _parse_edges(edges)
+        except ValueError as exc:
+            raise ValueError(str(exc).removeprefix("--edges: ")) from None
+        return edges
+
+    @model_validator(mode="after")
+    def _entry(self) -> Options:
+        if self.quantity == "entry" and self.entry_id is None:
+            raise ValueError(
+                f"--entry-id: quantity 'entry' needs one of {', '.join(ENTRY_IDS)}, got None"
+            )
+        return self
+
+    def net_config(self, activation: Activation) -> NetConfig:
+        """The networks for one activation, every field checked (ValueError naming it)."""
+        return NetConfig(
+            activation=activation.name,
+            loss=self.loss,
+            d_in=self.d_in,
+            widths=self.widths,
+            n_out=self.n_out,
+            inputs_per_net=self.inputs_per_net,
+            init=self.init,
+            w_gain=self.w_gain,
+            bias_std=self.bias_std,
+            inputs=self.inputs,
+            labels=self.labels,
+            layer=self.layer,
+            dtype=self.dtype,
+            device=self.device,
+            antithetic=self.antithetic,
+            design=self.design,
+            v_per_block=self.v_per_block,
+            control_variate=self.control_variate,
+        ).validate()
 
 
 def _parse_edges(text: str) -> list[float]:
@@ -59,25 +179,11 @@ def _parse_edges(text: str) -> list[float]:
     return parts
 
 
-def _check_args(args: argparse.Namespace, cfg: NetConfig) -> None:
-    """The fields NetConfig does not hold, the output directory and the memory one network
-    needs: ValueError naming the flag, before anything is written or allocated."""
-    from empirics.train.config import MAX_SEED, available_memory, check_out_dir
-
-    if not 0 <= args.seed <= MAX_SEED:
-        raise ValueError(f"--seed: expected an integer in [0, 2**63 - 1], got {args.seed}")
-    if not 2 <= args.n_networks <= 2**40:
-        raise ValueError(f"--n-networks: expected an integer in [2, 2**40], got {args.n_networks}")
-    if not 0 < args.alpha < 1:
-        raise ValueError(f"--alpha: expected a false-sign rate in (0, 1), got {args.alpha}")
-    if args.max_looks < 1:
-        raise ValueError(f"--max-looks: expected an integer >= 1, got {args.max_looks}")
-    if not math.isfinite(args.lr) or args.lr == 0:
-        raise ValueError(f"--lr: expected a finite non-zero number, got {args.lr}")
-    if not (math.isfinite(args.s) and args.s > 0):
-        raise ValueError(f"--s: expected a finite number > 0, got {args.s}")
-    if args.out is not None:
-        check_out_dir(Path(args.out))
+def _check_out_and_memory(opts: Options, cfg: NetConfig) -> None:
+    """The output directory and the memory one network needs: ValueError naming the flag,
+    before anything is written or allocated."""
+    if opts.out is not None:
+        check_out_dir(opts.out)
     # The estimators chunk networks to ~32 MB, but never below one network: its weights and
     # three [inputs, width] tensors per layer (pre-activation, activation, gradient) must fit.
     sizes = cfg.sizes
@@ -95,7 +201,7 @@ def _check_args(args: argparse.Namespace, cfg: NetConfig) -> None:
         )
 
 
-def _check_finite(activation: str, dtype: str, results: dict[str, Any]) -> None:
+def _check_finite(activation: Activation, dtype: str, results: dict[str, Any]) -> None:
     """A non-finite mean or standard error is an overflow inside the estimate (the activation
     or a product of it grew past the float type), reported as such, never printed as a value."""
     for name, res in results.items():
@@ -104,7 +210,7 @@ def _check_finite(activation: str, dtype: str, results: dict[str, Any]) -> None:
         values = (res.get("mean"), res.get("stderr"))
         if any(isinstance(v, float) and not math.isfinite(v) for v in values):
             raise ActivationOverflow(
-                f"activation {activation!r}: the {name} estimate is not finite (mean "
+                f"activation {activation.name!r}: the {name} estimate is not finite (mean "
                 f"{res.get('mean')}, stderr {res.get('stderr')}) in {dtype}: a floating-point "
                 "overflow inside the Monte Carlo, not a result; use --dtype float64 or scale the "
                 "activation down (e.g. divide its expression by a constant)"
@@ -177,64 +283,46 @@ def estimate(
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """QUANTITY, the repeatable --activation, and one flag per other field of Options."""
     ap = argparse.ArgumentParser(
         prog="python -m empirics.montecarlo",
         usage="%(prog)s QUANTITY [--activation SPEC] [options]   (--help lists them)",
         description=__doc__,
+        argument_default=argparse.SUPPRESS,
     )
-    ap.add_argument("quantity", choices=(*QUANTITIES, "entry"))
+    fields = Options.model_fields
+    ap.add_argument("quantity", choices=(*QUANTITIES, "entry"), help=fields["quantity"].description)
     ap.add_argument(
         "--activation",
         action="append",
-        default=None,
-        help="registry name, family spec (leaky_relu:slope=0.2) or NAME=EXPR; repeatable",
+        metavar="SPEC",
+        help=fields["activation"].description + " (default relu)",
     )
-    ap.add_argument("--loss", default="mse", choices=LOSS_NAMES)
-    ap.add_argument("--entry-id", default=None, help=f"with quantity 'entry': one of {ENTRY_IDS}")
-    ap.add_argument("--d-in", type=int, default=64)
-    ap.add_argument("--widths", default="256", help="hidden widths, comma separated")
-    ap.add_argument("--n-out", type=int, default=10)
-    ap.add_argument("--inputs-per-net", type=int, default=64)
-    ap.add_argument("--init", default="gaussian", choices=INIT_LAWS)
-    ap.add_argument(
-        "--inputs", "--data", dest="inputs", default="gaussian", choices=INPUT_LAWS
-    )  # --data: the early-training CLI's spelling
-    ap.add_argument("--labels", default="class", choices=LABELS)
-    ap.add_argument(
-        "--w-gain", type=float, default=1.0, help="a variance factor: Var W = w_gain / fan_in"
-    )
-    ap.add_argument("--bias-std", type=float, default=0.0)
-    ap.add_argument("--layer", type=int, default=1)
-    ap.add_argument("--dtype", default="float32", choices=("float32", "float64"))
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--no-antithetic", action="store_true")
-    ap.add_argument("--design", default="auto", choices=DESIGNS)
-    ap.add_argument("--v-per-block", type=int, default=16, help="crossed design: output layers")
-    ap.add_argument("--no-control-variate", action="store_true")
-    ap.add_argument("--measure-vr", action="store_true", help="also estimate without the pair")
-    ap.add_argument("--alpha", type=float, default=1e-3, help="false-sign rate of the test")
-    ap.add_argument("--max-looks", type=int, default=1, help="looks at N/2^(L-1), ..., N")
-    ap.add_argument("--lr", type=float, default=1.0, help="first_step learning rate")
-    ap.add_argument("--s", type=float, default=1.0, help="D(sigma, s): pre-activation std")
-    ap.add_argument("--edges", default="-4,4,16", help="g_curve bins: 'lo,hi,n' or a list")
-    ap.add_argument(
-        "--n-networks", type=int, default=4096, help="sample size (networks, or crossed blocks)"
-    )
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=None, help=f"default {DEFAULT_OUT}/<quantity>")
-    ap.add_argument("--no-progress", action="store_true")
+    # --data: the early-training CLI's spelling of --inputs.
+    add_config_flags(ap, Options, skip=("quantity", "activation"), aliases={"inputs": ["--data"]})
     return ap
+
+
+def parse_options(argv: Sequence[str] | None = None) -> Options:
+    """The command line as Options; bad input exits 2 (SystemExit) naming the field, the value
+    and what is accepted."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return Options(**config_kwargs(args, Options.model_fields))
+    except ValidationError as exc:
+        parser.error(describe(exc, flags=True))
+        raise AssertionError("unreachable") from exc
 
 
 def run(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     """Parse, check everything before compute, run, write records.csv/config.json/summary.json;
     returns the summary written. Bad input exits 2 (SystemExit) with the usage line."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    opts = parse_options(argv)
     try:
-        return _run(args)
+        return _run(opts)
     except (registry.RegistryError, ValueError) as exc:
-        parser.error(str(exc))  # exits with status 2 and the usage line
+        build_parser().error(str(exc))  # exits with status 2 and the usage line
         raise AssertionError("unreachable") from exc
 
 
@@ -250,48 +338,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_OK
 
 
-def _run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    specs = args.activation or ["relu"]
-    activations = [registry.parse_activation_spec(s).name for s in specs]
-    widths = tuple(parse_ints(args.widths, "--widths", lo=1))
-    test = SignTest(alpha=args.alpha, max_looks=args.max_looks)
-    if args.quantity == "entry" and args.entry_id not in ENTRY_IDS:
-        raise ValueError(f"--entry-id must be one of {', '.join(ENTRY_IDS)}, got {args.entry_id}")
-    if args.n_networks < 2:
-        raise ValueError(f"--n-networks must be >= 2, got {args.n_networks}")
-    configs = {
-        act: NetConfig(
-            activation=act,
-            loss=args.loss,
-            d_in=args.d_in,
-            widths=widths,
-            n_out=args.n_out,
-            inputs_per_net=args.inputs_per_net,
-            init=args.init,
-            w_gain=args.w_gain,
-            bias_std=args.bias_std,
-            inputs=args.inputs,
-            labels=args.labels,
-            layer=args.layer,
-            dtype=args.dtype,
-            device=args.device,
-            antithetic=not args.no_antithetic,
-            design=args.design,
-            v_per_block=args.v_per_block,
-            control_variate=not args.no_control_variate,
-        ).validate()
-        for act in activations
-    }
-    edges = _parse_edges(args.edges)
-    _check_args(args, next(iter(configs.values())))
-    torch_dtype = torch.float64 if args.dtype == "float64" else torch.float32
-    scale = max(1.0, args.s if args.quantity == "D" else 1.0, math.sqrt(args.w_gain))
-    for act in configs:  # an overflow is refused before anything is written
-        check_finite_range(act, torch_dtype, bound=10.0 * scale)
-    out = args.out or DEFAULT_OUT / args.quantity
+def _run(opts: Options) -> dict[str, dict[str, Any]]:
+    acts = {a.name: a for a in opts.activation}  # a spec given twice runs once
+    configs = {name: opts.net_config(act) for name, act in acts.items()}
+    _check_out_and_memory(opts, next(iter(configs.values())))
+    torch_dtype = DTYPES[opts.dtype]
+    scale = max(1.0, opts.s if opts.quantity == "D" else 1.0, math.sqrt(opts.w_gain))
+    for name in configs:  # an overflow is refused before anything is written
+        check_finite_range(name, torch_dtype, bound=10.0 * scale)
+    out = opts.out or DEFAULT_OUT / opts.quantity
     created = not out.exists()
     try:
-        return _estimate_all(args, configs, test, edges, out)
+        return _estimate_all(opts, acts, configs, out)
     except ActivationOverflow:
         # What this call wrote is incomplete; an earlier run's files there were replaced.
         for name in ("records.csv", "config.json", "summary.json"):
@@ -301,55 +359,60 @@ def _run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         raise
 
 
+def _estimate_one(
+    opts: Options, act: Activation, cfg: NetConfig, writer: RecordWriter
+) -> dict[str, Any]:
+    """One activation's estimates, as the summary holds them."""
+    gen = torch.Generator().manual_seed(opts.seed)
+    if opts.quantity == "entry":
+        res = montecarlo_for_entry(
+            opts.entry_id, act.name, opts.loss, n_networks=opts.n_networks, generator=gen
+        )
+        return {opts.entry_id: res}
+    ests = estimate(
+        opts.quantity,
+        cfg,
+        generator=gen,
+        test=SignTest(alpha=opts.alpha, max_looks=opts.max_looks),
+        lr=opts.lr,
+        s=opts.s,
+        edges=_parse_edges(opts.edges),
+        n_networks=opts.n_networks,
+        measure_vr=opts.measure_vr,
+        progress=opts.progress,
+        writer=writer,
+    )
+    return {k: e.to_dict() for k, e in ests.items()}
+
+
 def _estimate_all(
-    args: argparse.Namespace,
-    configs: dict[str, NetConfig],
-    test: SignTest,
-    edges: list[float],
-    out: Path,
+    opts: Options, acts: dict[str, Activation], configs: dict[str, NetConfig], out: Path
 ) -> dict[str, dict[str, Any]]:
     out.mkdir(parents=True, exist_ok=True)
     device = next(iter(configs.values())).device
     atomic_write_json(
         out / "config.json",
-        {"args": vars(args), "configs": {a: c.to_dict() for a, c in configs.items()}}
+        {
+            "args": opts.model_dump(mode="json"),
+            "configs": {a: c.to_dict() for a, c in configs.items()},
+        }
         | {"provenance": provenance(device)},
     )
     summary: dict[str, dict[str, Any]] = {}
     start = time.perf_counter()
-    with RecordWriter(out / "records.csv", run=args.quantity) as writer:
-        for act, cfg in configs.items():
-            gen = torch.Generator().manual_seed(args.seed)
-            run = f"{args.quantity}:{act}:{args.loss}"
+    with RecordWriter(out / "records.csv", run=opts.quantity) as writer:
+        for name, cfg in configs.items():
+            run = f"{opts.quantity}:{name}:{opts.loss}"
             writer.run = run
-            if args.quantity == "entry":
-                res = montecarlo_for_entry(
-                    args.entry_id, act, args.loss, n_networks=args.n_networks, generator=gen
-                )
-                summary[run] = {args.entry_id: res}
-            else:
-                ests = estimate(
-                    args.quantity,
-                    cfg,
-                    generator=gen,
-                    test=test,
-                    lr=args.lr,
-                    s=args.s,
-                    edges=edges,
-                    n_networks=args.n_networks,
-                    measure_vr=args.measure_vr,
-                    progress=not args.no_progress,
-                    writer=writer,
-                )
-                summary[run] = {k: e.to_dict() for k, e in ests.items()}
-            _check_finite(act, args.dtype, summary[run])
-            for name, res in summary[run].items():
+            summary[run] = _estimate_one(opts, acts[name], cfg, writer)
+            _check_finite(acts[name], opts.dtype, summary[run])
+            for what, res in summary[run].items():
                 if res is None:
-                    print(f"{run} {name}: not estimated")
+                    print(f"{run} {what}: not estimated")
                     continue
                 lo, hi = res["ci"]
                 print(
-                    f"{run} {name}: {res['mean']:.6g} ± {res['stderr']:.2g} "
+                    f"{run} {what}: {res['mean']:.6g} ± {res['stderr']:.2g} "
                     f"[{lo:.4g}, {hi:.4g}] n={res['n']} sign={res['sign']}"
                 )
     atomic_write_json(

@@ -93,7 +93,7 @@ def two_input_network(activation: str, init: str) -> NetConfig:
 
 
 def remark_a2_network(inputs: str) -> NetConfig:
-    """The early-training networks (`empirics.montecarlo.early_training.EarlyConfig` defaults):
+    """The early-training networks (`empirics.montecarlo.early_config.EarlyConfig` defaults):
     d = 32, widths (64, 64), 10 outputs, Var W = 1/fan_in, zero biases, MSE with class labels,
     64 inputs per network, float64 on the CPU (Remark A.2 at init is measured on them)."""
     return NetConfig(

@@ -16,8 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
+from empirics.activations import ActivationField
 from empirics.cli import MAX_SEED, activation_slug, run_name
 from empirics.models import ARCHS, get_arch
 from empirics.tasks import get_task
@@ -25,14 +34,24 @@ from empirics.tasks import get_task
 Arch = Literal["mlp", "resnet", "vit", "gpt_nano", "mp_senet"]
 # fineweb: modded-nanogpt token shards, read by the text task only (its `check_data` says so).
 DATA_KINDS = ("real", "synthetic", "fineweb")
+# The one optimiser vocabulary. A training run takes OPTIMIZERS (`empirics.train.optim` builds
+# them). The Monte Carlo of one first step (C6) also takes plain `adam` (no weight decay, tiny
+# eps: its first step is -lr g/|g|); the ledger rows C6.first_step.*.adam are named by it.
 OPTIMIZERS = ("sgd", "adamw", "muon")
+FIRST_STEP_OPTIMIZERS = ("sgd", "adam", "muon")
 SCHEDULES = ("constant", "cosine", "linear", "wsd")
 PRESET_NAMES = ("smoke", "small", "paper")
 PRECISIONS = ("auto", "fp32", "bf16")
+DataKind = Literal[DATA_KINDS]  # type: ignore[valid-type]
+Optimizer = Literal[OPTIMIZERS]  # type: ignore[valid-type]
+Schedule = Literal[SCHEDULES]  # type: ignore[valid-type]
+Preset = Literal[PRESET_NAMES]  # type: ignore[valid-type]
+Precision = Literal[PRECISIONS]  # type: ignore[valid-type]
 # A run name becomes a directory name: no separators, no leading dot, so `--run ../../x` cannot
 # leave the output directory.
 RUN_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.+=-]{0,199}$"
 
+MAX_SPEC = 500  # characters of an activation spec
 PositiveInt = Annotated[StrictInt, Field(ge=1)]
 NonNegInt = Annotated[StrictInt, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -48,11 +67,14 @@ class ConfigError(ValueError):
     """A training configuration that cannot run; raised before any model, data or compute."""
 
 
-def describe(exc: ValidationError, prefix: str = "") -> str:
-    """One line per pydantic error: `field: what is accepted, got VALUE`."""
+def describe(exc: ValidationError, prefix: str = "", *, flags: bool = False) -> str:
+    """One line per pydantic error: `field: what is accepted, got VALUE`; with `flags`, the
+    field's command-line flag follows its name (`d_in (--d-in): ...`)."""
     lines = []
     for err in exc.errors():
         loc = ".".join(str(part) for part in err["loc"])
+        if flags and err["loc"]:
+            loc = f"{loc} (--{str(err['loc'][0]).replace('_', '-')})"
         msg = err["msg"].removeprefix("Value error, ")
         if msg[1:2].islower():  # "Input should ..." reads on after a colon; "GPTNano..." not
             msg = msg[:1].lower() + msg[1:]
@@ -92,45 +114,81 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    arch: Arch = "mlp"
-    activation: str = Field("relu", min_length=1, max_length=500)
-    data: Literal["real", "synthetic", "fineweb"] = "real"
-    preset: Literal["smoke", "small", "paper"] = "small"
-    steps: PositiveInt | None = None
-    batch_size: PositiveInt | None = None
-    lr: PositiveFloat | None = None
-    adam_lr: PositiveFloat | None = None
-    optimizer: Literal["sgd", "adamw", "muon"] | None = None
-    momentum: UnitOpen = 0.9
-    betas: tuple[UnitOpen, UnitOpen] = (0.9, 0.95)
-    weight_decay: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
-    warmup: NonNegInt | None = None
-    schedule: Literal["constant", "cosine", "linear", "wsd"] | None = None
-    decay_frac: Fraction | None = None
-    min_lr_frac: Fraction = 0.0
-    seed: Annotated[StrictInt, Field(ge=0, le=MAX_SEED)] = 0
-    device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")] = "auto"
-    out: Annotated[str, Field(min_length=1)] | None = None
-    run: Annotated[str, Field(pattern=RUN_NAME)] | None = None
-    log_every_early: PositiveInt = 1
-    early_steps: NonNegInt = 300
-    log_every_late: PositiveInt = 25
-    eval_every: NonNegInt = 0
-    eval_batches: PositiveInt = 8
-    progress: bool = True
+    arch: Arch = Field("mlp", description="architecture")
+    activation: ActivationField = Field(
+        "relu",
+        validate_default=True,
+        description="registry name, family:k=v, or NAME=EXPR in x",
+    )
+    data: DataKind = Field("real", description="what the task reads")
+    preset: Preset = Field("small", description="sizes and optimiser settings of the arch")
+    steps: PositiveInt | None = Field(None, description="optimiser steps (default: preset)")
+    batch_size: PositiveInt | None = Field(
+        None, description="global batch per step (default: preset)"
+    )
+    lr: PositiveFloat | None = Field(None, description="learning rate (default: preset)")
+    adam_lr: PositiveFloat | None = Field(
+        None, description="AdamW lr for non-matrix params under muon (default: preset, else lr)"
+    )
+    optimizer: Optimizer | None = Field(
+        None, description="the optimiser (default: preset, else adamw)"
+    )
+    momentum: UnitOpen = Field(0.9, description="sgd momentum")
+    betas: tuple[UnitOpen, UnitOpen] = Field(
+        (0.9, 0.95), description="AdamW betas as B1,B2 (a preset may set them)"
+    )
+    weight_decay: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
+        0.0, description="weight decay (a preset may set it)"
+    )
+    warmup: NonNegInt | None = Field(
+        None, description="linear warmup steps, at most --steps (default: preset, else 0)"
+    )
+    schedule: Schedule | None = Field(
+        None, description="lr after warmup (default: preset, else constant)"
+    )
+    decay_frac: Fraction | None = Field(
+        None, description="wsd: fraction of steps decaying (default: preset, else 0.3)"
+    )
+    min_lr_frac: Fraction = Field(0.0, description="where the decay ends, as a fraction of lr")
+    seed: Annotated[StrictInt, Field(ge=0, le=MAX_SEED)] = Field(0, description="0 .. 2**63-1")
+    device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")] = Field(
+        "auto", description="auto | cpu | cuda[:N]"
+    )
+    out: Annotated[str, Field(min_length=1)] | None = Field(
+        None, description="output directory (default results/train/RUN)"
+    )
+    run: Annotated[str, Field(pattern=RUN_NAME)] | None = Field(
+        None, description="run name: letters, digits, _.+=- (default arch-act-data-sSEED)"
+    )
+    log_every_early: PositiveInt = Field(1, description="steps between records early")
+    early_steps: NonNegInt = Field(300, description="how long 'early' lasts, in steps")
+    log_every_late: PositiveInt = Field(25, description="steps between records later")
+    eval_every: NonNegInt = Field(0, description="validate every N steps (0: at the end only)")
+    eval_batches: PositiveInt = Field(8, description="batches per validation")
+    progress: bool = Field(True, description="a progress bar on stderr")
     model: dict[str, Any] = Field(default_factory=dict)
-    threads: Annotated[StrictInt, Field(ge=1, le=4096)] | None = None
-    checkpoint_every: NonNegInt = 0
-    grad_accum: PositiveInt = 1
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    compile: bool = False
-    overwrite: bool = False
+    threads: Annotated[StrictInt, Field(ge=1, le=4096)] | None = Field(
+        None, description="torch CPU threads (default torch's; recorded)"
+    )
+    checkpoint_every: NonNegInt = Field(0, description="steps between checkpoints (0: none)")
+    grad_accum: PositiveInt = Field(1, description="micro-batches per step and process")
+    precision: Precision = Field("auto", description="auto is bf16 on CUDA, fp32 on CPU")
+    compile: bool = Field(False, description="torch.compile the model")
+    overwrite: bool = Field(False, description="replace a different run in --out")
 
     def __init__(self, **data: Any) -> None:
         try:
             super().__init__(**data)
         except ValidationError as exc:
             raise ConfigError(describe(exc)) from None
+
+    @field_validator("activation", mode="before")
+    @classmethod
+    def _spec_length(cls, value: Any) -> Any:
+        # An expression is parsed by sympy: a bound on its length keeps that cheap.
+        if isinstance(value, str) and len(value) > MAX_SPEC:
+            raise ValueError(f"expected a spec of at most {MAX_SPEC} characters, got {len(value)}")
+        return value
 
     def __setattr__(self, name: str, value: Any) -> None:
         try:
@@ -233,25 +291,19 @@ def describe_keys(arch_name: str) -> list[tuple[str, str, Any, dict[str, Any]]]:
 
 def _run_name(cfg: TrainConfig) -> str:
     """The default run name, from the one run-name function every entry point uses."""
-    return run_name(cfg.arch, activation_slug(cfg.activation), cfg.data, seed=cfg.seed)
+    return run_name(cfg.arch, activation_slug(cfg.activation.spec), cfg.data, seed=cfg.seed)
 
 
-def resolve(cfg: TrainConfig) -> Plan:
-    """Apply the preset, resolve activation, model config, device and output directory.
-
-    Pure checks, no compute and nothing written: every ConfigError is raised here.
-    """
-    from empirics.activations import RegistryError, make_activation
-    from empirics.outputs import resolve_device
-
-    arch = get_arch(cfg.arch)
-    preset = dict(arch.PRESETS.get(cfg.preset, {}))
-    details = dict(getattr(arch, "OPTIMIZER_DETAILS", {}).get(cfg.preset, {}))
+def _split_preset(
+    cfg: TrainConfig, arch: types.ModuleType
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The preset's values as (model Config fields, TrainConfig fields); an unknown key or a
+    model key the architecture lacks is a ConfigError."""
     fields = model_fields(cfg.arch)
     train_keys = set(TrainConfig.model_fields)
     model_kwargs: dict[str, Any] = {}
     merged: dict[str, Any] = {}
-    for key, value in preset.items():
+    for key, value in arch.PRESETS.get(cfg.preset, {}).items():
         if key in fields:
             model_kwargs[key] = value
         elif key in train_keys:
@@ -265,19 +317,29 @@ def resolve(cfg: TrainConfig) -> Plan:
         raise ConfigError(
             f"unknown model key(s) {', '.join(unknown)} for {cfg.arch}; valid: {', '.join(fields)}"
         )
+    return model_kwargs, merged
+
+
+def _model_config(cfg: TrainConfig, arch: types.ModuleType, model_kwargs: dict[str, Any]) -> Any:
+    """The architecture's Config: preset values, then `cfg.model`, then the activation (its
+    torch function built once here, so an expression torch cannot evaluate is refused)."""
+    from empirics.activations import RegistryError, make_activation
+
     try:
-        make_activation(cfg.activation)  # registers NAME=EXPR, lists valid names otherwise
+        make_activation(cfg.activation.spec)
     except RegistryError as exc:
         raise ConfigError(f"activation: {exc}") from None
-    model_kwargs.update(cfg.model)
-    model_kwargs["activation"] = cfg.activation
+    kwargs = {**model_kwargs, **cfg.model, "activation": cfg.activation.spec}
     try:
-        model_cfg = TypeAdapter(arch.Config).validate_python(model_kwargs)
+        return TypeAdapter(arch.Config).validate_python(kwargs)
     except ValidationError as exc:
         raise ConfigError(describe(exc, prefix=f"{cfg.arch} config")) from None
     except (TypeError, ValueError) as exc:  # a Config check outside pydantic's wrapping
         raise ConfigError(f"{cfg.arch} config: {exc}") from None
-    # The data kind against the model's data options, as the architecture's task sees them.
+
+
+def _task(cfg: TrainConfig, arch: types.ModuleType, model_cfg: Any) -> types.ModuleType:
+    """The architecture's task, once the data kind is one it reads (and is installed)."""
     task = get_task(arch.TASK)
     if cfg.data not in task.DATA_KINDS:
         *most, last = task.DATA_KINDS
@@ -287,14 +349,20 @@ def resolve(cfg: TrainConfig) -> Plan:
         task.check_data(cfg.data, model_cfg)
     except ValueError as exc:
         raise ConfigError(f"data: {exc}") from None
+    return task
 
+
+def _training_fields(
+    cfg: TrainConfig, arch: types.ModuleType, merged: dict[str, Any]
+) -> dict[str, Any]:
+    """The preset's training fields with its optimiser details, the caller's fields over them,
+    and the fallbacks for what neither sets; the warmup must fit in the run."""
     # The optimiser details a preset cannot say with the common keys.
-    if "adam_lr" in details:
-        merged["adam_lr"] = details["adam_lr"]
-    if "adam_betas" in details:
-        merged["betas"] = tuple(details["adam_betas"])
-    if "weight_decay" in details:
-        merged["weight_decay"] = details["weight_decay"]
+    details = dict(getattr(arch, "OPTIMIZER_DETAILS", {}).get(cfg.preset, {}))
+    renamed = {"adam_lr": "adam_lr", "adam_betas": "betas", "weight_decay": "weight_decay"}
+    for key, name in renamed.items():
+        if key in details:
+            merged[name] = tuple(details[key]) if name == "betas" else details[key]
     given = cfg.given()
     merged.update(given)
     for name in ("steps", "batch_size", "lr"):
@@ -307,19 +375,31 @@ def resolve(cfg: TrainConfig) -> Plan:
         merged["schedule"] = "wsd"
         if "decay_frac" not in given:
             merged["decay_frac"] = min(float(details["warmdown"]) / steps, 1.0)
-    for key, default in (("optimizer", "adamw"), ("warmup", 0), ("schedule", "constant")):
+    fallbacks = {"optimizer": "adamw", "warmup": 0, "schedule": "constant", "decay_frac": 0.3}
+    for key, default in (*fallbacks.items(), ("adam_lr", merged["lr"])):
         if merged.get(key) is None:
             merged[key] = default
-    if merged.get("decay_frac") is None:
-        merged["decay_frac"] = 0.3
-    if merged.get("adam_lr") is None:
-        merged["adam_lr"] = merged["lr"]
     if merged["warmup"] > steps:
         source = "set" if "warmup" in given else f"the {cfg.preset!r} preset's"
         raise ConfigError(
             f"warmup: {merged['warmup']} ({source}) exceeds steps={steps}, so the run would never "
             f"reach lr; accepted: 0 <= warmup <= steps (pass --warmup)"
         )
+    return merged
+
+
+def resolve(cfg: TrainConfig) -> Plan:
+    """Apply the preset, resolve activation, model config, device and output directory.
+
+    Pure checks, no compute and nothing written: every ConfigError is raised here.
+    """
+    from empirics.outputs import resolve_device
+
+    arch = get_arch(cfg.arch)
+    model_kwargs, merged = _split_preset(cfg, arch)
+    model_cfg = _model_config(cfg, arch, model_kwargs)
+    task = _task(cfg, arch, model_cfg)
+    merged = _training_fields(cfg, arch, merged)
     try:
         merged["device"] = resolve_device(cfg.device)
     except ValueError as exc:
@@ -328,7 +408,8 @@ def resolve(cfg: TrainConfig) -> Plan:
     merged["out"] = cfg.out or str(Path("results") / "train" / merged["run"])
     merged["model"] = {k: getattr(model_cfg, k) for k in cfg.model}
     resolved = TrainConfig(**merged)  # re-checks the preset's values too
-    return Plan(cfg=resolved, arch=arch, task=task, model_cfg=model_cfg, given=tuple(sorted(given)))
+    given = tuple(sorted(cfg.given()))
+    return Plan(cfg=resolved, arch=arch, task=task, model_cfg=model_cfg, given=given)
 
 
 # -------------------------------------------------------------------- output directory checks

@@ -17,19 +17,18 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from empirics.cli import EXIT_FAILED, EXIT_OK, list_activations
+from empirics.cli import EXIT_FAILED, EXIT_OK, add_config_flags, config_kwargs, list_activations
 from empirics.data import DataUnavailable
 from empirics.models import ARCHS
 from empirics.outputs import RecordWriter, atomic_write_json, provenance
 from empirics.train.config import (
-    OPTIMIZERS,
-    PRESET_NAMES,
     RUN_FILES,
-    SCHEDULES,
     ConfigError,
+    MemoryEstimate,
     Plan,
     TrainConfig,
     check_memory,
@@ -37,10 +36,11 @@ from empirics.train.config import (
     parse_sets,
     resolve,
 )
-from empirics.train.optim import build_optimizers, lr_multiplier, make_optimizers, schedulers
+from empirics.train.optim import build_optimizers, schedulers
 from empirics.train.runtime import (
     CHECKPOINT,
     BatchStream,
+    Dist,
     Interrupted,
     RunSummary,
     StopFlag,
@@ -51,24 +51,6 @@ from empirics.train.runtime import (
     split_batch,
     start_mode,
 )
-
-__all__ = [
-    "CHECKPOINT",
-    "OPTIMIZERS",
-    "ConfigError",
-    "Interrupted",
-    "Plan",
-    "StopFlag",
-    "TrainConfig",
-    "TrainingDiverged",
-    "build_optimizers",
-    "lr_multiplier",
-    "main",
-    "make_optimizers",
-    "parse_sets",
-    "plan",
-    "train",
-]
 
 # Seed offsets of the train and validation data streams (fixed: part of what a seed means).
 DATA_SEED, VAL_SEED = 1_000_003, 2_000_003
@@ -95,7 +77,7 @@ def _write_summary(p: Plan, status: str, t0: float, summary: RunSummary, **extra
         "run": cfg.run,
         "status": status,
         "arch": cfg.arch,
-        "activation": cfg.activation,
+        "activation": cfg.activation.spec,
         "data": cfg.data,
         "seed": cfg.seed,
         "steps": cfg.steps,
@@ -107,16 +89,57 @@ def _write_summary(p: Plan, status: str, t0: float, summary: RunSummary, **extra
     atomic_write_json(p.out / "summary.json", body)
 
 
-# ------------------------------------------------------------------------------- the loop
+# ------------------------------------------------------------------------------- set-up
 
 
-def train(cfg: TrainConfig, *, stop: StopFlag | None = None) -> Path:
-    """Train one run; returns its output directory (records.csv, config.json, summary.json).
+@dataclass
+class Run:
+    """One run in progress: its plan and process, the objects its steps use, and what the
+    steps have produced so far (`step`, `last_loss`, `val_metrics`, `status`, `extra`)."""
 
-    Every ConfigError (bad field, output directory, memory) is raised before anything is
-    written or allocated. Under torchrun every process calls this; rank 0 alone writes. `stop`
-    (set by a signal handler, see `main`) ends the run at the next step boundary.
-    """
+    p: Plan
+    dist: Dist
+    device: str
+    raw: Any  # the model itself: metrics hooks, optimisers, checkpoints and evaluation
+    model: Any  # what the steps call: `raw`, compiled and/or wrapped for torchrun
+    tracker: Any
+    opts: list[Any]
+    scheds: list[Any]
+    batches: BatchStream
+    state: TrainState
+    writer: RecordWriter | None = None
+    bar: Any = None
+    t0: float = 0.0
+    start: int = 0
+    step: int = 0
+    last_loss: float = math.nan
+    val_metrics: dict[str, float] = field(default_factory=dict)
+    status: str = "running"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def lead(self) -> bool:
+        return self.dist.lead
+
+    @property
+    def summary(self) -> RunSummary:
+        return self.state.summary
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.p.out / CHECKPOINT
+
+    def autocast(self) -> Any:
+        import torch
+
+        cfg, cuda = self.p.cfg, self.device.startswith("cuda")
+        bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and cuda)
+        return torch.autocast("cuda" if cuda else "cpu", dtype=torch.bfloat16, enabled=bf16)
+
+
+def _prepare(cfg: TrainConfig) -> tuple[Plan, Dist, str, MemoryEstimate]:
+    """Every check before anything is written or allocated: (plan, processes, 'fresh' or
+    'resume', memory estimate); ConfigError otherwise."""
     p = resolve(cfg)
     cfg = p.cfg
     dist = dist_from_env()
@@ -127,17 +150,18 @@ def train(cfg: TrainConfig, *, stop: StopFlag | None = None) -> Path:
             f"{dist.world * cfg.grad_accum}"
         )
     mode = start_mode(p)
-    estimate = check_memory(p, dist.world)
+    return p, dist, mode, check_memory(p, dist.world)
 
+
+def _start_process(p: Plan, dist: Dist, estimate: MemoryEstimate) -> tuple[str, dict[str, Any]]:
+    """Join the processes and set torch's threads: (this process's device, runtime record)."""
     import torch
 
-    from empirics.train.metrics import MODEL_LAYER, MetricsTracker
-
+    cfg = p.cfg
     device = dist.start(cfg.device)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    lead = dist.lead
-    if cfg.preset == "paper" and device == "cpu" and lead:
+    if cfg.preset == "paper" and device == "cpu" and dist.lead:
         print(
             f"warning: the paper preset of {cfg.arch} is sized for a GPU ({estimate.params:,} "
             f"parameters, {cfg.steps} steps); on this CPU it will take very long",
@@ -150,46 +174,48 @@ def train(cfg: TrainConfig, *, stop: StopFlag | None = None) -> Path:
         "micro_batch": cfg.batch_size // (dist.world * cfg.grad_accum),
         "memory_estimate_bytes": estimate.total,
     }
-    if lead and mode == "fresh":
-        try:
-            p.out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:  # e.g. under /proc, or a read-only mount os.access cannot see
-            raise ConfigError(
-                f"out: cannot create {str(p.out)!r} ({exc.strerror or exc}); choose another --out"
-            ) from None
-        # A run starts clean: files of an earlier attempt must not sit beside the new ones.
-        for name in RUN_FILES:
-            (p.out / name).unlink(missing_ok=True)
-        config_body = {
-            "train": cfg.model_dump(mode="json"),
-            "given": list(p.given),
-            "identity": cfg.identity(),
-            "model": dataclasses.asdict(p.model_cfg),
-            "runtime": runtime,
-            "provenance": provenance(device),
-        }
-        atomic_write_json(p.out / "config.json", config_body)
-    dist.barrier()
+    return device, runtime
 
-    t0 = time.perf_counter()
+
+def _start_output(p: Plan, device: str, runtime: dict[str, Any]) -> None:
+    """A fresh run's directory: created, files of an earlier attempt removed, config.json."""
+    try:
+        p.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. under /proc, or a read-only mount os.access cannot see
+        raise ConfigError(
+            f"out: cannot create {str(p.out)!r} ({exc.strerror or exc}); choose another --out"
+        ) from None
+    # A run starts clean: files of an earlier attempt must not sit beside the new ones.
+    for name in RUN_FILES:
+        (p.out / name).unlink(missing_ok=True)
+    config_body = {
+        "train": p.cfg.model_dump(mode="json"),
+        "given": list(p.given),
+        "identity": p.cfg.identity(),
+        "model": dataclasses.asdict(p.model_cfg),
+        "runtime": runtime,
+        "provenance": provenance(device),
+    }
+    atomic_write_json(p.out / "config.json", config_body)
+
+
+def _build(p: Plan, dist: Dist, device: str) -> Run:
+    """Model (seeded), metric hooks, optimisers, schedules and the training batches."""
+    import torch
+
+    from empirics.train.metrics import MetricsTracker
+
+    cfg = p.cfg
     summary = RunSummary()
     seed_everything(cfg.seed)
     raw = p.arch.Model(p.model_cfg).to(device)
     raw.train()
     tracker = MetricsTracker(raw)  # hooks first: torch.compile keeps hooks registered before it
     summary.feeds = dict(tracker.feeds)
-    model: Any = raw
-    if cfg.compile:
-        model = torch.compile(model)
+    model: Any = torch.compile(raw) if cfg.compile else raw
     model = dist.wrap(model, device)
     opts = build_optimizers(raw, p)
     scheds = schedulers(opts, p)
-    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.startswith("cuda"))
-    device_type = "cuda" if device.startswith("cuda") else "cpu"
-
-    def autocast() -> Any:
-        return torch.autocast(device_type, dtype=torch.bfloat16, enabled=use_bf16)
-
     data_gen = torch.Generator().manual_seed((cfg.seed + DATA_SEED) % 2**63)
     batches = BatchStream(
         lambda: p.task.make_data(
@@ -202,194 +228,299 @@ def train(cfg: TrainConfig, *, stop: StopFlag | None = None) -> Path:
         ),
         data_gen,
     )
-
-    def evaluate() -> dict[str, float]:
-        val_gen = torch.Generator().manual_seed((cfg.seed + VAL_SEED) % 2**63)
-        val = p.task.make_data(
-            cfg.data,
-            p.model_cfg,
-            split="val",
-            batch_size=cfg.batch_size,
-            generator=val_gen,
-            device=device,
-        )
-        limited = (b for _, b in zip(range(cfg.eval_batches), val, strict=False))
-        with autocast():
-            return {k: float(v) for k, v in p.task.evaluate(raw, limited).items()}
-
-    start, resumed_from = 0, None
-    last_loss, val_metrics = math.nan, {}
-    ckpt_path = p.out / CHECKPOINT
     state = TrainState(raw, opts, scheds, batches, summary)
-    if mode == "resume":
-        point = state.load(ckpt_path, device)
-        start = resumed_from = point.step
-        last_loss, val_metrics = point.last_loss, point.val
-        if lead:
-            with open(p.out / "records.csv", "r+b") as fh:
-                fh.truncate(point.records_bytes)  # rows after the checkpoint go
-            print(f"{cfg.run}: resuming from step {start} ({ckpt_path})", file=sys.stderr)
+    return Run(p, dist, device, raw, model, tracker, opts, scheds, batches, state)
 
-    writer = RecordWriter(p.out / "records.csv", cfg.run, append=mode == "resume") if lead else None
 
-    def checkpoint(next_step: int) -> None:
-        if lead:
-            state.save(
-                ckpt_path,
-                step=next_step,
-                identity=cfg.identity(),
-                records_bytes=writer.size(),  # type: ignore[union-attr]
-                last_loss=last_loss,
-                val=val_metrics,
-            )
+def _resume(run: Run) -> None:
+    """Restore the checkpoint's objects and cut records.csv back to the checkpoint's step."""
+    point = run.state.load(run.ckpt_path, run.device)
+    run.start = run.step = point.step
+    run.extra["resumed_from"] = point.step
+    run.last_loss, run.val_metrics = point.last_loss, point.val
+    if run.lead:
+        with open(run.p.out / "records.csv", "r+b") as fh:
+            fh.truncate(point.records_bytes)  # rows after the checkpoint go
+        print(
+            f"{run.p.cfg.run}: resuming from step {point.step} ({run.ckpt_path})", file=sys.stderr
+        )
 
+
+def _set_up(cfg: TrainConfig) -> Run:
+    """Checks, then config.json, model, optimisers, data and (resuming) the checkpoint, the
+    records writer, a `running` summary.json and the progress bar."""
     from tqdm.auto import tqdm
 
-    status = "running"
-    extra: dict[str, Any] = {"resumed_from": resumed_from} if resumed_from is not None else {}
-    if lead:
-        _write_summary(p, status, t0, summary, **extra)
-    bar = tqdm(
-        range(start, cfg.steps),
+    p, dist, mode, estimate = _prepare(cfg)
+    cfg = p.cfg
+    device, runtime = _start_process(p, dist, estimate)
+    if dist.lead and mode == "fresh":
+        _start_output(p, device, runtime)
+    dist.barrier()
+    t0 = time.perf_counter()
+    run = _build(p, dist, device)
+    run.t0 = t0
+    if mode == "resume":
+        _resume(run)
+    if run.lead:
+        run.writer = RecordWriter(p.out / "records.csv", cfg.run, append=mode == "resume")
+        _write_summary(p, run.status, t0, run.summary, **run.extra)
+    run.bar = tqdm(
+        range(run.start, cfg.steps),
         desc=cfg.run,
-        disable=not (cfg.progress and lead),
+        disable=not (cfg.progress and run.lead),
         leave=False,
-        initial=start,
+        initial=run.start,
         total=cfg.steps,
     )
-    parts = dist.world * cfg.grad_accum
+    return run
+
+
+# ------------------------------------------------------------------------------- one step
+
+
+def _evaluate(run: Run) -> dict[str, float]:
+    """Validation metrics of the model as it is now, on `eval_batches` fixed batches."""
+    import torch
+
+    cfg, p = run.p.cfg, run.p
+    val_gen = torch.Generator().manual_seed((cfg.seed + VAL_SEED) % 2**63)
+    val = p.task.make_data(
+        cfg.data,
+        p.model_cfg,
+        split="val",
+        batch_size=cfg.batch_size,
+        generator=val_gen,
+        device=run.device,
+    )
+    limited = (b for _, b in zip(range(cfg.eval_batches), val, strict=False))
+    with run.autocast():
+        return {k: float(v) for k, v in p.task.evaluate(run.raw, limited).items()}
+
+
+def _forward_backward(run: Run, batch: Any, log: bool) -> dict[str, Any]:
+    """This process's micro-batches of one step, forward and backward: the step's mean loss
+    (a tensor) and mean batch metrics."""
+    cfg, dist = run.p.cfg, run.dist
+    if dist.world * cfg.grad_accum == 1:
+        micro = [batch]
+    else:  # this process's share of the global batch, grad_accum micro-batches
+        shards = split_batch(batch, dist.world * cfg.grad_accum)
+        micro = shards[dist.rank * cfg.grad_accum : (dist.rank + 1) * cfg.grad_accum]
+    totals: dict[str, Any] = {}
+    with run.tracker.collect() if log else contextlib.nullcontext():
+        for j, mb in enumerate(micro):
+            sync = j == len(micro) - 1 or not dist.active
+            with contextlib.nullcontext() if sync else run.model.no_sync():
+                with run.autocast():
+                    loss, batch_metrics = run.p.task.loss_and_metrics(run.model, mb)
+                # Equal micro-batches: the step's loss is their mean, so each backward
+                # takes 1/grad_accum of its own (DDP averages over processes).
+                (loss / len(micro) if len(micro) > 1 else loss).backward()
+            totals["loss"] = totals.get("loss", 0.0) + loss.detach().float() / len(micro)
+            for metric, value in batch_metrics.items():
+                if metric != "loss":
+                    totals[metric] = totals.get(metric, 0.0) + float(value) / len(micro)
+    return totals
+
+
+def _combine(run: Run, totals: dict[str, Any], stop: StopFlag | None) -> tuple[dict, bool]:
+    """The step's metrics averaged over the processes, and whether any process was asked to
+    stop (so that all stop at the same step)."""
+    import torch
+
+    dist = run.dist
+    flag = 0.0 if stop is None or stop.signum is None else 1.0
+    scalars = torch.stack(
+        [torch.as_tensor(v, dtype=torch.float64).cpu() for v in totals.values()]
+        + [torch.tensor(flag, dtype=torch.float64)]
+    )
+    if dist.active:
+        scalars = dist.reduce(scalars.to(run.device), "sum").cpu()
+        scalars[:-1] /= dist.world
+    values = dict(zip(totals, scalars[:-1].tolist(), strict=True))
+    return values, bool(scalars[-1] > 0)
+
+
+def _measure(run: Run, values: dict[str, float], log: bool) -> dict[tuple[str, str], float]:
+    """The step's rows: per-layer metrics on a log step, then loss, lr and batch metrics."""
+    from empirics.train.metrics import MODEL_LAYER
+
+    dist, tracker = run.dist, run.tracker
 
     def reduce(t: Any, op: str) -> Any:
-        return dist.reduce(t.to(device), op).cpu()
+        return dist.reduce(t.to(run.device), op).cpu()
 
-    step = start
-    try:
-        for step in bar:
-            batch = next(batches)
-            log = is_log_step(step, p)
-            if parts == 1:
-                micro = [batch]
-            else:  # this process's share of the global batch, grad_accum micro-batches
-                shards = split_batch(batch, parts)
-                micro = shards[dist.rank * cfg.grad_accum : (dist.rank + 1) * cfg.grad_accum]
-            totals: dict[str, Any] = {}
-            with tracker.collect() if log else contextlib.nullcontext():
-                for j, mb in enumerate(micro):
-                    sync = j == len(micro) - 1 or not dist.active
-                    with contextlib.nullcontext() if sync else model.no_sync():
-                        with autocast():
-                            loss, batch_metrics = p.task.loss_and_metrics(model, mb)
-                        # Equal micro-batches: the step's loss is their mean, so each backward
-                        # takes 1/grad_accum of its own (DDP averages over processes).
-                        (loss / len(micro) if len(micro) > 1 else loss).backward()
-                    totals["loss"] = totals.get("loss", 0.0) + loss.detach().float() / len(micro)
-                    for metric, value in batch_metrics.items():
-                        if metric != "loss":
-                            totals[metric] = totals.get(metric, 0.0) + float(value) / len(micro)
-            flag = 0.0 if stop is None or stop.signum is None else 1.0
-            scalars = torch.stack(
-                [torch.as_tensor(v, dtype=torch.float64).cpu() for v in totals.values()]
-                + [torch.tensor(flag, dtype=torch.float64)]
-            )
-            if dist.active:
-                scalars = dist.reduce(scalars.to(device), "sum").cpu()
-                scalars[:-1] /= dist.world
-            values = dict(zip(totals, scalars[:-1].tolist(), strict=True))
-            stopping = bool(scalars[-1] > 0)
-            rows: dict[tuple[str, str], float] = {}
-            if log:
-                if dist.active:
-                    tracker.reduce_across(reduce)
-                rows.update(tracker.measure())
-                # The gradient-sign probe (grad_pos/neg/mean) exists only after backward. Under
-                # torchrun each process backpropagates its own shard's mean loss, whose dl/dp
-                # is world_size times that of the global batch's mean loss: scaled back here.
-                grads = tracker.measure_grads(reduce if dist.active else None)
-                rows.update({k: v / dist.world for k, v in grads.items()})
-            last_loss = values.pop("loss")
-            rows[(MODEL_LAYER, "loss")] = last_loss
-            rows[(MODEL_LAYER, "lr")] = scheds[0].get_last_lr()[0]
-            for metric, value in values.items():
-                rows[(MODEL_LAYER, f"train_{metric}")] = value
-            if not math.isfinite(last_loss):
-                if lead:
-                    writer.write(step, rows)  # type: ignore[union-attr]
-                summary.add(step, rows)
-                status = "diverged"
-                break
-            if cfg.eval_every and step > 0 and step % cfg.eval_every == 0 and lead:
-                val_metrics = evaluate()
-                rows.update({(MODEL_LAYER, k): v for k, v in val_metrics.items()})
-            if lead:
-                writer.write(step, rows)  # type: ignore[union-attr]
-            summary.add(step, rows)
-            if log and lead:
-                bar.set_postfix(
-                    loss=f"{last_loss:.4g}", sparsity=f"{tracker.mean_sparsity(rows):.3f}"
-                )
-            for o in opts:
-                o.step()
-            for o in opts:
-                o.zero_grad(set_to_none=True)
-            for s in scheds:
-                s.step()
-            done = step + 1
-            if cfg.checkpoint_every and (done % cfg.checkpoint_every == 0 or stopping):
-                if done < cfg.steps:
-                    checkpoint(done)
-            if stopping:
-                raise Interrupted(stop.signum if stop and stop.signum else signal.SIGTERM, done)
-        else:
-            status = "completed"
-    except KeyboardInterrupt as exc:
-        status = "interrupted"
-        where = exc.step if isinstance(exc, Interrupted) and exc.step >= 0 else step
-        extra["message"] = f"interrupted at step {where}" + (
-            f" by {signal.Signals(exc.signum).name}" if isinstance(exc, Interrupted) else ""
+    rows: dict[tuple[str, str], float] = {}
+    if log:
+        if dist.active:
+            tracker.reduce_across(reduce)
+        rows.update(tracker.measure())
+        # The gradient-sign probe (grad_pos/neg/mean) exists only after backward. Under
+        # torchrun each process backpropagates its own shard's mean loss, whose dl/dp
+        # is world_size times that of the global batch's mean loss: scaled back here.
+        grads = tracker.measure_grads(reduce if dist.active else None)
+        rows.update({k: v / dist.world for k, v in grads.items()})
+    run.last_loss = values.pop("loss")
+    rows[(MODEL_LAYER, "loss")] = run.last_loss
+    rows[(MODEL_LAYER, "lr")] = run.scheds[0].get_last_lr()[0]
+    for metric, value in values.items():
+        rows[(MODEL_LAYER, f"train_{metric}")] = value
+    return rows
+
+
+def _record(run: Run, step: int, rows: dict[tuple[str, str], float]) -> None:
+    if run.writer is not None:
+        run.writer.write(step, rows)
+    run.summary.add(step, rows)
+
+
+def _update(run: Run, done: int, stopping: bool, stop: StopFlag | None) -> None:
+    """Optimiser and schedule steps; a checkpoint when one is due (or the run is stopping,
+    then Interrupted). `done` is the number of steps completed."""
+    for o in run.opts:
+        o.step()
+    for o in run.opts:
+        o.zero_grad(set_to_none=True)
+    for s in run.scheds:
+        s.step()
+    cfg = run.p.cfg
+    due = cfg.checkpoint_every and (done % cfg.checkpoint_every == 0 or stopping)
+    if due and done < cfg.steps and run.lead:
+        run.state.save(
+            run.ckpt_path,
+            step=done,
+            identity=cfg.identity(),
+            records_bytes=run.writer.size(),  # type: ignore[union-attr]
+            last_loss=run.last_loss,
+            val=run.val_metrics,
         )
-        if cfg.checkpoint_every and ckpt_path.exists():
-            extra["message"] += "; rerun the same command to resume from its checkpoint"
-        raise
+    if stopping:
+        raise Interrupted(stop.signum if stop and stop.signum else signal.SIGTERM, done)
+
+
+def _run_steps(run: Run, stop: StopFlag | None) -> None:
+    """Steps from `run.start` to the end; `run.status` becomes completed or diverged."""
+    from empirics.train.metrics import MODEL_LAYER
+
+    cfg = run.p.cfg
+    for step in run.bar:
+        run.step = step
+        log = is_log_step(step, run.p)
+        totals = _forward_backward(run, next(run.batches), log)
+        values, stopping = _combine(run, totals, stop)
+        rows = _measure(run, values, log)
+        if not math.isfinite(run.last_loss):
+            _record(run, step, rows)
+            run.status = "diverged"
+            return
+        if cfg.eval_every and step > 0 and step % cfg.eval_every == 0 and run.lead:
+            run.val_metrics = _evaluate(run)
+            rows.update({(MODEL_LAYER, k): v for k, v in run.val_metrics.items()})
+        _record(run, step, rows)
+        if log and run.lead:
+            sparsity = run.tracker.mean_sparsity(rows)
+            run.bar.set_postfix(loss=f"{run.last_loss:.4g}", sparsity=f"{sparsity:.3f}")
+        _update(run, step + 1, stopping, stop)
+    run.status = "completed"
+
+
+# ------------------------------------------------------------------------------- finish
+
+
+def _stopped(run: Run, exc: BaseException) -> None:
+    """Status and message of a run an exception ends (the exception goes on)."""
+    if not isinstance(exc, KeyboardInterrupt):
+        run.status = "failed"
+        run.extra["message"] = f"{type(exc).__name__}: {exc}"
+        return
+    run.status = "interrupted"
+    stopped = isinstance(exc, Interrupted)
+    where = exc.step if stopped and exc.step >= 0 else run.step
+    run.extra["message"] = f"interrupted at step {where}" + (
+        f" by {signal.Signals(exc.signum).name}" if stopped else ""
+    )
+    if run.p.cfg.checkpoint_every and run.ckpt_path.exists():
+        run.extra["message"] += "; rerun the same command to resume from its checkpoint"
+
+
+def _close_unfinished(run: Run) -> None:
+    """A run that did not complete keeps its records and says why in summary.json."""
+    if run.writer is not None:
+        run.writer.close()
+    if run.lead:
+        if run.status == "diverged":
+            run.extra["message"] = (
+                f"loss became {run.last_loss} at step {run.step}; records up to it are kept"
+            )
+        _write_summary(
+            run.p, run.status, run.t0, run.summary, final_loss=run.last_loss, **run.extra
+        )
+    run.dist.finish()
+
+
+def _finish(run: Run) -> None:
+    """A completed run: validation after the last update (logged at step = steps, the trained
+    model), the final summary, and its checkpoint removed (nothing left to resume)."""
+    from empirics.train.metrics import MODEL_LAYER
+
+    p = run.p
+    if run.writer is not None:  # the lead process
+        val_metrics = _evaluate(run)
+        run.writer.write(p.cfg.steps, {(MODEL_LAYER, k): v for k, v in val_metrics.items()})
+        run.writer.close()
+        _write_summary(
+            p,
+            run.status,
+            run.t0,
+            run.summary,
+            final_loss=run.last_loss,
+            val=val_metrics,
+            **run.extra,
+        )
+        run.ckpt_path.unlink(missing_ok=True)
+    run.dist.finish()
+
+
+def train(cfg: TrainConfig, *, stop: StopFlag | None = None) -> Path:
+    """Train one run; returns its output directory (records.csv, config.json, summary.json).
+
+    Every ConfigError (bad field, output directory, memory) is raised before anything is
+    written or allocated. Under torchrun every process calls this; rank 0 alone writes. `stop`
+    (set by a signal handler, see `main`) ends the run at the next step boundary.
+    """
+    run = _set_up(cfg)
+    try:
+        _run_steps(run, stop)
     except BaseException as exc:
-        status = "failed"
-        extra["message"] = f"{type(exc).__name__}: {exc}"
+        _stopped(run, exc)
         raise
     finally:
-        bar.close()
-        tracker.remove()
-        if status != "completed":
-            if writer is not None:
-                writer.close()
-            if lead:
-                if status == "diverged":
-                    extra["message"] = (
-                        f"loss became {last_loss} at step {step}; records up to it are kept"
-                    )
-                _write_summary(p, status, t0, summary, final_loss=last_loss, **extra)
-            dist.finish()
-
-    if status == "diverged":
+        run.bar.close()
+        run.tracker.remove()
+        if run.status != "completed":
+            _close_unfinished(run)
+    if run.status == "diverged":
         raise TrainingDiverged(
-            f"{cfg.run}: loss became {last_loss} at step {step}; stopped. The records logged so "
-            f"far are in {p.out / 'records.csv'}; lower lr ({cfg.lr}) or add warmup."
+            f"{run.p.cfg.run}: loss became {run.last_loss} at step {run.step}; stopped. The "
+            f"records logged so far are in {run.p.out / 'records.csv'}; lower lr "
+            f"({run.p.cfg.lr}) or add warmup."
         )
-    if lead:
-        # Validation after the last update; logged at step = steps (the trained model).
-        val_metrics = evaluate()
-        writer.write(cfg.steps, {(MODEL_LAYER, k): v for k, v in val_metrics.items()})  # type: ignore[union-attr]
-        writer.close()  # type: ignore[union-attr]
-        _write_summary(p, status, t0, summary, final_loss=last_loss, val=val_metrics, **extra)
-        ckpt_path.unlink(missing_ok=True)  # a completed run needs no resume point
-    dist.finish()
-    return p.out
+    _finish(run)
+    return run.p.out
 
 
 # ---------------------------------------------------------------------------------- the CLI
 
 
+# Older spellings kept: `--decay-fraction` is the early-training CLI's, `--run-name` the one
+# torchrun lets through (it takes `--run` for its own --run-path).
+FLAG_ALIASES = {"decay_frac": ["--decay-fraction"], "run": ["--run-name"]}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """Flags for TrainConfig's fields; only the flags given reach it (the rest: preset/default)."""
-    d = {k: f.default for k, f in TrainConfig.model_fields.items()}
+    """One flag per TrainConfig field (type, bounds and help from the config), plus `--set`;
+    only the flags given reach the config (the rest: preset, then default)."""
     ap = argparse.ArgumentParser(
         prog="python -m empirics.train",
         usage="%(prog)s [--arch ARCH] [--preset PRESET] [options]   (--help lists them)",
@@ -397,49 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
         "`python -m empirics.train list keys --arch ARCH` and `list activations` list choices.",
         argument_default=argparse.SUPPRESS,
     )
-    ap.add_argument("--arch", help=f"one of {', '.join(ARCHS)} (default {d['arch']})")
-    ap.add_argument("--activation", help="registry name, family:k=v, or NAME=EXPR in x")
-    ap.add_argument("--data", help="real | synthetic (default real)")
-    ap.add_argument("--preset", help=f"{' | '.join(PRESET_NAMES)} (default {d['preset']})")
-    ap.add_argument("--steps", type=int, help="optimiser steps (default: preset)")
-    ap.add_argument("--batch-size", type=int, help="global batch per step (default: preset)")
-    ap.add_argument("--lr", type=float)
-    ap.add_argument("--adam-lr", type=float, help="AdamW lr for non-matrix params under muon")
-    ap.add_argument("--optimizer", help="sgd | adamw | muon (default: preset)")
-    ap.add_argument("--momentum", type=float, help=f"sgd (default {d['momentum']})")
-    ap.add_argument("--betas", help="AdamW betas as B1,B2 (default: preset, else 0.9,0.95)")
-    ap.add_argument("--weight-decay", type=float, help="(default: preset, else 0)")
-    ap.add_argument("--warmup", type=int, help="linear warmup steps, at most --steps")
-    ap.add_argument("--schedule", help=" | ".join(SCHEDULES) + " (default: preset, else constant)")
-    ap.add_argument(
-        "--decay-frac",
-        "--decay-fraction",  # the early-training CLI's spelling
-        dest="decay_frac",
-        type=float,
-        help="wsd: fraction of steps decaying (0.3)",
-    )
-    ap.add_argument("--min-lr-frac", type=float)
-    ap.add_argument("--seed", type=int, help="0 .. 2**63-1 (default 0)")
-    ap.add_argument("--device", help="auto | cpu | cuda[:N] (default auto)")
-    ap.add_argument("--out", help="output directory (default results/train/RUN)")
-    ap.add_argument(
-        "--run",
-        "--run-name",  # the spelling torchrun lets through (it takes --run for its --run-path)
-        dest="run",
-        help="run name: letters, digits, _.+=- (default arch-act-data-sSEED)",
-    )
-    ap.add_argument("--early-steps", type=int, help=f"(default {d['early_steps']})")
-    ap.add_argument("--log-every-early", type=int, help=f"(default {d['log_every_early']})")
-    ap.add_argument("--log-every-late", type=int, help=f"(default {d['log_every_late']})")
-    ap.add_argument("--eval-every", type=int, help="validate every N steps (default: at the end)")
-    ap.add_argument("--eval-batches", type=int, help=f"(default {d['eval_batches']})")
-    ap.add_argument("--threads", type=int, help="torch CPU threads (default torch's; recorded)")
-    ap.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (0: none)")
-    ap.add_argument("--grad-accum", type=int, help="micro-batches per step and process (1)")
-    ap.add_argument("--precision", help="auto (bf16 on CUDA) | fp32 | bf16")
-    ap.add_argument("--compile", action="store_true", help="torch.compile the model")
-    ap.add_argument("--overwrite", action="store_true", help="replace a different run in --out")
-    ap.add_argument("--no-progress", dest="progress", action="store_false")
+    add_config_flags(ap, TrainConfig, skip=("model",), aliases=FLAG_ALIASES)
     ap.add_argument(
         "--set",
         dest="sets",
@@ -451,10 +540,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    given = vars(args).copy()
-    sets = given.pop("sets", [])
-    if "betas" in given:
-        given["betas"] = [b.strip() for b in given["betas"].strip("()").split(",")]
+    """The TrainConfig of the flags given; `--set` values typed against the arch's Config."""
+    given = config_kwargs(args, TrainConfig.model_fields)
+    sets = getattr(args, "sets", None)
     if sets:
         given["model"] = parse_sets(given.get("arch", "mlp"), sets)
     return TrainConfig(**given)

@@ -33,7 +33,8 @@ from empirics.montecarlo import (
     estimate_first_step,
 )
 from empirics.outputs import read_records
-from empirics.train.loop import TrainConfig, train
+from empirics.train.config import TrainConfig
+from empirics.train.loop import train
 from theory import predict_drift_coefficient, predict_gradient_sign
 from theory.gradient import drift_product
 from theory.registry import get_activation, x

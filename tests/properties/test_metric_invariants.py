@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from empirics.activations import get_torch_activation
 from empirics.outputs import read_records
 from empirics.train import metrics
-from empirics.train.loop import TrainConfig, train
+from empirics.train.config import TrainConfig
+from empirics.train.loop import train
 from tests.properties.strategies import REGISTRY_ACTIVATIONS
 
 
