@@ -1,5 +1,5 @@
-"""The one verdict module: the row rule, honest counts, claim verdicts computed from evidence, and
-the claims table that only renders them (and imports no torch).
+"""The verdict modules (empirics/ledger/*_verdicts.py): the row rule, honest counts, claim verdicts
+computed from evidence, and the claims table that only renders them (and imports no torch).
 
 Run: `.venv/bin/python -m pytest -q tests/test_verdicts.py`.
 """
