@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from empirics.montecarlo import cli as MC
+from empirics.train import cli as TC
 from empirics.train import loop as T
 
 # A bad input may import modules and build a model on the meta device, never allocate: peak
@@ -137,7 +138,7 @@ def test_train_refuses(
     out = tmp_path / "out"
     base = ["--arch", "mlp", "--preset", "smoke", "--data", "synthetic", "--no-progress"]
     try:
-        err = _refused(T.main, [*base, "--out", str(out), *extra], capsys)
+        err = _refused(TC.main, [*base, "--out", str(out), *extra], capsys)
     finally:
         ran_code = Path(PWNED).exists()
         Path(PWNED).unlink(missing_ok=True)
@@ -154,7 +155,7 @@ def test_train_refuses_cuda_without_cuda(tmp_path: Path, capsys) -> None:
         pytest.skip("CUDA is present here")
     out = tmp_path / "out"
     argv = ["--preset", "smoke", "--data", "synthetic", "--device", "cuda", "--out", str(out)]
-    err = _refused(T.main, argv, capsys)
+    err = _refused(TC.main, argv, capsys)
     assert "device" in err and "cuda" in err and "not available" in err
     assert not out.exists()
 
@@ -163,9 +164,9 @@ def test_train_refuses_an_out_that_is_a_file_or_under_one(tmp_path: Path, capsys
     afile = tmp_path / "afile"
     afile.write_text("keep me\n")
     base = ["--preset", "smoke", "--data", "synthetic", "--no-progress"]
-    err = _refused(T.main, [*base, "--out", str(afile)], capsys)
+    err = _refused(TC.main, [*base, "--out", str(afile)], capsys)
     assert "out" in err and str(afile) in err and "is a file" in err
-    err = _refused(T.main, [*base, "--out", str(afile / "sub")], capsys)
+    err = _refused(TC.main, [*base, "--out", str(afile / "sub")], capsys)
     assert "out" in err and "which is a file" in err
     assert afile.read_text() == "keep me\n" and _files(tmp_path) == {afile}
 
@@ -177,7 +178,7 @@ def test_train_refuses_an_unwritable_out(tmp_path: Path, capsys) -> None:
     locked.chmod(0o500)
     try:
         base = ["--preset", "smoke", "--data", "synthetic"]
-        err = _refused(T.main, [*base, "--out", str(locked / "run")], capsys)
+        err = _refused(TC.main, [*base, "--out", str(locked / "run")], capsys)
         assert "out" in err and "not writable" in err
     finally:
         locked.chmod(0o700)
@@ -208,7 +209,7 @@ def test_train_refuses_an_out_holding_a_different_run(
     out = tmp_path / "old"
     files = _old_run(out, identity)
     argv = ["--preset", "smoke", "--data", "synthetic", "--no-progress", "--out", str(out)]
-    err = _refused(T.main, argv, capsys)
+    err = _refused(TC.main, argv, capsys)
     for text in expected:
         assert text in err, err
     assert {p: p.read_text() for p in files} == files  # the old run is untouched
@@ -221,7 +222,7 @@ def test_train_refuses_an_out_with_a_corrupt_config(tmp_path: Path, capsys) -> N
     (out / "config.json").write_text("{not json")
     files[out / "config.json"] = "{not json"
     argv = ["--preset", "smoke", "--data", "synthetic", "--out", str(out)]
-    err = _refused(T.main, argv, capsys)
+    err = _refused(TC.main, argv, capsys)
     assert "config.json" in err and "unreadable" in err
     assert {p: p.read_text() for p in files} == files
 
@@ -236,7 +237,7 @@ def test_train_refuses_an_out_with_a_corrupt_config(tmp_path: Path, capsys) -> N
     ],
 )
 def test_train_list_refuses(argv: list[str], expected: list[str], capsys) -> None:
-    err = _refused(T.main, argv, capsys)
+    err = _refused(TC.main, argv, capsys)
     for text in expected:
         assert text in err, err
 
@@ -350,7 +351,7 @@ TRAIN_CASES_2 = [
 @pytest.mark.parametrize(("name", "extra", "expected"), TRAIN_CASES_2, ids=_case_id)
 def test_train_refuses_more(name: str, extra: list[str], expected: list[str], tmp_path, capsys):
     base = ["--arch", "mlp", "--preset", "smoke", "--data", "synthetic", "--no-progress"]
-    code, err = _exit(T.main, [*base, "--out", str(tmp_path / "out"), *extra], capsys)
+    code, err = _exit(TC.main, [*base, "--out", str(tmp_path / "out"), *extra], capsys)
     assert code == 2, err
     _assert_message(err, expected)
     assert _files(tmp_path) == set()
@@ -359,7 +360,7 @@ def test_train_refuses_more(name: str, extra: list[str], expected: list[str], tm
 def test_train_refuses_an_out_it_cannot_create(capsys) -> None:
     # /proc accepts no new directories even for root, whom os.access lets through.
     base = ["--preset", "smoke", "--data", "synthetic", "--steps", "2", "--no-progress"]
-    code, err = _exit(T.main, [*base, "--out", "/proc/bof-x"], capsys)
+    code, err = _exit(TC.main, [*base, "--out", "/proc/bof-x"], capsys)
     assert code == 2, err
     _assert_message(err, ["out", "'/proc/bof-x'", "cannot create"])
     assert not Path("/proc/bof-x").exists()
@@ -371,7 +372,7 @@ def test_a_branch_never_taken_does_not_poison_training(tmp_path: Path, capsys) -
     out = tmp_path / "cr"
     argv = ["--preset", "smoke", "--data", "synthetic", "--steps", "50", "--no-progress"]
     argv += ["--activation", "cr=Max(x,0)**(1/3)", "--out", str(out)]
-    code, err = _exit(T.main, argv, capsys)
+    code, err = _exit(TC.main, argv, capsys)
     assert code == 0, err
     body = json.loads((out / "summary.json").read_text())
     assert body["status"] == "completed" and body["steps"] == 50
@@ -407,7 +408,7 @@ def interrupted_run(tmp_path_factory) -> tuple[Path, list[str]]:
     flag = StopFlag()
     flag.signum = signal.SIGTERM  # stop at the first step boundary
     with pytest.raises(Interrupted):
-        T.train(T.config_from_args(T.build_parser().parse_args(argv)), stop=flag)
+        T.train(TC.config_from_args(TC.build_parser().parse_args(argv)), stop=flag)
     summary = json.loads((out / "summary.json").read_text())
     (out / "summary.json").write_text(json.dumps({**summary, "status": "running"}))
     assert (out / "checkpoint.pt").stat().st_size > 0
@@ -428,7 +429,7 @@ def test_resume_from_a_damaged_checkpoint_is_refused(
     ckpt.write_bytes(_damaged(kind, ckpt.read_bytes()))
     keep = {p: p.read_bytes() for p in out.iterdir() if p.name != "summary.json"}
     argv = [a if a != str(src) else str(out) for a in argv]
-    code, err = _exit(T.main, argv, capsys)
+    code, err = _exit(TC.main, argv, capsys)
     assert code == 2, err
     _assert_message(err, ["checkpoint", str(ckpt), "delete it", "--overwrite"])
     assert {p: p.read_bytes() for p in out.iterdir() if p.name != "summary.json"} == keep
@@ -448,7 +449,7 @@ def test_resume_from_an_intact_checkpoint_and_overwrite_of_a_damaged_one(
         if damage:
             (out / "checkpoint.pt").write_bytes(b"")
         run_argv = [a if a != str(src) else str(out) for a in argv] + extra
-        code, err = _exit(T.main, run_argv, capsys)
+        code, err = _exit(TC.main, run_argv, capsys)
         assert code == 0, err
         assert ("resuming from step" in err) == (not damage)
         assert json.loads((out / "summary.json").read_text())["status"] == "completed"

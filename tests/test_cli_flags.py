@@ -13,7 +13,7 @@ import pytest
 
 from empirics.cli import add_config_flags
 from empirics.montecarlo import cli as MC
-from empirics.train import loop as T
+from empirics.train import cli as TC
 from empirics.train.config import FIRST_STEP_OPTIMIZERS, OPTIMIZERS, ConfigError, TrainConfig
 from theory.registry import Activation
 
@@ -32,7 +32,7 @@ def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
 
 
 def test_the_trainer_keeps_every_flag_spelling_and_adds_none() -> None:
-    assert _option_strings(T.build_parser()) == set(TRAIN_FLAGS)
+    assert _option_strings(TC.build_parser()) == set(TRAIN_FLAGS)
 
 
 def test_every_config_field_is_one_flag_with_its_description() -> None:
@@ -54,7 +54,7 @@ def test_a_command_line_gives_the_config_written_directly() -> None:
         "--lr", "0.01", "--betas", "0.8,0.9", "--optimizer", "muon", "--decay-fraction", "0.5",
         "--run-name", "r1", "--no-progress", "--compile", "--set", "n_embd=32",
     ]  # fmt: skip
-    cfg = T.config_from_args(T.build_parser().parse_args(argv))
+    cfg = TC.config_from_args(TC.build_parser().parse_args(argv))
     want = TrainConfig(
         arch="gpt_nano",
         activation="leaky_relu:slope=0.2",
@@ -75,15 +75,15 @@ def test_a_command_line_gives_the_config_written_directly() -> None:
 
 @pytest.mark.parametrize("text", ["(0.8,0.9)", "[0.8, 0.9]", " 0.8 , 0.9 "])
 def test_a_tuple_may_be_written_with_brackets_and_spaces(text: str) -> None:
-    cfg = T.config_from_args(T.build_parser().parse_args(["--betas", text]))
+    cfg = TC.config_from_args(TC.build_parser().parse_args(["--betas", text]))
     assert cfg.betas == (0.8, 0.9)
 
 
 @pytest.mark.parametrize(
     ("main", "argv", "flag"),
     [
-        (T.main, ["--betas", "0.9,,0.95"], "--betas"),
-        (T.main, ["--betas", "0.9,"], "--betas"),
+        (TC.main, ["--betas", "0.9,,0.95"], "--betas"),
+        (TC.main, ["--betas", "0.9,"], "--betas"),
         (MC.main, ["g_pos", "--widths", "8,,8"], "--widths"),
         (MC.main, ["g_pos", "--widths", ",8"], "--widths"),
     ],

@@ -20,10 +20,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from empirics.data import DataUnavailable, text
+from empirics.data import shards as token_shards
 from empirics.models import gpt_nano
 from empirics.outputs import read_records
 from empirics.tasks import text as text_task
 from empirics.tasks.text import evaluate
+from empirics.train import cli as TC
 from empirics.train import loop as T
 from empirics.train.config import TrainConfig
 
@@ -47,7 +49,7 @@ SENTENCES = (
 
 def _shard(path: Path, n: int, seed: int = 0, high: int = 64) -> np.ndarray:
     tokens = np.random.default_rng(seed).integers(0, high, n)
-    text.write_shard(path, tokens)
+    token_shards.write_shard(path, tokens)
     return tokens
 
 
@@ -61,7 +63,7 @@ def test_shard_round_trip_is_memory_mapped_and_in_the_reference_layout(tmp_path:
     header = np.frombuffer(raw[:1024], dtype="<i4")
     assert header[:3].tolist() == [20240520, 1, 1000] and not header[3:].any()
     assert len(raw) == 1024 + 2 * 1000
-    got = text.read_shard(tmp_path / "a.bin")
+    got = token_shards.read_shard(tmp_path / "a.bin")
     assert isinstance(got, np.memmap) and got.dtype == np.dtype("<u2")
     assert np.array_equal(got, tokens)
 
@@ -100,8 +102,8 @@ def test_a_broken_shard_is_refused_naming_the_file_and_the_fault(
 ) -> None:
     path = tmp_path / "shard.bin"
     _corrupt(path, how)
-    with pytest.raises(text.ShardError, match=message) as exc:
-        text.read_shard(path)
+    with pytest.raises(token_shards.ShardError, match=message) as exc:
+        token_shards.read_shard(path)
     assert str(path) in str(exc.value)
 
 
@@ -110,25 +112,25 @@ def test_shard_paths_take_a_file_a_directory_or_a_glob(tmp_path: Path) -> None:
         _shard(tmp_path / f"fineweb_train_{i:06d}.bin", 50, seed=i)
     (tmp_path / "notes.txt").write_text("not a shard")
     files = [tmp_path / "fineweb_train_000001.bin", tmp_path / "fineweb_train_000002.bin"]
-    assert text.shard_paths(tmp_path) == files
-    assert text.shard_paths(str(tmp_path / "fineweb_train_*.bin")) == files
-    assert text.shard_paths(files[1]) == [files[1]]
+    assert token_shards.shard_paths(tmp_path) == files
+    assert token_shards.shard_paths(str(tmp_path / "fineweb_train_*.bin")) == files
+    assert token_shards.shard_paths(files[1]) == [files[1]]
     for missing in (tmp_path / "nothing.bin", str(tmp_path / "val_*.bin"), tmp_path / "empty"):
         if str(missing).endswith("empty"):
             Path(missing).mkdir()
-        with pytest.raises(text.ShardError, match="no token shard at"):
-            text.shard_paths(missing)
+        with pytest.raises(token_shards.ShardError, match="no token shard at"):
+            token_shards.shard_paths(missing)
 
 
 def test_windows_run_across_shard_ends_and_stay_in_their_split(tmp_path: Path) -> None:
     a = _shard(tmp_path / "s1.bin", 40, seed=1)
     b = _shard(tmp_path / "s2.bin", 60, seed=2)
-    shards = text.TokenShards.open(str(tmp_path / "s*.bin"))
+    shards = token_shards.TokenShards.open(str(tmp_path / "s*.bin"))
     whole = np.concatenate([a, b])
     assert len(shards) == 100
     assert np.array_equal(shards.window(30, 25), whole[30:55])  # crosses the end of s1
     gen = torch.Generator().manual_seed(0)
-    batches = text.shard_windows(
+    batches = token_shards.shard_windows(
         shards, lo=0, hi=90, block_size=8, batch_size=16, vocab_size=64, generator=gen
     )
     for _ in range(20):
@@ -139,7 +141,7 @@ def test_windows_run_across_shard_ends_and_stay_in_their_split(tmp_path: Path) -
             starts = [i for i in range(0, 90 - 8) if whole[i : i + 9].tolist() == seq]
             assert starts, "a window that is not a contiguous piece of the train split"
     val = list(
-        text.shard_windows(
+        token_shards.shard_windows(
             shards,
             lo=90,
             hi=100,
@@ -157,11 +159,11 @@ def test_windows_run_across_shard_ends_and_stay_in_their_split(tmp_path: Path) -
 
 def test_a_token_beyond_the_vocabulary_is_named(tmp_path: Path) -> None:
     _shard(tmp_path / "big.bin", 200, high=50257)
-    shards = text.TokenShards.open(tmp_path / "big.bin")
+    shards = token_shards.TokenShards.open(tmp_path / "big.bin")
     gen = torch.Generator().manual_seed(0)
-    with pytest.raises(text.ShardError, match=r"token id \d+ >= vocab_size=64.*50257"):
+    with pytest.raises(token_shards.ShardError, match=r"token id \d+ >= vocab_size=64.*50257"):
         next(
-            text.shard_windows(
+            token_shards.shard_windows(
                 shards, lo=0, hi=200, block_size=16, batch_size=4, vocab_size=64, generator=gen
             )
         )
@@ -230,7 +232,7 @@ def test_bad_text_data_input_exits_2_before_anything_is_written(
     full = ["--arch", "gpt_nano", "--preset", "smoke", "--no-progress", "--out", str(out)]
     full += [a.format(dir=tmp_path) for a in argv]
     with pytest.raises(SystemExit) as exc:
-        T.main(full)
+        TC.main(full)
     assert exc.value.code == 2
     assert re.search(message, capsys.readouterr().err)
     assert not out.exists()

@@ -22,6 +22,7 @@ from empirics.sparsity import (
     topk_keep,
     topk_mask,
 )
+from empirics.train import cli as TC
 from empirics.train import loop as T
 from empirics.train.config import TrainConfig
 from empirics.train.metrics import sparsity
@@ -165,6 +166,6 @@ def test_every_model_takes_a_control_and_the_trainer_measures_it(arch: str, tmp_
 
 def test_cli_rejects_a_bad_level_with_exit_code_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
-        T.main(["--arch", "mlp", "--preset", "smoke", "--set", "sparsity=topk:1.5"])
+        TC.main(["--arch", "mlp", "--preset", "smoke", "--set", "sparsity=topk:1.5"])
     assert exc.value.code == 2
     assert "sparsity" in capsys.readouterr().err

@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from empirics.outputs import RECORD_FIELDS, read_records
+from empirics.train import cli as TC
 from empirics.train import loop as T
 from empirics.train.config import ConfigError, TrainConfig, parse_sets
 from empirics.train.metrics import ACTIVATION_METRICS, FEED_METRICS, GRAD_METRICS, WEIGHT_METRICS
@@ -128,12 +129,12 @@ def test_cli_set_is_typed_and_rejects_bad_keys_and_values(tmp_path: Path, capsys
         parse_sets("mlp", ["width=wide"])
     out = tmp_path / "cli"
     with pytest.raises(SystemExit) as exc:
-        T.main(["--arch", "mlp", "--set", "depth=two", "--out", str(out)])
+        TC.main(["--arch", "mlp", "--set", "depth=two", "--out", str(out)])
     assert (
         exc.value.code == 2 and "depth: input should be a valid integer" in capsys.readouterr().err
     )
     assert not out.exists()
-    code = T.main(
+    code = TC.main(
         ["--arch", "mlp", "--preset", "smoke", "--data", "synthetic", "--steps", "3"]
         + ["--set", "width=8", "--activation", "cube=x**3", "--no-progress", "--out", str(out)]
     )
@@ -166,7 +167,7 @@ def test_missing_data_and_interrupt_leave_an_honest_summary(
     with monkeypatch.context() as m:
         m.setattr(images, "make_data", no_data)
         out = tmp_path / "nodata"
-        code = T.main(["--arch", "mlp", "--preset", "smoke", "--no-progress", "--out", str(out)])
+        code = TC.main(["--arch", "mlp", "--preset", "smoke", "--no-progress", "--out", str(out)])
         assert code == 1 and "dataset-fashion-mnist" in capsys.readouterr().err
         assert json.loads((out / "summary.json").read_text())["status"] == "failed"
 
@@ -204,22 +205,22 @@ def test_a_value_the_caller_sets_wins_over_the_preset_even_when_it_is_the_defaul
 
 
 def test_list_shows_keys_and_activations(capsys) -> None:
-    assert T.main(["list", "keys", "--arch", "gpt_nano"]) == 0
+    assert TC.main(["list", "keys", "--arch", "gpt_nano"]) == 0
     out = capsys.readouterr().out
     assert "n_embd" in out and "(smoke=32, small=128, paper=768)" in out
-    assert T.main(["list", "activations"]) == 0
+    assert TC.main(["list", "activations"]) == 0
     assert "relu2_clip" in capsys.readouterr().out
 
 
 def test_rerun_into_the_same_dir_starts_clean_and_json_is_strict(tmp_path: Path, capsys) -> None:
     argv = ["--preset", "smoke", "--data", "synthetic", "--steps", "3", "--no-progress"]
     argv += ["--out", str(tmp_path / "r"), "--threads", "1"]
-    assert T.main(argv) == 0
+    assert TC.main(argv) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert "completed 3 steps" in line and "final loss" in line and "val_loss" in line
     (tmp_path / "r" / "stray.txt").write_text("mine")
     first = (tmp_path / "r" / "records.csv").read_text()
-    assert T.main(argv) == 0  # the same run again: redone from scratch, same records
+    assert TC.main(argv) == 0  # the same run again: redone from scratch, same records
     assert (tmp_path / "r" / "records.csv").read_text() == first
     assert (tmp_path / "r" / "stray.txt").read_text() == "mine"  # not ours: left alone
     config = json.loads((tmp_path / "r" / "config.json").read_text())
@@ -259,6 +260,7 @@ RUN_ARGS = [
 KILLER = """
 import os, signal, sys
 from empirics.tasks import images
+from empirics.train import cli as TC
 from empirics.train import loop as T
 real, calls = images.loss_and_metrics, [0]
 def killing(model, batch):
@@ -267,7 +269,7 @@ def killing(model, batch):
         os.kill(os.getpid(), signal.SIGKILL)
     return real(model, batch)
 images.loss_and_metrics = killing
-sys.exit(T.main(sys.argv[1:]))
+sys.exit(TC.main(sys.argv[1:]))
 """
 
 
@@ -288,9 +290,9 @@ def test_killed_run_resumes_to_the_records_of_an_uninterrupted_one(tmp_path: Pat
     assert _strict_json(killed / "summary.json")["status"] == "running"
     logged = {r["step"] for r in read_records(killed / "records.csv")}
     assert max(logged) == 8  # step 8 was written after the last checkpoint: it must go
-    assert T.main([*RUN_ARGS, "--out", str(killed)]) == 0  # the same command again
+    assert TC.main([*RUN_ARGS, "--out", str(killed)]) == 0  # the same command again
     assert "resuming from step 8" in capsys.readouterr().err
-    assert T.main([*RUN_ARGS, "--out", str(tmp_path / "whole")]) == 0
+    assert TC.main([*RUN_ARGS, "--out", str(tmp_path / "whole")]) == 0
     resumed = (killed / "records.csv").read_text()
     assert resumed == (tmp_path / "whole" / "records.csv").read_text()
     summary = _strict_json(killed / "summary.json")
@@ -313,11 +315,11 @@ def test_a_changed_command_does_not_resume_another_runs_checkpoint(
 
     monkeypatch.setattr(images, "loss_and_metrics", interrupt_at_sixth)
     with pytest.raises(KeyboardInterrupt):
-        T.train(T.config_from_args(T.build_parser().parse_args([*RUN_ARGS, "--out", str(out)])))
+        T.train(TC.config_from_args(TC.build_parser().parse_args([*RUN_ARGS, "--out", str(out)])))
     monkeypatch.setattr(images, "loss_and_metrics", real)
     assert (out / "checkpoint.pt").exists()
     with pytest.raises(SystemExit) as exc:
-        T.main([*RUN_ARGS, "--lr", "0.02", "--out", str(out)])
+        TC.main([*RUN_ARGS, "--lr", "0.02", "--out", str(out)])
     assert exc.value.code == 2
     assert (out / "checkpoint.pt").exists()  # the other run's state is left for it
 
@@ -337,7 +339,7 @@ def test_signal_stops_at_a_step_boundary_with_records_and_summary(
         "--threads", "1", "--out", str(out),
     ]  # fmt: skip
     proc = subprocess.Popen(
-        [sys.executable, "-m", "empirics.train.loop", *args],
+        [sys.executable, "-m", "empirics.train", *args],
         env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -398,7 +400,7 @@ def test_torchrun_two_processes_match_one_with_the_same_global_batch(tmp_path: P
     torchrun = Path(sys.executable).with_name("torchrun")
     proc = subprocess.run(
         [str(torchrun), "--standalone", "--nnodes", "1", "--nproc_per_node", "2"]
-        + ["-m", "empirics.train.loop", *args, "--out", str(tmp_path / "w2")],
+        + ["-m", "empirics.train", *args, "--out", str(tmp_path / "w2")],
         env=_env(),
         capture_output=True,
         text=True,
@@ -406,8 +408,8 @@ def test_torchrun_two_processes_match_one_with_the_same_global_batch(tmp_path: P
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("completed 4 steps") == 1  # rank 0 alone reports and writes
-    assert T.main([*args, "--grad-accum", "2", "--out", str(tmp_path / "a2")]) == 0
-    assert T.main([*args, "--out", str(tmp_path / "a1")]) == 0
+    assert TC.main([*args, "--grad-accum", "2", "--out", str(tmp_path / "a2")]) == 0
+    assert TC.main([*args, "--out", str(tmp_path / "a1")]) == 0
     two, accum, one = (_by_key(tmp_path / d / "records.csv") for d in ("w2", "a2", "a1"))
     config = json.loads((tmp_path / "w2" / "config.json").read_text())
     assert config["runtime"]["world_size"] == 2 and config["runtime"]["micro_batch"] == 16
@@ -424,7 +426,7 @@ def test_torchrun_two_processes_match_one_with_the_same_global_batch(tmp_path: P
 
 def _gpt_run(out: Path, *extra: str) -> dict[tuple[int, str, str], float]:
     argv = ["--arch", "gpt_nano", "--preset", "smoke", "--data", "synthetic", "--steps", "3"]
-    assert T.main([*argv, "--no-progress", "--threads", "1", "--out", str(out), *extra]) == 0
+    assert TC.main([*argv, "--no-progress", "--threads", "1", "--out", str(out), *extra]) == 0
     return _by_key(out / "records.csv")
 
 

@@ -11,6 +11,9 @@ import os
 from pathlib import Path
 
 CACHE_ENV = "BOF_CACHE_DIR"
+# The held-out split of a text stream: its last tenth, contiguous (the KJV text, a FineWeb shard
+# given without separate validation shards).
+VAL_FRACTION = 0.1
 
 
 class DataUnavailable(RuntimeError):

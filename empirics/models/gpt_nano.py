@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from empirics.activations import make_activation
-from empirics.data import text
+from empirics.data import shards, text
 from empirics.models.common import link_activations, muon_split
 from empirics.sparsity import make_sparse_activation, parse_sparsity
 
@@ -107,8 +107,8 @@ class GPTNanoConfig:
             )
         for name in ("data_path", "val_path"):  # headers checked now: a bad shard fails early
             if getattr(self, name) is not None:
-                for path in text.shard_paths(getattr(self, name)):
-                    text.read_shard(path)
+                for path in shards.shard_paths(getattr(self, name)):
+                    shards.read_shard(path)
 
 
 Config = GPTNanoConfig

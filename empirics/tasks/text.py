@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from empirics.data import shards as token_shards
 from empirics.data import text
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -77,9 +78,9 @@ def make_data(
     if data == "fineweb":
         if cfg.data_path is None:
             raise ValueError("data='fineweb' needs data_path (token shards)")
-        train, val = text.fineweb_splits(cfg.data_path, cfg.val_path)
+        train, val = token_shards.fineweb_splits(cfg.data_path, cfg.val_path)
         shards, lo, hi = train if split == "train" else val
-        return text.shard_windows(
+        return token_shards.shard_windows(
             shards,
             lo=lo,
             hi=hi,

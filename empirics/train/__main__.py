@@ -1,3 +1,3 @@
-from empirics.train.loop import main
+from empirics.train.cli import main
 
 raise SystemExit(main())
