@@ -60,7 +60,7 @@ def _net_dict(cfg: Any, **extra: Any) -> dict[str, Any]:
         "weight_var": [cfg.w_gain / n for n in (cfg.d_in, *cfg.widths)],
         "bias_std": cfg.bias_std,
         "inputs": cfg.inputs,
-        "activation": cfg.activation,
+        "activation": cfg.activation.name,
         "loss": cfg.loss,
         **extra,
     }

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from empirics.activations import parse_activation
 from empirics.montecarlo.estimators import (
     c1_config,
     drift_coefficient_config,
@@ -20,6 +21,7 @@ from empirics.montecarlo.estimators import (
 )
 from empirics.montecarlo.sampler import NetConfig
 from empirics.stats import Estimate, SignTest
+from theory.registry import Activation
 
 DEFAULT_ACTIVATION = "relu"
 DEFAULT_LOSS = "mse"
@@ -45,7 +47,9 @@ ENTRY_IDS = (
 )
 
 
-def first_step_config(activation: str, loss: str, inputs: str = "gaussian") -> NetConfig:
+def first_step_config(
+    activation: Activation | str, loss: str, inputs: str = "gaussian"
+) -> NetConfig:
     """The one-hidden-layer network of the C2-C5 rows: 16 inputs, 64 units, 10 outputs, 16
     inputs per network, Var W = 1/fan_in, zero biases. With inputs on the sphere of radius
     sqrt(16) every pre-activation is exactly N(0, 1), the law the symbolic side integrates
@@ -62,11 +66,11 @@ def first_step_config(activation: str, loss: str, inputs: str = "gaussian") -> N
     )
 
 
-def _conditional_config(activation: str, loss: str) -> NetConfig:
+def _conditional_config(activation: Activation, loss: str) -> NetConfig:
     return first_step_config(activation, loss, "sphere")
 
 
-def _c5_config(activation: str, loss: str, nonneg: bool) -> NetConfig:
+def _c5_config(activation: Activation, loss: str, nonneg: bool) -> NetConfig:
     return first_step_config(activation, loss, "uniform" if nonneg else "gaussian")
 
 
@@ -74,7 +78,7 @@ def montecarlo_config_for_entry(
     entry_id: str, activation: str | None = None, loss: str | None = None
 ) -> dict[str, Any] | None:
     """The network family behind an entry's estimate (for the ledger's notes), or None."""
-    act, lss = activation or DEFAULT_ACTIVATION, loss or DEFAULT_LOSS
+    act, lss = parse_activation(activation or DEFAULT_ACTIVATION), loss or DEFAULT_LOSS
     if entry_id.startswith("C1."):
         return c1_config(activation=act).to_dict()
     if entry_id in ("C2.g_pos", "C2.g_neg"):
@@ -98,7 +102,7 @@ def sample_size(entry_id: str) -> int:
 
 def _estimate(
     entry_id: str,
-    act: str,
+    act: Activation,
     lss: str,
     n_networks: int,
     test: SignTest,
@@ -157,9 +161,9 @@ def montecarlo_for_entry(
     The network family behind each id is `montecarlo_config_for_entry(entry_id, activation,
     loss)`.
     """
-    act, lss = activation or DEFAULT_ACTIVATION, loss or DEFAULT_LOSS
     if entry_id.split(".")[0] not in LEDGER_SAMPLES:
         return None
+    act, lss = parse_activation(activation or DEFAULT_ACTIVATION), loss or DEFAULT_LOSS
     n = sample_size(entry_id) if n_networks is None else n_networks
     est = _estimate(entry_id, act, lss, n, SignTest(alpha=alpha), generator)
     return None if est is None else est.ledger_dict()
