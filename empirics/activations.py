@@ -215,6 +215,7 @@ def compile_expression(expr: sp.Expr) -> TorchFn:
 
 
 _TORCH_FNS: dict[Activation, TorchFn] = {}
+registry.register_cache(_TORCH_FNS.clear)
 
 
 def torch_fn(act: Activation) -> TorchFn:
@@ -268,6 +269,7 @@ def check_finite_range(
 
 
 _TORCH_DERIVATIVES: dict[Activation, TorchFn] = {}
+registry.register_cache(_TORCH_DERIVATIVES.clear)
 
 
 def torch_derivative(act: Activation) -> TorchFn:

@@ -155,6 +155,13 @@ def test_the_torch_function_is_found_once_per_object(count_parses):
     assert torch.equal(get_torch_activation("leaky_relu:slope=0.2")(t), fn(t))
 
 
+def test_clearing_the_caches_forgets_the_torch_side():
+    act = parse_activation("leaky_relu:slope=0.25")  # a closure: a new one per build
+    fn, pair = torch_fn(act), activation_pair(act)
+    registry.clear_caches()
+    assert torch_fn(act) is not fn and activation_pair(act) is not pair
+
+
 def test_the_monte_carlo_parses_its_activation_once(count_parses):
     cfg = NetConfig(activation="gelu", d_in=4, widths=(8,), n_out=3, inputs_per_net=4)
     assert count_parses == ["gelu"] and isinstance(cfg.activation, registry.Activation)

@@ -174,6 +174,7 @@ class Draw:
 
 
 _PAIRS: dict[Activation, ActPair] = {}
+registry.register_cache(_PAIRS.clear)  # `registry.clear_caches` also forgets compiled pairs
 
 
 def activation_pair(act: Activation) -> ActPair:
