@@ -2,7 +2,9 @@
 
 Native torch functions where they exist, custom autograd Functions for the clipped squares (zero
 gradient where clipped, as the paper's code intends), and a function compiled from the sympy
-expression for anything a user registers. `make_activation(name)` gives an nn.Module for models.
+expression for anything a user registers. The torch function is found once per Activation object
+(`torch_fn(act)`, memoised on the object); `make_activation(act)` gives an nn.Module for models.
+The functions that take an activation accept the object, or a spec which they parse once.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def _gelu2(t: torch.Tensor) -> torch.Tensor:
 
 def _native(act: Activation) -> TorchFn | None:
     family = act.name.partition(":")[0]
-    p = act.params
+    p = dict(act.params)
     if family in ("relu2_clip", "relu2_clip50"):
         c = float(p["c"])
         return lambda t: _ClippedSquare.apply(t, c, "relu")
@@ -212,11 +214,23 @@ def compile_expression(expr: sp.Expr) -> TorchFn:
     return call
 
 
-def get_torch_activation(name: str) -> TorchFn:
-    """The torch function for a registry name (or `NAME=EXPR`, `family:k=v` spec)."""
-    act = registry.parse_activation_spec(name)
-    native = _native(act) if act.builtin else None
-    return native if native is not None else compile_expression(act.expr)
+_TORCH_FNS: dict[Activation, TorchFn] = {}
+registry.register_cache(_TORCH_FNS.clear)
+
+
+def torch_fn(act: Activation) -> TorchFn:
+    """The torch function of an Activation, chosen once per object: native torch for built-ins
+    where one exists, else compiled from its expression."""
+    fn = _TORCH_FNS.get(act)
+    if fn is None:
+        native = _native(act) if act.builtin else None
+        fn = _TORCH_FNS[act] = native if native is not None else compile_expression(act.expr)
+    return fn
+
+
+def get_torch_activation(activation: Activation | str) -> TorchFn:
+    """The torch function for an Activation or a spec (a name, `NAME=EXPR`, `family:k=v`)."""
+    return torch_fn(parse_activation(activation))
 
 
 class ActivationOverflow(ValueError):
@@ -225,16 +239,20 @@ class ActivationOverflow(ValueError):
 
 
 def check_finite_range(
-    name: str, dtype: torch.dtype = torch.float32, bound: float = 10.0, points: int = 4001
+    activation: Activation | str,
+    dtype: torch.dtype = torch.float32,
+    bound: float = 10.0,
+    points: int = 4001,
 ) -> None:
     """Raise ActivationOverflow when sigma, sigma' or sigma^2 (what the estimators form) is not
     finite in `dtype` somewhere on [-bound, bound]: a Gaussian pre-activation of std <= bound/6
     stays inside with probability 1 - 2e-9 per draw, so an overflow there would reach the
     estimate as inf or NaN and read as a result."""
-    fn = get_torch_activation(name)
+    act = parse_activation(activation)
+    label = activation if isinstance(activation, str) else act.name
     t = torch.linspace(-bound, bound, points, dtype=dtype).requires_grad_(True)
     with torch.enable_grad():
-        value = fn(t)
+        value = torch_fn(act)(t)
         (grad,) = torch.autograd.grad(value.sum(), t)
     value = value.detach()
     for what, v in (("sigma(x)", value), ("sigma(x)^2", value * value), ("sigma'(x)", grad)):
@@ -243,33 +261,48 @@ def check_finite_range(
             at = float(t.detach()[bad.nonzero()[0, 0]])
             kind = str(dtype).removeprefix("torch.")
             raise ActivationOverflow(
-                f"activation {name!r}: {what} overflows {kind} at x = {at:.3g} (within the "
+                f"activation {label!r}: {what} overflows {kind} at x = {at:.3g} (within the "
                 f"pre-activation range +-{bound:g} the Monte Carlo samples); this is a floating-"
                 "point overflow, not a result: use --dtype float64 (Monte Carlo) or scale the "
                 "activation down (e.g. divide its expression by a constant)"
             )
 
 
-def get_torch_derivative(name: str) -> TorchFn:
-    """sigma'(x) via autograd of the torch implementation (what training actually uses)."""
-    fn = get_torch_activation(name)
+_TORCH_DERIVATIVES: dict[Activation, TorchFn] = {}
+registry.register_cache(_TORCH_DERIVATIVES.clear)
 
-    def deriv(t: torch.Tensor) -> torch.Tensor:
-        with torch.enable_grad():
-            td = t.detach().requires_grad_(True)
-            (g,) = torch.autograd.grad(fn(td).sum(), td)
-        return g
 
+def torch_derivative(act: Activation) -> TorchFn:
+    """sigma'(x) via autograd of the torch implementation (what training actually uses), built
+    once per Activation object."""
+    deriv = _TORCH_DERIVATIVES.get(act)
+    if deriv is None:
+        fn = torch_fn(act)
+
+        def deriv(t: torch.Tensor) -> torch.Tensor:
+            with torch.enable_grad():
+                td = t.detach().requires_grad_(True)
+                (g,) = torch.autograd.grad(fn(td).sum(), td)
+            return g
+
+        _TORCH_DERIVATIVES[act] = deriv
     return deriv
 
 
-class ActivationLayer(nn.Module):
-    """An activation layer by registry name; metrics hooks attach to these modules."""
+def get_torch_derivative(activation: Activation | str) -> TorchFn:
+    """sigma'(x) for an Activation or a spec (parsed once here)."""
+    return torch_derivative(parse_activation(activation))
 
-    def __init__(self, name: str) -> None:
+
+class ActivationLayer(nn.Module):
+    """An activation layer for an Activation (or its spec); metrics hooks attach to these
+    modules. `name` is the text it was given, or the object's spec."""
+
+    def __init__(self, activation: Activation | str) -> None:
         super().__init__()
-        self.name = name
-        self.fn = get_torch_activation(name)
+        self.activation = parse_activation(activation)
+        self.name = activation if isinstance(activation, str) else self.activation.spec
+        self.fn = torch_fn(self.activation)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         return self.fn(t)
@@ -278,9 +311,9 @@ class ActivationLayer(nn.Module):
         return self.name
 
 
-def make_activation(name: str) -> nn.Module:
-    """nn.Module for the named activation; raises RegistryError listing valid names."""
-    return ActivationLayer(name)
+def make_activation(activation: Activation | str) -> nn.Module:
+    """nn.Module for an Activation or a spec; raises RegistryError listing valid names."""
+    return ActivationLayer(activation)
 
 
 __all__ = [
@@ -292,6 +325,9 @@ __all__ = [
     "get_torch_activation",
     "get_torch_derivative",
     "make_activation",
+    "parse_activation",
+    "torch_derivative",
+    "torch_fn",
 ]
 
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+
+if TYPE_CHECKING:
+    from theory.registry import Activation
 
 EXIT_OK = 0  # done, every result passed
 EXIT_FAILED = 1  # a result that fails: a `fail` verdict, a diverged run, data not installed
@@ -126,13 +129,23 @@ def slug(text: str) -> str:
     return _UNSAFE.sub("-", str(text)).strip("-") or "x"
 
 
-def activation_slug(spec: str) -> str:
-    """The activation part of a run name: NAME for `NAME=EXPR` (the expression can be long and
-    is recorded in config.json), the whole spec otherwise, parameters included, so that
-    `leaky_relu:slope=0.2` and `leaky_relu:slope=0.3` name different runs."""
-    head = spec.split(":", 1)[0]
-    name = spec.split("=", 1)[0] if "=" in head else spec
-    return slug(name)
+def activation_slug(activation: Activation | str) -> str:
+    """The activation part of a run name: the object's `run_name` (NAME for `NAME=EXPR`, whose
+    expression can be long and is recorded in config.json; the whole spec otherwise, parameters
+    included, so that `leaky_relu:slope=0.2` and `leaky_relu:slope=0.3` name different runs).
+    Takes the Activation or its spec; a spec the registry refuses is named by its text (naming a
+    run judges nothing: the spec is refused where it enters)."""
+    if isinstance(activation, str):
+        head = activation.split(":", 1)[0]
+        if "=" in head:  # NAME=EXPR: the name, without parsing the expression
+            return slug(activation.split("=", 1)[0])
+        from theory.registry import RegistryError, as_activation
+
+        try:
+            activation = as_activation(activation)
+        except RegistryError:
+            return slug(activation)
+    return slug(activation.run_name)
 
 
 def run_name(*parts: Any, seed: int) -> str:

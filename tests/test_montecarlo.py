@@ -50,9 +50,9 @@ def _user_activation():
 
 
 @functools.cache
-def _numpy_pair(name: str):
+def _numpy_pair(activation: registry.Activation | str):
     """sigma and sigma' as numpy functions from the sympy registry (independent of torch)."""
-    act = registry.get_activation(name)
+    act = registry.as_activation(activation)
     mods = [{"erf": special.erf}, "numpy"]
     f = sp.lambdify(registry.x, act.expr, modules=mods)
     df = sp.lambdify(registry.x, act.derivative, modules=mods)

@@ -75,7 +75,7 @@ def test_unknown_activation_lists_valid_names():
 
 def test_parametrised_specs():
     leaky = get_activation("leaky_relu:slope=0.2")
-    assert leaky.params["slope"] == pytest.approx(0.2)
+    assert dict(leaky.params)["slope"] == pytest.approx(0.2)
     assert value(leaky, -1.0) == pytest.approx(-0.2)
     assert value(leaky, 3.0) == pytest.approx(3.0)
     clip = get_activation("relu2_clip:c=50")

@@ -37,6 +37,7 @@ import sympy as sp
 
 from theory.certify import sign_on_side
 from theory.gradient import drift_product
+from theory.registry import Activation
 from theory.signs import Prediction, weakest
 
 INIT_LAWS: tuple[str, ...] = ("gaussian", "symmetric", "zero_mean")
@@ -172,7 +173,7 @@ def predict_second_moment(net: DepthNet, init: str = "gaussian") -> dict[str, Pr
     return out
 
 
-def predict_hidden_gradient(net: DepthNet, activation: str, side: str) -> Prediction:
+def predict_hidden_gradient(net: DepthNet, activation: Activation | str, side: str) -> Prediction:
     """Theorem D2 (MSE): g(p) = alpha_l sigma(p_i) sigma'(p_i) at layer l with ReLU layers above
     and sign-symmetric continuous init; the sign on p > 0 ('pos') or p < 0 ('neg')."""
     h = drift_product(activation)

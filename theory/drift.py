@@ -15,16 +15,16 @@ from theory.certify import interval_sign, sign_on_side
 from theory.gauss_phi import gaussian_expectation
 from theory.gradient import drift_product, s
 from theory.interval_quad import Enclosure, gaussian_integral_enclosure
-from theory.registry import cached_by_expression, get_activation, x
+from theory.registry import Activation, as_activation, cached_by_expression, x
 from theory.signs import Prediction, sympy_sign, weakest
 
 _PARITY_PROBES = (0.3, 0.9, 1.7, 2.6, 4.1)
 
 
 @cached_by_expression
-def parity(activation: str) -> str | None:
+def parity(act: Activation) -> str | None:
     """'odd' or 'even' when sympy proves sigma(-x) = -/+ sigma(x), else None."""
-    e = get_activation(activation).expr
+    e = act.expr
     for name, combo in (("even", e.subs(x, -x) - e), ("odd", e.subs(x, -x) + e)):
         # A cheap numeric screen first: simplify is only attempted when parity is plausible.
         if all(abs(sp.N(combo.subs(x, v), 30)) < 1e-25 for v in _PARITY_PROBES):
@@ -43,9 +43,9 @@ def gaussian_density(var: sp.Expr = x, std: sp.Expr = s) -> sp.Expr:
     return sp.exp(-(var**2) / (2 * std**2)) / (std * sp.sqrt(2 * sp.pi))
 
 
-def derive_drift_coefficient(activation: str) -> sp.Expr | None:
+def derive_drift_coefficient(activation: Activation | str) -> sp.Expr | None:
     """D(sigma, s) as an exact sympy expression in s, or None when no closed form is found."""
-    return derive_drift_with_method(activation)[0]
+    return derive_drift_with_method(as_activation(activation))[0]
 
 
 # Scales at which a closed form is compared with 40-digit quadrature before it is reported.
@@ -53,12 +53,12 @@ _CHECK_SCALES = ("0.5", "1", "2.3")
 
 
 @cached_by_expression
-def derive_drift_with_method(activation: str) -> tuple[sp.Expr | None, str]:
+def derive_drift_with_method(act: Activation) -> tuple[sp.Expr | None, str]:
     """(D(sigma, s) exact in s, or None; how it was obtained)."""
-    if parity(activation) is not None:
-        return sp.Integer(0), f"sigma is {parity(activation)}: sigma sigma' is odd"
-    e = get_activation(activation).expr
-    h = drift_product(activation)
+    if parity(act) is not None:
+        return sp.Integer(0), f"sigma is {parity(act)}: sigma sigma' is odd"
+    e = act.expr
+    h = drift_product(act)
     if _piecewise_polynomial(e):
         value = sp.integrate(sp.piecewise_fold(h * gaussian_density()), (x, -sp.oo, sp.oo))
         if value.has(sp.Integral):
@@ -91,10 +91,10 @@ def _closed_form_gap(h: sp.Expr, value: sp.Expr, scale: str) -> float:
 
 
 @cached_by_expression
-def drift_enclosure(activation: str, std: float = 1.0) -> Enclosure:
+def drift_enclosure(act: Activation, std: float = 1.0) -> Enclosure:
     """A rigorous interval containing D(sigma, std): interval Simpson with enclosed remainders
     (`theory.interval_quad`), not a difference of two precisions."""
-    return gaussian_integral_enclosure(drift_product(activation), float(std))
+    return gaussian_integral_enclosure(drift_product(act), float(std))
 
 
 def _kinks(e: sp.Expr) -> list[float]:
@@ -115,14 +115,13 @@ def _kinks(e: sp.Expr) -> list[float]:
 
 
 @cached_by_expression
-def drift_coefficient_numeric(activation: str, std: float = 1.0) -> tuple[float, float]:
+def drift_coefficient_numeric(act: Activation, std: float = 1.0) -> tuple[float, float]:
     """(D, error estimate): tanh-sinh at 20 digits vs tanh-sinh at 30 digits on a finer split.
 
     The error is the two computations' disagreement plus the first one's own estimate: evidence,
     not a bound. (Gauss-Legendre nodes at 30+ digits cost tens of seconds: both use tanh-sinh.)
     """
-    act = get_activation(activation)
-    integrand = sp.piecewise_fold(drift_product(activation) * gaussian_density(x, sp.Float(std)))
+    integrand = sp.piecewise_fold(drift_product(act) * gaussian_density(x, sp.Float(std)))
     base = sorted(set(_kinks(act.expr) + [0.0]))
     finer = sorted(set(base + [-3.0 * std, -std, std, 3.0 * std]))
     results = []
@@ -135,19 +134,19 @@ def drift_coefficient_numeric(activation: str, std: float = 1.0) -> tuple[float,
     return float(v1), float(abs(v1 - v2) + abs(e1))
 
 
-def stein_drift_numeric(activation: str, std: float = 1.0) -> float:
+def stein_drift_numeric(activation: Activation | str, std: float = 1.0) -> float:
     """E[p sigma(p)^2] / (2 s^2) by quadrature: equal to D when sigma is absolutely continuous."""
-    e = get_activation(activation).expr
+    e = as_activation(activation).expr
     f = sp.lambdify(x, sp.piecewise_fold(x * e**2 * gaussian_density(x, sp.Float(std))), "mpmath")
     with mpmath.workdps(20):
         splits = [-mpmath.inf] + sorted(set(_kinks(e) + [0.0])) + [mpmath.inf]
         return float(mpmath.quad(f, splits) / (2 * std**2))
 
 
-def continuity_proved(activation: str) -> bool:
+def continuity_proved(activation: Activation | str) -> bool:
     """Sympy proof that sigma is continuous: at each Piecewise boundary g = lhs - rhs = 0 the
     jump between neighbouring branches is a polynomial multiple of g (so it vanishes there)."""
-    e = get_activation(activation).expr
+    e = as_activation(activation).expr
     for pw in e.atoms(sp.Piecewise):
         args = pw.args
         for (b1, c1), (b2, _) in zip(args, args[1:], strict=False):
@@ -170,19 +169,19 @@ def continuity_proved(activation: str) -> bool:
 
 
 @cached_by_expression
-def stein_sign(activation: str) -> Prediction:
+def stein_sign(act: Activation) -> Prediction:
     """Sign of D(sigma, s) for every s > 0 from Stein's form D = E[p sigma(p)^2] / (2 s^2)
     = (1/(2 s^2)) int_0^oo x (sigma(x)^2 - sigma(-x)^2) phi_s(x) dx (sigma continuous and of
     polynomial growth): the sign of u(x) = sigma(x)^2 - sigma(-x)^2 on x > 0."""
-    e = get_activation(activation).expr
+    e = act.expr
     # Certifying u for a clipped transcendental activation takes tens of seconds (a 5th-order
     # Taylor step through nested Piecewise): its sign stays undetermined rather than slow.
     if e.has(sp.Piecewise) and not _piecewise_polynomial(e):
         return Prediction(None, "undetermined", "numeric", "Stein form not attempted (clipped)")
-    if not continuity_proved(activation):
+    if not continuity_proved(act):
         return Prediction(None, "undetermined", "numeric", "continuity not proved: no Stein form")
-    value, err = drift_coefficient_numeric(activation, 1.0)
-    if abs(stein_drift_numeric(activation, 1.0) - value) > 1e-12 + 100 * err:
+    value, err = drift_coefficient_numeric(act, 1.0)
+    if abs(stein_drift_numeric(act, 1.0) - value) > 1e-12 + 100 * err:
         return Prediction(None, "undetermined", "numeric", "Stein form disagrees at s = 1")
     u = sp.piecewise_fold(e**2 - e.subs(x, -x) ** 2)
     u_sign = sign_on_side(u, "pos")
@@ -203,27 +202,27 @@ def stein_sign(activation: str) -> Prediction:
 
 
 @cached_by_expression
-def drift_sign_all_scales(activation: str) -> Prediction:
+def drift_sign_all_scales(act: Activation) -> Prediction:
     """Sign of D(sigma, s) for every s > 0 (hence of E[sigma sigma'(p)] for every Gaussian scale
     mixture of p): parity, the closed form's sign in a symbolic s > 0, or Stein's form."""
-    if parity(activation) is not None:
-        return Prediction(sp.Integer(0), "zero", "argument", f"sigma is {parity(activation)}")
-    exact, how = derive_drift_with_method(activation)
+    if parity(act) is not None:
+        return Prediction(sp.Integer(0), "zero", "argument", f"sigma is {parity(act)}")
+    exact, how = derive_drift_with_method(act)
     if exact is not None:
         sign = sympy_sign(exact)
         if sign != "undetermined":
             return Prediction(exact, sign, "sympy", f"closed form in s > 0 ({how}): {exact}")
-    return stein_sign(activation)
+    return stein_sign(act)
 
 
 @cached_by_expression
-def predict_drift_coefficient(activation: str, std: float = 1.0) -> Prediction:
+def predict_drift_coefficient(act: Activation, std: float = 1.0) -> Prediction:
     """D at s = std with its sign: positively biased (> 0), symmetric (= 0) or negatively biased.
 
     Exact where a closed form exists (value and sign proved); otherwise the value comes with a
     rigorous interval-quadrature bound (`error`), and the sign from Stein's form (for every s)
     or from the enclosure (certified at this s)."""
-    par = parity(activation)
+    par = parity(act)
     if par is not None:
         return Prediction(
             sp.Integer(0),
@@ -233,7 +232,7 @@ def predict_drift_coefficient(activation: str, std: float = 1.0) -> Prediction:
             "sigma*sigma' is odd and its Gaussian mean is exactly 0",
             error=0.0,
         )
-    exact, how = derive_drift_with_method(activation)
+    exact, how = derive_drift_with_method(act)
     if exact is not None:
         at = sp.nsimplify(std) if std == int(std) else sp.Float(std)
         value = sp.simplify(exact.subs(s, at))
@@ -247,8 +246,8 @@ def predict_drift_coefficient(activation: str, std: float = 1.0) -> Prediction:
             f"{how}: D(sigma, s) = {exact}",
             error=0.0,
         )
-    box = drift_enclosure(activation, std)
-    value, _ = drift_coefficient_numeric(activation, std)
+    box = drift_enclosure(act, std)
+    value, _ = drift_coefficient_numeric(act, std)
     if not box.lo <= value <= box.hi:
         value = box.mid  # the quadrature left the rigorous interval: trust the interval
     err = max(value - box.lo, box.hi - value)
@@ -258,11 +257,11 @@ def predict_drift_coefficient(activation: str, std: float = 1.0) -> Prediction:
         "from 30-digit tanh-sinh quadrature"
     )
     box_sign = "positive" if box.lo > 0 else "negative" if box.hi < 0 else "undetermined"
-    stein = stein_sign(activation)
+    stein = stein_sign(act)
     detail += f"; {stein.detail}"
     if stein.sign != "undetermined":
         if box_sign != "undetermined" and box_sign != stein.sign:
-            raise ArithmeticError(f"{activation}: Stein sign {stein.sign} vs interval {box_sign}")
+            raise ArithmeticError(f"{act.name}: Stein sign {stein.sign} vs interval {box_sign}")
         return Prediction(value, stein.sign, stein.method, detail, error=err)
     if box_sign != "undetermined":
         return Prediction(value, box_sign, "certified", detail, error=err)

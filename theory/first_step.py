@@ -13,7 +13,7 @@ import sympy as sp
 from theory.certify import interval_sign, sign_on_side
 from theory.drift import drift_sign_all_scales, parity, predict_drift_coefficient
 from theory.gradient import drift_product, predict_hessian_factor
-from theory.registry import x
+from theory.registry import Activation, as_activation, x
 from theory.signs import Prediction, sign_negate, sign_product, sign_union, weakest
 
 # Classes of input laws the predictions distinguish (the Monte Carlo's laws are its INPUT_LAWS):
@@ -34,9 +34,9 @@ FLIP_ODD_EVEN = (
 )
 
 
-def _global_sign(activation: str) -> tuple[str, str]:
+def _global_sign(act: Activation) -> tuple[str, str]:
     """Sign of sigma*sigma' on the whole line (union of both sides) and the weakest method."""
-    h = drift_product(activation)
+    h = drift_product(act)
     pos, neg = sign_on_side(h, "pos"), sign_on_side(h, "neg")
     if pos.sign == "undetermined" or neg.sign == "undetermined":
         return "undetermined", "numeric"
@@ -61,11 +61,11 @@ def _strengthen(h: sp.Expr, sign: str, method: str) -> tuple[str, str]:
     return sign, method
 
 
-def predict_symmetric_mean(activation: str) -> Prediction:
+def predict_symmetric_mean(activation: Activation | str) -> Prediction:
     """Sign of E[sigma(p) sigma'(p)] for every symmetric law of p (Gaussian, or w.x + b with
     sign-symmetric w and b): E[h(p)] = E[(h(|p|) + h(-|p|)) / 2], so the sign of
     h(x) + h(-x) = (sigma(x)^2 - sigma(-x)^2)' / 2 on x > 0 decides it."""
-    h = drift_product(activation)
+    h = drift_product(as_activation(activation))
     v = sp.piecewise_fold(h + h.subs(x, -x))
     # The fold E[h(p)] = E[(h(|p|) + h(-|p|)) / 2] is Lemma S of docs/proofs.md: an argument.
     # sympy only: certifying v costs tens of seconds for clipped transcendental activations, and
@@ -81,19 +81,20 @@ def predict_symmetric_mean(activation: str) -> Prediction:
     )
 
 
-def predict_bias_drift(activation: str, loss: str, std: float = 1.0) -> Prediction:
+def predict_bias_drift(activation: Activation | str, loss: str, std: float = 1.0) -> Prediction:
     """Sign of E[delta b_i] = -eta E[g(p_i)] for a symmetric law of p_i (p ~ N(0, std^2) for the
     value); for MSE the value is per eta K s^2, i.e. -D(sigma, std)."""
+    act = as_activation(activation)
     factor = predict_hessian_factor(loss)
     if loss == "mse":
-        sym = predict_symmetric_mean(activation)
-        d = predict_drift_coefficient(activation, std)
+        sym = predict_symmetric_mean(act)
+        d = predict_drift_coefficient(act, std)
         sign, method, how = sym.sign, sym.method, sym.detail
         if sign == "undetermined":
             # Stein's form has the sign of sigma(x)^2 - sigma(-x)^2 for every s, so the sign holds
             # for any Gaussian scale mixture of p (p | x ~ N(0, s^2 |x|^2 + s_b^2)); an integral
             # at one s says nothing beyond that s.
-            every = drift_sign_all_scales(activation)
+            every = drift_sign_all_scales(act)
             if every.sign != "undetermined":
                 sign, method = every.sign, weakest(every.method, "argument")
                 how = f"p ~ every Gaussian scale mixture: sign of D for every s: {every.detail}"
@@ -108,13 +109,13 @@ def predict_bias_drift(activation: str, loss: str, std: float = 1.0) -> Predicti
             f"Gaussian p; value shown per eta K s^2); {how}",
             error=d.error,
         )
-    if parity(activation) is not None:
+    if parity(act) is not None:
         return Prediction(
-            sp.Integer(0), "zero", "argument", f"{parity(activation)} sigma; {FLIP_ODD_EVEN}"
+            sp.Integer(0), "zero", "argument", f"{parity(act)} sigma; {FLIP_ODD_EVEN}"
         )
-    whole, method = _global_sign(activation)
+    whole, method = _global_sign(act)
     if whole in ("nonnegative", "nonpositive") and factor.sign == "positive":
-        sign, method = _strengthen(drift_product(activation), whole, method)
+        sign, method = _strengthen(drift_product(act), whole, method)
         return Prediction(
             None,
             sign_negate(sign),
@@ -133,7 +134,7 @@ def predict_bias_drift(activation: str, loss: str, std: float = 1.0) -> Predicti
 
 
 def predict_weight_drift(
-    activation: str, loss: str, inputs: str, init: str = "gaussian"
+    activation: Activation | str, loss: str, inputs: str, init: str = "gaussian"
 ) -> Prediction:
     """Sign of E[delta W_ik] = -eta E[x_k g(p_i)] for sign-symmetric or non-negative inputs x.
 
@@ -149,6 +150,7 @@ def predict_weight_drift(
         raise ValueError(f"inputs must be one of {', '.join(INPUT_CLASSES)}, got {inputs!r}")
     if init not in INIT_CLASSES:
         raise ValueError(f"init must be one of {', '.join(INIT_CLASSES)}, got {init!r}")
+    act = as_activation(activation)
     factor = predict_hessian_factor(loss)
     if inputs == "sign_symmetric":
         return Prediction(
@@ -164,17 +166,17 @@ def predict_weight_drift(
                 else "this loss's Hessian may involve y: the argument needs y independent of x"
             ),
         )
-    if parity(activation) is not None:
+    if parity(act) is not None:
         return Prediction(
-            sp.Integer(0), "zero", "argument", f"{parity(activation)} sigma; {FLIP_ODD_EVEN}"
+            sp.Integer(0), "zero", "argument", f"{parity(act)} sigma; {FLIP_ODD_EVEN}"
         )
     if loss == "mse":
-        flip = _mse_nonneg_weight_sign(activation, init)
+        flip = _mse_nonneg_weight_sign(act, init)
         if flip is not None:
             return flip
-    whole, method = _global_sign(activation)
+    whole, method = _global_sign(act)
     if whole in ("nonnegative", "nonpositive", "zero") and factor.sign in ("positive", "zero"):
-        g_sign, method = _strengthen(drift_product(activation), whole, method)
+        g_sign, method = _strengthen(drift_product(act), whole, method)
         g_sign = sign_product(g_sign, factor.sign)
         # x_k >= 0 and g of one sign; strict when P(x_k > 0, p_i > 0) > 0 (generic inputs).
         return Prediction(
@@ -194,10 +196,10 @@ def predict_weight_drift(
     )
 
 
-def _mse_nonneg_weight_sign(activation: str, init: str) -> Prediction | None:
+def _mse_nonneg_weight_sign(act: Activation, init: str) -> Prediction | None:
     """The MSE sign of E[delta W_ik] for non-negative inputs through the unit flip, or None."""
     if init == "gaussian":
-        every = drift_sign_all_scales(activation)
+        every = drift_sign_all_scales(act)
         if every.sign in ("positive", "negative"):
             return Prediction(
                 None,
@@ -209,7 +211,7 @@ def _mse_nonneg_weight_sign(activation: str, init: str) -> Prediction | None:
                 "P(x_k > 0) > 0",
             )
         return None
-    sym = predict_symmetric_mean(activation)
+    sym = predict_symmetric_mean(act)
     if sym.sign in ("positive", "negative"):
         return Prediction(
             None,

@@ -12,7 +12,7 @@ from functools import lru_cache
 import sympy as sp
 
 from theory.certify import sign_on_side
-from theory.registry import get_activation, get_loss, register_cache
+from theory.registry import Activation, as_activation, get_loss, register_cache
 from theory.signs import Prediction, sign_product, sympy_sign, weakest
 
 s = sp.Symbol("s", positive=True)  # standard deviation of each entry of V
@@ -23,9 +23,9 @@ sigma = sp.Function("sigma")
 m3, m4 = sp.symbols("m3 m4", real=True)
 
 
-def drift_product(activation: str) -> sp.Expr:
+def drift_product(activation: Activation | str) -> sp.Expr:
     """sigma(x) sigma'(x), whose sign is the sign of g (times a positive factor)."""
-    act = get_activation(activation)
+    act = as_activation(activation)
     return sp.piecewise_fold(act.expr * act.derivative)
 
 
@@ -127,9 +127,9 @@ def predict_hessian_factor(loss: str, outputs: int = 3) -> Prediction:
 register_cache(predict_hessian_factor.cache_clear)  # keyed by loss name: cleared on registration
 
 
-def derive_expected_gradient(activation: str, loss: str = "mse") -> sp.Expr:
+def derive_expected_gradient(activation: Activation | str, loss: str = "mse") -> sp.Expr:
     """g(p) in x (= p_i) with symbols K, s (and T, the Hessian factor, for non-MSE losses)."""
-    h = drift_product(activation)
+    h = drift_product(as_activation(activation))
     if loss == "mse":
         return K * s**2 * h
     get_loss(loss)  # unknown names fail here with the list of valid ones
@@ -153,9 +153,12 @@ _INIT_NOTE = {
 }
 
 
-def predict_gradient_sign(activation: str, loss: str, side: str, outputs: int = 3) -> Prediction:
+def predict_gradient_sign(
+    activation: Activation | str, loss: str, side: str, outputs: int = 3
+) -> Prediction:
     """Sign of g on p > 0 (side 'pos') or p < 0 ('neg'): sign(sigma sigma') x sign(factor)."""
-    h = drift_product(activation)
+    act = as_activation(activation)
+    h = drift_product(act)
     local = sign_on_side(h, side)
     factor = predict_hessian_factor(loss, outputs)
     total = sign_product(local.sign, factor.sign)
@@ -166,5 +169,5 @@ def predict_gradient_sign(activation: str, loss: str, side: str, outputs: int = 
     method = weakest(local.method, factor.method)
     note = _INIT_NOTE["mse" if loss == "mse" else "other"]
     detail = f"sigma*sigma': {local.detail}; factor: {factor.detail}; {note}"
-    value = derive_expected_gradient(activation, loss)
+    value = derive_expected_gradient(act, loss)
     return Prediction(value, total, method, detail, pieces)

@@ -6,36 +6,59 @@ Add an activation with `register_activation("name", "expr in x")` or, from any C
 
 from __future__ import annotations
 
-import ast
 import functools
 import math
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sympy as sp
+
+from theory.parse import gelu_expr as _gelu
+from theory.parse import parse_safe
+from theory.parse import relu_expr as _relu
 
 x = sp.Symbol("x", real=True)
 
 # Sample points used to reject expressions that are not real-valued on the real line.
 _PROBE_POINTS = (-7.5, -3.0, -1.3, -0.4, -1e-3, 0.0, 1e-3, 0.37, 1.1, 2.9, 6.2)
+# A parameter value written as a plain non-negative decimal keeps its text in a run name.
+_PLAIN_NUMBER = re.compile(r"^(\d+\.?\d*|\.\d+)([eE]-?\d+)?$")
+
+Params = tuple[tuple[str, float], ...]
 
 
 class RegistryError(ValueError):
     """A name, spec or expression the registry cannot accept; the message says why."""
 
 
+def _number_slug(value: float) -> str:
+    """A float as run-name characters only, one text per value: `neg` for the sign, `em`/`ep`
+    for the exponent's sign (a run name turns '-' and '+' alike into '-')."""
+    text = repr(abs(float(value))).replace("e-", "em").replace("e+", "ep")
+    return ("neg" if value < 0 else "") + text
+
+
 @dataclass(frozen=True)
 class Activation:
-    """An activation sigma(x) as a sympy expression in the real symbol `x`."""
+    """An activation sigma(x) as a sympy expression in the real symbol `x`.
+
+    Parsed once from its spec (`parse_activation_spec`) and passed around as the object: it is
+    hashable (`params` is a sorted tuple of (key, value) pairs), its `cache_key` is what caches
+    key on (the expression, never the name), its `run_name` names runs, and it pickles as its
+    spec, so a worker process re-registers a user's NAME=EXPR."""
 
     name: str
     expr: sp.Expr
-    params: dict[str, float] = field(default_factory=dict)
+    params: Params = ()
     builtin: bool = True
     description: str = ""
     source: str = ""  # the EXPR text a user gave, so `spec` recreates the activation
+
+    def __post_init__(self) -> None:
+        if isinstance(self.params, Mapping):
+            object.__setattr__(self, "params", tuple(sorted(self.params.items())))
 
     @property
     def spec(self) -> str:
@@ -46,11 +69,36 @@ class Activation:
         return f"{self.name}={self.source or self.expr}"
 
     @property
+    def cache_key(self) -> sp.Expr:
+        """What expression-keyed caches key on: a name registered again with another expression
+        gets fresh answers, and two names with one expression share them."""
+        return self.expr
+
+    @property
+    def run_name(self) -> str:
+        """The activation's part of a run name: NAME for a user's NAME=EXPR, the name of a
+        built-in, `family-key-value` for a parametrised family. Injective: a value written as a
+        plain decimal keeps its text (the names of existing runs), any other is spelled out."""
+        family, sep, rest = self.name.partition(":")
+        if not (self.builtin and sep):
+            return self.name
+        values = dict(self.params)
+        parts = [family]
+        for item in filter(None, (i.strip() for i in rest.split(","))):
+            key, _, text = (t.strip() for t in item.partition("="))
+            plain = _PLAIN_NUMBER.match(text)
+            parts += [key, text if plain else _number_slug(values[key])]
+        return "-".join(parts)
+
+    @property
     def derivative(self) -> sp.Expr:
         return sp.diff(self.expr, x)
 
     def __call__(self, value: sp.Expr | float) -> sp.Expr:
         return self.expr.subs(x, value)
+
+    def __reduce__(self) -> tuple[Callable[[str], Activation], tuple[str]]:
+        return parse_activation_spec, (self.spec,)
 
 
 @dataclass(frozen=True)
@@ -71,14 +119,6 @@ class Loss:
         if k < 1:
             raise RegistryError(f"loss {self.name!r}: number of outputs K must be >= 1, got {k}")
         return self.builder(k)
-
-
-def _relu(e: sp.Expr) -> sp.Expr:
-    return sp.Piecewise((e, e > 0), (0, True))
-
-
-def _gelu(e: sp.Expr) -> sp.Expr:
-    return e / 2 * (1 + sp.erf(e / sp.sqrt(2)))
 
 
 def _clip(e: sp.Expr, c: sp.Expr) -> sp.Expr:
@@ -155,165 +195,6 @@ _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 def _known_names() -> str:
     return ", ".join(sorted(ACTIVATIONS))
-
-
-# ------------------------------------------------------------------- the expression whitelist
-
-# Functions a user expression may call, by the name it is written with. Nothing else is callable:
-# the text is parsed by Python's `ast` into a tree that is checked node by node and built with
-# sympy constructors; it is never evaluated (sympy's `sympify` would run arbitrary Python).
-_FUNCTIONS: dict[str, Callable[..., sp.Expr]] = {
-    "exp": sp.exp,
-    "log": sp.log,
-    "sqrt": sp.sqrt,
-    "tanh": sp.tanh,
-    "sinh": sp.sinh,
-    "cosh": sp.cosh,
-    "sin": sp.sin,
-    "cos": sp.cos,
-    "atan": sp.atan,
-    "erf": sp.erf,
-    "erfc": sp.erfc,
-    "Abs": sp.Abs,
-    "abs": sp.Abs,
-    "sign": sp.sign,
-    "Heaviside": sp.Heaviside,
-    "Min": sp.Min,
-    "Max": sp.Max,
-    "min": sp.Min,
-    "max": sp.Max,
-    "Piecewise": sp.Piecewise,
-    "relu": lambda e: _relu(e),
-    "gelu": lambda e: _gelu(e),
-    "sigmoid": lambda e: 1 / (1 + sp.exp(-e)),
-}
-_CONSTANTS: dict[str, sp.Expr] = {"pi": sp.pi, "E": sp.E}
-_BINARY = {
-    ast.Add: lambda a, b: a + b,
-    ast.Sub: lambda a, b: a - b,
-    ast.Mult: lambda a, b: a * b,
-    ast.Div: lambda a, b: a / b,
-    ast.Pow: lambda a, b: a**b,
-    ast.BitXor: lambda a, b: a**b,  # x^2 as sympy's parser reads it
-}
-_COMPARE = {ast.Lt: sp.Lt, ast.LtE: sp.Le, ast.Gt: sp.Gt, ast.GtE: sp.Ge}
-MAX_EXPRESSION_CHARS = 500
-MAX_EXPRESSION_NODES = 200
-_MAX_LITERAL = 1e6  # larger numbers (and integer powers of them) are refused, not evaluated
-_MAX_EXPONENT = 16
-
-ALLOWED_SYNTAX = (
-    "numbers, the variable x, + - * / ** (or ^), comparisons < <= > >= inside Piecewise, pi, E "
-    f"and the functions {', '.join(sorted(_FUNCTIONS))}"
-)
-
-
-class _Refused(ValueError):
-    """A node outside the whitelist; the message names it."""
-
-
-class _TooLarge(_Refused):
-    """A constant beyond the literal limit (no syntax list needed to explain it)."""
-
-
-def parse_safe(text: str, symbols: dict[str, sp.Expr]) -> sp.Expr:
-    """Build a sympy expression from `text` using the whitelist only (never `eval`/`sympify`).
-
-    `symbols` maps the variable names allowed (e.g. {"x": x}) to their sympy symbols. Raises
-    ValueError naming what is not allowed."""
-    if len(text) > MAX_EXPRESSION_CHARS:
-        raise ValueError(f"longer than {MAX_EXPRESSION_CHARS} characters")
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError as exc:
-        raise ValueError(f"not a formula ({exc.msg})") from None
-    nodes = sum(1 for _ in ast.walk(tree))
-    if nodes > MAX_EXPRESSION_NODES:
-        raise ValueError(f"more than {MAX_EXPRESSION_NODES} syntax nodes")
-
-    def folded(expr: Any, text: str) -> Any:
-        """A subexpression without x is a constant: fold it to a float and apply the literal
-        limit to the result, so that 1000000*1000000*x or exp(exp(100)) cannot bypass it."""
-        if not isinstance(expr, sp.Expr) or expr.free_symbols:
-            return expr
-        if expr.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
-            raise _TooLarge(f"the constant {text!r} is not finite")
-        try:
-            value = complex(sp.lambdify((), expr, modules="math")())
-        except (OverflowError, ValueError, ZeroDivisionError, TypeError):
-            raise _TooLarge(
-                f"the constant {text!r} is not finite or exceeds {_MAX_LITERAL:g}"
-            ) from None
-        if not (math.isfinite(value.real) and math.isfinite(value.imag)):
-            raise _TooLarge(f"the constant {text!r} is not finite")
-        if abs(value) > _MAX_LITERAL:
-            raise _TooLarge(f"the constant {text!r} = {value.real:.6g} exceeds {_MAX_LITERAL:g}")
-        return expr
-
-    def number(value: Any) -> sp.Expr:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _Refused(f"the literal {value!r} is not a number")
-        if not math.isfinite(value) or abs(value) > _MAX_LITERAL:
-            raise _Refused(f"the number {value!r} is not finite or exceeds {_MAX_LITERAL:g}")
-        return sp.Integer(value) if isinstance(value, int) else sp.nsimplify(value, rational=True)
-
-    def build(node: ast.AST, in_piecewise: bool = False) -> Any:
-        if isinstance(node, ast.Expression):
-            return build(node.body)
-        if isinstance(node, ast.Constant):
-            if node.value is True and in_piecewise:
-                return sp.true
-            return number(node.value)
-        if isinstance(node, ast.Name):
-            if node.id in symbols:
-                return symbols[node.id]
-            if node.id in _CONSTANTS:
-                return _CONSTANTS[node.id]
-            raise _Refused(f"unknown name {node.id!r}")
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-            inner = build(node.operand)
-            return -inner if isinstance(node.op, ast.USub) else inner
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-            left, right = build(node.left), build(node.right)
-            if isinstance(node.op, (ast.Pow, ast.BitXor)) and right.is_number:
-                if abs(complex(right)) > _MAX_EXPONENT:
-                    raise _Refused(f"the exponent {right} exceeds {_MAX_EXPONENT}")
-            return folded(_BINARY[type(node.op)](left, right), ast.unparse(node))
-        if isinstance(node, ast.Compare) and in_piecewise and len(node.ops) == 1:
-            op = type(node.ops[0])
-            if op not in _COMPARE:
-                raise _Refused("only < <= > >= comparisons are allowed")
-            return _COMPARE[op](build(node.left), build(node.comparators[0]))
-        if isinstance(node, ast.Tuple) and in_piecewise and len(node.elts) == 2:
-            return (build(node.elts[0]), build(node.elts[1], in_piecewise=True))
-        if isinstance(node, ast.Call):
-            if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS:
-                if isinstance(node.func, ast.Name):
-                    raise _Refused(f"the function {node.func.id!r} is not allowed")
-                raise _Refused(
-                    "only named functions may be called: calling attributes or results is "
-                    "not allowed"
-                )
-            if node.keywords or not node.args:
-                raise _Refused(f"{node.func.id}() takes positional arguments only")
-            piecewise = node.func.id == "Piecewise"
-            args = [build(a, in_piecewise=piecewise) for a in node.args]
-            if piecewise and not all(isinstance(a, tuple) for a in args):
-                raise _Refused("Piecewise takes (expression, condition) pairs")
-            return folded(_FUNCTIONS[node.func.id](*args), ast.unparse(node))
-        raise _Refused(f"the syntax {type(node).__name__} is not allowed")
-
-    try:
-        expr = build(tree)
-    except _TooLarge as exc:
-        raise ValueError(str(exc)) from None
-    except _Refused as exc:
-        raise ValueError(f"{exc}; allowed: {ALLOWED_SYNTAX}") from None
-    except (TypeError, ValueError, ZeroDivisionError) as exc:
-        raise ValueError(f"sympy cannot build it ({exc})") from None
-    if not isinstance(expr, sp.Expr):
-        raise ValueError("not an expression")
-    return expr
 
 
 class _Undecided(Exception):
@@ -459,17 +340,19 @@ def register_cache(clear: Callable[[], None]) -> None:
 
 
 def cached_by_expression(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Memoise `fn(activation, *args)` on the activation's expression (never its name): a name
-    registered again with another expression gets fresh answers, and two names with one
-    expression share them."""
+    """Memoise `fn(act, *args)` on the activation's `cache_key` (its expression, never its name):
+    a name registered again with another expression gets fresh answers, and two names with one
+    expression share them. `fn` receives the Activation object; a public entry point may be
+    handed a spec, which is parsed here, once, and the object passed on."""
     store: dict[tuple, Any] = {}
     _CACHE_CLEARERS.append(store.clear)
 
     @functools.wraps(fn)
-    def wrapper(activation: str, *args: Any, **kwargs: Any) -> Any:
-        key = (get_activation(activation).expr, args, tuple(sorted(kwargs.items())))
+    def wrapper(activation: Activation | str, *args: Any, **kwargs: Any) -> Any:
+        act = as_activation(activation)
+        key = (act.cache_key, args, tuple(sorted(kwargs.items())))
         if key not in store:
-            store[key] = fn(activation, *args, **kwargs)
+            store[key] = fn(act, *args, **kwargs)
         return store[key]
 
     wrapper.cache_clear = store.clear  # type: ignore[attr-defined]
@@ -517,6 +400,14 @@ def parse_activation_spec(spec: str) -> Activation:
         name, text = spec.split("=", 1)
         return register_activation(name.strip(), text.strip())
     return get_activation(spec)
+
+
+def as_activation(activation: Activation | str) -> Activation:
+    """The Activation object of a public entry point's argument: an object passes through, a
+    spec is parsed (the one conversion, at the entry point's top)."""
+    if isinstance(activation, Activation):
+        return activation
+    return parse_activation_spec(activation)
 
 
 def get_activation(spec: str) -> Activation:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import torch
 
-from empirics.activations import get_torch_activation
+from empirics.activations import torch_fn
 from empirics.montecarlo.estimators import Stat, run_sequential
 from empirics.montecarlo.sampler import (
     DTYPES,
@@ -116,7 +116,7 @@ def first_step_sampler(cfg: NetConfig, optimizer: str, lr: float):
         raise ValueError("the optimizer first step uses one hidden layer")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer={optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
-    fn = get_torch_activation(cfg.activation)  # differentiable (the ActPair detaches)
+    fn = torch_fn(cfg.activation)  # differentiable (the ActPair detaches)
     dtype, device = DTYPES[cfg.dtype], cfg.device
 
     def sample(n: int, gen: torch.Generator) -> Stat:

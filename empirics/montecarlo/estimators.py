@@ -22,6 +22,7 @@ from empirics.montecarlo.sampler import (
     effective_weights,
 )
 from empirics.stats import Estimate, RatioAccumulator, SignTest, fixed_interval
+from theory.registry import Activation
 
 # name -> (per-network numerator, per-network denominator, any sample nonzero)
 Stat = dict[str, tuple[torch.Tensor, torch.Tensor, bool]]
@@ -203,9 +204,12 @@ def estimate_net_drift(cfg: NetConfig, **kw) -> Estimate:
     return estimate_conditional_mean(cfg, "all", **kw)
 
 
-def drift_coefficient_config(activation: str, s: float = 1.0, **overrides) -> NetConfig:
+def drift_coefficient_config(
+    activation: Activation | str, s: float = 1.0, **overrides
+) -> NetConfig:
     """Networks whose layer-1 pre-activations are exactly N(0, s^2): inputs on the sphere of
-    radius sqrt(d_in), Gaussian weights of variance s^2 / fan_in, no biases, MSE."""
+    radius sqrt(d_in), Gaussian weights of variance s^2 / fan_in, no biases, MSE. A spec is
+    parsed once, by NetConfig."""
     base = dict(
         activation=activation,
         loss="mse",
@@ -223,7 +227,7 @@ def drift_coefficient_config(activation: str, s: float = 1.0, **overrides) -> Ne
 
 
 def estimate_drift_coefficient(
-    activation: str, s: float = 1.0, *, generator: torch.Generator, **kw
+    activation: Activation | str, s: float = 1.0, *, generator: torch.Generator, **kw
 ) -> Estimate:
     """D(sigma, s) = E_{p ~ N(0, s^2)}[sigma(p) sigma'(p)], the net drift coefficient, estimated
     from random networks as E[dl/dp] / (K s_L^2) under MSE: the networks' own gradients, scaled

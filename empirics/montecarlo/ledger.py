@@ -5,11 +5,11 @@ Called by `python -m empirics.ledger.verify` through `montecarlo_for_entry`; ids
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from empirics.activations import parse_activation
 from empirics.montecarlo.estimators import (
     c1_config,
     drift_coefficient_config,
@@ -21,6 +21,7 @@ from empirics.montecarlo.estimators import (
 from empirics.montecarlo.presets import first_step_network
 from empirics.montecarlo.sampler import NetConfig
 from empirics.stats import Estimate, SignTest
+from theory.registry import Activation
 
 DEFAULT_ACTIVATION = "relu"
 DEFAULT_LOSS = "mse"
@@ -46,7 +47,9 @@ ENTRY_IDS = (
 )
 
 
-def first_step_config(activation: str, loss: str, inputs: str = "gaussian") -> NetConfig:
+def first_step_config(
+    activation: Activation | str, loss: str, inputs: str = "gaussian"
+) -> NetConfig:
     """The one-hidden-layer network of the C2-C5 rows: 16 inputs, 64 units, 10 outputs, 16
     inputs per network, Var W = 1/fan_in, zero biases. With inputs on the sphere of radius
     sqrt(16) every pre-activation is exactly N(0, 1), the law the symbolic side integrates
@@ -54,30 +57,29 @@ def first_step_config(activation: str, loss: str, inputs: str = "gaussian") -> N
     return first_step_network(activation, loss, inputs)
 
 
-def _conditional_config(activation: str, loss: str) -> NetConfig:
-    return first_step_config(activation, loss, "sphere")
-
-
-def _c5_config(activation: str, loss: str, nonneg: bool) -> NetConfig:
-    return first_step_config(activation, loss, "uniform" if nonneg else "gaussian")
+def _entry_config(entry_id: str, act: Activation, lss: str) -> NetConfig | None:
+    """The network family behind a ledger id (C2/C3 on the sphere, C5 with Gaussian or uniform
+    inputs, C1 the depth-3 ReLU MLP, C4 the drift coefficient's networks), or None."""
+    claim = entry_id.split(".")[0]
+    if entry_id in ("C2.g_pos", "C2.g_neg", "C3.g_pos", "C3.g_neg"):
+        return first_step_config(act, "mse" if claim == "C2" else "cross_entropy", "sphere")
+    if entry_id.startswith("C5.first_step."):
+        inputs = "uniform" if entry_id.endswith(".nonneg") else "gaussian"
+        return first_step_config(act, lss, inputs)
+    if claim == "C1":
+        return c1_config(activation=act)
+    if entry_id == "C4.D":
+        return drift_coefficient_config(act, 1.0)
+    return None
 
 
 def montecarlo_config_for_entry(
-    entry_id: str, activation: str | None = None, loss: str | None = None
+    entry_id: str, activation: Activation | str | None = None, loss: str | None = None
 ) -> dict[str, Any] | None:
     """The network family behind an entry's estimate (for the ledger's notes), or None."""
-    act, lss = activation or DEFAULT_ACTIVATION, loss or DEFAULT_LOSS
-    if entry_id.startswith("C1."):
-        return c1_config(activation=act).to_dict()
-    if entry_id in ("C2.g_pos", "C2.g_neg"):
-        return _conditional_config(act, "mse").to_dict()
-    if entry_id in ("C3.g_pos", "C3.g_neg"):
-        return _conditional_config(act, "cross_entropy").to_dict()
-    if entry_id == "C4.D":
-        return drift_coefficient_config(act, 1.0).to_dict()
-    if entry_id.startswith("C5.first_step."):
-        return _c5_config(act, lss, entry_id.endswith(".nonneg")).to_dict()
-    return None
+    act = parse_activation(activation or DEFAULT_ACTIVATION)
+    cfg = _entry_config(entry_id, act, loss or DEFAULT_LOSS)
+    return None if cfg is None else cfg.to_dict()
 
 
 def sample_size(entry_id: str) -> int:
@@ -88,48 +90,24 @@ def sample_size(entry_id: str) -> int:
     return LEDGER_SAMPLES[family]
 
 
-def _estimate(
-    entry_id: str,
-    act: str,
-    lss: str,
-    n_networks: int,
-    test: SignTest,
-    generator: torch.Generator,
-) -> Estimate | None:
-    common: dict[str, Any] = {"n_networks": n_networks, "test": test, "generator": generator}
+def _estimate(entry_id: str, cfg: NetConfig, **common: Any) -> Estimate | None:
+    """The estimate answering a ledger id on its network family `cfg`, or None."""
+    claim, _, rest = entry_id.partition(".")
     if entry_id in ("C1.mean", "C1.diag", "C1.offdiag"):
-        quantity = entry_id.split(".")[1]
-        return estimate_effective_weights(c1_config(activation=act), targets=(quantity,), **common)[
-            quantity
-        ]
-    conditional: dict[str, Callable[[], Estimate]] = {
-        f"{claim}.g_{side}": (
-            lambda claim=claim, side=side: estimate_conditional_mean(
-                _conditional_config(act, "mse" if claim == "C2" else "cross_entropy"),
-                side,
-                **common,
-            )
-        )
-        for claim in ("C2", "C3")
-        for side in ("pos", "neg")
-    }
-    if entry_id in conditional:
-        return conditional[entry_id]()
+        return estimate_effective_weights(cfg, targets=(rest,), **common)[rest]
+    if claim in ("C2", "C3") and rest in ("g_pos", "g_neg"):
+        return estimate_conditional_mean(cfg, rest.removeprefix("g_"), **common)
     if entry_id == "C4.D":
-        return estimate_drift_coefficient(act, 1.0, **common)
-    if entry_id.startswith("C5.first_step."):
-        rest = entry_id.removeprefix("C5.first_step.")
-        quantity, _, variant = rest.partition(".")
-        if quantity not in ("b", "W") or variant not in ("", "nonneg"):
-            return None
-        cfg = _c5_config(act, lss, variant == "nonneg")
+        return estimate_drift_coefficient(cfg.activation, 1.0, **common)
+    quantity, _, variant = rest.removeprefix("first_step.").partition(".")
+    if rest.startswith("first_step.") and quantity in ("b", "W") and variant in ("", "nonneg"):
         return estimate_first_step(cfg, 1.0, targets=(quantity,), **common)[quantity]
     return None
 
 
 def montecarlo_for_entry(
     entry_id: str,
-    activation: str | None,
+    activation: Activation | str | None,
     loss: str | None,
     *,
     generator: torch.Generator,
@@ -147,11 +125,15 @@ def montecarlo_for_entry(
     one-look `SignTest` at false-sign rate `alpha` on `n_networks` units (default
     `sample_size(entry_id)`); `zero` only when every sample is exactly 0 (e.g. relu on p < 0).
     The network family behind each id is `montecarlo_config_for_entry(entry_id, activation,
-    loss)`.
+    loss)`; the activation (object or spec) is parsed once, here.
     """
-    act, lss = activation or DEFAULT_ACTIVATION, loss or DEFAULT_LOSS
     if entry_id.split(".")[0] not in LEDGER_SAMPLES:
         return None
+    act = parse_activation(activation or DEFAULT_ACTIVATION)
+    cfg = _entry_config(entry_id, act, loss or DEFAULT_LOSS)
+    if cfg is None:
+        return None
     n = sample_size(entry_id) if n_networks is None else n_networks
-    est = _estimate(entry_id, act, lss, n, SignTest(alpha=alpha), generator)
+    test = SignTest(alpha=alpha)
+    est = _estimate(entry_id, cfg, n_networks=n, test=test, generator=generator)
     return None if est is None else est.ledger_dict()

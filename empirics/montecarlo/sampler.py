@@ -6,17 +6,16 @@ N networks, B inputs per network, layer widths n_k, K outputs.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 
-import sympy as sp
 import torch
 
-from empirics.activations import get_torch_activation
+from empirics.activations import parse_activation, torch_fn
 from empirics.outputs import resolve_device
 from theory import registry
+from theory.registry import Activation
 
 # Weight laws of the random networks (`--init`); the trained models' init schemes are
 # `empirics.models.mlp.INIT_SCHEMES`, the theory's classes of them `theory.first_step.INIT_CLASSES`.
@@ -58,9 +57,12 @@ class NetConfig:
     design only) regresses out the off-diagonal part sum_{i != j} h_j m_i sigma'_i <P v_i, v_j> of
     the pairs' bilinear form, whose mean is exactly 0 because the columns of a freshly drawn
     output layer are independent and zero-mean (see `crossed_block_sums`).
+
+    `activation` is the Activation object: a spec given here is parsed once, at construction
+    (RegistryError lists valid names), and `to_dict` records it by name.
     """
 
-    activation: str = "relu"
+    activation: Activation = registry.ACTIVATIONS["relu"]
     loss: str = "mse"
     d_in: int = 64
     widths: tuple[int, ...] = (256,)
@@ -82,9 +84,11 @@ class NetConfig:
     v_per_block: int = 16
     control_variate: bool = True
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "activation", parse_activation(self.activation))
+
     def validate(self) -> NetConfig:
         """Check every field before any compute; returns self with the device resolved."""
-        registry.parse_activation_spec(self.activation)  # RegistryError lists valid names
         if self.loss not in LOSS_NAMES:
             raise ValueError(
                 f"loss={self.loss!r}: the Monte Carlo estimator supports {', '.join(LOSS_NAMES)}"
@@ -149,7 +153,10 @@ class NetConfig:
         return self.w_gain / self.sizes[k - 1]
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as plain data, the activation by its registry name (what ledger notes and
+        Monte Carlo summaries record)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {**out, "activation": self.activation.name}
 
 
 @dataclass
@@ -166,17 +173,21 @@ class Draw:
     out: torch.Tensor  # [N, B, K]
 
 
-def activation_pair(spec: str) -> ActPair:
-    """(sigma(p), sigma'(p)) for a registry spec; sigma' as autograd of the torch implementation
-    (what training uses), with closed-form shortcuts for the cheapest activations."""
-    act = registry.parse_activation_spec(spec)
-    # Keyed by the expression too, so that a re-registered user activation is recompiled.
-    return _activation_pair(act.name, sp.srepr(act.expr))
+_PAIRS: dict[Activation, ActPair] = {}
+registry.register_cache(_PAIRS.clear)  # `registry.clear_caches` also forgets compiled pairs
 
 
-@functools.lru_cache(maxsize=256)
-def _activation_pair(spec: str, _expr_key: str) -> ActPair:
-    act = registry.get_activation(spec)
+def activation_pair(act: Activation) -> ActPair:
+    """(sigma(p), sigma'(p)) for an Activation, built once per object: sigma' as autograd of the
+    torch implementation (what training uses), with closed-form shortcuts for the cheapest
+    activations."""
+    pair = _PAIRS.get(act)
+    if pair is None:
+        pair = _PAIRS[act] = _closed_form_pair(act) or _autograd_pair(torch_fn(act))
+    return pair
+
+
+def _closed_form_pair(act: Activation) -> ActPair | None:
     if act.builtin and act.name == "relu":
         return lambda p: (torch.relu(p), (p > 0).to(p.dtype))
     if act.builtin and act.name == "identity":
@@ -188,8 +199,10 @@ def _activation_pair(spec: str, _expr_key: str) -> ActPair:
             return t, 1 - t * t
 
         return tanh_pair
-    fn = get_torch_activation(spec)
+    return None
 
+
+def _autograd_pair(fn: Callable[[torch.Tensor], torch.Tensor]) -> ActPair:
     def pair(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.enable_grad():
             pd = p.detach().requires_grad_(True)

@@ -14,7 +14,6 @@ from hypothesis import Phase, given, reject, settings
 
 import theory
 from empirics import activations as torch_acts
-from empirics.montecarlo import sampler
 from tests.properties import checks
 from tests.properties.strategies import activations, inits, inputs, losses, network_shapes, seeds
 from theory import registry
@@ -25,13 +24,13 @@ THEORY_MODULES = [m for name, m in sys.modules.items() if name.startswith("theor
 
 def _clear_caches() -> None:
     """Every theory cache (keyed by expression, but a patched derivative changes the answer for
-    the same expression), every lru_cache in theory/, and the sampler's compiled pairs."""
+    the same expression), every lru_cache in theory/, and (through `registry.clear_caches`) the
+    torch functions and the sampler's pairs memoised per Activation object."""
     registry.clear_caches()
     for module in THEORY_MODULES + [importlib.import_module("theory.certify")]:
         for obj in vars(module).values():
             if isinstance(obj, functools._lru_cache_wrapper):
                 obj.cache_clear()
-    sampler._activation_pair.cache_clear()
 
 
 @pytest.fixture
