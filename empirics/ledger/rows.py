@@ -382,7 +382,7 @@ def net_dict(cfg: Any, **extra: Any) -> dict[str, Any]:
         "weight_var": [cfg.w_gain / n for n in (cfg.d_in, *cfg.widths)],
         "bias_std": cfg.bias_std,
         "inputs": cfg.inputs,
-        "activation": cfg.activation,
+        "activation": cfg.activation.name,
         "loss": cfg.loss,
         **extra,
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 from empirics.montecarlo.estimators import c1_config
 from empirics.montecarlo.sampler import NetConfig
 from theory.depth import DepthNet
+from theory.registry import Activation
 
 # The C1 depth sweep: ReLU gating layers of width 32 above layer l, biases of std 0.3 (so that
 # the event "all of layer l is dead" is not an atom of the law of h_l).
@@ -43,7 +44,9 @@ def c1_dead_layer() -> NetConfig:
     return c1_config(widths=(2, 16, 16))
 
 
-def first_step_network(activation: str, loss: str, inputs: str = "gaussian") -> NetConfig:
+def first_step_network(
+    activation: Activation | str, loss: str, inputs: str = "gaussian"
+) -> NetConfig:
     """The one-hidden-layer network of the C2-C5 rows: 16 inputs, 64 units, 10 outputs, 16
     inputs per network, Var W = 1/fan_in, zero biases. With inputs on the sphere of radius
     sqrt(16) every pre-activation is exactly N(0, 1), the law the symbolic side integrates
@@ -61,7 +64,9 @@ def first_step_network(activation: str, loss: str, inputs: str = "gaussian") -> 
     )
 
 
-def gated_gradient_network(activation: str, loss: str, depth: int, w_gain: float) -> NetConfig:
+def gated_gradient_network(
+    activation: Activation | str, loss: str, depth: int, w_gain: float
+) -> NetConfig:
     """The first-step network grown to `depth` layers (depth - 1 hidden layers of 64, layer l the
     first) on sphere inputs, so that p_1 ~ N(0, w_gain) exactly: Theorem D2's depth sweep."""
     return NetConfig(
@@ -76,7 +81,7 @@ def gated_gradient_network(activation: str, loss: str, depth: int, w_gain: float
     )
 
 
-def two_input_network(activation: str, init: str) -> NetConfig:
+def two_input_network(activation: Activation | str, init: str) -> NetConfig:
     """C5's weight step with zero-mean Gaussian inputs of dimension 2 under the init law `init`
     (MSE, 64 units, 10 outputs): the smallest input where |w| correlates with w_k for a skewed
     law."""
