@@ -21,8 +21,9 @@ from typing import Any
 
 from empirics.cli import EXIT_FAILED, EXIT_OK, InputError, fail, split_list
 from empirics.cli import run_name as make_run_name
-from empirics.experiments.pipeline import Run, load_runs, mean_ci, paired
+from empirics.experiments.runs import Run, load_runs
 from empirics.outputs import atomic_write_json
+from empirics.stats import mean_ci, paired
 
 SCHEMA = "mp_senet_long/v1"
 GROUP = "mp_senet_long"

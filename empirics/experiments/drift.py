@@ -1,0 +1,197 @@
+"""The one drift aggregation (no torch, apart from the architectures' consumer tables).
+
+Per run and activation layer (`layer_drift`): the pre-activation shift, the sparsity change and
+the deltas of the feeding and consuming layers. `aggregate_drift` turns them into the pipeline's
+C7/C8 rows (mean over seeds, 95 % CI, paired against tanh), `resnet_mechanism` into ResNet's
+BatchNorm evidence, and `drift_report` into the table `python -m empirics.experiments.sweep
+report DIR` prints.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from empirics.experiments.runs import Run, act_layers, brief, mean_of, thin
+from empirics.models import consumer_layers
+from empirics.stats import (
+    mean_ci,
+    paired,
+)
+
+
+# Per activation layer, per run: the drift quantities reported (name -> how to get it).
+def _drift_quantities(run: Run, act: str) -> dict[str, float | None]:
+    src = run.feeds.get(act)
+    cons = consumer_layers(run.arch, act, list(run.layers))
+    cons0 = cons[0] if cons else None
+    q: dict[str, float | None] = {
+        "d_preact_mean": run.delta(act, "preact_mean"),
+        "d_sparsity": run.delta(act, "sparsity"),
+        "d_negative_rate": run.delta(act, "negative_rate"),
+        # the layer producing p: its bias (a BN shift in ResNet) and its weights along x̄
+        "feed_d_bias_mean": run.delta(src, "bias_mean"),
+        "feed_weight_meandir_delta": run.last(src, "weight_meandir_delta"),
+        "feed_d_weight_part": run.delta(src, "preact_weight_part"),
+        "feed_drift_score": run.last(src, "drift_score"),
+        # the layer fed by the activation's output (C5's non-negative-input weights)
+        "cons_d_weight_mean": run.delta(cons0, "weight_mean"),
+        "cons_drift_score": run.last(cons0, "drift_score"),
+        "cons_d_bias_mean": run.delta(cons0, "bias_mean"),
+    }
+    for g in ("grad_mean", "grad_pos", "grad_neg"):  # the gradient probe, where recorded
+        if g in run.layers.get(act, {}):
+            q[f"{g}_init"] = run.first(act, g)
+    if "grad_mean" in run.layers.get(act, {}):
+        # Σ over logged steps of mean ∂ℓ/∂p: what pushes the feeding bias (gradient descent
+        # moves it against this sum; every step is logged during early training).
+        q["grad_mean_sum"] = float(sum(run.series(act, "grad_mean").values()))
+    return q
+
+
+DRIFT_QUANTITIES = (
+    "d_preact_mean",
+    "d_sparsity",
+    "d_negative_rate",
+    "feed_d_bias_mean",
+    "feed_weight_meandir_delta",
+    "feed_d_weight_part",
+    "feed_drift_score",
+    "cons_d_weight_mean",
+    "cons_drift_score",
+    "cons_d_bias_mean",
+    "grad_mean_init",
+    "grad_pos_init",
+    "grad_neg_init",
+    "grad_mean_sum",
+)
+
+
+def _layer_mean_trajectory(
+    runs: Sequence[Run], layers: Sequence[str], metric: str, max_points: int = 80
+) -> list[dict[str, Any]]:
+    """Per step logged by every run: the metric averaged over `layers`, mean and CI over runs."""
+    per_run = []
+    for r in runs:
+        ser = [r.series(layer, metric) for layer in layers]
+        steps = set.intersection(*(set(s) for s in ser)) if ser else set()
+        per_run.append({st: float(np.mean([s[st] for s in ser])) for st in steps})
+    common = sorted(set.intersection(*(set(d) for d in per_run))) if per_run else []
+    return [
+        {"step": st, **brief(mean_ci(d[st] for d in per_run))} for st in thin(common, max_points)
+    ]
+
+
+def aggregate_drift(runs: Sequence[Run]) -> dict[str, Any]:
+    """C7/C8: per (arch, data, activation): every drift quantity per layer and averaged over
+    layers, mean over seeds with 95 % CI; paired (same seed) difference against tanh."""
+    by: dict[tuple[str, str, str], dict[int, Run]] = defaultdict(dict)
+    for r in runs:
+        by[(r.arch, r.data, r.activation)][r.seed] = r
+    rows = []
+    for (arch, data, act), seeds in sorted(by.items()):
+        any_run = next(iter(seeds.values()))
+        layers = act_layers(any_run)
+        per_seed_q: dict[int, dict[str, dict[str, float | None]]] = {
+            s: {a: _drift_quantities(r, a) for a in act_layers(r)} for s, r in seeds.items()
+        }
+        row: dict[str, Any] = {
+            "arch": arch,
+            "data": data,
+            "activation": act,
+            "seeds": sorted(seeds),
+            "layers": {},
+            "mean_over_layers": {},
+            "consumers": {a: consumer_layers(arch, a, list(any_run.layers)) for a in layers},
+            "feeds": any_run.feeds,
+        }
+        for a in layers:
+            row["layers"][a] = {
+                q: mean_ci(per_seed_q[s].get(a, {}).get(q) for s in seeds)
+                for q in DRIFT_QUANTITIES
+                if any(per_seed_q[s].get(a, {}).get(q) is not None for s in seeds)
+            }
+        layer_means: dict[str, dict[int, float | None]] = {}
+        for q in DRIFT_QUANTITIES:
+            layer_means[q] = {s: mean_of(v.get(q) for v in per_seed_q[s].values()) for s in seeds}
+            if any(v is not None for v in layer_means[q].values()):
+                entry = mean_ci(layer_means[q].values())
+                lo, hi = entry["ci"]
+                entry["sign_95"] = (
+                    "negative" if hi is not None and hi < 0
+                    else "positive" if lo is not None and lo > 0
+                    else "not distinguishable from 0"
+                )  # fmt: skip
+                row["mean_over_layers"][q] = entry
+        # Does the probe account for the bias motion? Per (seed, layer): sign(Δ feeding bias)
+        # against −sign(Σ grad_mean), the direction gradient descent moves it.
+        agree = total = 0
+        for s in seeds:
+            for v in per_seed_q[s].values():
+                db, gs = v.get("feed_d_bias_mean"), v.get("grad_mean_sum")
+                if db is not None and gs is not None and db != 0 and gs != 0:
+                    total += 1
+                    agree += (db < 0) == (gs > 0)
+        row["bias_vs_grad_probe"] = {"agree": agree, "of": total}
+        row["_per_seed"] = layer_means
+        row["trajectory"] = {
+            m: _layer_mean_trajectory(list(seeds.values()), layers, m)
+            for m in ("preact_mean", "negative_rate", "sparsity")
+        }
+        rows.append(row)
+    # paired against tanh (same arch, data and seed)
+    index = {(r["arch"], r["data"], r["activation"]): r for r in rows}
+    for r in rows:
+        ref = index.get((r["arch"], r["data"], "tanh"))
+        r["vs_tanh"] = {}
+        if ref is None or r["activation"] == "tanh":
+            continue
+        for q in ("d_preact_mean", "feed_d_bias_mean", "cons_d_weight_mean", "cons_drift_score"):
+            if q in r["_per_seed"] and q in ref["_per_seed"]:
+                a = {s: v for s, v in r["_per_seed"][q].items() if v is not None}
+                b = {s: v for s, v in ref["_per_seed"][q].items() if v is not None}
+                r["vs_tanh"][q] = paired(a, b)
+    for r in rows:
+        r.pop("_per_seed")
+    return {"rows": rows}
+
+
+def resnet_mechanism(runs: Sequence[Run]) -> dict[str, Any]:
+    """ResNet evidence: in train mode a BatchNorm's output mean is its shift β whatever the conv
+    weights do, so Δpreact_mean of an activation fed by bn (act1 and the stem) equals Δβ of that
+    BN exactly; the residual act2 adds the shortcut's mean. Returned per activation: the
+    identity's residual (Δpreact − Δβ) and the conv-weight drift feeding the BN, over seeds."""
+    out: dict[str, Any] = {}
+    by: dict[str, list[Run]] = defaultdict(list)
+    for r in runs:
+        if r.arch == "resnet" and r.data == "real":
+            by[r.activation].append(r)
+    for act, rs in sorted(by.items()):
+        resid, dbeta, dpre, conv_ds, conv_part = [], [], [], [], []
+        for r in rs:
+            pairs = [
+                (a, r.feeds[a])
+                for a in act_layers(r)
+                if a in r.feeds and not a.endswith("act2")  # bn-fed only
+            ]
+            dp = [r.delta(a, "preact_mean") for a, _ in pairs]
+            db = [r.delta(b, "bias_mean") for _, b in pairs]
+            conv = [b.replace(".bn1", ".conv1").replace("stem.1", "stem.0") for _, b in pairs]
+            resid.append(
+                mean_of((p - b) for p, b in zip(dp, db, strict=True) if None not in (p, b))
+            )
+            dbeta.append(mean_of(db))
+            dpre.append(mean_of(dp))
+            conv_ds.append(mean_of(r.last(c, "drift_score") for c in conv))
+            conv_part.append(mean_of(r.delta(c, "weight_mean") for c in conv))
+        out[act] = {
+            "bn_fed_d_preact_mean": mean_ci(dpre),
+            "bn_d_beta": mean_ci(dbeta),
+            "identity_residual": mean_ci(resid),
+            "conv_drift_score": mean_ci(conv_ds),
+            "conv_d_weight_mean": mean_ci(conv_part),
+        }
+    return out
