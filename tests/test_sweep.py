@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from empirics import launch as launcher
 from empirics.experiments import sweep as S
 from empirics.outputs import read_records
 from empirics.train import loop as T
@@ -147,9 +148,9 @@ def test_bad_grid_is_refused_before_running(tmp_path: Path) -> None:
         S.grid(["mlp"], ["relu", "bogus"], [0], T.TrainConfig(preset="smoke"), tmp_path)
     with pytest.raises(T.ConfigError, match="grid"):
         S.run_sweep([], tmp_path / "empty", _debug())
-    with pytest.raises(T.ConfigError, match="--parallel: expected an integer >= 1, got 0"):
+    with pytest.raises(launcher.LaunchError, match="--parallel: expected an integer >= 1, got 0"):
         S.Launch(parallel=0)
-    with pytest.raises(S.ConfigError, match="--chunk"):
+    with pytest.raises(launcher.LaunchError, match="--chunk"):
         S.Launch(chunk=0)
     assert not (tmp_path / "empty").exists()
 
@@ -544,7 +545,7 @@ def test_slurm_gets_one_job_array_with_the_flags(
     assert launch.resolved_cluster == "slurm"
     launch.check()
     configs = _grid(tmp_path / "sweep", acts=("relu", "tanh", "gelu"))
-    executor = S.make_executor(launch, tmp_path / "sweep" / S.JOBS)
+    executor = launcher.make_executor(launch, tmp_path / "sweep" / S.JOBS)
     jobs = executor.map_array(S.run_point, configs, [8] * 3, ["l1", "l2", "l3"], [True] * 3)
     assert [j.job_id for j in jobs] == ["4242_0", "4242_1", "4242_2"]
     script = submitted.read_text()
@@ -561,7 +562,7 @@ def test_slurm_gets_one_job_array_with_the_flags(
 
 
 def test_threads_default_divides_the_cpus_among_parallel_local_runs() -> None:
-    cpus = S._cpus()
+    cpus = launcher.cpus()
     assert S.Launch(cluster="local", parallel=1).threads_per_run() == cpus
     assert S.Launch(cluster="local", parallel=cpus * 4).threads_per_run() == 1
     assert S.Launch(cluster="debug", threads=3).threads_per_run() == 3

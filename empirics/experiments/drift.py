@@ -9,13 +9,17 @@ report DIR` prints.
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from empirics.experiments.runs import Run, act_layers, brief, mean_of, thin
+from empirics.experiments.sweep_state import RUNS, load_index, read_json
 from empirics.models import consumer_layers
 from empirics.stats import (
     mean_ci,
@@ -195,3 +199,141 @@ def resnet_mechanism(runs: Sequence[Run]) -> dict[str, Any]:
             "conv_d_weight_mean": mean_ci(conv_part),
         }
     return out
+
+
+# ------------------------------------------------------------------ the sweep's drift table
+
+
+REPORT_COLUMNS = (
+    "arch",
+    "activation",
+    "runs",
+    "step_k",
+    "preact_0",
+    "preact_k",
+    "d_preact",
+    "falling",
+    "d_sparsity",
+    "d_negative_rate",
+    "d_weight_part",
+    "d_mean_part",
+    "d_bias",
+    "d_weight_mean",
+    "d_weight_meandir",
+    "drift_score_k",
+    "responsible",
+)
+
+
+def _report_row(run: Run, k: int | None) -> tuple[int, dict[str, float]] | None:
+    """One run's drift-table quantities at step k (default: the last step the first activation
+    layer logged), averaged over its activation layers (those with a preact_mean record)."""
+    acts = sorted({layer for layer, metric in run.all_series() if metric == "preact_mean"})
+    if not acts:
+        return None
+    step_k = max(run.series(acts[0], "preact_mean")) if k is None else k
+    per_layer: dict[str, list[float]] = defaultdict(list)
+    for act in acts:
+        p = run.series(act, "preact_mean")
+        per_layer["preact_0"].append(p[min(p)])
+        per_layer["preact_k"].append(run.value_at(act, "preact_mean", step_k))
+        per_layer["d_preact"].append(run.delta_at(act, "preact_mean", step_k))
+        per_layer["d_sparsity"].append(run.delta_at(act, "sparsity", step_k))
+        per_layer["d_negative_rate"].append(run.delta_at(act, "negative_rate", step_k))
+        src = run.feeds.get(act)
+        for col, metric in (
+            ("d_weight_part", "preact_weight_part"),
+            ("d_mean_part", "preact_weight_meanpart"),
+            ("d_bias", "bias_mean"),
+            ("d_weight_mean", "weight_mean"),
+            ("d_weight_meandir", "weight_meandir"),
+        ):
+            per_layer[col].append(run.delta_at(src, metric, step_k))
+        per_layer["drift_score_k"].append(run.value_at(src, "drift_score", step_k))
+    out = {col: _nanmean(vals) for col, vals in per_layer.items()}
+    out["falling"] = sum(1 for d in per_layer["d_preact"] if d < 0)
+    out["layers"] = len(acts)
+    return step_k, out
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return statistics.fmean(finite) if finite else math.nan
+
+
+def _responsible(row: dict[str, Any]) -> str:
+    """Which part of the pre-activation shift moved most: biases, the weights' plain mean, or
+    the weights along the mean input direction x̄ (d_weight_part − d_mean_part)."""
+    parts = {
+        "biases": row["d_bias"],
+        "weights: plain mean": row["d_mean_part"],
+        "weights: along x̄": row["d_weight_part"] - row["d_mean_part"],
+    }
+    finite = {k: v for k, v in parts.items() if not math.isnan(v)}
+    if not finite:
+        return "n/a"
+    return max(finite, key=lambda k: abs(finite[k]))
+
+
+def drift_report(
+    sweep_dir: str | Path,
+    *,
+    step_k: int | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Per arch × activation (seeds and activation layers averaged): preact_mean at step 0 vs
+    step k (default the last logged step), the sparsity / negative_rate change, and the
+    weight/bias metric deltas of the feeding layers with which part moved the pre-activation.
+
+    `falling` counts activation layers (summed over seeds) whose preact_mean went down. A
+    completed run whose files cannot be read is left out (with `warn`).
+    """
+    root = Path(sweep_dir)
+    runs = load_index(root, warn)["runs"]
+    groups: dict[tuple[str, str], list[tuple[int, dict[str, float]]]] = defaultdict(list)
+    for entry in runs:
+        if entry.get("status") != "completed":
+            continue
+        run_dir = root / RUNS / entry.get("dir", entry["run"])
+        summary = read_json(run_dir / "summary.json")
+        body = summary if isinstance(summary, dict) else {}
+        run = Run(run_dir, body.get("arch"), body.get("activation"), body.get("seed"),
+                  body.get("data"), "none", body)  # fmt: skip
+        try:
+            run.all_series()
+            problem = None
+        except (OSError, ValueError, KeyError) as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        if not isinstance(summary, dict) or problem is not None:
+            if warn is not None:
+                warn(f"{run_dir}: unreadable ({problem or 'summary.json'})")
+            continue
+        got = _report_row(run, step_k)
+        if got is not None:
+            groups[(run.arch, run.activation)].append(got)
+    rows_out = []
+    for (arch, act), results in groups.items():
+        row: dict[str, Any] = {"arch": arch, "activation": act, "runs": len(results)}
+        row["step_k"] = min(k for k, _ in results)
+        for col in REPORT_COLUMNS[4:-1]:
+            if col == "falling":
+                continue
+            row[col] = _nanmean([r[col] for _, r in results])
+        falling = sum(r["falling"] for _, r in results)
+        row["falling"] = f"{falling}/{sum(r['layers'] for _, r in results)}"
+        row["responsible"] = _responsible(row)
+        rows_out.append(row)
+    return rows_out
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return "-" if math.isnan(v) else f"{v:+.4g}"
+        return str(v)
+
+    table = [list(REPORT_COLUMNS)] + [[cell(r[c]) for c in REPORT_COLUMNS] for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(REPORT_COLUMNS))]
+    return "\n".join(
+        "  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)) for line in table
+    )

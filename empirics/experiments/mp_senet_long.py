@@ -105,7 +105,8 @@ def configs(lp: LongPlan, out: Path) -> list[Any]:
 def run(lp: LongPlan, out: Path, cluster: str = "local") -> dict[str, Any]:
     """Train the group through the sweep runner: one process, one torch thread (it shares the
     machine with other work); completed runs are kept, killed ones resume from a checkpoint."""
-    from empirics.experiments.sweep import Launch, run_sweep
+    from empirics.experiments.sweep import run_sweep
+    from empirics.launch import Launch
     from empirics.train.loop import plan
 
     cfgs = configs(lp, out)
@@ -521,11 +522,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             log_every_late=args.log_every_late,
         )
         if args.command == "run":
+            from empirics.launch import LaunchError
             from empirics.train.config import ConfigError
 
             try:
                 index = run(lp, args.out, cluster=args.cluster)
-            except ConfigError as exc:
+            except (ConfigError, LaunchError) as exc:
                 raise InputError(str(exc)) from None
             bad = [e for e in index["runs"] if e.get("status") != "completed"]
             for e in bad:

@@ -40,6 +40,7 @@ from empirics.experiments.plan import (
 )
 from empirics.experiments.runs import c10_failed, group_status, load_runs
 from empirics.experiments.theory_runs import run_early, run_mp_probe, run_theory
+from empirics.launch import LaunchError
 from empirics.outputs import atomic_write_json
 from empirics.stats import CI_LEVEL
 
@@ -82,7 +83,8 @@ def run_group(
 
     One torch thread per run and `jobs` runs at a time: on a 2-core machine two single-thread
     runs finish more work per minute than one run on two threads at these sizes."""
-    from empirics.experiments.sweep import Launch, run_sweep
+    from empirics.experiments.sweep import run_sweep
+    from empirics.launch import Launch
     from empirics.train.loop import plan
 
     gdir = root / "sweeps" / group
@@ -247,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PipelineStopped as exc:
         print(f"{ap.prog}: stopped: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except LaunchError as exc:
+        ap.error(str(exc))
     except KeyboardInterrupt as exc:  # the sweep cancelled its jobs; finished runs are kept
         signum = int(getattr(exc, "signum", 2) or 2)
         print("interrupted: finished runs are kept; rerun the same command to resume")

@@ -36,14 +36,29 @@ class Run:
     def layers(self) -> dict[str, dict[str, dict[str, float]]]:
         return self.summary.get("layers", {})
 
-    def series(self, layer: str, metric: str) -> dict[int, float]:
-        """step -> value of one (layer, metric) from records.csv (read once, indexed)."""
+    def all_series(self) -> dict[tuple[str, str], dict[int, float]]:
+        """(layer, metric) -> {step: value} of everything records.csv holds (read once)."""
         if self._series is None:
             index: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
             for row in read_records(self.dir / "records.csv"):
                 index[(row["layer"], row["metric"])][row["step"]] = row["value"]
             self._series = dict(index)
-        return self._series.get((layer, metric), {})
+        return self._series
+
+    def series(self, layer: str, metric: str) -> dict[int, float]:
+        """step -> value of one (layer, metric) from records.csv."""
+        return self.all_series().get((layer, metric), {})
+
+    def value_at(self, layer: str | None, metric: str, step: int) -> float:
+        """The value logged at the last step <= `step` (NaN when there is none)."""
+        s = self.series(layer, metric) if layer else {}
+        eligible = [t for t in s if t <= step]
+        return s[max(eligible)] if eligible else math.nan
+
+    def delta_at(self, layer: str | None, metric: str, step: int) -> float:
+        """`value_at(step)` minus the first value logged (NaN when the metric was not logged)."""
+        s = self.series(layer, metric) if layer else {}
+        return self.value_at(layer, metric, step) - s[min(s)] if s else math.nan
 
     def delta(self, layer: str | None, metric: str) -> float | None:
         m = self.layers.get(layer or "", {}).get(metric)

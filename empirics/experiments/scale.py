@@ -97,7 +97,8 @@ def run(
     """Train the pieces in order through the sweep runner (submitit; resumable), each in its own
     sweep directory `root/<piece>` (a sweep directory holds one grid: its resume check compares
     every completed run there against the grid's settings)."""
-    from empirics.experiments.sweep import Launch, run_sweep
+    from empirics.experiments.sweep import run_sweep
+    from empirics.launch import Launch
     from empirics.train.loop import plan
 
     outcome = Outcome()
