@@ -586,3 +586,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]  # the form before subcommands: `python -m empirics.experiments.sweep --arch ...`
     args = build_parser().parse_args(argv)
     return _report(args) if args.command == "report" else _run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
