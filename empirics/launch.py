@@ -29,16 +29,13 @@ class LaunchError(ValueError):
 
 
 CLUSTERS = ("auto", "local", "slurm", "debug")
-
-
 POLL_S = 0.5
-
-
 # Seconds a cancelled local job gets to stop (the controller SIGKILLs its task after ~1 s).
 CANCEL_GRACE_S = 20.0
 
 
 def cpus() -> int:
+    """The CPUs this process may run on."""
     try:
         return len(os.sched_getaffinity(0)) or 1
     except AttributeError:  # not Linux

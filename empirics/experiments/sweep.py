@@ -62,9 +62,7 @@ from empirics.train.loop import (
     plan,
 )
 
-MAX_SEED = 2**63 - 1
-
-
+# Statuses a run's index entry ends in.
 FINISHED = ("completed", "diverged", "failed", "cancelled", "interrupted")
 
 

@@ -28,23 +28,9 @@ from typing import Any
 from empirics.train.config import NOT_IDENTITY, ConfigError, TrainConfig
 from empirics.train.runtime import CHECKPOINT
 
-# Layout of a sweep directory:
-#   sweep.json        marks the directory as a sweep; the invocations that ran in it
-#   index.json        every run's status, rewritten atomically as runs finish (derived: it is
-#                     rebuilt from the run directories when missing or unreadable)
-#   runs/NAME/        one training run (records.csv, config.json, summary.json)
-#   points/NAME.json  the run's resolved configuration, compared when the sweep is resumed
-#   locks/NAME.lock   held (flock) by the process training NAME
-#   submitit/         submitit's job pickles and per-job logs
 INDEX = "index.json"
-
-
 MARKER = "sweep.json"
-
-
 RUNS, POINTS, LOCKS, JOBS = "runs", "points", "locks", "submitit"
-
-
 # Fields of a resolved TrainConfig that say where a run is written or how it is displayed, not
 # what it computes; every other field must match when a sweep resumes.
 NOT_COMPARED = frozenset({"out", "run", "progress", *NOT_IDENTITY})

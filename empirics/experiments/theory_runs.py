@@ -126,8 +126,6 @@ def _drift_curves(scale: Scale, points: int = 32) -> dict[str, dict[str, Any]]:
 
 
 FIRST_STEP_ACTS = THEORY_ACTS
-
-
 FIRST_STEP_LR = 1.0
 
 
@@ -202,8 +200,6 @@ def run_first_step(
 
 
 C1_DEPTHS = (0, 1, 2, 3, 4)
-
-
 C1_INITS = ("gaussian", "exponential")
 
 
