@@ -277,3 +277,47 @@ def test_run_spec_names_come_from_the_one_run_name_function() -> None:
     spec = P.RunSpec("c10", "mlp", "leaky_relu:slope=0.2", 3, "real", 10, sparsity="topk:0.5")
     want = run_name("mlp", activation_slug("leaky_relu:slope=0.2"), "topk0.5", "real", seed=3)
     assert spec.name == want == "mlp-leaky_relu-slope-0.2-topk0.5-real-s3"
+
+
+@pytest.mark.parametrize("arch", ["mlp", "vit", "gpt_nano", "resnet"])
+def test_each_activation_feeds_the_layers_its_model_declares(arch: str) -> None:
+    """`models.<arch>.consumers` names, for every activation layer of the built model, layers
+    that exist and hold weights; traced through the forward pass, each takes that activation's
+    output (or, for a residual block's last activation, the block output it is part of)."""
+    import torch
+
+    from empirics.models import consumer_layers, get_arch
+    from empirics.train.loop import TrainConfig, plan
+
+    model = get_arch(arch).Model(plan(TrainConfig(arch=arch, preset="smoke")).model_cfg)
+    modules = dict(model.named_modules())
+    acts = [n for n, m in modules.items() if getattr(m, "feeds_from", None)]
+    assert acts
+    seen: dict[str, list[torch.Tensor]] = {}
+
+    def keep(name: str, kind: str):
+        def hook(_m, inputs, output):
+            seen.setdefault(name, []).append((inputs[0] if kind == "in" else output).detach())
+
+        return hook
+
+    for name in acts:
+        modules[name].register_forward_hook(keep(name, "out"))
+    for act in acts:
+        for cons in consumer_layers(arch, act, modules):
+            assert cons in modules, (act, cons)
+            assert getattr(modules[cons], "weight", None) is not None, (act, cons)
+            modules[cons].register_forward_hook(keep("in:" + cons, "in"))
+    model.eval()
+    if arch == "gpt_nano":
+        x = torch.randint(0, model.cfg.vocab_size, (2, 8))
+    else:
+        x = torch.randn(2, *model.cfg.input_shape)
+    with torch.no_grad():
+        model(x)
+    for act in acts:
+        cons = consumer_layers(arch, act, modules)
+        assert cons, act
+        if not act.endswith("act2"):  # act2's output passes the next block's input unchanged
+            out = seen[act][0]
+            assert any(torch.equal(seen["in:" + c][0], out) for c in cons), (act, cons)
