@@ -56,7 +56,7 @@ def _train_config(spec: RunSpec, scale: Scale, root: Path) -> Any:
     model = {} if spec.sparsity == "none" else {"sparsity": spec.sparsity}
     return TrainConfig(
         arch=spec.arch,
-        activation=spec.activation,
+        activation=spec.activation.spec,
         data=spec.data,
         preset=scale.preset,
         steps=spec.steps,

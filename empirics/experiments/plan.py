@@ -11,10 +11,13 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from empirics.cli import activation_slug
 from empirics.cli import run_name as make_run_name
+
+if TYPE_CHECKING:
+    from theory.registry import Activation
 
 ROOT = Path("results/experiments")
 DRIFT_ACTS = ("relu", "gelu", "silu", "tanh")
@@ -135,7 +138,7 @@ class RunSpec:
 
     group: str
     arch: str
-    activation: str
+    activation: Activation  # a spec string is parsed once, here
     seed: int
     data: str
     steps: int
@@ -144,12 +147,17 @@ class RunSpec:
     log_every_early: int = 1
     log_every_late: int = 25
 
+    def __post_init__(self) -> None:
+        from empirics.activations import parse_activation  # torch: planning runs needs it
+
+        self.activation = parse_activation(self.activation)
+
     @property
     def name(self) -> str:
         """From the one run-name function (empirics.cli), the sparsity control after the
         activation: `mlp-relu-topk0.5-real-s0`."""
         ctl = None if self.sparsity == "none" else self.sparsity.replace(":", "")
-        act = activation_slug(self.activation)
+        act = activation_slug(self.activation.spec)
         return make_run_name(self.arch, act, ctl, self.data, seed=self.seed)
 
 

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from empirics.activations import Activation, RegistryError, parse_activation
 from empirics.cli import InputError, activation_slug, run_name, split_specs
 from empirics.cli import parse_seeds as cli_parse_seeds
 from empirics.experiments.drift import drift_report, format_table
@@ -92,9 +93,21 @@ def parse_seeds(values: Sequence[str]) -> list[int]:
         raise ConfigError(str(exc)) from None
 
 
+def parse_activations(specs: Sequence[Activation | str]) -> list[Activation]:
+    """Each activation spec parsed once into its Activation object (objects pass through);
+    ConfigError names the bad spec as the trainer's check does."""
+    out = []
+    for spec in specs:
+        try:
+            out.append(parse_activation(spec))
+        except (RegistryError, ValueError) as exc:
+            raise ConfigError(f"activation: {exc}") from None
+    return out
+
+
 def grid(
     archs: Sequence[str],
-    activations: Sequence[str],
+    activations: Sequence[Activation | str],
     seeds: Sequence[int],
     base: TrainConfig,
     root: Path,
@@ -105,11 +118,11 @@ def grid(
         if not values:
             raise ConfigError(f"{flag}: no values given, so the grid is empty")
     configs = []
-    for arch, act, seed in itertools.product(archs, activations, seeds):
-        name = run_name(arch, activation_slug(act), base.data, seed=seed)
+    for arch, act, seed in itertools.product(archs, parse_activations(activations), seeds):
+        name = run_name(arch, activation_slug(act.spec), base.data, seed=seed)
         cfg = base.replace(
             arch=arch,
-            activation=act,
+            activation=act.spec,
             seed=seed,
             run=name,
             out=str(Path(root) / RUNS / name),
@@ -530,7 +543,7 @@ def _report(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     try:
         archs = split_values(args.arch, "--arch")
-        activations = split_values(args.activation, "--activation")
+        activations = parse_activations(split_values(args.activation, "--activation"))
         seeds = parse_seeds(args.seeds if args.seeds is not None else ["0"])
         launch = Launch(
             cluster=args.cluster,
