@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from empirics.cli import activation_slug
+
 # The paper's GPT-nano (appendix G.6): the point the trends are extrapolated to.
 PAPER_PARAMS = 124_000_000
 PAPER_TOKENS = 7168 * 16 * 2048 * 16  # 3.76e9
@@ -110,7 +112,8 @@ class Rung:
     @property
     def name(self) -> str:
         sp = "" if self.sparsity == "none" else "-" + self.sparsity.replace(":", "")
-        return f"{self.size}-{self.activation}{sp}-t{self.tokens}-s{self.seed}"
+        act = activation_slug(self.activation)  # the one slug of an activation in a run name
+        return f"{self.size}-{act}{sp}-t{self.tokens}-s{self.seed}"
 
 
 # Pieces: each resumable on its own, each at most about two hours on 2 cores (`plan` prints the

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from empirics.cli import EXIT_FAILED, EXIT_OK, InputError, fail, split_list
+from empirics.cli import EXIT_FAILED, EXIT_OK, InputError, activation_slug, fail, split_list
 from empirics.cli import run_name as make_run_name
 from empirics.experiments.runs import Run, load_runs
 from empirics.outputs import atomic_write_json
@@ -81,7 +81,7 @@ def configs(lp: LongPlan, out: Path) -> list[Any]:
     cfgs = []
     for seed in lp.seeds:
         for act in lp.activations:
-            name = make_run_name("mp_senet", act, "real", seed=seed)
+            name = make_run_name("mp_senet", activation_slug(act), "real", seed=seed)
             cfgs.append(
                 TrainConfig(
                     arch="mp_senet",
