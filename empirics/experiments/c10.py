@@ -9,12 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from empirics.experiments.runs import Run, act_layers, max_or_none, mean_of
-from empirics.stats import (
-    C10_THRESHOLDS,
-    c10_critical,
-    cliff_analysis,
-    mean_ci,
-)
+from empirics.stats import C10_THRESHOLDS, c10_critical, cliff_analysis, mean_ci
 
 
 def _performance(run: Run) -> tuple[str, float | None]:

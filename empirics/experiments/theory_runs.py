@@ -10,15 +10,16 @@ import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from empirics.experiments.plan import DRIFT_ACTS, THEORY_ACTS, Scale
 from empirics.outputs import RecordWriter, atomic_write_json, provenance
-from empirics.stats import (
-    mean_ci,
-)
+from empirics.stats import mean_ci
+
+if TYPE_CHECKING:
+    from theory.registry import Activation
 
 
 def run_theory(scale: Scale, root: Path) -> None:
@@ -26,7 +27,7 @@ def run_theory(scale: Scale, root: Path) -> None:
     both init laws (fixed network counts), under root/theory/."""
     import torch
 
-    from empirics.activations import get_torch_activation, get_torch_derivative
+    from empirics.activations import get_torch_activation, get_torch_derivative, parse_activation
     from theory.drift import drift_coefficient_numeric
 
     gen = torch.Generator().manual_seed(12345)
@@ -60,13 +61,13 @@ def run_theory(scale: Scale, root: Path) -> None:
         out = root / "theory" / "g_curve" / f"{act}-{loss}-{init}"
         if (out / "summary.json").exists():
             continue
-        run_g_curve(act, loss, init, scale.g_networks, out)
+        run_g_curve(parse_activation(act), loss, init, scale.g_networks, out)
     quadrature = {r["activation"]: (r["theory"], r["theory_err"]) for r in rows if r["s"] == 1.0}
     run_first_step(scale, root, quadrature)
     run_c1_depth(scale, root)
 
 
-def run_g_curve(act: str, loss: str, init: str, n_networks: int, out: Path) -> None:
+def run_g_curve(act: Activation, loss: str, init: str, n_networks: int, out: Path) -> None:
     """g(p) = E[∂ℓ/∂p | p] at initialisation on the Monte Carlo's default network and bins
     (`empirics.montecarlo.cli.estimate`, seed 0), written as `python -m empirics.montecarlo
     g_curve` writes it: out/config.json, records.csv (per bin mean, stderr, ci_lo, ci_hi, n) and
@@ -76,14 +77,14 @@ def run_g_curve(act: str, loss: str, init: str, n_networks: int, out: Path) -> N
     from empirics.montecarlo.cli import estimate
     from empirics.montecarlo.sampler import NetConfig
 
-    cfg = NetConfig(activation=act, loss=loss, init=init).validate()
-    run = f"g_curve:{act}:{loss}"
-    settings = {"quantity": "g_curve", "activation": [act], "loss": loss, "init": init}
+    cfg = NetConfig(activation=act.spec, loss=loss, init=init).validate()
+    run = f"g_curve:{act.name}:{loss}"
+    settings = {"quantity": "g_curve", "activation": [act.spec], "loss": loss, "init": init}
     atomic_write_json(
         out / "config.json",
         {
             "args": settings | {"n_networks": n_networks, "seed": 0},
-            "configs": {act: cfg.to_dict()},
+            "configs": {act.name: cfg.to_dict()},
             "provenance": provenance(cfg.device),
         },
     )
