@@ -1,9 +1,7 @@
-"""The one grid launcher: where and how a grid's jobs execute (submitit), and stopping them.
-
-`Launch` holds the executor's settings (local processes, SLURM arrays, or this process),
-`execute` submits a grid's items (one job each, or chunks of several) and reports each as it
-finishes; `cancel` stops unfinished jobs and waits for their processes. Bottom layer: it knows
-nothing of what a job computes (no torch at import).
+"""The one grid launcher (submitit): `Launch` says where a grid's jobs run (local processes,
+SLURM arrays, this process), `execute` submits items one per job or in chunks and reports each
+as it finishes, `cancel` stops unfinished jobs and their processes. Library module (no CLI);
+`python -m empirics.experiments.sweep run --help` lists the flags that set it.
 """
 
 from __future__ import annotations

@@ -1,11 +1,6 @@
-"""The project's statistics, in one torch-free module (numpy and scipy only).
-
-Monte Carlo estimates with standard errors and the sequential sign test used by every Monte Carlo
-twin (`Estimate`, `RatioAccumulator`, `SignTest`); over seeds, Student-t intervals (`mean_ci`),
-paired differences with the exact sign-flip test (`paired`, `sign_flip_p`) and Holm's
-adjustment (`holm`); the fits: hinge (segmented) regression with a cluster bootstrap on the knee
-(`hinge_fit`, `cliff_analysis`), critical sparsity off a measured curve (`critical_sparsity`,
-per architecture and control `c10_critical`) and the nested-model F-test (`nested_f_p`).
+"""The project's statistics, torch-free (numpy, scipy): Monte Carlo estimates and the sign test
+(`Estimate`, `RatioAccumulator`, `SignTest`); over seeds t intervals, paired tests and Holm
+(`mean_ci`, `paired`, `sign_flip_p`, `holm`); the hinge, critical-sparsity and nested F fits.
 Library module (no CLI); `python -m empirics.montecarlo --help` runs the estimators that use it.
 """
 

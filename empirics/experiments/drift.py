@@ -1,10 +1,6 @@
-"""The one drift aggregation (no torch, apart from the architectures' consumer tables).
-
-Per run and activation layer (`layer_drift`): the pre-activation shift, the sparsity change and
-the deltas of the feeding and consuming layers. `aggregate_drift` turns them into the pipeline's
-C7/C8 rows (mean over seeds, 95 % CI, paired against tanh), `resnet_mechanism` into ResNet's
-BatchNorm evidence, and `drift_report` into the table `python -m empirics.experiments.sweep
-report DIR` prints.
+"""The one drift aggregation, over the runs `empirics.experiments.runs` reads: the pipeline's C7/C8
+rows (`aggregate_drift`, `resnet_mechanism`, in `python -m empirics.experiments aggregate`) and
+the sweep's table (`drift_report`, `python -m empirics.experiments.sweep report DIR`).
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
-"""The experiment pipeline's plan: its scales, groups and runs, and the data they need (no torch).
-
-`Scale` sets every size of the pipeline (`SCALES`: quick, full); `plan_runs` lists each group's
-training runs (`RunSpec`); `check_data` loads every data source the planned groups read before
-any run starts (`PipelineStopped` names what is missing).
+"""The pipeline's plan (no torch at import): its scales (`SCALES`), the training runs of each
+group (`plan_runs`, `RunSpec`) and the data they read (`check_data`); `python -m
+empirics.experiments plan --scale quick` prints it.
 """
 
 from __future__ import annotations

@@ -1,15 +1,6 @@
-"""A sweep directory's state: its layout, the resolved record of every grid point and the
-resume check against it, the locks, and the index of run statuses (no torch at import: the
-drift table reads the index).
-
-Layout of a sweep directory:
-  sweep.json        marks the directory as a sweep; the invocations that ran in it
-  index.json        every run's status, rewritten atomically as runs finish (derived: it is
-                    rebuilt from the run directories when missing or unreadable)
-  runs/NAME/        one training run (records.csv, config.json, summary.json)
-  points/NAME.json  the run's resolved configuration, compared when the sweep is resumed
-  locks/NAME.lock   held (flock) by the process training NAME
-  submitit/         submitit's job pickles and per-job logs
+"""A sweep directory's state (no torch at import): its layout, each grid point's resolved record
+and the resume check against it, the locks, and the index of run statuses that
+`python -m empirics.experiments.sweep report DIR` reads.
 """
 
 from __future__ import annotations
@@ -28,6 +19,14 @@ from typing import Any
 from empirics.train.config import NOT_IDENTITY, ConfigError, TrainConfig
 from empirics.train.runtime import CHECKPOINT
 
+# Layout of a sweep directory:
+#   sweep.json        marks the directory as a sweep; the invocations that ran in it
+#   index.json        every run's status, rewritten atomically as runs finish (derived: it is
+#                     rebuilt from the run directories when missing or unreadable)
+#   runs/NAME/        one training run (records.csv, config.json, summary.json)
+#   points/NAME.json  the run's resolved configuration, compared when the sweep is resumed
+#   locks/NAME.lock   held (flock) by the process training NAME
+#   submitit/         submitit's job pickles and per-job logs
 INDEX = "index.json"
 MARKER = "sweep.json"
 RUNS, POINTS, LOCKS, JOBS = "runs", "points", "locks", "submitit"
