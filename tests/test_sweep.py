@@ -23,6 +23,7 @@ import torch
 
 from empirics import launch as launcher
 from empirics.experiments import sweep as S
+from empirics.experiments import sweep_jobs as J
 from empirics.outputs import read_records
 from empirics.train import loop as T
 
@@ -124,7 +125,7 @@ def test_a_dead_chunk_keeps_its_finished_runs_and_fails_the_rest(tmp_path: Path)
         def result(self) -> None:
             raise RuntimeError("killed\nby the OOM killer")
 
-    first, second = S._collect_chunk(Dead(), configs)
+    first, second = J.collect_chunk(Dead(), configs)
     assert first["status"] == "completed" and first["final_loss"] is not None
     assert second["status"] == "failed" and second["message"] == "RuntimeError: killed"
 
@@ -137,8 +138,8 @@ def test_an_interrupted_run_cancels_the_rest_of_its_chunk(tmp_path: Path, monkey
         calls.append(cfg.run)
         return {"run": cfg.run, "status": "interrupted"}
 
-    monkeypatch.setattr(S, "run_point", fake)
-    entries = S.run_points(configs, 1, ["a", "b"])
+    monkeypatch.setattr(J, "run_point", fake)
+    entries = J.run_points(configs, 1, ["a", "b"])
     assert [e["status"] for e in entries] == ["interrupted", "cancelled"]
     assert calls == [configs[0].run]  # the second run never started
 
@@ -546,7 +547,7 @@ def test_slurm_gets_one_job_array_with_the_flags(
     launch.check()
     configs = _grid(tmp_path / "sweep", acts=("relu", "tanh", "gelu"))
     executor = launcher.make_executor(launch, tmp_path / "sweep" / S.JOBS)
-    jobs = executor.map_array(S.run_point, configs, [8] * 3, ["l1", "l2", "l3"], [True] * 3)
+    jobs = executor.map_array(J.run_point, configs, [8] * 3, ["l1", "l2", "l3"], [True] * 3)
     assert [j.job_id for j in jobs] == ["4242_0", "4242_1", "4242_2"]
     script = submitted.read_text()
     for line in (

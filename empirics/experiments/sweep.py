@@ -9,14 +9,10 @@ runs or resumes the grid; `python -m empirics.experiments.sweep report DIR` prin
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import itertools
-import os
 import shutil
 import signal
 import sys
-import threading
 import time
 import typing
 from collections import defaultdict
@@ -28,6 +24,7 @@ from empirics.activations import Activation, RegistryError, parse_activation
 from empirics.cli import InputError, activation_slug, run_name, split_specs
 from empirics.cli import parse_seeds as cli_parse_seeds
 from empirics.experiments.drift import drift_report, format_table
+from empirics.experiments.sweep_jobs import collect, collect_chunk, run_point, run_points
 from empirics.experiments.sweep_state import (
     INDEX,
     JOBS,
@@ -50,7 +47,6 @@ from empirics.experiments.sweep_state import (
 from empirics.launch import (
     Launch,
     LaunchError,
-    cpus,
     execute,
     sigterm_raises,
 )
@@ -58,7 +54,6 @@ from empirics.outputs import atomic_write_json, provenance
 from empirics.train.loop import (
     ConfigError,
     TrainConfig,
-    TrainingDiverged,
     parse_sets,
     plan,
 )
@@ -143,107 +138,6 @@ def _unique_names(configs: Sequence[TrainConfig]) -> None:
             f"grid: two grid points share the run name(s) {', '.join(repeated)} "
             "(a repeated seed, or two activations with the same name)"
         )
-
-
-def run_point(
-    cfg: TrainConfig, threads: int | None, lock_path: str, own_process: bool = True
-) -> dict[str, Any]:
-    """The body of one job: train one grid point while holding its lock. An Exception becomes
-    the entry's status (one bad run must not lose the others). In a job's own process (local,
-    SLURM) SIGINT/SIGTERM stop the run at a step boundary with its records kept; in the
-    driver's process (debug executor) an interrupt propagates to the driver."""
-    import torch
-
-    from empirics.train.loop import StopFlag, train
-
-    entry: dict[str, Any] = {"run": cfg.run, "status": "failed"}
-    Path(lock_path).parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            entry["message"] = f"another process holds {lock_path}; this point is running there"
-            return entry
-        lock.seek(0)
-        lock.truncate()
-        lock.write(f"{os.getpid()}\n")
-        lock.flush()
-        before = torch.get_num_threads()
-        entry["threads"] = threads if threads is not None else cpus()
-        stop = StopFlag()
-        handle = own_process and threading.current_thread() is threading.main_thread()
-        try:
-            with stop.installed() if handle else contextlib.nullcontext():
-                train(cfg.replace(threads=entry["threads"]), stop=stop)
-            entry["status"] = "completed"
-        except TrainingDiverged as exc:
-            entry["status"], entry["message"] = "diverged", str(exc)
-        except KeyboardInterrupt as exc:
-            if not own_process:
-                raise
-            entry["status"], entry["message"] = "interrupted", str(exc) or "SIGINT"
-        except Exception as exc:  # noqa: BLE001 -- recorded in the index, the sweep goes on
-            entry["message"] = f"{type(exc).__name__}: {exc}"
-        finally:
-            torch.set_num_threads(before)
-    entry.update(summary_fields(Path(cfg.out)))
-    return entry
-
-
-def run_points(
-    cfgs: Sequence[TrainConfig],
-    threads: int | None,
-    lock_paths: Sequence[str],
-    own_process: bool = True,
-) -> list[dict[str, Any]]:
-    """The body of a chunked job: `run_point` for each config in turn, stopping at the first
-    interrupted one (the rest are reported "cancelled" and left for a resume)."""
-    entries: list[dict[str, Any]] = []
-    for cfg, lock_path in zip(cfgs, lock_paths, strict=True):
-        if entries and entries[-1]["status"] == "interrupted":
-            entries.append({"run": cfg.run, "status": "cancelled", "message": "chunk interrupted"})
-            continue
-        entries.append(run_point(cfg, threads, lock_path, own_process))
-    return entries
-
-
-def _collect_chunk(job: Any, cfgs: Sequence[TrainConfig]) -> list[dict[str, Any]]:
-    """Entries of a chunked job; if the job died, each run is judged by its own directory (a
-    run that completed before the job died stays completed)."""
-    try:
-        entries = [dict(e) for e in job.result()]
-    except Exception as exc:  # noqa: BLE001 -- a dead job: read each run's summary
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        entries = []
-        for cfg in cfgs:
-            if run_status(Path(cfg.out)) == "completed":
-                entries.append({"status": "completed", **summary_fields(Path(cfg.out))})
-            else:
-                entries.append(
-                    {
-                        "status": "failed",
-                        "message": f"{type(exc).__name__}: {first}"[:500],
-                        **summary_fields(Path(cfg.out)),
-                    }
-                )
-    log = getattr(getattr(job, "paths", None), "stderr", None)
-    for entry in entries:
-        if entry.get("status") != "completed" and log is not None:
-            entry["log"] = str(log)
-    return entries
-
-
-def _collect(job: Any, cfg: TrainConfig) -> dict[str, Any]:
-    try:
-        entry = dict(job.result())
-    except Exception as exc:  # noqa: BLE001 -- a job that died (killed, OOM) is one failed run
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        entry = {"status": "failed", "message": f"{type(exc).__name__}: {first}"[:500]}
-        entry.update(summary_fields(Path(cfg.out)))
-    log = getattr(getattr(job, "paths", None), "stderr", None)
-    if entry.get("status") != "completed" and log is not None:
-        entry["log"] = str(log)
-    return entry
 
 
 def _describe(entry: dict[str, Any]) -> str:
@@ -432,10 +326,10 @@ def _execute(
 
     def finished(job: Any, item: TrainConfig | list[TrainConfig]) -> None:
         if isinstance(item, list):
-            for cfg, entry in zip(item, _collect_chunk(job, item), strict=True):
+            for cfg, entry in zip(item, collect_chunk(job, item), strict=True):
                 done(cfg, entry)
         else:
-            done(item, _collect(job, item))
+            done(item, collect(job, item))
 
     execute(todo, launch, root / JOBS, one=one, many=many, running=running, finished=finished)
 
