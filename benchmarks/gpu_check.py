@@ -180,10 +180,11 @@ def _preset_config(sizes: Sizes, device: str, steps: int, out: str) -> Any:
 def _ladder_config(device: str, steps: int, out: str, top: bool = True) -> Any:
     """The scaling ladder's most expensive rung (its largest size and budget; `top=False`: its
     cheapest, for the CPU code-path check), shortened to `steps`."""
+    from empirics.experiments import ladder as rungs_of
     from empirics.experiments import scale
 
-    ladder = scale.Ladder()
-    cost = {r: r.tokens / scale.RATE_TOKENS_PER_S[r.size] for r in scale.rungs(ladder)}
+    ladder = rungs_of.Ladder()
+    cost = {r: r.tokens / rungs_of.RATE_TOKENS_PER_S[r.size] for r in rungs_of.rungs(ladder)}
     pick = max(cost, key=cost.get) if top else min(cost, key=cost.get)
     cfg = scale.train_config(pick, ladder, Path(out))
     return cfg.replace(

@@ -1,18 +1,22 @@
-"""Estimates with standard errors, and the sequential sign test used by every Monte Carlo twin.
-
+"""The project's statistics, torch-free (numpy, scipy): Monte Carlo estimates and the sign test
+(`Estimate`, `RatioAccumulator`, `SignTest`); over seeds t intervals, paired tests and Holm
+(`mean_ci`, `paired`, `sign_flip_p`, `holm`); the hinge, critical-sparsity and nested F fits.
 Library module (no CLI); `python -m empirics.montecarlo --help` runs the estimators that use it.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import torch
+import numpy as np
 from scipy import stats
 
+CI_LEVEL = 0.95
 SIGNS = ("positive", "nonnegative", "zero", "nonpositive", "negative", "undetermined")
 
 
@@ -83,14 +87,15 @@ class RatioAccumulator:
 
     def add(
         self,
-        num: torch.Tensor,
-        den: torch.Tensor,
+        num: Any,
+        den: Any,
         *,
         any_nonzero: bool | None = None,
-        control: torch.Tensor | None = None,
+        control: Any | None = None,
     ) -> None:
-        num = num.detach().to(torch.float64).reshape(-1)
-        den = den.detach().to(torch.float64).reshape(-1)
+        """One batch of per-network sums (torch tensors; held in float64)."""
+        num = num.detach().double().reshape(-1)
+        den = den.detach().double().reshape(-1)
         if num.shape != den.shape:
             raise ValueError(f"num and den differ in shape: {tuple(num.shape)} vs {den.shape}")
         self.n += num.numel()
@@ -103,7 +108,7 @@ class RatioAccumulator:
             (num != 0).any() if any_nonzero is None else any_nonzero
         )
         if control is not None:
-            c = control.detach().to(torch.float64).reshape(-1)
+            c = control.detach().double().reshape(-1)
             self.has_control = True
             self.s_c += float(c.sum())
             self.s_cc += float((c * c).sum())
@@ -259,3 +264,236 @@ def critical_sparsity(
     # r0 >= threshold > r1: the crossing lies in [s0, s1); equal sparsities keep s0
     value = s0 if s1 == s0 else s0 + (r0 - threshold) / (r0 - r1) * (s1 - s0)
     return {"value": value, "censored": None, "bracket": [s0, s1], "threshold": threshold}
+
+
+# ----------------------------------------------------------------- over seeds and fits
+
+
+def mean_ci(values: Iterable[float], level: float = CI_LEVEL) -> dict[str, Any]:
+    """Mean over seeds with a Student-t interval (n, sd, se, ci, values)."""
+    v = np.array([x for x in values if x is not None and math.isfinite(x)], dtype=float)
+    n = int(v.size)
+    if n == 0:
+        return {"n": 0, "mean": None, "sd": None, "se": None, "ci": [None, None], "values": []}
+    mean = float(v.mean())
+    if n == 1:
+        return {"n": 1, "mean": mean, "sd": None, "se": None, "ci": [None, None], "values": [mean]}
+    sd = float(v.std(ddof=1))
+    se = sd / math.sqrt(n)
+    h = float(stats.t.ppf(0.5 + level / 2, n - 1)) * se
+    return {
+        "n": n,
+        "mean": mean,
+        "sd": sd,
+        "se": se,
+        "ci": [mean - h, mean + h],
+        "values": v.tolist(),
+    }
+
+
+def sign_flip_p(diffs: Sequence[float]) -> float | None:
+    """Exact two-sided sign-flip permutation p-value of mean(diffs) = 0 (all 2^n flips; n <= 16).
+
+    Its smallest possible value is 2/2^n (0.0625 at n = 5): reported beside the t-test because it
+    needs no normality, not as the decision."""
+    d = np.asarray(diffs, dtype=float)
+    n = d.size
+    if n == 0 or n > 16:
+        return None
+    observed = abs(d.mean())
+    signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
+    null = np.abs((signs * d).mean(axis=1))
+    return float(np.mean(null >= observed - 1e-12 * max(1.0, observed)))
+
+
+def paired(
+    a: Mapping[int, float], b: Mapping[int, float], level: float = CI_LEVEL
+) -> dict[str, Any]:
+    """a − b paired by seed (same seed = same init and data order): mean difference, t interval,
+    two-sided paired t p-value, exact sign-flip p-value, and the difference the test detects with
+    80 % power at this n and the observed spread (two-sided α = 1 − level)."""
+    seeds = sorted(set(a) & set(b))
+    diffs = [
+        a[s] - b[s]
+        for s in seeds
+        if a[s] is not None and b[s] is not None and math.isfinite(a[s] - b[s])
+    ]
+    out: dict[str, Any] = {"test": "paired t (two-sided)", "seeds": seeds, **mean_ci(diffs, level)}
+    n = len(diffs)
+    out["p_t"] = out["p_signflip"] = out["mde80"] = None
+    if n >= 2:
+        sd = out["sd"]
+        if sd == 0:
+            out["p_t"] = 0.0 if out["mean"] != 0 else 1.0
+        else:
+            out["p_t"] = float(stats.ttest_1samp(diffs, 0.0).pvalue)
+        out["p_signflip"] = sign_flip_p(diffs)
+        alpha = 1 - level
+        t_a, t_b = stats.t.ppf(1 - alpha / 2, n - 1), stats.t.ppf(0.8, n - 1)
+        out["mde80"] = float((t_a + t_b) * sd / math.sqrt(n)) if sd is not None else None
+    return out
+
+
+def holm(pvalues: Sequence[float | None]) -> list[float | None]:
+    """Holm-adjusted p-values (family-wise error over the given comparisons)."""
+    idx = [i for i, p in enumerate(pvalues) if p is not None]
+    order = sorted(idx, key=lambda i: pvalues[i])  # type: ignore[arg-type, return-value]
+    adj: list[float | None] = [None] * len(pvalues)
+    running = 0.0
+    m = len(order)
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * float(pvalues[i])))  # type: ignore[arg-type]
+        adj[i] = running
+    return adj
+
+
+def hinge_fit(x: np.ndarray, y: np.ndarray, grid: np.ndarray | None = None) -> dict[str, float]:
+    """Segmented regression y = a + b·x + c·max(0, x − k) (continuous, one knee k) by least
+    squares over a grid of knees (all knees solved at once); also the straight line (c = 0)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if grid is None:
+        grid = np.linspace(np.quantile(x, 0.05), np.quantile(x, 0.95), 181)
+    grid = np.asarray(grid, float)
+    hinge = np.maximum(0.0, x[None, :] - grid[:, None])  # (K, n)
+    design = np.stack([np.ones_like(hinge), np.broadcast_to(x, hinge.shape), hinge], axis=-1)
+    coef = np.linalg.pinv(design) @ y  # (K, 3): least squares per knee (pinv: a knee past
+    sse = np.sum((y - np.einsum("knp,kp->kn", design, coef)) ** 2, axis=1)  # every x is fine)
+    best_k = int(np.argmin(sse))
+    a, b, c = (float(v) for v in coef[best_k])
+    line = np.column_stack([np.ones_like(x), x])
+    lcoef, *_ = np.linalg.lstsq(line, y, rcond=None)
+    return {
+        "knee": float(grid[best_k]),
+        "a": a,
+        "b": b,
+        "c": c,
+        "sse": float(sse[best_k]),
+        "sse_line": float(np.sum((y - line @ lcoef) ** 2)),
+        "slope_before": b,
+        "slope_after": b + c,
+    }
+
+
+def cliff_analysis(
+    x: Sequence[float],
+    y: Sequence[float],
+    *,
+    groups: Sequence[Any] | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Hinge fit of relative performance against measured sparsity, a percentile-bootstrap CI on
+    the knee, an F-test of the knee against a straight line, and the fitted performance at
+    50/70/90 % sparsity. With `groups` (the configuration of each point) the bootstrap resamples
+    whole configurations, all seeds of one together (a cluster bootstrap: seeds of one
+    configuration share its sparsity level and are not independent draws of it); without, it
+    resamples points."""
+    xa, ya = np.asarray(x, float), np.asarray(y, float)
+    n = xa.size
+    if n < 6:
+        return {"n": n, "fit": None}
+    grid = np.linspace(max(0.0, xa.min()), min(1.0, xa.max()), 121)
+    fit = hinge_fit(xa, ya, grid)
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        clusters = [np.array([k]) for k in range(n)]
+    else:
+        index: dict[Any, list[int]] = defaultdict(list)
+        for k, g in enumerate(groups):
+            index[g].append(k)
+        clusters = [np.array(v) for _, v in sorted(index.items(), key=lambda kv: str(kv[0]))]
+    knees, drops = [], []
+    for _ in range(n_boot):
+        pick = rng.integers(0, len(clusters), len(clusters))
+        i = np.concatenate([clusters[c] for c in pick])
+        if np.unique(xa[i]).size < 4:
+            continue
+        f = hinge_fit(xa[i], ya[i], grid)
+        knees.append(f["knee"])
+        drops.append(f["slope_after"] - f["slope_before"])
+    # F-test: 4 parameters (with the knee) against 2; the knee's grid search makes this test
+    # anti-conservative (Davies), so its p-value is a screen, the bootstrap CI the evidence.
+    df2 = n - 4
+    f_stat = ((fit["sse_line"] - fit["sse"]) / 2) / (fit["sse"] / df2) if fit["sse"] > 0 else None
+    p_f = float(stats.f.sf(f_stat, 2, df2)) if f_stat is not None and df2 > 0 else None
+
+    def at(s: float) -> float:
+        return fit["a"] + fit["b"] * s + fit["c"] * max(0.0, s - fit["knee"])
+
+    return {
+        "n": n,
+        "fit": fit,
+        "knee_ci": [float(np.quantile(knees, 0.025)), float(np.quantile(knees, 0.975))]
+        if knees
+        else [None, None],
+        "slope_change_ci": [float(np.quantile(drops, 0.025)), float(np.quantile(drops, 0.975))]
+        if drops
+        else [None, None],
+        "bootstrap": {
+            "replicates": len(knees),
+            "seed": seed,
+            "method": "percentile",
+            "resampled": "points" if groups is None else f"{len(clusters)} configurations",
+        },
+        "f_test_vs_line": {"F": f_stat, "p": p_f, "df": [2, df2]},
+        "fitted": {f"{s:.2f}": at(s) for s in (0.0, 0.5, 0.7, 0.9, 0.95)},
+    }
+
+
+# Shares of the dense baseline's performance whose critical sparsity C10 reports (the
+# literature's 99 %, and 95 %).
+C10_THRESHOLDS = (0.99, 0.95)
+
+
+def c10_critical(points: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per architecture x control, per seed: the critical sparsity at each of C10_THRESHOLDS
+    (`critical_sparsity` on that seed's curve of relative performance against measured
+    sparsity), with a t interval over seeds when every seed's value is bracketed by grid points;
+    for the uncontrolled baseline ("none"), its emergent sparsity (performance 1 by definition)."""
+
+    out: dict[str, Any] = {}
+    for arch in sorted({p["arch"] for p in points}):
+        mine = [p for p in points if p["arch"] == arch and p["activation"] == "relu"]
+        out[arch] = {}
+        for control in sorted({p["control"] for p in mine}):
+            sel = [p for p in mine if p["control"] == control]
+            seeds = sorted({p["seed"] for p in sel})
+            if control == "none":
+                out[arch][control] = {"emergent": mean_ci(p["measured_sparsity"] for p in sel)}
+                continue
+            cell: dict[str, Any] = {}
+            for q in C10_THRESHOLDS:
+                per_seed = {}
+                for seed in seeds:
+                    curve = [p for p in sel if p["seed"] == seed]
+                    per_seed[seed] = critical_sparsity(
+                        [p["measured_sparsity"] for p in curve], [p["relative"] for p in curve], q
+                    )
+                values = [c["value"] for c in per_seed.values() if c["censored"] is None]
+                censored = [c["censored"] for c in per_seed.values() if c["censored"]]
+                cell[f"{q:g}"] = {
+                    "per_seed": per_seed,
+                    "bracketed": len(values),
+                    "censored_above": censored.count("above"),
+                    "censored_below": censored.count("below"),
+                    **(mean_ci(values) if not censored else {"n": len(per_seed)}),
+                }
+            out[arch][control] = cell
+    return out
+
+
+def nested_f_p(y: np.ndarray, small: np.ndarray, big: np.ndarray) -> float | None:
+    """p-value of the F-test of the least-squares fit on design `big` against `small` (its
+    first columns): do the extra columns explain the residuals? None without a residual degree
+    of freedom; a perfect larger fit gives 0 (1 when the smaller fit is perfect too)."""
+    dof = len(y) - big.shape[1]
+    if dof < 1:
+        return None
+    b1, *_ = np.linalg.lstsq(small, y, rcond=None)
+    b2, *_ = np.linalg.lstsq(big, y, rcond=None)
+    r1, r2 = y - small @ b1, y - big @ b2
+    rss1, rss2 = float(r1 @ r1), float(r2 @ r2)
+    if rss2 <= 0:
+        return 0.0 if rss1 > 0 else 1.0
+    extra = big.shape[1] - small.shape[1]
+    return float(stats.f.sf(((rss1 - rss2) / extra) / (rss2 / dof), extra, dof))

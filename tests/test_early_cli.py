@@ -18,9 +18,9 @@ import pytest
 from pydantic import ValidationError
 
 from empirics.montecarlo import early_config, early_grid
-from empirics.montecarlo.early_cli import GRID_FIELDS, build_parser
+from empirics.montecarlo.early_cli import GRID_FIELDS, build_parser, main
 from empirics.montecarlo.early_config import EarlyConfig, describe, estimate_memory
-from empirics.montecarlo.early_training import main, train_early
+from empirics.montecarlo.early_kernel import train_early
 from empirics.train import runtime
 from theory.registry import Activation
 

@@ -17,6 +17,8 @@ from scipy import stats
 from torch import nn
 
 from empirics.activations import get_torch_activation
+from empirics.montecarlo.early_cli import main
+from empirics.montecarlo.early_config import EarlyConfig
 from empirics.montecarlo.early_grid import grid, report, run_grid
 from empirics.montecarlo.early_horizons import (
     Series,
@@ -26,8 +28,7 @@ from empirics.montecarlo.early_horizons import (
     ratio_series,
     resample_weights,
 )
-from empirics.montecarlo.early_kernel import BatchedMLP, batches
-from empirics.montecarlo.early_training import EarlyConfig, main, per_network_stats, train_early
+from empirics.montecarlo.early_kernel import BatchedMLP, batches, per_network_stats, train_early
 from empirics.montecarlo.sampler import network_loss
 from empirics.train.optim import make_optimizers
 

@@ -17,7 +17,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from empirics import stats as S
 from empirics.experiments import pipeline as E
+from empirics.experiments import plan as P
+from empirics.experiments import theory_runs as T
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = REPO / "paper_figures"
@@ -25,18 +28,18 @@ FIGURES = REPO / "paper_figures"
 
 def test_mean_ci_is_the_student_t_interval() -> None:
     v = [1.0, 2.0, 4.0, 7.0]
-    got = E.mean_ci(v)
+    got = S.mean_ci(v)
     lo, hi = stats.t.interval(0.95, 3, loc=np.mean(v), scale=stats.sem(v))
     assert got["n"] == 4 and got["mean"] == pytest.approx(3.5)
     assert got["ci"] == pytest.approx([lo, hi])
-    one = E.mean_ci([2.0, float("nan")])
+    one = S.mean_ci([2.0, float("nan")])
     assert one["n"] == 1 and one["ci"] == [None, None]
 
 
 def test_paired_matches_scipy_and_the_exact_sign_flip_count() -> None:
     a = {0: 1.0, 1: 2.5, 2: 3.0, 3: 2.0, 4: 4.0}
     b = {0: 0.5, 1: 1.0, 2: 3.5, 3: 1.0, 4: 2.0, 9: 7.0}  # seed 9 has no partner
-    got = E.paired(a, b)
+    got = S.paired(a, b)
     s = sorted(a)
     ref = stats.ttest_rel([a[k] for k in s], [b[k] for k in s])
     assert got["seeds"] == s and got["p_t"] == pytest.approx(ref.pvalue)
@@ -48,22 +51,22 @@ def test_paired_matches_scipy_and_the_exact_sign_flip_count() -> None:
         signs = np.array([1 if mask >> i & 1 else -1 for i in range(5)])
         count += abs((signs * diffs).mean()) >= 0.9 - 1e-12
     assert got["p_signflip"] == pytest.approx(count / 32)
-    assert E.sign_flip_p([1.0, 2.0, 3.0]) == pytest.approx(2 / 8)
+    assert S.sign_flip_p([1.0, 2.0, 3.0]) == pytest.approx(2 / 8)
     # the power statement: the detectable difference shrinks with n at fixed spread
-    big = E.paired({i: float(i % 3) for i in range(20)}, {i: 0.0 for i in range(20)})
+    big = S.paired({i: float(i % 3) for i in range(20)}, {i: 0.0 for i in range(20)})
     assert big["mde80"] < got["mde80"]
 
 
 def test_holm_adjusts_by_rank() -> None:
-    assert E.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    assert E.holm([None, 0.2]) == [None, 0.2]
+    assert S.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert S.holm([None, 0.2]) == [None, 0.2]
 
 
 def test_hinge_fit_finds_a_planted_knee_and_not_one_in_a_line() -> None:
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, 120)
     y = 1.0 - 0.05 * x - 3.0 * np.maximum(0, x - 0.7) + rng.normal(0, 0.02, x.size)
-    got = E.cliff_analysis(x, y, n_boot=300)
+    got = S.cliff_analysis(x, y, n_boot=300)
     lo, hi = got["knee_ci"]
     assert abs(got["fit"]["knee"] - 0.7) < 0.03 and lo <= 0.7 <= hi and hi - lo < 0.1
     assert got["f_test_vs_line"]["p"] < 1e-6
@@ -75,18 +78,18 @@ def test_hinge_fit_finds_a_planted_knee_and_not_one_in_a_line() -> None:
     effect = np.repeat(rc.normal(0, 0.03, 24), 5)
     yc = 1.0 - 3.0 * np.maximum(0, level - 0.7) + effect + rc.normal(0, 0.005, level.size)
     groups = np.repeat(np.arange(24), 5).tolist()
-    clustered = E.cliff_analysis(level, yc, groups=groups, n_boot=300)
-    naive = E.cliff_analysis(level, yc, n_boot=300)
+    clustered = S.cliff_analysis(level, yc, groups=groups, n_boot=300)
+    naive = S.cliff_analysis(level, yc, n_boot=300)
     assert clustered["bootstrap"]["resampled"] == "24 configurations"
     width = [f["slope_change_ci"][1] - f["slope_change_ci"][0] for f in (clustered, naive)]
     assert width[0] > width[1]
-    line = E.cliff_analysis(x, 1.0 - 0.3 * x + rng.normal(0, 0.02, x.size), n_boot=200)
+    line = S.cliff_analysis(x, 1.0 - 0.3 * x + rng.normal(0, 0.02, x.size), n_boot=200)
     assert line["f_test_vs_line"]["p"] > 1e-3  # no knee to find: the F screen stays quiet
     assert abs(line["fit"]["c"]) < 0.2
 
 
 MICRO = replace(
-    E.SCALES["quick"],
+    P.SCALES["quick"],
     name="micro",
     seeds=(0, 1),
     archs=("mlp", "gpt_nano"),
@@ -159,8 +162,8 @@ def theory_micro(tmp_path_factory: pytest.TempPathFactory, micro: Path) -> Path:
     """The first-step and depth Monte Carlo of the theory group, at 256 / 64 networks, written
     beside the micro results (the full trainer's first step comes from the micro drift runs)."""
     small = replace(MICRO, first_step_networks=256, c1_networks=64)
-    E.run_first_step(small, micro)
-    E.run_c1_depth(small, micro)
+    T.run_first_step(small, micro)
+    T.run_c1_depth(small, micro)
     E.aggregate(MICRO, micro.parent)
     return micro
 
@@ -168,7 +171,7 @@ def theory_micro(tmp_path_factory: pytest.TempPathFactory, micro: Path) -> Path:
 def test_first_step_theory_estimator_and_trainer_agree(theory_micro: Path) -> None:
     body = E.json.loads((theory_micro / "theory" / "first_step.json").read_text())
     assert {(r["activation"], r["loss"]) for r in body["rows"]} == {
-        (a, lo) for a in E.FIRST_STEP_ACTS for lo in ("mse", "cross_entropy")
+        (a, lo) for a in T.FIRST_STEP_ACTS for lo in ("mse", "cross_entropy")
     }
     for r in body["rows"]:
         mc, tr = r["montecarlo"], r["trainer"]
@@ -183,13 +186,13 @@ def test_first_step_theory_estimator_and_trainer_agree(theory_micro: Path) -> No
             assert (r["theory"] < 0) == (r["activation"] != "tanh"), r
     trainer = E.json.loads((theory_micro / "first_step_trainer.json").read_text())
     mlp = [r for r in trainer["rows"] if r["arch"] == "mlp" and r["layer"] == "mean over layers"]
-    assert {r["activation"] for r in mlp} == set(E.DRIFT_ACTS) and all(r["n"] == 2 for r in mlp)
+    assert {r["activation"] for r in mlp} == set(P.DRIFT_ACTS) and all(r["n"] == 2 for r in mlp)
 
 
 def test_c1_depth_rows_follow_theorem_d1_for_the_gaussian_law(theory_micro: Path) -> None:
     rows = E.json.loads((theory_micro / "theory" / "c1_depth.json").read_text())["rows"]
     assert {(r["init"], r["gating_layers"]) for r in rows} == {
-        (i, m) for i in E.C1_INITS for m in E.C1_DEPTHS
+        (i, m) for i in T.C1_INITS for m in T.C1_DEPTHS
     }
     for r in rows:
         if r["symmetric"]:
@@ -271,6 +274,51 @@ def test_verdict_lines_from_quick_results_say_their_scale() -> None:
 def test_run_spec_names_come_from_the_one_run_name_function() -> None:
     from empirics.cli import activation_slug, run_name
 
-    spec = E.RunSpec("c10", "mlp", "leaky_relu:slope=0.2", 3, "real", 10, sparsity="topk:0.5")
+    spec = P.RunSpec("c10", "mlp", "leaky_relu:slope=0.2", 3, "real", 10, sparsity="topk:0.5")
     want = run_name("mlp", activation_slug("leaky_relu:slope=0.2"), "topk0.5", "real", seed=3)
     assert spec.name == want == "mlp-leaky_relu-slope-0.2-topk0.5-real-s3"
+
+
+@pytest.mark.parametrize("arch", ["mlp", "vit", "gpt_nano", "resnet"])
+def test_each_activation_feeds_the_layers_its_model_declares(arch: str) -> None:
+    """`models.<arch>.consumers` names, for every activation layer of the built model, layers
+    that exist and hold weights; traced through the forward pass, each takes that activation's
+    output (or, for a residual block's last activation, the block output it is part of)."""
+    import torch
+
+    from empirics.models import consumer_layers, get_arch
+    from empirics.train.config import TrainConfig
+    from empirics.train.loop import plan
+
+    model = get_arch(arch).Model(plan(TrainConfig(arch=arch, preset="smoke")).model_cfg)
+    modules = dict(model.named_modules())
+    acts = [n for n, m in modules.items() if getattr(m, "feeds_from", None)]
+    assert acts
+    seen: dict[str, list[torch.Tensor]] = {}
+
+    def keep(name: str, kind: str):
+        def hook(_m, inputs, output):
+            seen.setdefault(name, []).append((inputs[0] if kind == "in" else output).detach())
+
+        return hook
+
+    for name in acts:
+        modules[name].register_forward_hook(keep(name, "out"))
+    for act in acts:
+        for cons in consumer_layers(arch, act, modules):
+            assert cons in modules, (act, cons)
+            assert getattr(modules[cons], "weight", None) is not None, (act, cons)
+            modules[cons].register_forward_hook(keep("in:" + cons, "in"))
+    model.eval()
+    if arch == "gpt_nano":
+        x = torch.randint(0, model.cfg.vocab_size, (2, 8))
+    else:
+        x = torch.randn(2, *model.cfg.input_shape)
+    with torch.no_grad():
+        model(x)
+    for act in acts:
+        cons = consumer_layers(arch, act, modules)
+        assert cons, act
+        if not act.endswith("act2"):  # act2's output passes the next block's input unchanged
+            out = seen[act][0]
+            assert any(torch.equal(seen["in:" + c][0], out) for c in cons), (act, cons)

@@ -123,12 +123,12 @@ def test_drift_curves_follow_the_closed_forms_on_a_dense_grid(
 ) -> None:
     """The theory group's curve agrees with quadrature (an independent route) and grows as s³
     for ReLU² (the shape three points hid)."""
-    from empirics.experiments import pipeline as E
+    from empirics.experiments import plan, theory_runs
     from theory.drift import drift_coefficient_numeric
 
-    monkeypatch.setattr(E, "THEORY_ACTS", ("relu", "relu2", "tanh"))
-    scale = E.SCALES["quick"]
-    curves = E._drift_curves(scale, points=8)
+    monkeypatch.setattr(theory_runs, "THEORY_ACTS", ("relu", "relu2", "tanh"))
+    scale = plan.SCALES["quick"]
+    curves = theory_runs._drift_curves(scale, points=8)
     for act, cur in curves.items():
         s = np.array(cur["s"])
         assert len(s) == 8 and s[-1] == pytest.approx(max(scale.d_stds)) and s[0] > 0
@@ -187,7 +187,7 @@ def _cliff_json(root: Path) -> dict[str, Any]:
     """Two seeds per arch x control. mlp Top-K: a bracketed fall between 0.5 and 0.75 (an
     interval); mlp quantile: keeps >= 99 % at every level (censored above); vit shift: already
     below at its first level (censored below)."""
-    from empirics.experiments.pipeline import C10_THRESHOLDS, c10_critical
+    from empirics.stats import C10_THRESHOLDS, c10_critical
 
     shapes = {
         ("mlp", "topk"): lambda s, seed: 1.0 if s <= 0.5 else 0.9 - 0.02 * seed,

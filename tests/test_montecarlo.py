@@ -16,22 +16,18 @@ import sympy as sp
 import torch
 from scipy import integrate, special, stats
 
-from empirics.montecarlo import (
-    ENTRY_IDS,
-    NetConfig,
-    RatioAccumulator,
-    SignTest,
+from empirics.montecarlo.cli import main as cli_main
+from empirics.montecarlo.cli import run as cli_run
+from empirics.montecarlo.estimators import (
     c1_config,
-    draw,
     estimate_conditional_mean,
     estimate_drift_coefficient,
     estimate_effective_weights,
     estimate_g_curve,
-    montecarlo_config_for_entry,
-    montecarlo_for_entry,
 )
-from empirics.montecarlo.cli import main as cli_main
-from empirics.montecarlo.cli import run as cli_run
+from empirics.montecarlo.ledger import ENTRY_IDS, montecarlo_config_for_entry, montecarlo_for_entry
+from empirics.montecarlo.sampler import NetConfig, draw
+from empirics.stats import RatioAccumulator, SignTest
 from theory import registry
 from theory.registry import RegistryError
 
@@ -254,7 +250,7 @@ def test_effective_weights_theorem_1_1() -> None:
 
 def test_first_step_matches_closed_form() -> None:
     # E[Delta b_i] = -lr E[g(p_i)], E[Delta W_ik] = -lr E[x_k g(p_i)] with non-negative inputs.
-    from empirics.montecarlo import estimate_first_step
+    from empirics.montecarlo.estimators import estimate_first_step
 
     lr = 0.5
     cfg = _cfg("gelu", "mse", inputs="uniform", bias_std=0.0)

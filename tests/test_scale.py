@@ -11,14 +11,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from empirics.experiments import ladder as rung_defs
 from empirics.experiments import scale, scale_fit
-from empirics.experiments.scale import PAPER_BLOCK_PARAMS, PAPER_TOKENS, SIZES, Ladder, block_params
+from empirics.experiments.ladder import (
+    PAPER_BLOCK_PARAMS,
+    PAPER_TOKENS,
+    SIZES,
+    Ladder,
+    block_params,
+)
 from empirics.ledger import scale_verdicts
 
 
 def test_rungs_are_unique_and_follow_the_paper_recipe() -> None:
     ladder = Ladder()
-    rs = scale.rungs(ladder)
+    rs = rung_defs.rungs(ladder)
     assert len({r.name for r in rs}) == len(rs)
     # every size x activation x budget x seed of the size piece is there; the largest size
     # stops at its cap
@@ -60,7 +67,7 @@ def _summary(sparsity: float, spike: float, val: float) -> dict:
 
 
 def _write_ladder(root: Path, ladder: Ladder, fn) -> None:
-    for r in scale.rungs(ladder):
+    for r in rung_defs.rungs(ladder):
         d = root / r.piece / "runs" / r.name
         d.mkdir(parents=True)
         (d / "summary.json").write_text(json.dumps(fn(r)))
@@ -76,8 +83,8 @@ def _truth(r, noise: float, gen: np.random.Generator, b=0.3, c=0.2, a=-2.0) -> f
 def _a_large_size(monkeypatch):
     """A size near the paper's (25M block parameters) so that synthetic ladders can span as many
     decades as they are carried: the verdicts decide nothing further than that."""
-    monkeypatch.setitem(SIZES, "xl", scale.Size("xl", 8, 512))
-    monkeypatch.setitem(scale.RATE_TOKENS_PER_S, "xl", 100)
+    monkeypatch.setitem(SIZES, "xl", rung_defs.Size("xl", 8, 512))
+    monkeypatch.setitem(rung_defs.RATE_TOKENS_PER_S, "xl", 100)
 
 
 # Synthetic ladders (no training: summaries are written by hand). SMALL spans 6 decades of tokens
@@ -305,13 +312,13 @@ def test_topk_rule_needs_the_same_answer_at_every_budget(tmp_path) -> None:
 def test_missing_and_failed_runs_are_listed_not_averaged(tmp_path) -> None:
     ladder = Ladder(tokens=(1_000, 10_000), seeds=(0, 1), sizes=("xs",))
     _write_ladder(tmp_path, ladder, lambda r: _summary(0.6, 10.0, 3.0))
-    bad = scale.rungs(ladder)[0]
+    bad = rung_defs.rungs(ladder)[0]
     (tmp_path / bad.piece / "runs" / bad.name / "summary.json").write_text(
         json.dumps({"status": "diverged"})
     )
     agg = scale_fit.aggregate(tmp_path, ladder)
     assert agg["runs"]["missing"][bad.name] == "diverged"
-    assert agg["runs"]["completed"] == len(scale.rungs(ladder)) - 1
+    assert agg["runs"]["completed"] == len(rung_defs.rungs(ladder)) - 1
 
 
 @pytest.mark.data
@@ -338,16 +345,16 @@ def test_a_tiny_ladder_trains_resumes_and_refuses_changed_settings(tmp_path, mon
     assert (
         out.completed
         == out.total
-        == len(scale.rungs(tiny, ["sizes"]))
-        + len(scale.rungs(tiny, ["pairs"]))
-        + len(scale.rungs(tiny, ["topk"]))
+        == len(rung_defs.rungs(tiny, ["sizes"]))
+        + len(rung_defs.rungs(tiny, ["pairs"]))
+        + len(rung_defs.rungs(tiny, ["topk"]))
     )
     agg = scale_fit.aggregate(tmp_path, tiny)
-    assert agg["runs"]["completed"] == len(scale.rungs(tiny)) and not agg["runs"]["missing"]
+    assert agg["runs"]["completed"] == len(rung_defs.rungs(tiny)) and not agg["runs"]["missing"]
     lines.clear()
     again = scale.run(tiny, tmp_path, jobs=1, cluster="debug", echo=lines.append)
     assert again.completed == again.total and any("0 to run" in ln for ln in lines)
-    monkeypatch.setitem(scale.RECIPE, "lr", 1e-3)
+    monkeypatch.setitem(rung_defs.RECIPE, "lr", 1e-3)
     with pytest.raises(ConfigError, match="other settings"):
         scale.run(tiny, tmp_path, jobs=1, cluster="debug", echo=None)
 

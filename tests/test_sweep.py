@@ -21,16 +21,17 @@ from pathlib import Path
 import pytest
 import torch
 
+from empirics import launch as launcher
 from empirics.experiments import sweep as S
+from empirics.experiments import sweep_jobs as J
 from empirics.outputs import read_records
-from empirics.train.config import ConfigError, TrainConfig
-from empirics.train.runtime import CHECKPOINT
+from empirics.train import loop as T
 
 BASE = dict(data="synthetic", preset="smoke", steps=4, early_steps=4)
 
 
-def _grid(root: Path, acts=("relu", "tanh"), seeds=(0,), **kw: object) -> list[TrainConfig]:
-    return S.grid(["mlp"], list(acts), list(seeds), TrainConfig(**{**BASE, **kw}), root)
+def _grid(root: Path, acts=("relu", "tanh"), seeds=(0,), **kw: object) -> list[T.TrainConfig]:
+    return S.grid(["mlp"], list(acts), list(seeds), T.TrainConfig(**{**BASE, **kw}), root)
 
 
 def _debug() -> S.Launch:
@@ -124,7 +125,7 @@ def test_a_dead_chunk_keeps_its_finished_runs_and_fails_the_rest(tmp_path: Path)
         def result(self) -> None:
             raise RuntimeError("killed\nby the OOM killer")
 
-    first, second = S._collect_chunk(Dead(), configs)
+    first, second = J.collect_chunk(Dead(), configs)
     assert first["status"] == "completed" and first["final_loss"] is not None
     assert second["status"] == "failed" and second["message"] == "RuntimeError: killed"
 
@@ -137,20 +138,20 @@ def test_an_interrupted_run_cancels_the_rest_of_its_chunk(tmp_path: Path, monkey
         calls.append(cfg.run)
         return {"run": cfg.run, "status": "interrupted"}
 
-    monkeypatch.setattr(S, "run_point", fake)
-    entries = S.run_points(configs, 1, ["a", "b"])
+    monkeypatch.setattr(J, "run_point", fake)
+    entries = J.run_points(configs, 1, ["a", "b"])
     assert [e["status"] for e in entries] == ["interrupted", "cancelled"]
     assert calls == [configs[0].run]  # the second run never started
 
 
 def test_bad_grid_is_refused_before_running(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="unknown activation|bogus"):
-        S.grid(["mlp"], ["relu", "bogus"], [0], TrainConfig(preset="smoke"), tmp_path)
-    with pytest.raises(ConfigError, match="grid"):
+    with pytest.raises(T.ConfigError, match="unknown activation|bogus"):
+        S.grid(["mlp"], ["relu", "bogus"], [0], T.TrainConfig(preset="smoke"), tmp_path)
+    with pytest.raises(T.ConfigError, match="grid"):
         S.run_sweep([], tmp_path / "empty", _debug())
-    with pytest.raises(ConfigError, match="--parallel: expected an integer >= 1, got 0"):
+    with pytest.raises(launcher.LaunchError, match="--parallel: expected an integer >= 1, got 0"):
         S.Launch(parallel=0)
-    with pytest.raises(S.ConfigError, match="--chunk"):
+    with pytest.raises(launcher.LaunchError, match="--chunk"):
         S.Launch(chunk=0)
     assert not (tmp_path / "empty").exists()
 
@@ -209,7 +210,7 @@ def test_a_run_held_by_a_live_process_is_not_touched(tmp_path: Path) -> None:
         held.truncate(0)
         held.write("4242\n")
         held.flush()
-        with pytest.raises(ConfigError, match="still being trained by process 4242"):
+        with pytest.raises(T.ConfigError, match="still being trained by process 4242"):
             S.run_sweep(configs, root, _debug(), echo=None)
     after = _snapshot(root)
     after.pop(f"{S.LOCKS}/{configs[0].run}.lock")
@@ -242,7 +243,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_identical_records(
             S.run_sweep(configs, root, _debug(), echo=None)
     assert _strict_json(root / S.INDEX)["runs"][0]["status"] == "cancelled"
     run_dir = Path(configs[0].out)
-    assert (run_dir / CHECKPOINT).exists()
+    assert (run_dir / T.CHECKPOINT).exists()
     index = S.run_sweep(configs, root, _debug(), echo=None)
     assert index["runs"][0]["status"] == "completed"
     strip = [
@@ -545,8 +546,8 @@ def test_slurm_gets_one_job_array_with_the_flags(
     assert launch.resolved_cluster == "slurm"
     launch.check()
     configs = _grid(tmp_path / "sweep", acts=("relu", "tanh", "gelu"))
-    executor = S.make_executor(launch, tmp_path / "sweep" / S.JOBS)
-    jobs = executor.map_array(S.run_point, configs, [8] * 3, ["l1", "l2", "l3"], [True] * 3)
+    executor = launcher.make_executor(launch, tmp_path / "sweep" / S.JOBS)
+    jobs = executor.map_array(J.run_point, configs, [8] * 3, ["l1", "l2", "l3"], [True] * 3)
     assert [j.job_id for j in jobs] == ["4242_0", "4242_1", "4242_2"]
     script = submitted.read_text()
     for line in (
@@ -562,7 +563,7 @@ def test_slurm_gets_one_job_array_with_the_flags(
 
 
 def test_threads_default_divides_the_cpus_among_parallel_local_runs() -> None:
-    cpus = S._cpus()
+    cpus = launcher.cpus()
     assert S.Launch(cluster="local", parallel=1).threads_per_run() == cpus
     assert S.Launch(cluster="local", parallel=cpus * 4).threads_per_run() == 1
     assert S.Launch(cluster="debug", threads=3).threads_per_run() == 3
@@ -572,12 +573,12 @@ def test_threads_default_divides_the_cpus_among_parallel_local_runs() -> None:
 def test_one_run_name_function_for_train_sweep_and_early_training(tmp_path: Path) -> None:
     """train's default name and sweep's grid name are the same string, and a family's
     parameters stay in every name (leaky_relu:slope=0.2 and 0.3 were one early-training run)."""
-    from empirics.montecarlo.early_training import EarlyConfig
+    from empirics.montecarlo.early_config import EarlyConfig
     from empirics.train.config import resolve
 
     for act in ("relu", "leaky_relu:slope=0.2", "fq=Max(x,0)"):
         (cfg,) = _grid(tmp_path / act.replace(":", "_"), acts=(act,))
-        alone = resolve(TrainConfig(arch="mlp", activation=act, **BASE)).cfg.run
+        alone = resolve(T.TrainConfig(arch="mlp", activation=act, **BASE)).cfg.run
         assert cfg.run == alone
     names = {EarlyConfig(activation=f"leaky_relu:slope={s}").run_name() for s in (0.2, 0.3)}
     assert len(names) == 2

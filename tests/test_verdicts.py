@@ -251,7 +251,7 @@ def test_remark_a2_reads_the_pipelines_early_group_when_there_is_no_grid(tmp_pat
 
 def _c10_block(per_arch: dict[str, list[list[tuple[float, float]]]]) -> dict:
     """A c10_cliff.json with, per arch, one Top-K curve per seed [(sparsity, relative), ...]."""
-    from empirics.experiments.pipeline import c10_critical
+    from empirics.stats import c10_critical
 
     points = [
         {"arch": arch, "activation": "relu", "control": "topk", "seed": seed,

@@ -19,10 +19,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from empirics.cli import EXIT_FAILED, EXIT_OK, InputError, fail, split_list
+from empirics.cli import EXIT_FAILED, EXIT_OK, InputError, activation_slug, fail, split_list
 from empirics.cli import run_name as make_run_name
-from empirics.experiments.pipeline import Run, load_runs, mean_ci, paired
+from empirics.experiments.runs import Run, load_runs
 from empirics.outputs import atomic_write_json
+from empirics.stats import mean_ci, paired
 
 SCHEMA = "mp_senet_long/v1"
 GROUP = "mp_senet_long"
@@ -80,7 +81,7 @@ def configs(lp: LongPlan, out: Path) -> list[Any]:
     cfgs = []
     for seed in lp.seeds:
         for act in lp.activations:
-            name = make_run_name("mp_senet", act, "real", seed=seed)
+            name = make_run_name("mp_senet", activation_slug(act), "real", seed=seed)
             cfgs.append(
                 TrainConfig(
                     arch="mp_senet",
@@ -104,7 +105,8 @@ def configs(lp: LongPlan, out: Path) -> list[Any]:
 def run(lp: LongPlan, out: Path, cluster: str = "local") -> dict[str, Any]:
     """Train the group through the sweep runner: one process, one torch thread (it shares the
     machine with other work); completed runs are kept, killed ones resume from a checkpoint."""
-    from empirics.experiments.sweep import Launch, run_sweep
+    from empirics.experiments.sweep import run_sweep
+    from empirics.launch import Launch
     from empirics.train.loop import plan
 
     cfgs = configs(lp, out)
@@ -520,11 +522,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             log_every_late=args.log_every_late,
         )
         if args.command == "run":
+            from empirics.launch import LaunchError
             from empirics.train.config import ConfigError
 
             try:
                 index = run(lp, args.out, cluster=args.cluster)
-            except ConfigError as exc:
+            except (ConfigError, LaunchError) as exc:
                 raise InputError(str(exc)) from None
             bad = [e for e in index["runs"] if e.get("status") != "completed"]
             for e in bad:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from empirics.experiments.scale import (
+from empirics.experiments.ladder import (
     PAPER_BLOCK_PARAMS,
     PAPER_TOKENS,
     PIECES,
@@ -40,6 +40,8 @@ from empirics.experiments.scale import (
     rungs,
 )
 from empirics.outputs import atomic_write_json
+from empirics.stats import mean_ci as stats_mean_ci
+from empirics.stats import nested_f_p
 
 LEVEL = 0.95
 ACT_LAYER = ".mlp.act"
@@ -98,16 +100,9 @@ def read_runs(root: Path, ladder: Ladder) -> tuple[dict[Rung, dict[str, float]],
 
 
 def mean_ci(values: Sequence[float], level: float = LEVEL) -> dict[str, Any]:
-    """Mean with a Student-t interval over seeds (n = 1: the value, no interval)."""
-    v = np.asarray([x for x in values if math.isfinite(x)], dtype=float)
-    n = int(v.size)
-    if n == 0:
-        return {"mean": None, "ci": [None, None], "n": 0, "values": []}
-    mean = float(v.mean())
-    if n < 2:
-        return {"mean": mean, "ci": [None, None], "n": n, "values": v.tolist()}
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * v.std(ddof=1) / math.sqrt(n))
-    return {"mean": mean, "ci": [mean - half, mean + half], "n": n, "values": v.tolist()}
+    """`empirics.stats.mean_ci` as the ladder's JSON reports it: mean, ci, n, values."""
+    full = stats_mean_ci(values, level)
+    return {k: full[k] for k in ("mean", "ci", "n", "values")}
 
 
 def fit_trend(points: Sequence[tuple[float, float, float]], level: float = LEVEL) -> dict[str, Any]:
@@ -143,32 +138,10 @@ def fit_trend(points: Sequence[tuple[float, float, float]], level: float = LEVEL
         for i in range(p)
     ]
     # Curvature in log tokens: does adding (log10 T)^2 explain the residuals (F test)?
-    X2 = np.column_stack([X, t**2])
-    curv_p = None
-    if len(y) - X2.shape[1] >= 1:
-        b2, *_ = np.linalg.lstsq(X2, y, rcond=None)
-        r2 = y - X2 @ b2
-        rss1, rss2 = float(resid @ resid), float(r2 @ r2)
-        dof2 = len(y) - X2.shape[1]
-        if rss2 > 0:
-            f = (rss1 - rss2) / (rss2 / dof2)
-            curv_p = float(stats.f.sf(f, 1, dof2))
-        else:
-            curv_p = 0.0 if rss1 > 0 else 1.0
+    curv_p = nested_f_p(y, X, np.column_stack([X, t**2]))
     # Interaction: does the token slope differ by size (a log T x log N term, F test)? The
     # plane carries the smallest sizes' long runs to the largest size; it may only if not.
-    inter_p = None
-    if with_size:
-        X3 = np.column_stack([X, t * n])
-        dof3 = len(y) - X3.shape[1]
-        if dof3 >= 1:
-            b3, *_ = np.linalg.lstsq(X3, y, rcond=None)
-            r3 = y - X3 @ b3
-            rss1, rss3 = float(resid @ resid), float(r3 @ r3)
-            if rss3 > 0:
-                inter_p = float(stats.f.sf((rss1 - rss3) / (rss3 / dof3), 1, dof3))
-            else:
-                inter_p = 0.0 if rss1 > 0 else 1.0
+    inter_p = nested_f_p(y, X, np.column_stack([X, t * n])) if with_size else None
     # How far the paper's point lies beyond the runs, against how far the runs span (decades).
     span = {"tokens": float(t.max() - t.min()), "params": float(n.max() - n.min())}
     reach = {

@@ -225,8 +225,8 @@ def _sign_decision_null(n: int, gen: torch.Generator) -> dict[str, Estimate]:
     """check_sign_decision's estimator and sign test on exact nulls: E[dl/dp] = 0 for an odd
     sigma under sign-symmetric init (the unit flip), with tanh or the heavy-tailed odd square
     x|x|, either loss, depth 1-3, gain 2."""
-    from empirics.montecarlo import NetConfig
     from empirics.montecarlo.estimators import estimate_conditional_mean
+    from empirics.montecarlo.sampler import NetConfig
     from theory import registry
 
     if "odd_square" not in registry.ACTIVATIONS:
@@ -256,8 +256,8 @@ def _first_step_link_null(n: int, gen: torch.Generator) -> dict[str, Estimate]:
     """check_first_step_vs_montecarlo's z: a mean over 16 networks (the trainer's 16 seeds,
     which draw the same networks) against an independent 512-network estimate, tested with
     Student t on 15 degrees of freedom."""
-    from empirics.montecarlo import NetConfig
     from empirics.montecarlo.estimators import estimate_first_step
+    from empirics.montecarlo.sampler import NetConfig
 
     pick = torch.randint(0, 2**31 - 1, (5,), generator=gen).tolist()
     depth, width = 1 + pick[0] % 3, (32, 64)[pick[1] % 2]

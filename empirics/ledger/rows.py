@@ -19,20 +19,13 @@ from empirics.ledger.row_verdicts import (
     evidence_of,
     scope_of,
 )
-from theory import (
-    C1_REFERENCE,
-    EffectiveConfig,
-    Prediction,
-    parity,
-    predict_bias_drift,
-    predict_c1,
-    predict_drift_coefficient,
-    predict_gradient_sign,
-    predict_weight_drift,
-)
+from theory.drift import parity, predict_drift_coefficient
+from theory.effective import C1_REFERENCE, EffectiveConfig, predict_c1
+from theory.first_step import predict_bias_drift, predict_weight_drift
+from theory.gradient import predict_gradient_sign
 from theory.registry import Activation
 from theory.registry import x as registry_x
-from theory.signs import SIGNS
+from theory.signs import SIGNS, Prediction
 
 MC_SIGNS: tuple[str, ...] = SIGNS  # the Monte Carlo uses the theory's words
 LEDGER_ALPHA = 1e-3  # P(any spurious fail in one run) <= this, by Bonferroni over the rows

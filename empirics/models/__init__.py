@@ -10,11 +10,14 @@ Every architecture module defines the same small interface, which `empirics.trai
   - `PRESETS`: {"smoke": {...}, "small": {...}, "paper": {...}} overrides of Config fields plus the
     training fields `steps`, `batch_size`, `lr`, `optimizer` that suit the preset.
   - `TASK`: the name of its task in `empirics.tasks` (data, loss, evaluation).
+  - `consumers(act, layers)`: the layer(s) whose input is activation layer `act`'s output (the
+    weights C5 says drift when that input is non-negative), among the model's `layers`.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Collection
 from types import ModuleType
 
 ARCHS: tuple[str, ...] = ("mlp", "resnet", "vit", "gpt_nano", "mp_senet")
@@ -25,3 +28,9 @@ def get_arch(name: str) -> ModuleType:
     if name not in ARCHS:
         raise ValueError(f"unknown architecture {name!r}; valid: {', '.join(ARCHS)}")
     return importlib.import_module(f"empirics.models.{name}")
+
+
+def consumer_layers(arch: str, act: str, layers: Collection[str]) -> list[str]:
+    """The layer(s) of architecture `arch` fed by activation layer `act`, as its module declares
+    them (`consumers`)."""
+    return list(get_arch(arch).consumers(act, set(layers)))

@@ -9,6 +9,7 @@ so it has that init too). Its task is `empirics.tasks.text` (next-token predicti
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +22,11 @@ from empirics.models.common import link_activations, muon_split
 from empirics.sparsity import make_sparse_activation, parse_sparsity
 
 TASK = "text"
+
+
+def consumers(act: str, layers: Collection[str]) -> list[str]:
+    """The layer whose input is activation layer `act`'s output: its MLP's down projection."""
+    return [act.replace(".act", ".down")]
 
 
 @dataclass

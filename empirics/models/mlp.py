@@ -7,6 +7,7 @@ Its task is `empirics.tasks.images` (Fashion-MNIST flattened, or its synthetic t
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +22,15 @@ from empirics.models.common import (
 from empirics.sparsity import make_sparse_activation, parse_sparsity
 
 TASK = "images"
+
+
+def consumers(act: str, layers: Collection[str]) -> list[str]:
+    """The layer whose input is activation layer `act`'s output: the next hidden Linear, after
+    the last one the head (`layers` names the model's logged layers)."""
+    nxt = f"layers.fc{int(act.rsplit('act', 1)[1]) + 1}"
+    return [nxt if nxt in layers else "layers.head"]
+
+
 INIT_SCHEMES = ("default", "kaiming_normal", "xavier_normal")
 
 

@@ -9,6 +9,7 @@ Its task is `empirics.tasks.speech` (losses, data, PESQ/STOI); train it with
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, fields
 from typing import NamedTuple
 
@@ -21,6 +22,13 @@ from empirics.data.speech import NOISE_KINDS, SAMPLE_RATE
 from empirics.models.common import link_activations, muon_split
 
 TASK = "speech"
+
+
+def consumers(act: str, layers: Collection[str]) -> list[str]:
+    """No layer is singled out as fed by an activation's output: the drift rows report only
+    the feeding norm for MP-SENet."""
+    return []
+
 
 _MAG_EPS = 1e-9  # inside sqrt(|X|^2 + eps): keeps d|X|^c/dX finite at silent bins
 

@@ -8,6 +8,8 @@ pool, linear head; the activation comes by registry name at every place one appe
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +25,26 @@ from empirics.models.common import (
 from empirics.sparsity import make_sparse_activation, parse_sparsity
 
 TASK = "images"
+
+
+def consumers(act: str, layers: Collection[str]) -> list[str]:
+    """The layer(s) whose input is activation layer `act`'s output (at most two, those among
+    `layers`): after the stem the first block's conv1 and shortcut, after act1 the block's conv2,
+    after a block's act2 the next block's conv1 and shortcut (past a stage's last block, the next
+    stage's first block, or the head)."""
+    if act == "stem.2":
+        cands = ["stages.0.0.conv1", "stages.0.0.shortcut.0"]
+    elif act.endswith(".act1"):
+        cands = [act[: -len("act1")] + "conv2"]
+    else:
+        m = re.fullmatch(r"stages\.(\d+)\.(\d+)\.act2", act)
+        if not m:
+            return []
+        s, b = int(m.group(1)), int(m.group(2))
+        cands = [f"stages.{s}.{b + 1}.conv1", f"stages.{s}.{b + 1}.shortcut.0"]
+        if f"stages.{s}.{b + 1}.conv1" not in layers:
+            cands = [f"stages.{s + 1}.0.conv1", f"stages.{s + 1}.0.shortcut.0", "head"]
+    return [c for c in cands if c in layers][:2]
 
 
 @dataclass

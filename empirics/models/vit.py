@@ -8,6 +8,7 @@ fc2), final LayerNorm and a linear head. Its task is `empirics.tasks.images` (Fa
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +25,11 @@ from empirics.sparsity import make_sparse_activation, parse_sparsity
 
 TASK = "images"
 POOLS = ("cls", "mean")
+
+
+def consumers(act: str, layers: Collection[str]) -> list[str]:
+    """The layer whose input is activation layer `act`'s output: its MLP's second Linear."""
+    return [act.replace(".act", ".fc2")]
 
 
 @dataclass

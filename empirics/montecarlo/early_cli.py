@@ -31,7 +31,6 @@ from empirics.montecarlo.early_config import (
     DEFAULT_OUT,
     LOSSES,
     LR_GRID,
-    OPTIMIZERS,
     SWEEP_ACTIVATIONS,
     EarlyConfig,
     check_memory,
@@ -39,6 +38,7 @@ from empirics.montecarlo.early_config import (
     describe,
 )
 from empirics.montecarlo.early_grid import grid, report, run_grid
+from empirics.train.config import OPTIMIZERS
 from theory import registry
 
 PROG = "python -m empirics.montecarlo.early_training"

@@ -26,7 +26,6 @@ from empirics.montecarlo.early_config import (
     HORIZON_QUANTITIES,
     LOSSES,
     LR_GRID,
-    OPTIMIZERS,
     SCHEMA_VERSION,
     SWEEP_ACTIVATIONS,
     EarlyConfig,
@@ -42,6 +41,7 @@ from empirics.montecarlo.early_horizons import (
 )
 from empirics.montecarlo.early_kernel import History, train_networks
 from empirics.outputs import RecordWriter, atomic_open, atomic_write_json, provenance
+from empirics.train.config import OPTIMIZERS
 from empirics.train.runtime import TrainingDiverged
 from theory.registry import Activation
 

@@ -323,7 +323,8 @@ def _split_preset(
 def _model_config(cfg: TrainConfig, arch: types.ModuleType, model_kwargs: dict[str, Any]) -> Any:
     """The architecture's Config: preset values, then `cfg.model`, then the activation (its
     torch function built once here, so an expression torch cannot evaluate is refused)."""
-    from empirics.activations import RegistryError, make_activation
+    from empirics.activations import make_activation
+    from theory.registry import RegistryError
 
     try:
         make_activation(cfg.activation.spec)

@@ -25,18 +25,14 @@ import sympy as sp
 import torch
 from scipy import stats
 
-from empirics.montecarlo import (
-    NetConfig,
-    SignTest,
-    draw,
-    estimate_conditional_mean,
-    estimate_first_step,
-)
+from empirics.montecarlo.estimators import estimate_conditional_mean, estimate_first_step
+from empirics.montecarlo.sampler import NetConfig, draw
 from empirics.outputs import read_records
+from empirics.stats import SignTest
 from empirics.train.config import TrainConfig
 from empirics.train.loop import train
-from theory import predict_drift_coefficient, predict_gradient_sign
-from theory.gradient import drift_product
+from theory.drift import predict_drift_coefficient
+from theory.gradient import drift_product, predict_gradient_sign
 from theory.registry import get_activation, x
 from theory.signs import compatible
 
