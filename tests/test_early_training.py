@@ -328,3 +328,19 @@ def test_fashion_mnist_runs_when_installed() -> None:
     except DataUnavailable as exc:
         pytest.skip(str(exc))
     assert hist.per_network[("layer1", "input_min")].min() >= 0
+
+
+@pytest.mark.slow
+def test_grid_on_two_worker_processes_matches_one_process(tmp_path) -> None:
+    """The launcher's local workers (each a share of the grid) write the same records as the
+    in-process run: a run's numbers depend on its config and seed, never on where it ran."""
+    base = SMALL.replace(steps=2, n_networks=3, check_factor=2, dtype="float32")
+    configs = grid(base, activations=["relu", "leaky_relu:slope=0.2"], losses=["mse"],
+                   optimizers=["sgd"], lrs={"sgd": [0.1]}, seeds=[0, 1])  # fmt: skip
+    run_grid(configs, tmp_path / "one", jobs=1, threads=1, progress=False)
+    run_grid(configs, tmp_path / "two", jobs=2, threads=1, progress=False)
+    assert len({c.run_name() for c in configs}) == len(configs) == 4
+    for c in configs:
+        one = (tmp_path / "one" / "runs" / c.run_name() / "records.csv").read_bytes()
+        two = (tmp_path / "two" / "runs" / c.run_name() / "records.csv").read_bytes()
+        assert one == two, c.run_name()

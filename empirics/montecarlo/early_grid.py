@@ -7,10 +7,8 @@ the aggregates (`early_aggregate`); `report` re-analyses finished runs without t
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import itertools
 import json
-import multiprocessing
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +19,7 @@ import torch
 from pydantic import ValidationError
 from tqdm.auto import tqdm
 
+from empirics.launch import Launch, cpus, execute
 from empirics.montecarlo.early_aggregate import write_aggregates
 from empirics.montecarlo.early_config import (
     HORIZON_QUANTITIES,
@@ -214,9 +213,12 @@ def report(out: Path) -> list[dict[str, Any]]:
     return results
 
 
-def _worker(cfg: EarlyConfig, out_dir: str, threads: int) -> dict[str, Any]:
+def _worker(configs: list[EarlyConfig], out_dirs: list[str], threads: int) -> None:
+    """One launcher job: its share of the grid, one run after the other (a worker pays Python's
+    and torch's start-up once for the whole share)."""
     torch.set_num_threads(threads)
-    return run_one(cfg, Path(out_dir))
+    for cfg, out_dir in zip(configs, out_dirs, strict=True):
+        run_one(cfg, Path(out_dir))
 
 
 def run_grid(
@@ -233,7 +235,7 @@ def run_grid(
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     check_memory(configs, jobs)  # before config.json or any run directory is written
-    threads = threads or max(1, (multiprocessing.cpu_count() or 1) // jobs)
+    threads = threads or max(1, cpus() // jobs)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(
         out / "config.json",
@@ -245,20 +247,32 @@ def run_grid(
     )
     todo = [c for c in configs if _completed(out / "runs" / c.run_name(), c) is None]
     bar = tqdm(total=len(todo), disable=not progress, desc="early training grid")
-    if jobs == 1:
-        torch.set_num_threads(threads)
-        for cfg in todo:
-            run_one(cfg, out / "runs" / cfg.run_name())
-            bar.update(1)
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
-            futures = [
-                pool.submit(_worker, c, str(out / "runs" / c.run_name()), threads) for c in todo
-            ]
-            for fut in cf.as_completed(futures):
-                fut.result()
-                bar.update(1)
+    # The one grid launcher: in this process for one job, else `jobs` local worker processes,
+    # each given an even share of the runs (these runs take seconds: a process per run would
+    # spend most of its time starting up).
+    launch = Launch(
+        cluster="debug" if jobs == 1 else "local",
+        parallel=jobs,
+        threads=threads,
+        chunk=max(1, -(-len(todo) // jobs)),
+    )
+
+    def job(items: list[EarlyConfig], _own: bool) -> tuple[Any, tuple[Any, ...]]:
+        return _worker, (items, [str(out / "runs" / c.run_name()) for c in items], threads)
+
+    def finished(done: Any, items: EarlyConfig | list[EarlyConfig]) -> None:
+        done.result()  # a failed run raises here, as it would in this process
+        bar.update(len(items) if isinstance(items, list) else 1)
+
+    execute(
+        todo,
+        launch,
+        out / "submitit",
+        one=lambda item, own: job([item], own),
+        many=job,
+        running=lambda item, job_id: None,
+        finished=finished,
+    )
     bar.close()
     results = [_completed(out / "runs" / c.run_name(), c) for c in configs]
     done = [r for r in results if r is not None]
