@@ -51,8 +51,8 @@ from empirics.launch import (
     sigterm_raises,
 )
 from empirics.outputs import atomic_write_json, provenance
-from empirics.train.config import ConfigError, TrainConfig
-from empirics.train.loop import parse_sets, plan
+from empirics.train.config import ConfigError, TrainConfig, parse_sets
+from empirics.train.loop import plan
 from theory.registry import Activation, RegistryError
 
 # Statuses a run's index entry ends in.

@@ -313,17 +313,16 @@ def run_early(scale: Scale, root: Path, jobs: int = 1) -> None:
     its learning rates (`LR_GRID`) for the scale's activations, losses, input laws and seeds,
     `jobs` runs at a time with one torch thread each (the thread count is recorded in its
     config.json). The grid resumes by itself; it writes horizons.json beside its runs."""
-    from dataclasses import replace
 
-    from empirics.montecarlo.early_config import EarlyConfig
-    from empirics.montecarlo.early_training import check_memory, grid, run_grid
+    from empirics.montecarlo.early_config import EarlyConfig, check_memory
+    from empirics.montecarlo.early_grid import grid, run_grid
 
     base = EarlyConfig(steps=scale.early_training_steps, n_networks=scale.early_training_networks)
     configs = [
         cfg
         for data in scale.early_training_data
         for cfg in grid(
-            replace(base, data=data),
+            base.replace(data=data),
             activations=scale.early_training_activations,
             losses=scale.early_training_losses,
             seeds=scale.early_training_seeds,
