@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from empirics.activations import ActivationLayer
+from theory.registry import Activation
 
 CONTROLS: tuple[str, ...] = ("none", "topk", "quantile", "shift")
 # What each control does, for error messages and the experiment index.
@@ -98,7 +99,9 @@ class SparseActivation(ActivationLayer):
     where a "token" is one spatial position and its features are the channels).
     """
 
-    def __init__(self, activation: str, spec: str | SparsitySpec, feature_dim: int = -1) -> None:
+    def __init__(
+        self, activation: Activation, spec: str | SparsitySpec, feature_dim: int = -1
+    ) -> None:
         super().__init__(activation)
         self.spec = parse_sparsity(spec)
         if self.spec.kind == "none":
@@ -144,7 +147,7 @@ class SparseActivation(ActivationLayer):
 
 
 def make_sparse_activation(
-    activation: str, sparsity: str | SparsitySpec = "none", *, feature_dim: int = -1
+    activation: Activation, sparsity: str | SparsitySpec = "none", *, feature_dim: int = -1
 ) -> nn.Module:
     """The activation layer for `activation` with the sparsity control `sparsity` (a plain
     ActivationLayer for 'none', so models without a control are unchanged)."""

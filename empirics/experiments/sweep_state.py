@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from empirics.models.common import config_record
 from empirics.train.config import NOT_IDENTITY, ConfigError, TrainConfig
 from empirics.train.runtime import CHECKPOINT
 
@@ -68,7 +69,7 @@ def _plain(obj: Any) -> dict[str, Any]:
     if hasattr(obj, "model_dump"):
         data = obj.model_dump(mode="json")
     elif dataclasses.is_dataclass(obj):
-        data = dataclasses.asdict(obj)
+        data = config_record(obj)
     else:
         data = dict(obj)
     return json.loads(json.dumps(data, default=str))

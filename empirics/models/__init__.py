@@ -1,10 +1,11 @@
 """The paper's five architectures, one file each, looked up by name.
 
 Every architecture module defines the same small interface, which `empirics.train.loop` relies on:
-  - `<Arch>Config`: a dataclass with at least `activation: str` (a registry name or spec);
-    exported also as `Config`. Fields a task reads (e.g. `n_classes`, `val_size`, an image
-    model's `input_shape`) live here too, since they are what `--set` reaches.
-  - `Model(cfg)`: the nn.Module. Its activation layers come from the registry by name and are
+  - `<Arch>Config`: a dataclass with at least `activation: ActivationField` (a spec in, the
+    Activation object once built), exported also as `Config`. Fields a task reads (e.g.
+    `n_classes`, `val_size`, an image model's `input_shape`) live here too, since they are what
+    `--set` reaches.
+  - `Model(cfg)`: the nn.Module. Its activation layers come from the Activation object and are
     linked to the layer feeding each (`empirics.models.common.link_activations`);
     `Model.optimizer_groups()` says which matrices Muon takes and which parameters AdamW does.
   - `PRESETS`: {"smoke": {...}, "small": {...}, "paper": {...}} overrides of Config fields plus the

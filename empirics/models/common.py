@@ -4,20 +4,39 @@ Muon/AdamW parameter split. Not run on its own.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from torch import nn
 
-from empirics.activations import ActivationLayer
+from empirics.activations import ActivationLayer, parse_activation, torch_fn
+from theory.registry import Activation
 
 
-def check_activation(activation: str) -> None:
-    """Resolve the activation through the registry now, so a bad name fails at config time."""
-    if not isinstance(activation, str) or not activation:
+def check_activation(activation: Activation | str) -> Activation:
+    """An architecture config's boundary: its activation (a spec, or the object a TrainConfig
+    already holds) becomes the Activation object the modules take, and a bad name fails at
+    config time (RegistryError listing the valid names)."""
+    if not isinstance(activation, Activation) and (
+        not isinstance(activation, str) or not activation
+    ):
         raise ValueError(
             f"activation must be a registry name or NAME=EXPR spec, got {activation!r}"
         )
-    ActivationLayer(activation)  # raises RegistryError listing the valid names
+    act = parse_activation(activation)
+    torch_fn(act)  # an expression torch cannot evaluate fails here too
+    return act
+
+
+def config_record(cfg: object) -> dict[str, Any]:
+    """An architecture config as JSON-ready values: the activation as its spec (what config.json
+    and the resume checks compare), every other field as it is."""
+    out = dataclasses.asdict(cfg)  # type: ignore[call-overload]
+    for name, value in vars(cfg).items():
+        if isinstance(value, Activation):
+            out[name] = value.spec
+    return out
 
 
 def check_positive_int(name: str, value: object, minimum: int = 1) -> None:

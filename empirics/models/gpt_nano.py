@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from empirics.activations import make_activation
+from empirics.activations import ActivationField
 from empirics.data import shards, text
-from empirics.models.common import link_activations, muon_split
+from empirics.models.common import check_activation, link_activations, muon_split
 from empirics.sparsity import make_sparse_activation, parse_sparsity
 
 TASK = "text"
@@ -40,7 +40,7 @@ class GPTNanoConfig:
     from `data_path` (a file, directory or glob; `val_path` for separate validation shards).
     """
 
-    activation: str = "relu"
+    activation: ActivationField = "relu"  # a spec here; the object once the config is built
     n_layer: int = 2
     n_head: int = 2
     n_embd: int = 64
@@ -88,9 +88,7 @@ class GPTNanoConfig:
             )
         if not (math.isfinite(self.norm_eps) and self.norm_eps > 0.0):
             raise ValueError(f"GPTNanoConfig.norm_eps must be finite and > 0, got {self.norm_eps}")
-        if not isinstance(self.activation, str):
-            raise ValueError(f"GPTNanoConfig.activation must be a string, got {self.activation!r}")
-        make_activation(self.activation)  # unknown names raise RegistryError listing valid ones
+        self.activation = check_activation(self.activation)  # unknown names: RegistryError
         parse_sparsity(self.sparsity)
         if self.tokenizer not in text.TOKENIZERS:
             raise ValueError(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from empirics.activations import ActivationField
 from empirics.models.common import (
     check_activation,
     check_positive_int,
@@ -43,7 +44,7 @@ class MLPConfig:
     i.i.d. zero-mean setting of the paper's Theorem 1.
     """
 
-    activation: str = "relu"
+    activation: ActivationField = "relu"  # a spec here; the object once the config is built
     depth: int = 3
     width: int = 256
     in_dim: int = 784
@@ -55,7 +56,7 @@ class MLPConfig:
     sparsity: str = "none"
 
     def __post_init__(self) -> None:
-        check_activation(self.activation)
+        self.activation = check_activation(self.activation)
         parse_sparsity(self.sparsity)
         for name in ("depth", "width", "in_dim", "val_size"):
             check_positive_int(name, getattr(self, name))

@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from empirics.activations import make_activation
+from empirics.activations import ActivationField, make_activation
 from empirics.data.speech import NOISE_KINDS, SAMPLE_RATE
-from empirics.models.common import link_activations, muon_split
+from empirics.models.common import check_activation, link_activations, muon_split
+from theory.registry import Activation
 
 TASK = "speech"
 
@@ -44,7 +45,7 @@ class MpSenetConfig:
     the STFT-consistency term of its released code (0.1).
     """
 
-    activation: str = "relu"
+    activation: ActivationField = "relu"  # a spec here; the object once the config is built
     channels: int = 16  # width of encoder / decoders
     dense_depth: int = 3  # conv layers per dense block (time dilation 1, 2, 4, ...)
     ts_blocks: int = 1  # time-then-frequency attention blocks
@@ -70,7 +71,7 @@ class MpSenetConfig:
     val_seed: int = 1234
 
     def __post_init__(self) -> None:
-        make_activation(self.activation)  # unknown names fail here, listing the valid ones
+        self.activation = check_activation(self.activation)  # unknown names fail here
         # Overrides may arrive as JSON lists; keep the fields hashable tuples.
         self.snrs = tuple(float(s) for s in self.snrs)
         self.noise_kinds = tuple(self.noise_kinds)
@@ -231,7 +232,7 @@ class _ConvNormAct(nn.Module):
 
     feeder = "norm"  # the submodule feeding `act`, read by Model's link_activations
 
-    def __init__(self, conv: nn.Module, channels: int, activation: str) -> None:
+    def __init__(self, conv: nn.Module, channels: int, activation: Activation) -> None:
         super().__init__()
         self.conv = conv
         self.norm = nn.InstanceNorm2d(channels, affine=True)
@@ -244,7 +245,7 @@ class _ConvNormAct(nn.Module):
 class _DenseBlock(nn.Module):
     """Dense conv block on (B, C, T, F): layer i sees all earlier outputs, dilation 2^i in time."""
 
-    def __init__(self, channels: int, depth: int, activation: str) -> None:
+    def __init__(self, channels: int, depth: int, activation: Activation) -> None:
         super().__init__()
         self.layers = nn.ModuleList()
         for i in range(depth):
@@ -269,7 +270,7 @@ class _AxisBlock(nn.Module):
 
     feeder = "up"  # the submodule feeding `act`, read by Model's link_activations
 
-    def __init__(self, channels: int, heads: int, ffn_mult: int, activation: str) -> None:
+    def __init__(self, channels: int, heads: int, ffn_mult: int, activation: Activation) -> None:
         super().__init__()
         self.heads = heads
         self.norm1 = nn.LayerNorm(channels)
@@ -292,7 +293,7 @@ class _AxisBlock(nn.Module):
 class _TSBlock(nn.Module):
     """Attention along time (per frequency), then along frequency (per frame), as MP-SENet's TS."""
 
-    def __init__(self, channels: int, heads: int, ffn_mult: int, activation: str) -> None:
+    def __init__(self, channels: int, heads: int, ffn_mult: int, activation: Activation) -> None:
         super().__init__()
         self.time = _AxisBlock(channels, heads, ffn_mult, activation)
         self.freq = _AxisBlock(channels, heads, ffn_mult, activation)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from empirics.activations import ActivationField
 from empirics.data.images import IMAGE_SHAPE
 from empirics.models.common import (
     check_activation,
@@ -23,6 +24,7 @@ from empirics.models.common import (
     muon_split,
 )
 from empirics.sparsity import make_sparse_activation, parse_sparsity
+from theory.registry import Activation
 
 TASK = "images"
 
@@ -51,7 +53,7 @@ def consumers(act: str, layers: Collection[str]) -> list[str]:
 class ResNetConfig:
     """widths: channels of each stage (stage 1 at 28x28, each later stage halves the size)."""
 
-    activation: str = "relu"
+    activation: ActivationField = "relu"  # a spec here; the object once the config is built
     widths: tuple[int, ...] = (16, 32, 64)
     blocks_per_stage: int = 2
     in_channels: int = 1
@@ -62,7 +64,7 @@ class ResNetConfig:
     sparsity: str = "none"
 
     def __post_init__(self) -> None:
-        check_activation(self.activation)
+        self.activation = check_activation(self.activation)
         parse_sparsity(self.sparsity)
         if isinstance(self.widths, list):
             self.widths = tuple(self.widths)  # JSON configs give lists
@@ -96,7 +98,7 @@ class BasicBlock(nn.Module):
     """conv-BN-act1-conv-BN (+ shortcut) -> act2; the shortcut projects when the shape changes."""
 
     def __init__(
-        self, c_in: int, c_out: int, stride: int, activation: str, sparsity: str = "none"
+        self, c_in: int, c_out: int, stride: int, activation: Activation, sparsity: str = "none"
     ) -> None:
         super().__init__()
         self.conv1 = _conv3x3(c_in, c_out, stride)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from empirics.activations import ActivationField
 from empirics.models.common import (
     check_activation,
     check_positive_int,
@@ -22,6 +23,7 @@ from empirics.models.common import (
     muon_split,
 )
 from empirics.sparsity import make_sparse_activation, parse_sparsity
+from theory.registry import Activation
 
 TASK = "images"
 POOLS = ("cls", "mean")
@@ -34,7 +36,7 @@ def consumers(act: str, layers: Collection[str]) -> list[str]:
 
 @dataclass
 class ViTConfig:
-    activation: str = "gelu"
+    activation: ActivationField = "gelu"  # a spec here; the object once the config is built
     image_size: int = 28
     patch_size: int = 7
     in_channels: int = 1
@@ -49,7 +51,7 @@ class ViTConfig:
     sparsity: str = "none"
 
     def __post_init__(self) -> None:
-        check_activation(self.activation)
+        self.activation = check_activation(self.activation)
         parse_sparsity(self.sparsity)
         for name in ("image_size", "patch_size", "in_channels", "dim", "depth", "heads"):
             check_positive_int(name, getattr(self, name))
@@ -93,7 +95,9 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, dim: int, hidden: int, activation: str, sparsity: str = "none") -> None:
+    def __init__(
+        self, dim: int, hidden: int, activation: Activation, sparsity: str = "none"
+    ) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
         self.act = make_sparse_activation(activation, sparsity)

@@ -29,6 +29,7 @@ from pydantic import (
 from empirics.activations import ActivationField
 from empirics.cli import MAX_SEED, activation_slug, run_name
 from empirics.models import ARCHS, get_arch
+from empirics.models.common import config_record
 from empirics.tasks import get_task
 
 Arch = Literal["mlp", "resnet", "vit", "gpt_nano", "mp_senet"]
@@ -323,14 +324,14 @@ def _split_preset(
 def _model_config(cfg: TrainConfig, arch: types.ModuleType, model_kwargs: dict[str, Any]) -> Any:
     """The architecture's Config: preset values, then `cfg.model`, then the activation (its
     torch function built once here, so an expression torch cannot evaluate is refused)."""
-    from empirics.activations import make_activation
+    from empirics.activations import torch_fn
     from theory.registry import RegistryError
 
     try:
-        make_activation(cfg.activation.spec)
+        torch_fn(cfg.activation)
     except RegistryError as exc:
         raise ConfigError(f"activation: {exc}") from None
-    kwargs = {**model_kwargs, **cfg.model, "activation": cfg.activation.spec}
+    kwargs = {**model_kwargs, **cfg.model, "activation": cfg.activation}
     try:
         return TypeAdapter(arch.Config).validate_python(kwargs)
     except ValidationError as exc:
@@ -565,7 +566,7 @@ def check_memory(plan: Plan, world_size: int = 1) -> MemoryEstimate:
     est = estimate_memory(plan, world_size)
     if est.available is not None and est.total > est.available:
         big = ", ".join(
-            f"{k}={v}" for k, v in dataclasses.asdict(plan.model_cfg).items() if k in plan.cfg.model
+            f"{k}={v}" for k, v in config_record(plan.model_cfg).items() if k in plan.cfg.model
         )
         raise ConfigError(
             f"memory: this run needs {est.line()} on {plan.cfg.device}; lower batch_size "

@@ -9,7 +9,6 @@ writes DIR/records.csv (tidy rows, incremental), DIR/config.json and DIR/summary
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import signal
 import sys
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from empirics.models.common import config_record
 from empirics.outputs import RecordWriter, atomic_write_json, provenance
 from empirics.train.config import (
     RUN_FILES,
@@ -184,7 +184,7 @@ def _start_output(p: Plan, device: str, runtime: dict[str, Any]) -> None:
         "train": p.cfg.model_dump(mode="json"),
         "given": list(p.given),
         "identity": p.cfg.identity(),
-        "model": dataclasses.asdict(p.model_cfg),
+        "model": config_record(p.model_cfg),
         "runtime": runtime,
         "provenance": provenance(device),
     }
