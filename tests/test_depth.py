@@ -12,11 +12,8 @@ import sympy as sp
 import torch
 
 from empirics.montecarlo.depth import estimate_conditional_moments
-from empirics.montecarlo.estimators import (
-    c1_config,
-    estimate_conditional_mean,
-    estimate_effective_weights,
-)
+from empirics.montecarlo.estimators import estimate_conditional_mean, estimate_effective_weights
+from empirics.montecarlo.presets import c1_config
 from empirics.montecarlo.sampler import NetConfig, draw
 from empirics.stats import SignTest
 from theory.depth import (

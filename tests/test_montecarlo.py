@@ -19,13 +19,13 @@ from scipy import integrate, special, stats
 from empirics.montecarlo.cli import main as cli_main
 from empirics.montecarlo.cli import run as cli_run
 from empirics.montecarlo.estimators import (
-    c1_config,
     estimate_conditional_mean,
     estimate_drift_coefficient,
     estimate_effective_weights,
     estimate_g_curve,
 )
 from empirics.montecarlo.ledger import ENTRY_IDS, montecarlo_config_for_entry, montecarlo_for_entry
+from empirics.montecarlo.presets import c1_config
 from empirics.montecarlo.sampler import NetConfig, draw
 from empirics.stats import RatioAccumulator, SignTest
 from theory import registry

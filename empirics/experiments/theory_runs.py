@@ -134,7 +134,8 @@ def run_first_step(
     scale: Scale, root: Path, quadrature: Mapping[str, tuple[float, float]] | None = None
 ) -> None:
     """First-step bias drift E[Δb] after one SGD step from init, three ways on the network of
-    the C2-C4 rows (`first_step_config` with inputs on the sphere: pre-activations exactly N(0, 1)):
+    the C2-C4 rows (`first_step_network` with inputs on the sphere: pre-activations exactly
+    N(0, 1)):
     theory (MSE: E[Δb_i] = -lr K s_2² D(σ, 1), D by quadrature; cross-entropy: sign only), the
     Monte Carlo estimator (`estimate_first_step`), and the batched trainer of early training
     (torch.optim.SGD on `first_step_networks` networks, the realised update). Writes
@@ -144,7 +145,7 @@ def run_first_step(
     from empirics.montecarlo.early_config import EarlyConfig
     from empirics.montecarlo.early_kernel import train_early
     from empirics.montecarlo.estimators import estimate_first_step
-    from empirics.montecarlo.ledger import first_step_config
+    from empirics.montecarlo.presets import first_step_network
     from empirics.stats import SignTest
     from theory.drift import drift_coefficient_numeric
 
@@ -152,7 +153,7 @@ def run_first_step(
     n = scale.first_step_networks
     for loss in ("mse", "cross_entropy"):
         for i, act in enumerate(FIRST_STEP_ACTS):
-            cfg = first_step_config(act, loss, "sphere")  # p ~ N(0, 1) exactly
+            cfg = first_step_network(act, loss, "sphere")  # p ~ N(0, 1) exactly
             theory = err = None
             if loss == "mse":
                 # D(σ, 1) by quadrature, from run_theory's table where it has s = 1
@@ -191,7 +192,7 @@ def run_first_step(
             "over units; 95 % intervals over networks",
             "network": {
                 k: v
-                for k, v in first_step_config("relu", "mse", "sphere").to_dict().items()
+                for k, v in first_step_network("relu", "mse", "sphere").to_dict().items()
                 if k not in ("activation", "loss")
             },
             "lr": FIRST_STEP_LR,

@@ -25,12 +25,12 @@ from tqdm.auto import tqdm
 
 from empirics.ledger.rows import LEDGER_ALPHA
 from empirics.montecarlo.estimators import (
-    c1_config,
     estimate_drift_coefficient,
     estimate_effective_weights,
     estimate_first_step,
 )
-from empirics.montecarlo.ledger import first_step_config, sample_size
+from empirics.montecarlo.ledger import sample_size
+from empirics.montecarlo.presets import c1_config, first_step_network
 from empirics.outputs import REPO_ROOT, atomic_write_json, provenance
 from empirics.stats import Estimate, SignTest
 from theory.registry import BUILTIN_ACTIVATIONS, Activation, get_activation
@@ -80,7 +80,7 @@ def _first_step(activation: Activation, loss: str, nonneg: bool, keys: Sequence[
     act = activation.name
 
     def run(n: int, gen: torch.Generator) -> dict[str, Estimate]:
-        cfg = first_step_config(act, loss, "uniform" if nonneg else "gaussian")
+        cfg = first_step_network(act, loss, "uniform" if nonneg else "gaussian")
         est = estimate_first_step(cfg, 1.0, n_networks=n, test=_NEVER, generator=gen)
         return {f"C5.first_step.{k}{suffix} [{act}/{loss}]": est[k] for k in keys}
 

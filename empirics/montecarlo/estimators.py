@@ -13,6 +13,7 @@ from dataclasses import replace
 import torch
 from tqdm.auto import tqdm
 
+from empirics.montecarlo.presets import c1_config, drift_coefficient_config
 from empirics.montecarlo.sampler import (
     CONTROL,
     Draw,
@@ -204,28 +205,6 @@ def estimate_net_drift(cfg: NetConfig, **kw) -> Estimate:
     return estimate_conditional_mean(cfg, "all", **kw)
 
 
-def drift_coefficient_config(
-    activation: Activation | str, s: float = 1.0, **overrides
-) -> NetConfig:
-    """Networks whose layer-1 pre-activations are exactly N(0, s^2): inputs on the sphere of
-    radius sqrt(d_in), Gaussian weights of variance s^2 / fan_in, no biases, MSE. A spec is
-    parsed once, by NetConfig."""
-    base = dict(
-        activation=activation,
-        loss="mse",
-        d_in=16,
-        widths=(64,),
-        n_out=4,
-        inputs_per_net=16,
-        inputs="sphere",
-        w_gain=s * s,
-        bias_std=0.0,
-        init="gaussian",
-    )
-    base.update(overrides)
-    return NetConfig(**base)
-
-
 def estimate_drift_coefficient(
     activation: Activation | str, s: float = 1.0, *, generator: torch.Generator, **kw
 ) -> Estimate:
@@ -285,23 +264,6 @@ def estimate_g_curve(
         )
         out.append(est)
     return out
-
-
-def c1_config(**overrides) -> NetConfig:
-    """A depth-3 ReLU MLP (two hidden layers), zero biases, Gaussian init: C1 at layer 1."""
-    base = dict(
-        activation="relu",
-        loss="mse",
-        d_in=16,
-        widths=(32, 32),
-        n_out=4,
-        inputs_per_net=8,
-        w_gain=2.0,
-        bias_std=0.0,
-        layer=1,
-    )
-    base.update(overrides)
-    return NetConfig(**base)
 
 
 def effective_weight_stat(cfg: NetConfig) -> StatFn:

@@ -11,14 +11,12 @@ import torch
 
 from empirics.activations import parse_activation
 from empirics.montecarlo.estimators import (
-    c1_config,
-    drift_coefficient_config,
     estimate_conditional_mean,
     estimate_drift_coefficient,
     estimate_effective_weights,
     estimate_first_step,
 )
-from empirics.montecarlo.presets import first_step_network
+from empirics.montecarlo.presets import c1_config, drift_coefficient_config, first_step_network
 from empirics.montecarlo.sampler import NetConfig
 from empirics.stats import Estimate, SignTest
 from theory.registry import Activation
@@ -47,25 +45,15 @@ ENTRY_IDS = (
 )
 
 
-def first_step_config(
-    activation: Activation | str, loss: str, inputs: str = "gaussian"
-) -> NetConfig:
-    """The one-hidden-layer network of the C2-C5 rows: 16 inputs, 64 units, 10 outputs, 16
-    inputs per network, Var W = 1/fan_in, zero biases. With inputs on the sphere of radius
-    sqrt(16) every pre-activation is exactly N(0, 1), the law the symbolic side integrates
-    against at s = 1 (C2-C4); C5 uses Gaussian inputs, or uniform ones for non-negative inputs."""
-    return first_step_network(activation, loss, inputs)
-
-
 def _entry_config(entry_id: str, act: Activation, lss: str) -> NetConfig | None:
     """The network family behind a ledger id (C2/C3 on the sphere, C5 with Gaussian or uniform
     inputs, C1 the depth-3 ReLU MLP, C4 the drift coefficient's networks), or None."""
     claim = entry_id.split(".")[0]
     if entry_id in ("C2.g_pos", "C2.g_neg", "C3.g_pos", "C3.g_neg"):
-        return first_step_config(act, "mse" if claim == "C2" else "cross_entropy", "sphere")
+        return first_step_network(act, "mse" if claim == "C2" else "cross_entropy", "sphere")
     if entry_id.startswith("C5.first_step."):
         inputs = "uniform" if entry_id.endswith(".nonneg") else "gaussian"
-        return first_step_config(act, lss, inputs)
+        return first_step_network(act, lss, inputs)
     if claim == "C1":
         return c1_config(activation=act)
     if entry_id == "C4.D":

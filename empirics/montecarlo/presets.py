@@ -7,10 +7,49 @@ description (`theory.depth.DepthNet`) of a Monte Carlo network.
 
 from __future__ import annotations
 
-from empirics.montecarlo.estimators import c1_config
 from empirics.montecarlo.sampler import NetConfig
 from theory.depth import DepthNet
 from theory.registry import Activation
+
+
+def c1_config(**overrides) -> NetConfig:
+    """A depth-3 ReLU MLP (two hidden layers), zero biases, Gaussian init: C1 at layer 1."""
+    base = dict(
+        activation="relu",
+        loss="mse",
+        d_in=16,
+        widths=(32, 32),
+        n_out=4,
+        inputs_per_net=8,
+        w_gain=2.0,
+        bias_std=0.0,
+        layer=1,
+    )
+    base.update(overrides)
+    return NetConfig(**base)
+
+
+def drift_coefficient_config(
+    activation: Activation | str, s: float = 1.0, **overrides
+) -> NetConfig:
+    """Networks whose layer-1 pre-activations are exactly N(0, s^2): inputs on the sphere of
+    radius sqrt(d_in), Gaussian weights of variance s^2 / fan_in, no biases, MSE. A spec is
+    parsed once, by NetConfig."""
+    base = dict(
+        activation=activation,
+        loss="mse",
+        d_in=16,
+        widths=(64,),
+        n_out=4,
+        inputs_per_net=16,
+        inputs="sphere",
+        w_gain=s * s,
+        bias_std=0.0,
+        init="gaussian",
+    )
+    base.update(overrides)
+    return NetConfig(**base)
+
 
 # The C1 depth sweep: ReLU gating layers of width 32 above layer l, biases of std 0.3 (so that
 # the event "all of layer l is dead" is not an atom of the law of h_l).
