@@ -147,6 +147,21 @@ def _nonzero_abs_median(a: torch.Tensor) -> torch.Tensor | None:
     return torch.kthvalue(mag, mag.numel() - nonzero + (nonzero + 1) // 2).values
 
 
+def _nonzero_abs_median_async(a: torch.Tensor) -> torch.Tensor:
+    """`_nonzero_abs_median` without reading the count on the host (no device sync inside a
+    hook): a sort of the <= 2^12-entry sample and an index computed on the device; nan when
+    every entry is 0."""
+    flat = a.reshape(-1)
+    if flat.numel() > _MEDIAN_SAMPLE:
+        flat = flat[:: flat.numel() // _MEDIAN_SAMPLE + 1]
+    mag = flat.float().abs()
+    nonzero = torch.sign(mag).sum().long()
+    ordered = torch.sort(mag).values
+    idx = (mag.numel() - nonzero + (nonzero + 1) // 2 - 1).clamp(0, mag.numel() - 1)
+    med = ordered[idx.reshape(1)].reshape(())
+    return torch.where(nonzero > 0, med, torch.full_like(med, math.nan))
+
+
 def weight_mean(w: torch.Tensor) -> float:
     return float(_weight_mean(w))
 
@@ -200,32 +215,109 @@ def spike_ratio(a: torch.Tensor) -> float:
     return float(_spike_ratio(a))
 
 
-def activation_stats(p: torch.Tensor, a: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Every per-activation metric for pre-activation p and output a, as 0-d tensors."""
+class Scratch:
+    """Reusable buffers for the hooks' activation-sized masks, one per (dtype, device), grown to
+    the largest request. Fresh temporaries of that size at every logged step cost more than the
+    arithmetic on them on CPU (allocation and page faults on memory that is cold by then);
+    reductions read the buffers and return 0-d tensors, so one buffer serves every layer."""
+
+    def __init__(self) -> None:
+        self._bufs: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+
+    def rows(self, k: int, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """A (k, n) view of the buffer (contents undefined)."""
+        key = (dtype, device)
+        buf = self._bufs.get(key)
+        if buf is None or buf.numel() < k * n:
+            buf = torch.empty(k * n, dtype=dtype, device=device)
+            self._bufs[key] = buf
+        return buf[: k * n].view(k, n)
+
+    def clear(self) -> None:
+        self._bufs.clear()
+
+
+def _sign_into(t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """sign(t) flattened into `out` (a 1-D buffer of t's size, of dtype >= float32)."""
+    flat = t.reshape(-1)
+    if flat.dtype == out.dtype:
+        return torch.sign(flat, out=out)
+    return out.copy_(flat).sign_()  # bf16/fp16 activations under autocast
+
+
+def _work_dtype(t: torch.Tensor) -> torch.dtype:
+    return torch.promote_types(t.dtype, torch.float32)
+
+
+def _sign_counts(
+    p: torch.Tensor, scratch: Scratch
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(entries > 0, entries < 0, entries != 0) of p as 0-d tensors, from s = sign(p) by
+    sum(s) = pos - neg and s·s = pos + neg: two reductions over one reused buffer, no boolean
+    mask (slow on CPU) and no fresh temporary. Exact below 2^24 entries per tensor, within
+    float32 rounding (~1e-7 relative) beyond, as the per-metric functions."""
+    s = _sign_into(p, scratch.rows(1, p.numel(), _work_dtype(p), p.device)[0])
+    signed, nonzero = s.sum().double(), torch.dot(s, s).double()
+    return (nonzero + signed) / 2, (nonzero - signed) / 2, nonzero
+
+
+def activation_stats(
+    p: torch.Tensor, a: torch.Tensor, scratch: Scratch | None = None
+) -> dict[str, torch.Tensor]:
+    """Every per-activation metric for pre-activation p and output a, as 0-d tensors (the same
+    values as the per-metric functions, in fewer passes over p and a and without a host sync);
+    also the counts `_n_pos`/`_n_neg` of p that the gradient probe divides by."""
+    scratch = scratch if scratch is not None else Scratch()
     with torch.no_grad():
-        peak = _spike_max(a)
+        p, a = p.detach(), a.detach()
+        n_pos, n_neg, _ = _sign_counts(p, scratch)
+        s = _sign_into(a, scratch.rows(1, a.numel(), _work_dtype(a), a.device)[0])
+        a_nonzero = torch.dot(s, s).double()
+        # amax and amin: two plain reductions, cheaper on CPU than one aminmax.
+        peak = torch.maximum(-a.amin(), a.amax()).float()
         return {
             "preact_mean": _preact_mean(p),
-            "sparsity": _sparsity(a),
-            "negative_rate": _negative_rate(p),
+            "sparsity": (a.numel() - a_nonzero) / a.numel(),
+            "negative_rate": n_neg / p.numel(),
             "spike_max": peak,
-            "spike_ratio": _spike_ratio(a, peak),
+            "spike_ratio": peak / _nonzero_abs_median_async(a),
+            "_n_pos": n_pos,
+            "_n_neg": n_neg,
         }
 
 
-def _grad_sign_stats(p: torch.Tensor, grad: torch.Tensor) -> dict[str, torch.Tensor]:
+def _grad_sign_stats(
+    p: torch.Tensor,
+    grad: torch.Tensor,
+    scratch: Scratch | None = None,
+    counts: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
     """0-d tensors grad_pos, grad_neg, grad_mean of `grad` (= dl/dp) over p > 0, p < 0, all.
 
-    Masks through float sign() as in the forward metrics (cheaper than boolean masks on CPU);
-    an empty side gives nan (0/0), never a fake 0.
+    The two masked sums are one matrix-vector product of g with the rows [p > 0; -(p < 0)]
+    built in a reused buffer from sign(p) (cheaper than boolean masks on CPU); `counts` =
+    (entries > 0, entries < 0) of p when the forward pass already counted them. An empty side
+    gives nan (0/0), never a fake 0; a side where dl/dp is 0 entry by entry (ReLU, p < 0) gives
+    exactly 0.
     """
+    scratch = scratch if scratch is not None else Scratch()
     with torch.no_grad():
-        s = torch.sign(p.detach().float()).reshape(-1)
-        g = grad.detach().float().reshape(-1)
-        pos, neg = s.clamp(min=0), -s.clamp(max=0)
+        p = p.detach()
+        g = grad.detach().reshape(-1)
+        if g.dtype != _work_dtype(g):
+            g = g.float()
+        masks = scratch.rows(2, g.numel(), g.dtype, g.device)
+        _sign_into(p, masks[0])
+        torch.clamp(masks[0], max=0, out=masks[1])
+        masks[0].clamp_(min=0)
+        sums = torch.mv(masks, g)  # (sum over p > 0, -sum over p < 0)
+        if counts is None:
+            n_pos, n_neg = masks[0].sum(), -masks[1].sum()
+        else:
+            n_pos, n_neg = counts
         return {
-            "grad_pos": torch.dot(g, pos) / pos.sum(),
-            "grad_neg": torch.dot(g, neg) / neg.sum(),
+            "grad_pos": sums[0] / n_pos,
+            "grad_neg": -sums[1] / n_neg + 0.0,  # + 0.0: an exact zero is +0, not -0
             "grad_mean": g.mean(),
         }
 
@@ -378,6 +470,7 @@ class MetricsTracker:
         self._xbar: dict[str, torch.Tensor] = {}
         self._calls: dict[str, int] = {}
         self._feed_calls: dict[str, int] = {}
+        self._scratch = Scratch()
         self._handles = [
             act.register_forward_hook(self._activation_hook(name))
             for name, act in self.activations.items()
@@ -396,7 +489,8 @@ class MetricsTracker:
         def hook(module: nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
             if not self._armed:
                 return
-            stats = activation_stats(inputs[0], output)
+            stats = activation_stats(inputs[0], output, self._scratch)
+            counts = (stats.pop("_n_pos"), stats.pop("_n_neg"))
             # A layer called k times while armed (weight sharing, or the k micro-batches of one
             # accumulated step) reports the mean over its calls (the max for spike_max).
             calls = self._calls.get(name, 0)
@@ -413,13 +507,13 @@ class MetricsTracker:
                     self._act_stats[key] = value
             p = inputs[0]
             if isinstance(p, torch.Tensor) and p.requires_grad and torch.is_grad_enabled():
-                p.register_hook(self._grad_hook(name, p.detach()))
+                p.register_hook(self._grad_hook(name, p.detach(), counts))
 
         return hook
 
-    def _grad_hook(self, name: str, p: torch.Tensor):
+    def _grad_hook(self, name: str, p: torch.Tensor, counts: tuple[torch.Tensor, torch.Tensor]):
         def hook(grad: torch.Tensor) -> None:
-            stats = _grad_sign_stats(p, grad)
+            stats = _grad_sign_stats(p, grad, self._scratch, counts)
             # Several calls of one layer (weight sharing, micro-batches): the mean over calls.
             calls = self._grad_calls.get(name, 0)
             self._grad_calls[name] = calls + 1
@@ -533,6 +627,7 @@ class MetricsTracker:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        self._scratch.clear()
 
 
 # --------------------------------------------------------------------------------- analysis
