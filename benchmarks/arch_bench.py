@@ -7,6 +7,7 @@ pipeline's C10 and drift groups in runs per minute.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +26,8 @@ from empirics.train.optim import build_optimizers
 # C10 runs of the pipeline's grid (one control level per architecture) and drift runs (one
 # activation per architecture), first seed: what those groups spend their time on.
 C10_LEVEL = "topk:0.5"
+# Seed ensembles against as many sequential runs: the small presets they apply to.
+ENSEMBLE_ARCHS, ENSEMBLE_SEEDS = ("mlp", "vit"), 5
 
 
 def _train_step(arch: str, device: str, seed: int = 0) -> tuple[Callable[[], None], float, int]:
@@ -99,6 +102,41 @@ def flop_fractions(
     return peak, out
 
 
+def ensemble_speedup(
+    archs: Sequence[str], seeds: int, reps: int, device: str, threads: int
+) -> dict[str, dict[str, float]]:
+    """Time of one step of `seeds` sequential runs over one step of their seed ensemble
+    (`empirics.train.ensemble`), timed in turn with `threads` torch threads on both sides;
+    > 1 means the ensemble is faster."""
+    from empirics.train.ensemble import SeedEnsemble
+
+    out: dict[str, dict[str, float]] = {}
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    for arch in archs:
+        plan = resolve(TrainConfig(arch=arch, preset="small", data="synthetic", device=device))
+        singles = [_train_step(arch, device, seed=k)[0] for k in range(seeds)]
+        ens = SeedEnsemble(plan, range(seeds), device)
+
+        def sequential(singles: list[Callable[[], None]] = singles) -> None:
+            for step in singles:
+                step()
+
+        fixed = ens.next_batches()  # the single runs' steps reuse one batch each too
+
+        def ensemble(ens: SeedEnsemble = ens, fixed: Any = fixed) -> None:
+            ens.step(fixed)
+
+        med = interleaved({"sequential": sequential, "ensemble": ensemble}, reps, device)
+        out[arch] = {
+            "sequential_s": med["sequential"],
+            "ensemble_s": med["ensemble"],
+            "speedup": med["sequential"] / med["ensemble"],
+        }
+    torch.set_num_threads(before)
+    return out
+
+
 def _representatives(group: str, count: int) -> list[Any]:
     """`count` runs of the pipeline's full scale for `group`, seed 0, one per architecture in
     the group's order (C10: Top-K at 50 % with ReLU; drift: ReLU)."""
@@ -147,6 +185,13 @@ def run(
         "reps": reps,
         "dense_matmul_flops": peak,
         "archs": archs,
+        "ensemble_seeds": ENSEMBLE_SEEDS,
+        # At the bench's thread count and with every core: an ensemble fills cores one small
+        # model leaves idle.
+        "ensemble": {
+            threads: ensemble_speedup(ENSEMBLE_ARCHS, ENSEMBLE_SEEDS, 3 * reps, device, threads)
+            for threads in sorted({torch.get_num_threads(), os.cpu_count() or 1})
+        },
     }
     if pipeline:
         # One run per architecture: both groups hold the same number of runs of each, so the
@@ -168,6 +213,13 @@ def _print(res: dict[str, Any]) -> None:
             f"{1e3 * r['step_s']:>9.1f} {r['flop_rate'] / 1e9:>8.1f} "
             f"{r['fraction_of_matmul']:>10.1%}"
         )
+    for threads, by_arch in res["ensemble"].items():
+        for arch, r in by_arch.items():
+            print(
+                f"  seed ensemble of {res['ensemble_seeds']} ({arch} small, {threads} thread(s)): "
+                f"{1e3 * r['ensemble_s']:.1f} ms per step, {res['ensemble_seeds']} sequential "
+                f"runs {1e3 * r['sequential_s']:.1f} ms ({r['speedup']:.2f}x)"
+            )
     for group, r in res.get("pipeline", {}).items():
         times = ", ".join(f"{name} {s:.1f} s" for name, s in r["runs_s"].items())
         print(

@@ -123,10 +123,16 @@ class SeedEnsemble:
         """Logits [S, B, classes] of every seed on its own inputs xs [S, B, ...]."""
         return self._forward(self.params, self.buffers, xs)
 
-    def step(self) -> tuple[list[float], list[float]]:
+    def next_batches(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every seed's next train batch, stacked: xs [S, B, ...], ys [S, B]."""
         batches = [next(s) for s in self.streams]
-        xs = torch.stack([b[0] for b in batches])
-        ys = torch.stack([b[1] for b in batches])
+        return torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
+
+    def step(
+        self, batches: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[list[float], list[float]]:
+        """One optimiser step of every seed on `batches` (default: each seed's next batch)."""
+        xs, ys = batches if batches is not None else self.next_batches()
         logits = self.forward(xs)  # (S, B, C)
         # Each seed's mean cross-entropy, as the images task's loss; their sum backpropagates
         # each seed's own gradient into its own slice (the seeds share no parameter).
