@@ -96,20 +96,36 @@ class SeedEnsemble:
     """S seeds of one resolved plan as stacked parameters; `step()` takes one optimiser step
     of every seed and returns each seed's (loss, accuracy) before the update."""
 
-    def __init__(self, plan: Plan, seeds: Sequence[int], device: str = "cpu") -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        seeds: Sequence[int],
+        device: str = "cpu",
+        *,
+        transpose_matrices: bool = True,
+    ) -> None:
         _check(plan)
         if not seeds or len(set(seeds)) != len(seeds):
             raise ConfigError(f"seeds: expected distinct seeds, got {list(seeds)}")
         self.plan, self.seeds, self.device = plan, tuple(seeds), device
         models = _models(plan, self.seeds, device)
-        self.params, self.buffers = stack_module_state(models)  # leaves [S, ...]
+        stacked, self.buffers = stack_module_state(models)  # [S, ...]
         # The module that runs each seed's slice: structure only, its own tensors unused.
         self.base = copy.deepcopy(models[0]).to("meta")
+        # Matrices are held transposed ([S, in, out], contiguous) and passed on as a transposed
+        # view: the batched weight gradient comes out of its matmul in that layout, where the
+        # [S, out, in] layout would cost a strided copy of every matrix's gradient per step.
+        self._transposed = {
+            name for name, t in stacked.items() if t.dim() == 3 and transpose_matrices
+        }
         holder = nn.Module()
         holder.params = nn.ParameterList(
-            [nn.Parameter(t, requires_grad=True) for t in self.params.values()]
+            [
+                nn.Parameter(t.transpose(1, 2).contiguous() if name in self._transposed else t)
+                for name, t in stacked.items()
+            ]
         )
-        self.params = dict(zip(self.params, holder.params, strict=True))
+        self.params = dict(zip(stacked, holder.params, strict=True))
         self.opts = build_optimizers(holder, plan)
         self.scheds = schedulers(self.opts, plan)
         self.streams = [_stream(plan, s, device) for s in self.seeds]
@@ -119,9 +135,15 @@ class SeedEnsemble:
 
         self._forward = vmap(one)
 
+    def _views(self) -> dict[str, torch.Tensor]:
+        return {
+            name: p.transpose(1, 2) if name in self._transposed else p
+            for name, p in self.params.items()
+        }
+
     def forward(self, xs: torch.Tensor) -> torch.Tensor:
         """Logits [S, B, classes] of every seed on its own inputs xs [S, B, ...]."""
-        return self._forward(self.params, self.buffers, xs)
+        return self._forward(self._views(), self.buffers, xs)
 
     def next_batches(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Every seed's next train batch, stacked: xs [S, B, ...], ys [S, B]."""
@@ -150,7 +172,7 @@ class SeedEnsemble:
 
     def seed_params(self, k: int) -> dict[str, torch.Tensor]:
         """Seed number k's parameters (k indexes `seeds`), detached copies."""
-        return {name: p[k].detach().clone() for name, p in self.params.items()}
+        return {name: p[k].detach().clone() for name, p in self._views().items()}
 
 
 def train_ensemble(cfg: TrainConfig, seeds: Sequence[int], steps: int | None = None) -> Any:
