@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from scipy import stats
 from torch.func import grad, vmap
 
+from benchmarks.common import dense_matmul_rate
 from empirics.montecarlo.estimators import conditional_mean_stat
 from empirics.montecarlo.sampler import CONTROL, NetConfig, crossed_block_sums, draw
 from empirics.outputs import atomic_write_json, provenance, resolve_device
@@ -185,20 +186,6 @@ def run_to_precision(
         if acc.n >= MIN_BLOCKS and t * acc.stderr <= rel * abs(acc.mean):
             break
     return {"seconds": time.perf_counter() - start, "networks": acc.n, "mean": acc.mean}
-
-
-def dense_matmul_rate(device: str, seconds: float = 1.5) -> float:
-    """FLOP/s of a 1024^3 float32 matmul on this machine, measured now."""
-    a = torch.randn(1024, 1024, device=device)
-    b = torch.randn(1024, 1024, device=device)
-    a @ b
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        a @ b
-        n += 1
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return n * 2 * 1024**3 / (time.perf_counter() - start)
 
 
 def bench(quick: bool = False, device: str = "auto", out: Path | None = None) -> dict:

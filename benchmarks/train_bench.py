@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmarks.common import interleaved
 from empirics.models import get_arch
 from empirics.outputs import atomic_write_json, provenance, resolve_device
 from empirics.tasks import text as text_task
@@ -92,27 +91,6 @@ def _stepper(
         opt.zero_grad(set_to_none=True)
 
     return step
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def interleaved(steps: dict[str, Callable[[], None]], reps: int, device: str) -> dict[str, float]:
-    """Median seconds per step for each callable, taking turns so drifts in load hit all."""
-    for fn in steps.values():  # warm-up: allocator, first-call dispatch
-        for _ in range(3):
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in steps}
-    for _ in range(reps):
-        for name, fn in steps.items():
-            _sync(device)
-            t0 = time.perf_counter()
-            fn()
-            _sync(device)
-            times[name].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def run(
