@@ -83,17 +83,31 @@ def _mean_std(t: torch.Tensor) -> tuple[float, float]:
     drift_score is exactly 0 at initialisation."""
     if t.numel() == 0:
         return math.nan, 0.0
+    return _mean_std_finish(t, [float(v) for v in _mean_std_parts(t)])
+
+
+def _mean_std_parts(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two 0-d tensors `_mean_std` is made of (read on the host together, later)."""
     t = t.detach().float()
-    mean = float(t.mean())
+    mean = t.mean()
     if t.dim() >= 2:
         # Matrices: E[w²] − mean² from one BLAS dot (no centred copy). Weight matrices have
         # |mean| far below their spread, so float32 cancellation costs nothing measurable.
         flat = t.reshape(-1)
-        var = float(torch.dot(flat, flat)) / t.numel() - mean * mean
-        return mean, math.sqrt(max(var, 0.0))
+        return mean, torch.dot(flat, flat)
     # Gains and biases (1-D, mean often near 1): centre first, they are small anyway. Both are
     # tens of times faster on CPU than torch.std_mean.
-    return mean, float(torch.linalg.vector_norm(t - mean)) / math.sqrt(t.numel())
+    return mean, torch.linalg.vector_norm(t - mean)
+
+
+def _mean_std_finish(t: torch.Tensor, parts: list[float]) -> tuple[float, float]:
+    if t.numel() == 0:
+        return math.nan, 0.0
+    mean, second = parts
+    if t.dim() >= 2:
+        var = second / t.numel() - mean * mean
+        return mean, math.sqrt(max(var, 0.0))
+    return mean, second / math.sqrt(t.numel())
 
 
 # These run inside forward hooks at every early step. Counting through float sign() and a sum
@@ -148,9 +162,13 @@ def _nonzero_abs_median(a: torch.Tensor) -> torch.Tensor | None:
 
 
 def _nonzero_abs_median_async(a: torch.Tensor) -> torch.Tensor:
-    """`_nonzero_abs_median` without reading the count on the host (no device sync inside a
-    hook): a sort of the <= 2^12-entry sample and an index computed on the device; nan when
-    every entry is 0."""
+    """`_nonzero_abs_median` as a 0-d tensor (nan when every entry is 0). On an accelerator
+    without reading the count on the host (no device sync inside a hook): a sort of the
+    <= 2^12-entry sample and an index computed on the device. On CPU, where reading it costs
+    nothing, the selection (kthvalue) is cheaper than the sort."""
+    if a.device.type == "cpu":
+        med = _nonzero_abs_median(a)
+        return med if med is not None else torch.tensor(math.nan)
     flat = a.reshape(-1)
     if flat.numel() > _MEDIAN_SAMPLE:
         flat = flat[:: flat.numel() // _MEDIAN_SAMPLE + 1]
@@ -294,8 +312,8 @@ def _grad_sign_stats(
 ) -> dict[str, torch.Tensor]:
     """0-d tensors grad_pos, grad_neg, grad_mean of `grad` (= dl/dp) over p > 0, p < 0, all.
 
-    The two masked sums are one matrix-vector product of g with the rows [p > 0; -(p < 0)]
-    built in a reused buffer from sign(p) (cheaper than boolean masks on CPU); `counts` =
+    The two masked sums are one matrix-vector product of g with the float rows [p > 0; p < 0]
+    written into a reused buffer (cheaper than boolean masks on CPU); `counts` =
     (entries > 0, entries < 0) of p when the forward pass already counted them. An empty side
     gives nan (0/0), never a fake 0; a side where dl/dp is 0 entry by entry (ReLU, p < 0) gives
     exactly 0.
@@ -307,17 +325,17 @@ def _grad_sign_stats(
         if g.dtype != _work_dtype(g):
             g = g.float()
         masks = scratch.rows(2, g.numel(), g.dtype, g.device)
-        _sign_into(p, masks[0])
-        torch.clamp(masks[0], max=0, out=masks[1])
-        masks[0].clamp_(min=0)
-        sums = torch.mv(masks, g)  # (sum over p > 0, -sum over p < 0)
+        flat = p.reshape(-1)
+        torch.gt(flat, 0, out=masks[0])
+        torch.lt(flat, 0, out=masks[1])
+        sums = torch.mv(masks, g)  # (sum over p > 0, sum over p < 0)
         if counts is None:
-            n_pos, n_neg = masks[0].sum(), -masks[1].sum()
+            n_pos, n_neg = masks[0].sum(), masks[1].sum()
         else:
             n_pos, n_neg = counts
         return {
             "grad_pos": sums[0] / n_pos,
-            "grad_neg": -sums[1] / n_neg + 0.0,  # + 0.0: an exact zero is +0, not -0
+            "grad_neg": sums[1] / n_neg + 0.0,  # + 0.0: an exact zero is +0, not -0
             "grad_mean": g.mean(),
         }
 
@@ -579,23 +597,42 @@ class MetricsTracker:
 
     def weight_metrics(self) -> dict[tuple[str, str], float]:
         out: dict[tuple[str, str], float] = {}
-        shared: dict[int, tuple[tuple[float, float], float]] = {}  # tied weights: compute once
         with torch.no_grad():
+            # Every weight's mean, second moment and negatives, then the biases' means, as 0-d
+            # tensors read on the host in one transfer (one sync instead of several per layer);
+            # the arithmetic after it is `_mean_std`'s and `_negative_rate`'s. Tied weights are
+            # reduced once.
+            unique: dict[int, torch.Tensor] = {}
+            for m in self.weighted.values():
+                unique.setdefault(id(m.weight), m.weight.detach())
+            parts: list[torch.Tensor] = []
+            for w in unique.values():
+                wf = w.float()
+                s = _sign_into(wf, self._scratch.rows(1, wf.numel(), wf.dtype, wf.device)[0])
+                parts += [*_mean_std_parts(wf), -s.clamp_(max=0).sum()]
+            biases = {
+                name: m.bias
+                for name, m in self.weighted.items()
+                if isinstance(getattr(m, "bias", None), torch.Tensor)
+            }
+            parts += [_weight_mean(b) for b in biases.values()]
+            values = torch.stack([v.float() for v in parts]).tolist() if parts else []
+            shared: dict[int, tuple[tuple[float, float], float]] = {}
+            for k, (key, w) in enumerate(unique.items()):
+                mean, second, neg = values[3 * k : 3 * k + 3]
+                shared[key] = (_mean_std_finish(w, [mean, second]), neg / w.numel())
+            bias_means = dict(zip(biases, values[3 * len(unique) :], strict=True))
             for name, m in self.weighted.items():
-                w = m.weight.detach().float()
-                w0 = self._w0[name].to(w.device)
-                key = id(m.weight)
-                if key not in shared:
-                    shared[key] = (_mean_std(w), float(_weight_neg_frac(w)))
-                stats, neg_frac = shared[key]
+                stats, neg_frac = shared[id(m.weight)]
                 out[(name, "weight_mean")] = stats[0]
                 out[(name, "weight_neg_frac")] = neg_frac
                 out[(name, "drift_score")] = _drift_from_stats(stats, self._w0_stats[name])
-                b = getattr(m, "bias", None)
-                if isinstance(b, torch.Tensor):
-                    out[(name, "bias_mean")] = float(_weight_mean(b))
+                if name in bias_means:
+                    out[(name, "bias_mean")] = bias_means[name]
                 xbar = self._xbar.get(name)
+                w = m.weight.detach().float()
                 if xbar is not None and w.dim() >= 2 and getattr(m, "groups", 1) == 1:
+                    w0 = self._w0[name].to(w.device)
                     for metric, value in feed_metrics(m, w, w0, xbar).items():
                         out[(name, metric)] = value
         return out
