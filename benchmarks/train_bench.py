@@ -94,7 +94,11 @@ def _stepper(
 
 
 def run(
-    reps: int = 20, device: str = "auto", seed: int = 0, shape: dict[str, int] | None = None
+    reps: int = 20,
+    device: str = "auto",
+    seed: int = 0,
+    shape: dict[str, int] | None = None,
+    compile: bool = False,
 ) -> dict[str, Any]:
     device = resolve_device(device)
     gpt = get_arch("gpt_nano")
@@ -116,8 +120,16 @@ def run(
             )
         )
     )
+    steps = {}
+    if compile:
+        # torch.compile (inductor) of the same model, the trainer's --compile; compiled during
+        # the warm-up of `interleaved` (its first steps), which is not timed.
+        compiled = gpt.Model(cfg).to(device)
+        compiled.load_state_dict(ours.state_dict())
+        steps["gpt_nano+compile"] = _stepper(torch.compile(compiled), batch, None)
     med = interleaved(
         {
+            **steps,
             "gpt_nano": _stepper(ours, batch, None),
             "reference": _stepper(ref, batch, None),
             "gpt_nano+hooks": _stepper(ours_hooked, batch, tracker),
@@ -136,6 +148,11 @@ def run(
         "ratio_gpt_nano_over_reference": med["gpt_nano"] / med["reference"],
         "hook_overhead_pct": 100.0 * (med["gpt_nano+hooks"] / med["gpt_nano"] - 1.0),
         "unlogged_overhead_pct": 100.0 * (med["gpt_nano+unlogged"] / med["gpt_nano"] - 1.0),
+        **(
+            {"ratio_compiled_over_eager": med["gpt_nano+compile"] / med["gpt_nano"]}
+            if compile
+            else {}
+        ),
     }
 
 
@@ -153,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", "--json", dest="json", default="results/bench/train_bench.json")
     ap.add_argument("--n-embd", type=int, default=SHAPE["n_embd"], help="model width")
     ap.add_argument("--n-layer", type=int, default=SHAPE["n_layer"], help="model depth")
+    ap.add_argument(
+        "--compile", action="store_true", help="also time GPT-nano under torch.compile (minutes)"
+    )
     args = ap.parse_args(argv)
     if args.reps < 1:
         ap.error(f"--reps: expected an integer >= 1, got {args.reps}")
@@ -162,7 +182,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.n_embd < 1 or args.n_layer < 1 or args.n_embd % (2 * SHAPE["n_head"]):
         ap.error(f"--n-embd must be a positive multiple of {2 * SHAPE['n_head']}, --n-layer >= 1")
-    res = run(args.reps, args.device, shape={"n_embd": args.n_embd, "n_layer": args.n_layer})
+    res = run(
+        args.reps,
+        args.device,
+        shape={"n_embd": args.n_embd, "n_layer": args.n_layer},
+        compile=args.compile,
+    )
     med = res["median_step_s"]
     print(f"train_bench on {res['device']} ({res['threads']} threads), shape {res['shape']}")
     n = res["params"]
@@ -179,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"({verdict})"
     )
     print(f"  installed hooks on an unlogged step: {res['unlogged_overhead_pct']:+.1f}%")
+    if "ratio_compiled_over_eager" in res:
+        print(f"  torch.compile / eager step time: {res['ratio_compiled_over_eager']:.3f}")
     res["provenance"] = provenance(res["device"])
     atomic_write_json(Path(args.json), res)
     return 0
