@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -38,6 +39,7 @@ MIN_BLOCKS = 32
 # After the first MIN_BLOCKS blocks, the stopping rule is checked every CHECK_BLOCKS blocks (a
 # coarser check overshoots the precision by up to a whole chunk).
 CHECK_BLOCKS = 8
+PRECISION_RUNS = 5
 
 
 def _loss(loss: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -231,7 +233,13 @@ def bench(quick: bool = False, device: str = "auto", out: Path | None = None) ->
         runs = runs[:4]
         half = REL_HALF_WIDTH * abs(runs[-1].mean)
         ttp = {r.name: r.time_to_precision(half, z) for r in runs}
-        actual = run_to_precision(ours(mine), REL_HALF_WIDTH, seed=5, device=device)
+        # The stopping time is random (and one run can meet a burst of machine load): the
+        # median over PRECISION_RUNS independent runs.
+        tries = [
+            run_to_precision(ours(mine), REL_HALF_WIDTH, seed=5 + k, device=device)
+            for k in range(PRECISION_RUNS)
+        ]
+        actual = {"seconds": statistics.median(t["seconds"] for t in tries)}
         by = {r.name: r for r in runs}
         # FLOPs (multiply-add = 2): ours, per block, two [B, n] x [n, G K] matmuls (the direct
         # draw of p needs no d_in x n matmul); plain batched, per network, W x, V h and V^T r.
@@ -255,6 +263,7 @@ def bench(quick: bool = False, device: str = "auto", out: Path | None = None) ->
                 for r in runs
             },
             "ours_measured_time_to_precision_s": actual["seconds"],
+            "ours_precision_runs": tries,
             "ratio_vs_a": ttp["a_autograd_loop"] / actual["seconds"],
             "ratio_vs_b": ttp["b_vmap_grad"] / actual["seconds"],
             "ratio_vs_c": ttp["c_plain_batched"] / actual["seconds"],
@@ -286,7 +295,8 @@ def _print(report: dict) -> None:
                 f"{m['time_to_precision_s']:>16.3g} s"
             )
         print(
-            f"  ours measured to precision: {r['ours_measured_time_to_precision_s']:.3g} s; "
+            f"  ours measured to precision: {r['ours_measured_time_to_precision_s']:.3g} s "
+            f"(median of {len(r['ours_precision_runs'])} runs); "
             f"ratio vs (a) {r['ratio_vs_a']:.1f}x, vs (b) {r['ratio_vs_b']:.1f}x, "
             f"vs plain batched {r['ratio_vs_c']:.1f}x"
         )
