@@ -47,6 +47,7 @@ test-all: setup  ## the suites including slow tests
 bench: setup  ## benchmarks: ratios measured side by side in one run
 	$(PY) -m benchmarks.montecarlo_bench
 	$(PY) -m benchmarks.train_bench
+	$(PY) -m benchmarks.arch_bench
 
 gpu-check: setup  ## on a CUDA machine (<= 5 min): Monte Carlo samples/s, training tokens/s and MFU
 	$(PY) -m benchmarks.gpu_check

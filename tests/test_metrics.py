@@ -274,3 +274,73 @@ def test_trainer_logs_the_grad_probe_on_logged_steps_only(tmp_path) -> None:
     assert layers and probe == {
         (s, lay, m) for s in (0, 2, 3) for lay in layers for m in M.GRAD_METRICS
     }
+
+
+def test_unlogged_step_runs_no_hook_body_and_a_logged_one_does(monkeypatch) -> None:
+    # Count every call of the hooks' statistics; an unlogged step (forward + backward outside
+    # `collect`) must make none, a logged one must make them for each layer.
+    calls = {"activation_stats": 0, "_grad_sign_stats": 0, "mean_input": 0}
+    for name in calls:
+        real = getattr(M, name)
+
+        def counted(*args, _real=real, _name=name, **kwargs):
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(M, name, counted)
+    torch.manual_seed(0)
+    model = _Tiny()
+    tracker = M.MetricsTracker(model)
+    x = torch.randn(8, 6)
+    model(x).square().mean().backward()
+    assert calls == {"activation_stats": 0, "_grad_sign_stats": 0, "mean_input": 0}
+    assert tracker.measure_grads() == {}
+    with tracker.collect():
+        model(x).square().mean().backward()
+    assert calls == {"activation_stats": 2, "_grad_sign_stats": 2, "mean_input": 2}
+    # Back to unlogged: the counts stay where they were.
+    model(x).square().mean().backward()
+    assert calls == {"activation_stats": 2, "_grad_sign_stats": 2, "mean_input": 2}
+
+
+def test_scratch_buffer_is_reused_and_grows() -> None:
+    scratch = M.Scratch()
+    a = scratch.rows(2, 10, torch.float32, torch.device("cpu"))
+    b = scratch.rows(1, 5, torch.float32, torch.device("cpu"))
+    assert a.shape == (2, 10) and b.shape == (1, 5)
+    assert a.data_ptr() == b.data_ptr()  # the same memory, no fresh temporary
+    c = scratch.rows(3, 10, torch.float32, torch.device("cpu"))
+    assert c.shape == (3, 10) and c.numel() == 30
+    d = scratch.rows(1, 4, torch.float64, torch.device("cpu"))
+    assert d.dtype == torch.float64 and d.data_ptr() != c.data_ptr()
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_fused_statistics_match_the_per_metric_functions(activation: str) -> None:
+    # The hooks' fused passes against the one-metric-at-a-time definitions, with exact zeros
+    # in p (a ReLU's boundary) so that the sign counts must tell 0 from both sides.
+    torch.manual_seed(1)
+    p = torch.randn(7, 33)
+    p[0, :5] = 0.0
+    act = make_activation(activation)
+    a = act(p)
+    scratch = M.Scratch()
+    got = M.activation_stats(p, a, scratch)
+    for metric, fn, t in (
+        ("preact_mean", M.preact_mean, p),
+        ("negative_rate", M.negative_rate, p),
+        ("sparsity", M.sparsity, a),
+        ("spike_max", M.spike_max, a),
+        ("spike_ratio", M.spike_ratio, a),
+    ):
+        assert float(got[metric]) == pytest.approx(fn(t), rel=1e-6), metric
+    assert float(got["_n_pos"]) == int((p > 0).sum())
+    assert float(got["_n_neg"]) == int((p < 0).sum())
+    g = torch.randn_like(p)
+    counts = (got["_n_pos"], got["_n_neg"])
+    fused = M._grad_sign_stats(p, g, scratch, counts)
+    want = _expected_grad_stats(p, g)
+    for metric in M.GRAD_METRICS:
+        assert float(fused[metric]) == pytest.approx(want[metric], rel=1e-5), metric
+    assert M.spike_ratio(torch.zeros(3, 3)) != M.spike_ratio(torch.zeros(3, 3))  # nan
+    assert math.isnan(float(M.activation_stats(p, torch.zeros_like(p), scratch)["spike_ratio"]))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields, replace
 import torch
 
 from empirics.activations import parse_activation, torch_fn
+from empirics.montecarlo import kernels
 from empirics.outputs import resolve_device
 from theory import registry
 from theory.registry import Activation
@@ -456,19 +457,19 @@ def crossed_block_sums(
     if side == "all":
         md, den = dh, torch.full((nb,), float(b_in * n_hid * g_v), dtype=dtype, device=device)
     else:
-        mask = (p > 0) if side == "pos" else (p < 0)
-        md = dh * mask
-        den = mask.sum(dim=(1, 2)).to(dtype) * g_v
+        md, count = kernels.masked_derivative(p, dh, side)  # float masks: kernels.py
+        den = count * g_v
     # Entries are i.i.d., so the draw can be laid out as [nb, K, G, n] directly: row k * G + g
     # is output k of the block's g-th output layer. Outputs then sit on a non-innermost axis,
     # where softmax vectorises across the G layers (a last axis of only K is slow on CPU).
     v = _weights(cfg, 2, nb * g_v, gen, dtype, device).view(nb, k_out * g_v, n_hid)
     b_out = _biases(cfg, 2, nb * g_v, gen, dtype, device).view(nb, 1, k_out * g_v)
     vt = v.transpose(1, 2)  # [nb, n, K G]
-    out = torch.baddbmm(b_out, h, vt).view(nb, b_in, k_out, g_v)  # [nb, B, K, G]
+    hv = torch.bmm(h, vt)  # V_g h_b: the outputs before bias, and the control variate's `a`
+    out = (hv + b_out).view(nb, b_in, k_out, g_v)  # [nb, B, K, G]
     u = torch.bmm(md, vt).view(nb, b_in * k_out * g_v, 1)  # U_bg, flattened for a dot product
     # If m * sigma' is 0 everywhere, so is U and every sample dl/dp (exactly).
-    nonzero = bool(md.any())
+    nonzero = kernels.any_nonzero(md)
     grads = {}
     if cfg.antithetic:
         grads[f"g_{side}"] = _antithetic_loss_grad(cfg.loss, out, dim=2)
@@ -486,7 +487,7 @@ def crossed_block_sums(
         # I - 11'/K (cross-entropy, whose antithetic dl/d(out) is ~ P z / K for small logits).
         # Its mean is exactly 0 given p, because the columns of a freshly drawn output layer are
         # independent and zero-mean; it is the part of the sample that carries most of the noise.
-        a = torch.bmm(h, vt).view(nb, b_in, k_out, g_v)  # V_g h_b, without the output bias
+        a = hv.view(nb, b_in, k_out, g_v)  # V_g h_b, without the output bias
         uv = u.view(nb, b_in, k_out, g_v)
         full = (a * uv).sum(dim=(1, 2, 3))
         v4 = v.view(nb, k_out, g_v, n_hid)

@@ -83,17 +83,31 @@ def _mean_std(t: torch.Tensor) -> tuple[float, float]:
     drift_score is exactly 0 at initialisation."""
     if t.numel() == 0:
         return math.nan, 0.0
+    return _mean_std_finish(t, [float(v) for v in _mean_std_parts(t)])
+
+
+def _mean_std_parts(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two 0-d tensors `_mean_std` is made of (read on the host together, later)."""
     t = t.detach().float()
-    mean = float(t.mean())
+    mean = t.mean()
     if t.dim() >= 2:
         # Matrices: E[w²] − mean² from one BLAS dot (no centred copy). Weight matrices have
         # |mean| far below their spread, so float32 cancellation costs nothing measurable.
         flat = t.reshape(-1)
-        var = float(torch.dot(flat, flat)) / t.numel() - mean * mean
-        return mean, math.sqrt(max(var, 0.0))
+        return mean, torch.dot(flat, flat)
     # Gains and biases (1-D, mean often near 1): centre first, they are small anyway. Both are
     # tens of times faster on CPU than torch.std_mean.
-    return mean, float(torch.linalg.vector_norm(t - mean)) / math.sqrt(t.numel())
+    return mean, torch.linalg.vector_norm(t - mean)
+
+
+def _mean_std_finish(t: torch.Tensor, parts: list[float]) -> tuple[float, float]:
+    if t.numel() == 0:
+        return math.nan, 0.0
+    mean, second = parts
+    if t.dim() >= 2:
+        var = second / t.numel() - mean * mean
+        return mean, math.sqrt(max(var, 0.0))
+    return mean, second / math.sqrt(t.numel())
 
 
 # These run inside forward hooks at every early step. Counting through float sign() and a sum
@@ -145,6 +159,25 @@ def _nonzero_abs_median(a: torch.Tensor) -> torch.Tensor | None:
     if nonzero == 0:
         return None
     return torch.kthvalue(mag, mag.numel() - nonzero + (nonzero + 1) // 2).values
+
+
+def _nonzero_abs_median_async(a: torch.Tensor) -> torch.Tensor:
+    """`_nonzero_abs_median` as a 0-d tensor (nan when every entry is 0). On an accelerator
+    without reading the count on the host (no device sync inside a hook): a sort of the
+    <= 2^12-entry sample and an index computed on the device. On CPU, where reading it costs
+    nothing, the selection (kthvalue) is cheaper than the sort."""
+    if a.device.type == "cpu":
+        med = _nonzero_abs_median(a)
+        return med if med is not None else torch.tensor(math.nan)
+    flat = a.reshape(-1)
+    if flat.numel() > _MEDIAN_SAMPLE:
+        flat = flat[:: flat.numel() // _MEDIAN_SAMPLE + 1]
+    mag = flat.float().abs()
+    nonzero = torch.sign(mag).sum().long()
+    ordered = torch.sort(mag).values
+    idx = (mag.numel() - nonzero + (nonzero + 1) // 2 - 1).clamp(0, mag.numel() - 1)
+    med = ordered[idx.reshape(1)].reshape(())
+    return torch.where(nonzero > 0, med, torch.full_like(med, math.nan))
 
 
 def weight_mean(w: torch.Tensor) -> float:
@@ -200,32 +233,109 @@ def spike_ratio(a: torch.Tensor) -> float:
     return float(_spike_ratio(a))
 
 
-def activation_stats(p: torch.Tensor, a: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Every per-activation metric for pre-activation p and output a, as 0-d tensors."""
+class Scratch:
+    """Reusable buffers for the hooks' activation-sized masks, one per (dtype, device), grown to
+    the largest request. Fresh temporaries of that size at every logged step cost more than the
+    arithmetic on them on CPU (allocation and page faults on memory that is cold by then);
+    reductions read the buffers and return 0-d tensors, so one buffer serves every layer."""
+
+    def __init__(self) -> None:
+        self._bufs: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+
+    def rows(self, k: int, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """A (k, n) view of the buffer (contents undefined)."""
+        key = (dtype, device)
+        buf = self._bufs.get(key)
+        if buf is None or buf.numel() < k * n:
+            buf = torch.empty(k * n, dtype=dtype, device=device)
+            self._bufs[key] = buf
+        return buf[: k * n].view(k, n)
+
+    def clear(self) -> None:
+        self._bufs.clear()
+
+
+def _sign_into(t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """sign(t) flattened into `out` (a 1-D buffer of t's size, of dtype >= float32)."""
+    flat = t.reshape(-1)
+    if flat.dtype == out.dtype:
+        return torch.sign(flat, out=out)
+    return out.copy_(flat).sign_()  # bf16/fp16 activations under autocast
+
+
+def _work_dtype(t: torch.Tensor) -> torch.dtype:
+    return torch.promote_types(t.dtype, torch.float32)
+
+
+def _sign_counts(
+    p: torch.Tensor, scratch: Scratch
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(entries > 0, entries < 0, entries != 0) of p as 0-d tensors, from s = sign(p) by
+    sum(s) = pos - neg and s·s = pos + neg: two reductions over one reused buffer, no boolean
+    mask (slow on CPU) and no fresh temporary. Exact below 2^24 entries per tensor, within
+    float32 rounding (~1e-7 relative) beyond, as the per-metric functions."""
+    s = _sign_into(p, scratch.rows(1, p.numel(), _work_dtype(p), p.device)[0])
+    signed, nonzero = s.sum().double(), torch.dot(s, s).double()
+    return (nonzero + signed) / 2, (nonzero - signed) / 2, nonzero
+
+
+def activation_stats(
+    p: torch.Tensor, a: torch.Tensor, scratch: Scratch | None = None
+) -> dict[str, torch.Tensor]:
+    """Every per-activation metric for pre-activation p and output a, as 0-d tensors (the same
+    values as the per-metric functions, in fewer passes over p and a and without a host sync);
+    also the counts `_n_pos`/`_n_neg` of p that the gradient probe divides by."""
+    scratch = scratch if scratch is not None else Scratch()
     with torch.no_grad():
-        peak = _spike_max(a)
+        p, a = p.detach(), a.detach()
+        n_pos, n_neg, _ = _sign_counts(p, scratch)
+        s = _sign_into(a, scratch.rows(1, a.numel(), _work_dtype(a), a.device)[0])
+        a_nonzero = torch.dot(s, s).double()
+        # amax and amin: two plain reductions, cheaper on CPU than one aminmax.
+        peak = torch.maximum(-a.amin(), a.amax()).float()
         return {
             "preact_mean": _preact_mean(p),
-            "sparsity": _sparsity(a),
-            "negative_rate": _negative_rate(p),
+            "sparsity": (a.numel() - a_nonzero) / a.numel(),
+            "negative_rate": n_neg / p.numel(),
             "spike_max": peak,
-            "spike_ratio": _spike_ratio(a, peak),
+            "spike_ratio": peak / _nonzero_abs_median_async(a),
+            "_n_pos": n_pos,
+            "_n_neg": n_neg,
         }
 
 
-def _grad_sign_stats(p: torch.Tensor, grad: torch.Tensor) -> dict[str, torch.Tensor]:
+def _grad_sign_stats(
+    p: torch.Tensor,
+    grad: torch.Tensor,
+    scratch: Scratch | None = None,
+    counts: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
     """0-d tensors grad_pos, grad_neg, grad_mean of `grad` (= dl/dp) over p > 0, p < 0, all.
 
-    Masks through float sign() as in the forward metrics (cheaper than boolean masks on CPU);
-    an empty side gives nan (0/0), never a fake 0.
+    The two masked sums are one matrix-vector product of g with the float rows [p > 0; p < 0]
+    written into a reused buffer (cheaper than boolean masks on CPU); `counts` =
+    (entries > 0, entries < 0) of p when the forward pass already counted them. An empty side
+    gives nan (0/0), never a fake 0; a side where dl/dp is 0 entry by entry (ReLU, p < 0) gives
+    exactly 0.
     """
+    scratch = scratch if scratch is not None else Scratch()
     with torch.no_grad():
-        s = torch.sign(p.detach().float()).reshape(-1)
-        g = grad.detach().float().reshape(-1)
-        pos, neg = s.clamp(min=0), -s.clamp(max=0)
+        p = p.detach()
+        g = grad.detach().reshape(-1)
+        if g.dtype != _work_dtype(g):
+            g = g.float()
+        masks = scratch.rows(2, g.numel(), g.dtype, g.device)
+        flat = p.reshape(-1)
+        torch.gt(flat, 0, out=masks[0])
+        torch.lt(flat, 0, out=masks[1])
+        sums = torch.mv(masks, g)  # (sum over p > 0, sum over p < 0)
+        if counts is None:
+            n_pos, n_neg = masks[0].sum(), masks[1].sum()
+        else:
+            n_pos, n_neg = counts
         return {
-            "grad_pos": torch.dot(g, pos) / pos.sum(),
-            "grad_neg": torch.dot(g, neg) / neg.sum(),
+            "grad_pos": sums[0] / n_pos,
+            "grad_neg": sums[1] / n_neg + 0.0,  # + 0.0: an exact zero is +0, not -0
             "grad_mean": g.mean(),
         }
 
@@ -378,6 +488,7 @@ class MetricsTracker:
         self._xbar: dict[str, torch.Tensor] = {}
         self._calls: dict[str, int] = {}
         self._feed_calls: dict[str, int] = {}
+        self._scratch = Scratch()
         self._handles = [
             act.register_forward_hook(self._activation_hook(name))
             for name, act in self.activations.items()
@@ -396,7 +507,8 @@ class MetricsTracker:
         def hook(module: nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
             if not self._armed:
                 return
-            stats = activation_stats(inputs[0], output)
+            stats = activation_stats(inputs[0], output, self._scratch)
+            counts = (stats.pop("_n_pos"), stats.pop("_n_neg"))
             # A layer called k times while armed (weight sharing, or the k micro-batches of one
             # accumulated step) reports the mean over its calls (the max for spike_max).
             calls = self._calls.get(name, 0)
@@ -413,13 +525,13 @@ class MetricsTracker:
                     self._act_stats[key] = value
             p = inputs[0]
             if isinstance(p, torch.Tensor) and p.requires_grad and torch.is_grad_enabled():
-                p.register_hook(self._grad_hook(name, p.detach()))
+                p.register_hook(self._grad_hook(name, p.detach(), counts))
 
         return hook
 
-    def _grad_hook(self, name: str, p: torch.Tensor):
+    def _grad_hook(self, name: str, p: torch.Tensor, counts: tuple[torch.Tensor, torch.Tensor]):
         def hook(grad: torch.Tensor) -> None:
-            stats = _grad_sign_stats(p, grad)
+            stats = _grad_sign_stats(p, grad, self._scratch, counts)
             # Several calls of one layer (weight sharing, micro-batches): the mean over calls.
             calls = self._grad_calls.get(name, 0)
             self._grad_calls[name] = calls + 1
@@ -485,23 +597,42 @@ class MetricsTracker:
 
     def weight_metrics(self) -> dict[tuple[str, str], float]:
         out: dict[tuple[str, str], float] = {}
-        shared: dict[int, tuple[tuple[float, float], float]] = {}  # tied weights: compute once
         with torch.no_grad():
+            # Every weight's mean, second moment and negatives, then the biases' means, as 0-d
+            # tensors read on the host in one transfer (one sync instead of several per layer);
+            # the arithmetic after it is `_mean_std`'s and `_negative_rate`'s. Tied weights are
+            # reduced once.
+            unique: dict[int, torch.Tensor] = {}
+            for m in self.weighted.values():
+                unique.setdefault(id(m.weight), m.weight.detach())
+            parts: list[torch.Tensor] = []
+            for w in unique.values():
+                wf = w.float()
+                s = _sign_into(wf, self._scratch.rows(1, wf.numel(), wf.dtype, wf.device)[0])
+                parts += [*_mean_std_parts(wf), -s.clamp_(max=0).sum()]
+            biases = {
+                name: m.bias
+                for name, m in self.weighted.items()
+                if isinstance(getattr(m, "bias", None), torch.Tensor)
+            }
+            parts += [_weight_mean(b) for b in biases.values()]
+            values = torch.stack([v.float() for v in parts]).tolist() if parts else []
+            shared: dict[int, tuple[tuple[float, float], float]] = {}
+            for k, (key, w) in enumerate(unique.items()):
+                mean, second, neg = values[3 * k : 3 * k + 3]
+                shared[key] = (_mean_std_finish(w, [mean, second]), neg / w.numel())
+            bias_means = dict(zip(biases, values[3 * len(unique) :], strict=True))
             for name, m in self.weighted.items():
-                w = m.weight.detach().float()
-                w0 = self._w0[name].to(w.device)
-                key = id(m.weight)
-                if key not in shared:
-                    shared[key] = (_mean_std(w), float(_weight_neg_frac(w)))
-                stats, neg_frac = shared[key]
+                stats, neg_frac = shared[id(m.weight)]
                 out[(name, "weight_mean")] = stats[0]
                 out[(name, "weight_neg_frac")] = neg_frac
                 out[(name, "drift_score")] = _drift_from_stats(stats, self._w0_stats[name])
-                b = getattr(m, "bias", None)
-                if isinstance(b, torch.Tensor):
-                    out[(name, "bias_mean")] = float(_weight_mean(b))
+                if name in bias_means:
+                    out[(name, "bias_mean")] = bias_means[name]
                 xbar = self._xbar.get(name)
+                w = m.weight.detach().float()
                 if xbar is not None and w.dim() >= 2 and getattr(m, "groups", 1) == 1:
+                    w0 = self._w0[name].to(w.device)
                     for metric, value in feed_metrics(m, w, w0, xbar).items():
                         out[(name, metric)] = value
         return out
@@ -533,6 +664,7 @@ class MetricsTracker:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        self._scratch.clear()
 
 
 # --------------------------------------------------------------------------------- analysis
