@@ -253,6 +253,71 @@ def gpt_nano_run(
     }
 
 
+def _print_monte_carlo(mc: dict[str, Any]) -> None:
+    for loss, r in mc.items():
+        print(
+            f"Monte Carlo ({loss}): {r['samples_per_s']:.3g} samples/s, "
+            f"{r['fraction_of_matmul']:.1%} of the fp32 matmul rate "
+            f"({r['matmul_flops'] / 1e12:.3g} TFLOP/s)",
+            flush=True,
+        )
+
+
+def _print_step(step: dict[str, Any]) -> None:
+    s = step["shape"]
+    print(
+        f"training step (gpt_nano {s['n_layer']}x{s['n_embd']}, block {s['block_size']}, batch "
+        f"{s['batch']}, fp32): {1e3 * step['median_step_s']['gpt_nano']:.1f} ms, "
+        f"{step['tokens_per_s']:.3g} tokens/s, MFU {step['mfu_vs_fp32_matmul']:.1%} of fp32 "
+        f"matmul; / torch reference {step['ratio_gpt_nano_over_reference']:.2f}; metric hooks "
+        f"{step['hook_overhead_pct']:+.1f}%",
+        flush=True,
+    )
+
+
+def _print_run(run: dict[str, Any]) -> None:
+    head = (
+        f"GPT-nano {run['preset']} preset ({run['params']:,} parameters, block "
+        f"{run['shape']['block_size']}, batch {run['batch_size']}, {run['precision']}, synthetic "
+        "tokens): "
+    )
+    if run["step_s"] > 0:
+        print(
+            head + f"{run['step_s']:.3g} s/step, {run['tokens_per_s']:.3g} tokens/s, "
+            f"MFU {run['mfu']:.1%} of the {run['mfu_against']} rate",
+            flush=True,
+        )
+    else:
+        print(
+            head + f"not measurable: the runs of {run['steps']} steps took {run['wall_s'][0]:.2f} "
+            f"and {run['wall_s'][1]:.2f} s (fixed costs varied more than the steps cost)",
+            flush=True,
+        )
+
+
+def _print_top(top: dict[str, Any]) -> None:
+    if top["step_s"] > 0:
+        print(
+            f"GPT-nano {top['preset']} ({top['params']:,} parameters, block "
+            f"{top['shape']['block_size']}, batch {top['batch_size']}, {top['precision']}, the "
+            f"ladder's BPE text): {top['step_s']:.3g} s/step, {top['tokens_per_s']:.3g} "
+            f"tokens/s, MFU {top['mfu']:.1%} of the {top['mfu_against']} rate",
+            flush=True,
+        )
+
+
+def _print_spread(rates: dict[str, list[float]]) -> None:
+    """Say when the reference matmul rate moved during the check (the ratios are that unsure)."""
+    for key, values in rates.items():
+        lo, hi = (min(values), max(values)) if values else (0.0, 0.0)
+        if values and hi > 1.25 * lo:
+            print(
+                f"note: the {key} matmul rate varied {lo / 1e12:.3g}..{hi / 1e12:.3g} TFLOP/s "
+                "during the check (a loaded machine): the ratios above are that uncertain",
+                flush=True,
+            )
+
+
 def check(device: str, sizes: Sizes, budget_s: float = BUDGET_S) -> dict[str, Any]:
     """Run the three measurements; raises TimeoutError between steps once over budget."""
     t0 = time.perf_counter()
@@ -282,45 +347,15 @@ def check(device: str, sizes: Sizes, budget_s: float = BUDGET_S) -> dict[str, An
     peak_fp32, peak_bf16 = reference()
     within_budget("the Monte Carlo benchmark")
     mc = monte_carlo(device, sizes, peak_fp32)
-    for loss, r in mc.items():
-        print(
-            f"Monte Carlo ({loss}): {r['samples_per_s']:.3g} samples/s, "
-            f"{r['fraction_of_matmul']:.1%} of the fp32 matmul rate "
-            f"({r['matmul_flops'] / 1e12:.3g} TFLOP/s)",
-            flush=True,
-        )
+    _print_monte_carlo(mc)
     within_budget("the training-step benchmark")
     peak_fp32, peak_bf16 = reference()
     step = training_step(device, sizes, peak_fp32)
-    s = step["shape"]
-    print(
-        f"training step (gpt_nano {s['n_layer']}x{s['n_embd']}, block {s['block_size']}, batch "
-        f"{s['batch']}, fp32): {1e3 * step['median_step_s']['gpt_nano']:.1f} ms, "
-        f"{step['tokens_per_s']:.3g} tokens/s, MFU {step['mfu_vs_fp32_matmul']:.1%} of fp32 "
-        f"matmul; / torch reference {step['ratio_gpt_nano_over_reference']:.2f}; metric hooks "
-        f"{step['hook_overhead_pct']:+.1f}%",
-        flush=True,
-    )
+    _print_step(step)
     within_budget("the GPT-nano run")
     peak_fp32, peak_bf16 = reference()
     run = gpt_nano_run(device, sizes, peak_bf16, peak_fp32)
-    head = (
-        f"GPT-nano {run['preset']} preset ({run['params']:,} parameters, block "
-        f"{run['shape']['block_size']}, batch {run['batch_size']}, {run['precision']}, synthetic "
-        "tokens): "
-    )
-    if run["step_s"] > 0:
-        print(
-            head + f"{run['step_s']:.3g} s/step, {run['tokens_per_s']:.3g} tokens/s, "
-            f"MFU {run['mfu']:.1%} of the {run['mfu_against']} rate",
-            flush=True,
-        )
-    else:
-        print(
-            head + f"not measurable: the runs of {run['steps']} steps took {run['wall_s'][0]:.2f} "
-            f"and {run['wall_s'][1]:.2f} s (fixed costs varied more than the steps cost)",
-            flush=True,
-        )
+    _print_run(run)
     within_budget("the scaling ladder's top rung")
     peak_fp32, peak_bf16 = reference()
     top = gpt_nano_run(
@@ -331,22 +366,8 @@ def check(device: str, sizes: Sizes, budget_s: float = BUDGET_S) -> dict[str, An
         lambda d, n, o: _ladder_config(d, n, o, top=sizes.ladder_top),
         "scaling ladder " + ("top rung" if sizes.ladder_top else "cheapest rung"),
     )
-    if top["step_s"] > 0:
-        print(
-            f"GPT-nano {top['preset']} ({top['params']:,} parameters, block "
-            f"{top['shape']['block_size']}, batch {top['batch_size']}, {top['precision']}, the "
-            f"ladder's BPE text): {top['step_s']:.3g} s/step, {top['tokens_per_s']:.3g} "
-            f"tokens/s, MFU {top['mfu']:.1%} of the {top['mfu_against']} rate",
-            flush=True,
-        )
-    spread = {k: (min(v), max(v)) for k, v in rates.items() if v}
-    for key, (lo, hi) in spread.items():
-        if hi > 1.25 * lo:
-            print(
-                f"note: the {key} matmul rate varied {lo / 1e12:.3g}..{hi / 1e12:.3g} TFLOP/s "
-                "during the check (a loaded machine): the ratios above are that uncertain",
-                flush=True,
-            )
+    _print_top(top)
+    _print_spread(rates)
     total = time.perf_counter() - t0
     print(f"gpu-check done in {total:.0f} s", flush=True)
     return {

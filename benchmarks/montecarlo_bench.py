@@ -190,6 +190,92 @@ def run_to_precision(
     return {"seconds": time.perf_counter() - start, "networks": acc.n, "mean": acc.mean}
 
 
+def _variance(m: Measured) -> float:
+    """The per-unit variance of a method's estimate (its standard error scaled back up)."""
+    return m.stderr**2 * m.networks
+
+
+def _bench_loss(
+    loss: str,
+    ours_cfg: NetConfig,
+    plain_cfg: NetConfig,
+    timing: tuple[int, float, float],
+    z: float,
+    peak: float,
+    device: str,
+) -> dict:
+    """One loss: every method's time to the same precision, the variance reductions and the FLOP
+    fractions, measured side by side."""
+    rounds, slow_s, fast_s = timing
+    per_net, per_block = B * WIDTH, G_BLOCK * B_BLOCK * WIDTH
+    mine = replace(ours_cfg, loss=loss).validate()
+    plain = replace(plain_cfg, loss=loss).validate()
+    runs = measure(
+        [
+            ("a_autograd_loop", autograd_loop(loss, device), 16, per_net),
+            ("b_vmap_grad", vmap_grad(loss, device), 64, per_net),
+            ("c_plain_batched", plain_batched(plain), 128, per_net),
+            ("d_ours", ours(mine), 32, per_block),
+            # Variance reduction on identical blocks: plain pairs (labels, no control
+            # variate), the antithetic pair alone, the pair + control variate (= d_ours).
+            ("vr_plain", ours(mine, "g_pos_plain", False), 32, per_block),
+            ("vr_antithetic", ours(mine, "g_pos", False), 32, per_block),
+        ],
+        rounds,
+        {
+            "a_autograd_loop": slow_s,
+            "b_vmap_grad": slow_s,
+            "c_plain_batched": fast_s,
+            "d_ours": fast_s,
+            "vr_plain": fast_s / 2,
+            "vr_antithetic": fast_s / 2,
+        },
+        seed=1,
+        device=device,
+    )
+    vr_runs = {r.name: r for r in runs[4:]}
+    vr_runs["antithetic+cv"] = runs[3]
+    runs = runs[:4]
+    half = REL_HALF_WIDTH * abs(runs[-1].mean)
+    ttp = {r.name: r.time_to_precision(half, z) for r in runs}
+    # The stopping time is random (and one run can meet a burst of machine load): the
+    # median over PRECISION_RUNS independent runs.
+    tries = [
+        run_to_precision(ours(mine), REL_HALF_WIDTH, seed=5 + k, device=device)
+        for k in range(PRECISION_RUNS)
+    ]
+    actual = {"seconds": statistics.median(t["seconds"] for t in tries)}
+    by = {r.name: r for r in runs}
+    # FLOPs (multiply-add = 2): ours, per block, two [B, n] x [n, G K] matmuls (the direct
+    # draw of p needs no d_in x n matmul); plain batched, per network, W x, V h and V^T r.
+    flops_ours = 2 * (2 * B_BLOCK * WIDTH * G_BLOCK * K)
+    flops_plain = 2 * B * WIDTH * (D_IN + 2 * K)
+
+    return {
+        "target_half_width": half,
+        "methods": {
+            r.name: {
+                "mean": r.mean,
+                "stderr": r.stderr,
+                "units": r.networks,
+                "seconds": r.seconds,
+                "samples_per_s": r.samples_per_s,
+                "time_to_precision_s": ttp[r.name],
+            }
+            for r in runs
+        },
+        "ours_measured_time_to_precision_s": actual["seconds"],
+        "ours_precision_runs": tries,
+        "ratio_vs_a": ttp["a_autograd_loop"] / actual["seconds"],
+        "ratio_vs_b": ttp["b_vmap_grad"] / actual["seconds"],
+        "ratio_vs_c": ttp["c_plain_batched"] / actual["seconds"],
+        "vr_antithetic": _variance(vr_runs["vr_plain"]) / _variance(vr_runs["vr_antithetic"]),
+        "vr_antithetic_cv": _variance(vr_runs["vr_plain"]) / _variance(vr_runs["antithetic+cv"]),
+        "flop_fraction_ours": flops_ours * by["d_ours"].nets_per_s / peak,
+        "flop_fraction_plain": flops_plain * by["c_plain_batched"].nets_per_s / peak,
+    }
+
+
 def bench(quick: bool = False, device: str = "auto", out: Path | None = None) -> dict:
     device = resolve_device(device)
     z = float(stats.norm.isf((1 - CONFIDENCE) / 2))
@@ -201,77 +287,10 @@ def bench(quick: bool = False, device: str = "auto", out: Path | None = None) ->
     plain_cfg = replace(base, antithetic=False, direct_preact=False, design="networks")
     ours_cfg = replace(base, inputs_per_net=B_BLOCK, v_per_block=G_BLOCK, design="crossed")
     report: dict = {"device": device, "dense_matmul_flops": peak, "losses": {}}
-    per_net, per_block = B * WIDTH, G_BLOCK * B_BLOCK * WIDTH
     for loss in ("mse", "cross_entropy"):
-        mine = replace(ours_cfg, loss=loss).validate()
-        plain = replace(plain_cfg, loss=loss).validate()
-        runs = measure(
-            [
-                ("a_autograd_loop", autograd_loop(loss, device), 16, per_net),
-                ("b_vmap_grad", vmap_grad(loss, device), 64, per_net),
-                ("c_plain_batched", plain_batched(plain), 128, per_net),
-                ("d_ours", ours(mine), 32, per_block),
-                # Variance reduction on identical blocks: plain pairs (labels, no control
-                # variate), the antithetic pair alone, the pair + control variate (= d_ours).
-                ("vr_plain", ours(mine, "g_pos_plain", False), 32, per_block),
-                ("vr_antithetic", ours(mine, "g_pos", False), 32, per_block),
-            ],
-            rounds,
-            {
-                "a_autograd_loop": slow_s,
-                "b_vmap_grad": slow_s,
-                "c_plain_batched": fast_s,
-                "d_ours": fast_s,
-                "vr_plain": fast_s / 2,
-                "vr_antithetic": fast_s / 2,
-            },
-            seed=1,
-            device=device,
+        report["losses"][loss] = _bench_loss(
+            loss, ours_cfg, plain_cfg, (rounds, slow_s, fast_s), z, peak, device
         )
-        vr_runs = {r.name: r for r in runs[4:]}
-        vr_runs["antithetic+cv"] = runs[3]
-        runs = runs[:4]
-        half = REL_HALF_WIDTH * abs(runs[-1].mean)
-        ttp = {r.name: r.time_to_precision(half, z) for r in runs}
-        # The stopping time is random (and one run can meet a burst of machine load): the
-        # median over PRECISION_RUNS independent runs.
-        tries = [
-            run_to_precision(ours(mine), REL_HALF_WIDTH, seed=5 + k, device=device)
-            for k in range(PRECISION_RUNS)
-        ]
-        actual = {"seconds": statistics.median(t["seconds"] for t in tries)}
-        by = {r.name: r for r in runs}
-        # FLOPs (multiply-add = 2): ours, per block, two [B, n] x [n, G K] matmuls (the direct
-        # draw of p needs no d_in x n matmul); plain batched, per network, W x, V h and V^T r.
-        flops_ours = 2 * (2 * B_BLOCK * WIDTH * G_BLOCK * K)
-        flops_plain = 2 * B * WIDTH * (D_IN + 2 * K)
-
-        def var(m: Measured) -> float:
-            return m.stderr**2 * m.networks
-
-        report["losses"][loss] = {
-            "target_half_width": half,
-            "methods": {
-                r.name: {
-                    "mean": r.mean,
-                    "stderr": r.stderr,
-                    "units": r.networks,
-                    "seconds": r.seconds,
-                    "samples_per_s": r.samples_per_s,
-                    "time_to_precision_s": ttp[r.name],
-                }
-                for r in runs
-            },
-            "ours_measured_time_to_precision_s": actual["seconds"],
-            "ours_precision_runs": tries,
-            "ratio_vs_a": ttp["a_autograd_loop"] / actual["seconds"],
-            "ratio_vs_b": ttp["b_vmap_grad"] / actual["seconds"],
-            "ratio_vs_c": ttp["c_plain_batched"] / actual["seconds"],
-            "vr_antithetic": var(vr_runs["vr_plain"]) / var(vr_runs["vr_antithetic"]),
-            "vr_antithetic_cv": var(vr_runs["vr_plain"]) / var(vr_runs["antithetic+cv"]),
-            "flop_fraction_ours": flops_ours * by["d_ours"].nets_per_s / peak,
-            "flop_fraction_plain": flops_plain * by["c_plain_batched"].nets_per_s / peak,
-        }
     report["provenance"] = provenance(device)
     _print(report)
     if out is not None:

@@ -15,40 +15,41 @@ from torch import nn
 
 from empirics.activations import make_activation
 from empirics.train import metrics as M
+from empirics.train import tensor_stats as S
 
 
 def test_weight_metrics_known_values() -> None:
     w = torch.tensor([[1.0, -2.0], [3.0, -6.0]])
-    assert M.weight_mean(w) == pytest.approx(-1.0)
-    assert M.weight_neg_frac(w) == pytest.approx(0.5)
-    assert M.bias_mean(torch.tensor([0.5, -1.5, 4.0])) == pytest.approx(1.0)
+    assert S.weight_mean(w) == pytest.approx(-1.0)
+    assert S.weight_neg_frac(w) == pytest.approx(0.5)
+    assert S.bias_mean(torch.tensor([0.5, -1.5, 4.0])) == pytest.approx(1.0)
 
 
 def test_drift_score_known_value_and_zero_at_init() -> None:
     w0 = torch.tensor([1.0, -1.0, 1.0, -1.0])  # population std 1
-    assert M.drift_score(w0, w0.clone()) == 0.0
+    assert S.drift_score(w0, w0.clone()) == 0.0
     # A uniform shift keeps the std: 2 * (-0.5) / (1 + 1).
-    assert M.drift_score(w0 - 0.5, w0) == pytest.approx(-0.5)
+    assert S.drift_score(w0 - 0.5, w0) == pytest.approx(-0.5)
     # Scaling without a shift is no drift.
-    assert M.drift_score(3 * w0, w0) == pytest.approx(0.0)
+    assert S.drift_score(3 * w0, w0) == pytest.approx(0.0)
     with pytest.raises(ValueError, match="shape"):
-        M.drift_score(w0, w0[:3])
+        S.drift_score(w0, w0[:3])
     one = torch.tensor([1.0])  # a single gain has no spread: a shift is undefined, not infinite
-    assert M.drift_score(one, one.clone()) == 0.0
-    assert math.isnan(M.drift_score(one + 0.1, one))
+    assert S.drift_score(one, one.clone()) == 0.0
+    assert math.isnan(S.drift_score(one + 0.1, one))
 
 
 def test_activation_metrics_known_values() -> None:
     p = torch.tensor([-1.0, 0.0, 2.0, 3.0])
     a = torch.relu(p)
-    assert M.preact_mean(p) == pytest.approx(1.0)
-    assert M.sparsity(a) == pytest.approx(0.5)  # -1 and 0 map to exact zeros
-    assert M.negative_rate(p) == pytest.approx(0.25)  # 0 is not negative
+    assert S.preact_mean(p) == pytest.approx(1.0)
+    assert S.sparsity(a) == pytest.approx(0.5)  # -1 and 0 map to exact zeros
+    assert S.negative_rate(p) == pytest.approx(0.25)  # 0 is not negative
     b = torch.tensor([0.0, -4.0, 1.0, 2.0])
-    assert M.spike_max(b) == pytest.approx(4.0)
+    assert S.spike_max(b) == pytest.approx(4.0)
     # Zeros are left out of the median: median(|-4|, 1, 2) = 2.
-    assert M.spike_ratio(b) == pytest.approx(2.0)
-    assert math.isnan(M.spike_ratio(torch.zeros(5)))
+    assert S.spike_ratio(b) == pytest.approx(2.0)
+    assert math.isnan(S.spike_ratio(torch.zeros(5)))
 
 
 @given(
@@ -57,7 +58,7 @@ def test_activation_metrics_known_values() -> None:
 def test_rates_are_fractions_and_relu_sparsity_counts_nonpositive(values: list[float]) -> None:
     p = torch.tensor(values)
     a = torch.relu(p)
-    sp, neg = M.sparsity(a), M.negative_rate(p)
+    sp, neg = S.sparsity(a), S.negative_rate(p)
     assert 0.0 <= sp <= 1.0 and 0.0 <= neg <= 1.0
     # For ReLU the exact zeros are the non-positive inputs.
     assert sp == pytest.approx(float((p <= 0).float().mean()))
@@ -71,10 +72,10 @@ def test_spike_ratio_median_is_the_lower_median_of_nonzero_magnitudes(values: li
     a = torch.tensor(values)
     nonzero = sorted(abs(v) for v in values if v != 0)
     if not nonzero:
-        assert math.isnan(M.spike_ratio(a))
+        assert math.isnan(S.spike_ratio(a))
         return
     lower_median = nonzero[(len(nonzero) - 1) // 2]  # computed independently, by sorting
-    assert M.spike_ratio(a) == pytest.approx(max(nonzero) / lower_median)
+    assert S.spike_ratio(a) == pytest.approx(max(nonzero) / lower_median)
 
 
 def test_feed_metrics_decompose_the_linear_preact_mean() -> None:
@@ -82,13 +83,13 @@ def test_feed_metrics_decompose_the_linear_preact_mean() -> None:
     lin = nn.Linear(7, 5)
     x = torch.rand(32, 7) + 0.3  # non-negative inputs, like post-ReLU ones
     pre = lin(x)
-    xbar = M.mean_input(lin, x)
-    got = M.feed_metrics(lin, lin.weight, lin.weight, xbar)
-    total = got["preact_weight_part"] + M.bias_mean(lin.bias)
-    assert total == pytest.approx(M.preact_mean(pre), abs=1e-5)
+    xbar = S.mean_input(lin, x)
+    got = S.feed_metrics(lin, lin.weight, lin.weight, xbar)
+    total = got["preact_weight_part"] + S.bias_mean(lin.bias)
+    assert total == pytest.approx(S.preact_mean(pre), abs=1e-5)
     # The plain-mean part is mean(W) * sum(xbar), by its definition.
     assert got["preact_weight_meanpart"] == pytest.approx(
-        M.weight_mean(lin.weight) * float(xbar.sum()), rel=1e-5
+        S.weight_mean(lin.weight) * float(xbar.sum()), rel=1e-5
     )
     assert got["weight_meandir_delta"] == 0.0
 
@@ -101,8 +102,8 @@ def test_drift_along_mean_input_is_seen_by_meandir_not_by_weight_mean() -> None:
     xbar = torch.tensor([1.0, -1.0, 2.0, -2.0])  # sums to 0, like a normalised input
     delta = 0.3
     w = w0 - delta * torch.ones(3, 1) * xbar / xbar.norm()  # every row moves along x̄
-    assert M.weight_mean(w) == pytest.approx(M.weight_mean(w0), abs=1e-6)
-    got, init = M.feed_metrics(lin, w, w0, xbar), M.feed_metrics(lin, w0, w0, xbar)
+    assert S.weight_mean(w) == pytest.approx(S.weight_mean(w0), abs=1e-6)
+    got, init = S.feed_metrics(lin, w, w0, xbar), S.feed_metrics(lin, w0, w0, xbar)
     assert got["weight_meandir_delta"] == pytest.approx(-delta, rel=1e-5)
     assert got["weight_meandir"] - init["weight_meandir"] == pytest.approx(-delta, rel=1e-5)
     assert got["preact_weight_meanpart"] == pytest.approx(init["preact_weight_meanpart"], abs=1e-6)
@@ -114,8 +115,8 @@ def test_conv_response_matches_the_conv_on_a_constant_input() -> None:
     xbar = torch.tensor([0.5, -1.0, 2.0])
     x = xbar.view(1, 3, 1, 1).expand(1, 3, 6, 6)  # spatially constant input
     out = conv(x) - conv.bias.view(1, 4, 1, 1)  # (1, 4, 4, 4), constant over space
-    assert M.mean_input(conv, x) == pytest.approx(xbar.tolist())
-    got = M.response_to(conv, conv.weight, xbar)
+    assert S.mean_input(conv, x) == pytest.approx(xbar.tolist())
+    got = S.response_to(conv, conv.weight, xbar)
     assert got.tolist() == pytest.approx(out[0, :, 0, 0].tolist(), abs=1e-5)
 
 
@@ -126,7 +127,7 @@ def test_transposed_conv_response_is_the_mean_interior_output() -> None:
     x = xbar.view(1, 3, 1, 1).expand(1, 3, 2, 8)
     out = up(x) - up.bias.view(1, 4, 1, 1)  # (1, 4, 2, 17); width 17 = (8 - 1) * 2 + 3
     interior = out[0, :, 0, 2:14].mean(dim=1)  # six full stride periods, away from the borders
-    got = M.response_to(up, up.weight, xbar)
+    got = S.response_to(up, up.weight, xbar)
     assert got.tolist() == pytest.approx(interior.tolist(), abs=1e-5)
 
 
@@ -159,14 +160,14 @@ def test_tracker_matches_pure_functions_and_only_collects_when_armed() -> None:
     a1 = torch.relu(p1)
     p2 = model.fc2(a1)
     for metric, fn, t in (
-        ("preact_mean", M.preact_mean, p1),
-        ("negative_rate", M.negative_rate, p1),
-        ("sparsity", M.sparsity, a1),
-        ("spike_max", M.spike_max, a1),
-        ("spike_ratio", M.spike_ratio, a1),
+        ("preact_mean", S.preact_mean, p1),
+        ("negative_rate", S.negative_rate, p1),
+        ("sparsity", S.sparsity, a1),
+        ("spike_max", S.spike_max, a1),
+        ("spike_ratio", S.spike_ratio, a1),
     ):
         assert got[("act1", metric)] == pytest.approx(fn(t), rel=1e-6), metric
-    assert got[("act2", "preact_mean")] == pytest.approx(M.preact_mean(p2), rel=1e-6)
+    assert got[("act2", "preact_mean")] == pytest.approx(S.preact_mean(p2), rel=1e-6)
     for layer in ("fc1", "fc2", "head"):
         assert got[(layer, "drift_score")] == 0.0  # W is W0 before any update
     for act, src in (("act1", "fc1"), ("act2", "fc2")):
@@ -279,7 +280,7 @@ def test_trainer_logs_the_grad_probe_on_logged_steps_only(tmp_path) -> None:
 def test_unlogged_step_runs_no_hook_body_and_a_logged_one_does(monkeypatch) -> None:
     # Count every call of the hooks' statistics; an unlogged step (forward + backward outside
     # `collect`) must make none, a logged one must make them for each layer.
-    calls = {"activation_stats": 0, "_grad_sign_stats": 0, "mean_input": 0}
+    calls = {"activation_stats": 0, "grad_sign_tensors": 0, "mean_input": 0}
     for name in calls:
         real = getattr(M, name)
 
@@ -293,18 +294,18 @@ def test_unlogged_step_runs_no_hook_body_and_a_logged_one_does(monkeypatch) -> N
     tracker = M.MetricsTracker(model)
     x = torch.randn(8, 6)
     model(x).square().mean().backward()
-    assert calls == {"activation_stats": 0, "_grad_sign_stats": 0, "mean_input": 0}
+    assert calls == {"activation_stats": 0, "grad_sign_tensors": 0, "mean_input": 0}
     assert tracker.measure_grads() == {}
     with tracker.collect():
         model(x).square().mean().backward()
-    assert calls == {"activation_stats": 2, "_grad_sign_stats": 2, "mean_input": 2}
+    assert calls == {"activation_stats": 2, "grad_sign_tensors": 2, "mean_input": 2}
     # Back to unlogged: the counts stay where they were.
     model(x).square().mean().backward()
-    assert calls == {"activation_stats": 2, "_grad_sign_stats": 2, "mean_input": 2}
+    assert calls == {"activation_stats": 2, "grad_sign_tensors": 2, "mean_input": 2}
 
 
 def test_scratch_buffer_is_reused_and_grows() -> None:
-    scratch = M.Scratch()
+    scratch = S.Scratch()
     a = scratch.rows(2, 10, torch.float32, torch.device("cpu"))
     b = scratch.rows(1, 5, torch.float32, torch.device("cpu"))
     assert a.shape == (2, 10) and b.shape == (1, 5)
@@ -324,23 +325,23 @@ def test_fused_statistics_match_the_per_metric_functions(activation: str) -> Non
     p[0, :5] = 0.0
     act = make_activation(activation)
     a = act(p)
-    scratch = M.Scratch()
-    got = M.activation_stats(p, a, scratch)
+    scratch = S.Scratch()
+    got = S.activation_stats(p, a, scratch)
     for metric, fn, t in (
-        ("preact_mean", M.preact_mean, p),
-        ("negative_rate", M.negative_rate, p),
-        ("sparsity", M.sparsity, a),
-        ("spike_max", M.spike_max, a),
-        ("spike_ratio", M.spike_ratio, a),
+        ("preact_mean", S.preact_mean, p),
+        ("negative_rate", S.negative_rate, p),
+        ("sparsity", S.sparsity, a),
+        ("spike_max", S.spike_max, a),
+        ("spike_ratio", S.spike_ratio, a),
     ):
         assert float(got[metric]) == pytest.approx(fn(t), rel=1e-6), metric
     assert float(got["_n_pos"]) == int((p > 0).sum())
     assert float(got["_n_neg"]) == int((p < 0).sum())
     g = torch.randn_like(p)
     counts = (got["_n_pos"], got["_n_neg"])
-    fused = M._grad_sign_stats(p, g, scratch, counts)
+    fused = S.grad_sign_tensors(p, g, scratch, counts)
     want = _expected_grad_stats(p, g)
     for metric in M.GRAD_METRICS:
         assert float(fused[metric]) == pytest.approx(want[metric], rel=1e-5), metric
-    assert M.spike_ratio(torch.zeros(3, 3)) != M.spike_ratio(torch.zeros(3, 3))  # nan
-    assert math.isnan(float(M.activation_stats(p, torch.zeros_like(p), scratch)["spike_ratio"]))
+    assert S.spike_ratio(torch.zeros(3, 3)) != S.spike_ratio(torch.zeros(3, 3))  # nan
+    assert math.isnan(float(S.activation_stats(p, torch.zeros_like(p), scratch)["spike_ratio"]))

@@ -25,7 +25,7 @@ from empirics.sparsity import (
 from empirics.train import cli as TC
 from empirics.train import loop as T
 from empirics.train.config import TrainConfig
-from empirics.train.metrics import sparsity
+from empirics.train.tensor_stats import sparsity
 
 LEVELS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
 F = 256  # features per token

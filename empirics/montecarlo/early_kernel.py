@@ -27,7 +27,7 @@ from empirics.montecarlo.sampler import (
     init_network,
     network_loss,
 )
-from empirics.train import metrics
+from empirics.train import tensor_stats
 from empirics.train.optim import make_optimizers
 from empirics.train.runtime import TrainingDiverged
 from theory.registry import Activation
@@ -146,9 +146,9 @@ def per_network_stats(fwd: Forward, grads: Sequence[torch.Tensor]) -> dict[tuple
             out[(layer, "cov_term")] = cov
             out[(layer, "mean_term")] = full - cov
             out[(layer, "input_min")] = x.amin((1, 2))
-            out[(layer, "preact_mean")] = metrics.preact_mean(p)
-            out[(layer, "sparsity")] = metrics.sparsity(a)
-            out[(layer, "negative_rate")] = metrics.negative_rate(p)
+            out[(layer, "preact_mean")] = tensor_stats.preact_mean(p)
+            out[(layer, "sparsity")] = tensor_stats.sparsity(a)
+            out[(layer, "negative_rate")] = tensor_stats.negative_rate(p)
     return out
 
 
@@ -215,8 +215,8 @@ def train_networks(
             keep(key, value)
         for k, (w, b) in enumerate(zip(model.weights, model.biases, strict=True)):
             layer = f"layer{k + 1}" if k < len(cfg.widths) else "output"
-            keep((layer, "weight_mean"), metrics.weight_mean(w))
-            keep((layer, "bias_mean"), metrics.bias_mean(b))
+            keep((layer, "weight_mean"), tensor_stats.weight_mean(w))
+            keep((layer, "bias_mean"), tensor_stats.bias_mean(b))
         keep(("output", "measure_loss"), float(loss_m.detach().mean()))
         done = step + 1
         if step == cfg.steps:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from empirics.activations import get_torch_activation
 from empirics.outputs import read_records
-from empirics.train import metrics
+from empirics.train import tensor_stats as S
 from empirics.train.config import TrainConfig
 from empirics.train.loop import train
 from tests.properties.strategies import REGISTRY_ACTIVATIONS
@@ -32,7 +32,7 @@ def preacts(draw: st.DrawFn) -> torch.Tensor:
 @given(p=preacts(), activation=st.sampled_from(REGISTRY_ACTIVATIONS))
 def test_rates_are_fractions(p, activation):
     a = get_torch_activation(activation)(p)
-    for value in (metrics.sparsity(a), metrics.negative_rate(p)):
+    for value in (S.sparsity(a), S.negative_rate(p)):
         assert 0.0 <= value <= 1.0
 
 
@@ -40,13 +40,13 @@ def test_rates_are_fractions(p, activation):
 def test_relu_sparsity_is_negative_rate_plus_exact_zeros(p):
     a = torch.relu(p)
     exact_zeros = float((p == 0).double().mean())
-    assert math.isclose(metrics.sparsity(a), metrics.negative_rate(p) + exact_zeros, abs_tol=1e-12)
+    assert math.isclose(S.sparsity(a), S.negative_rate(p) + exact_zeros, abs_tol=1e-12)
 
 
 @given(p=preacts(), activation=st.sampled_from(REGISTRY_ACTIVATIONS))
 def test_spike_ratio_at_least_one(p, activation):
     a = get_torch_activation(activation)(p)
-    ratio = metrics.spike_ratio(a)
+    ratio = S.spike_ratio(a)
     if bool((a != 0).any()):
         assert ratio >= 1.0
     else:
@@ -55,7 +55,7 @@ def test_spike_ratio_at_least_one(p, activation):
 
 @given(w=preacts())
 def test_drift_score_zero_without_change(w):
-    assert metrics.drift_score(w, w.clone()) == 0.0
+    assert S.drift_score(w, w.clone()) == 0.0
 
 
 @settings(max_examples=max(2, settings.default.max_examples // 6))

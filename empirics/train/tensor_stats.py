@@ -1,0 +1,404 @@
+"""The metrics on tensors, one function each (names as in DESIGN.md): weight drift, pre-activation
+mean, sparsity, negative rate, spikes, the gradient-sign probe and the feeding layer's drift along
+the mean input. Pure functions (plus one reusable scratch buffer); `empirics.train.metrics` runs
+them from hooks while a model trains.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+# Beyond this many entries, the median of |a| is taken on an evenly strided subsample: an exact
+# median of a (16, 1024, 3072) GPT-nano activation costs more than the training step, while the
+# sample median has relative standard error ~ 1/(2 f(m) m sqrt(n')) (f the density of |a| at
+# its median m, n' the non-zero entries of the sample): for a half-normal |a| that is 1.17/sqrt(n'),
+# 2.6 % at n = 2^12 with half the entries zero, 6 % with 90 % zero -- ample for spike ratios that
+# differ by factors, and a selection over 2^12 entries costs well under a millisecond.
+_MEDIAN_SAMPLE = 1 << 12
+
+
+# ----------------------------------------------------------------------------- pure functions
+# Each metric is one private function (`_name`, used by the tracker; the activation ones return
+# 0-d tensors so that a hook never waits on the device) and its public float form.
+
+
+def weight_mean_tensor(w: torch.Tensor) -> torch.Tensor:
+    return w.detach().float().mean()
+
+
+def _weight_neg_frac(w: torch.Tensor) -> torch.Tensor:
+    return _negative_rate(w)
+
+
+def _drift_score(w: torch.Tensor, w0: torch.Tensor) -> float:
+    w = w.detach()
+    if w.shape != w0.shape:
+        raise ValueError(f"drift_score: W has shape {tuple(w.shape)}, W0 {tuple(w0.shape)}")
+    return drift_from_stats(mean_std(w), mean_std(w0))
+
+
+def drift_from_stats(w_stats: tuple[float, float], w0_stats: tuple[float, float]) -> float:
+    """2·(mean W − mean W₀)/(std W₀ + std W); mean(W − W₀) needs no copy of W − W₀."""
+    shift, spread = w_stats[0] - w0_stats[0], w_stats[1] + w0_stats[1]
+    if spread == 0.0:
+        # W and W₀ both constant (a single-channel norm gain, say): the shift has no spread to be
+        # measured in, so the score is undefined unless nothing moved.
+        return 0.0 if shift == 0 else math.nan
+    return 2.0 * shift / spread
+
+
+def mean_std(t: torch.Tensor) -> tuple[float, float]:
+    """Mean and population std in one pass; W and W₀ go through the same arithmetic, so
+    drift_score is exactly 0 at initialisation."""
+    if t.numel() == 0:
+        return math.nan, 0.0
+    return mean_std_finish(t, [float(v) for v in mean_std_parts(t)])
+
+
+def mean_std_parts(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two 0-d tensors `mean_std` is made of (read on the host together, later)."""
+    t = t.detach().float()
+    mean = t.mean()
+    if t.dim() >= 2:
+        # Matrices: E[w²] − mean² from one BLAS dot (no centred copy). Weight matrices have
+        # |mean| far below their spread, so float32 cancellation costs nothing measurable.
+        flat = t.reshape(-1)
+        return mean, torch.dot(flat, flat)
+    # Gains and biases (1-D, mean often near 1): centre first, they are small anyway. Both are
+    # tens of times faster on CPU than torch.std_mean.
+    return mean, torch.linalg.vector_norm(t - mean)
+
+
+def mean_std_finish(t: torch.Tensor, parts: list[float]) -> tuple[float, float]:
+    if t.numel() == 0:
+        return math.nan, 0.0
+    mean, second = parts
+    if t.dim() >= 2:
+        var = second / t.numel() - mean * mean
+        return mean, math.sqrt(max(var, 0.0))
+    return mean, second / math.sqrt(t.numel())
+
+
+# These run inside forward hooks at every early step. Counting through float sign() and a sum
+# is several times faster on CPU than a comparison mask reduced as bool (the counts stay exact
+# below 2^24 entries per tensor and within float32 rounding, ~1e-7 relative, beyond).
+
+
+def _preact_mean(p: torch.Tensor) -> torch.Tensor:
+    return p.detach().mean(dtype=torch.float32)
+
+
+def _sparsity(a: torch.Tensor) -> torch.Tensor:
+    a = a.detach()
+    nonzero = torch.sign(a.float()).abs_().sum()
+    return (a.numel() - nonzero.double()) / a.numel()
+
+
+def _negative_rate(p: torch.Tensor) -> torch.Tensor:
+    p = p.detach()
+    negatives = -torch.sign(p.float()).clamp_(max=0).sum()
+    return negatives.double() / p.numel()
+
+
+def _spike_max(a: torch.Tensor) -> torch.Tensor:
+    lo, hi = torch.aminmax(a.detach().float())
+    return torch.maximum(-lo, hi)
+
+
+def _spike_ratio(a: torch.Tensor, peak: torch.Tensor | None = None) -> torch.Tensor:
+    a = a.detach()
+    if peak is None:
+        peak = _spike_max(a)
+    med = _nonzero_abs_median(a)
+    return peak / med if med is not None else torch.tensor(math.nan, device=a.device)
+
+
+def _nonzero_abs_median(a: torch.Tensor) -> torch.Tensor | None:
+    """The lower median of |a| over its non-zero entries (a strided sample when a is large).
+
+    The zeros are the smallest |a|, so the non-zero values' lower median is the
+    (zeros + ceil(nonzero/2))-th smallest overall: one selection (kthvalue), no boolean gather
+    and no sort (both slow on CPU).
+    """
+    flat = a.reshape(-1)
+    if flat.numel() > _MEDIAN_SAMPLE:
+        flat = flat[:: flat.numel() // _MEDIAN_SAMPLE + 1]
+    mag = flat.float().abs()
+    nonzero = int(torch.sign(mag).sum())
+    if nonzero == 0:
+        return None
+    return torch.kthvalue(mag, mag.numel() - nonzero + (nonzero + 1) // 2).values
+
+
+def _nonzero_abs_median_async(a: torch.Tensor) -> torch.Tensor:
+    """`_nonzero_abs_median` as a 0-d tensor (nan when every entry is 0). On an accelerator
+    without reading the count on the host (no device sync inside a hook): a sort of the
+    <= 2^12-entry sample and an index computed on the device. On CPU, where reading it costs
+    nothing, the selection (kthvalue) is cheaper than the sort."""
+    if a.device.type == "cpu":
+        med = _nonzero_abs_median(a)
+        return med if med is not None else torch.tensor(math.nan)
+    flat = a.reshape(-1)
+    if flat.numel() > _MEDIAN_SAMPLE:
+        flat = flat[:: flat.numel() // _MEDIAN_SAMPLE + 1]
+    mag = flat.float().abs()
+    nonzero = torch.sign(mag).sum().long()
+    ordered = torch.sort(mag).values
+    idx = (mag.numel() - nonzero + (nonzero + 1) // 2 - 1).clamp(0, mag.numel() - 1)
+    med = ordered[idx.reshape(1)].reshape(())
+    return torch.where(nonzero > 0, med, torch.full_like(med, math.nan))
+
+
+def weight_mean(w: torch.Tensor) -> float:
+    return float(weight_mean_tensor(w))
+
+
+def bias_mean(b: torch.Tensor) -> float:
+    return float(weight_mean_tensor(b))
+
+
+def weight_neg_frac(w: torch.Tensor) -> float:
+    """Fraction of weight entries that are strictly negative."""
+    return float(_weight_neg_frac(w))
+
+
+def drift_score(w: torch.Tensor, w0: torch.Tensor) -> float:
+    """2·mean(W − W₀)/(std W₀ + std W): the mean shift in units of the weights' own spread.
+
+    0 at initialisation by construction; negative when the weights drift down as a whole;
+    nan when W and W₀ are both constant and differ (e.g. a one-entry norm gain that moved).
+    """
+    return float(_drift_score(w, w0))
+
+
+def preact_mean(p: torch.Tensor) -> float:
+    return float(_preact_mean(p))
+
+
+def sparsity(a: torch.Tensor) -> float:
+    """Fraction of post-activation entries exactly 0 (what a sparse kernel could skip)."""
+    return float(_sparsity(a))
+
+
+def negative_rate(p: torch.Tensor) -> float:
+    """Fraction of pre-activations < 0: the activation-agnostic sparsity proxy (GELU, SiLU)."""
+    return float(_negative_rate(p))
+
+
+def spike_max(a: torch.Tensor) -> float:
+    """max |a| over the tensor."""
+    return float(_spike_max(a))
+
+
+def spike_ratio(a: torch.Tensor) -> float:
+    """max|a| / median|a|, the median taken over the entries that are not exactly 0.
+
+    The zeros are excluded on purpose: with ReLU sparsity above 50 % the plain median is 0 and
+    the ratio would be inf for every sparse layer; `sparsity` already counts the zeros. An
+    all-zero tensor gives nan (no spike is defined). Above 2^12 entries the median is taken on
+    an evenly strided subsample (an exact one would cost more than a GPT-nano training step);
+    for an even count it is the lower of the two middle values (torch.median).
+    """
+    return float(_spike_ratio(a))
+
+
+class Scratch:
+    """Reusable buffers for the hooks' activation-sized masks, one per (dtype, device), grown to
+    the largest request. Fresh temporaries of that size at every logged step cost more than the
+    arithmetic on them on CPU (allocation and page faults on memory that is cold by then);
+    reductions read the buffers and return 0-d tensors, so one buffer serves every layer."""
+
+    def __init__(self) -> None:
+        self._bufs: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+
+    def rows(self, k: int, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """A (k, n) view of the buffer (contents undefined)."""
+        key = (dtype, device)
+        buf = self._bufs.get(key)
+        if buf is None or buf.numel() < k * n:
+            buf = torch.empty(k * n, dtype=dtype, device=device)
+            self._bufs[key] = buf
+        return buf[: k * n].view(k, n)
+
+    def clear(self) -> None:
+        self._bufs.clear()
+
+
+def sign_into(t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """sign(t) flattened into `out` (a 1-D buffer of t's size, of dtype >= float32)."""
+    flat = t.reshape(-1)
+    if flat.dtype == out.dtype:
+        return torch.sign(flat, out=out)
+    return out.copy_(flat).sign_()  # bf16/fp16 activations under autocast
+
+
+def _work_dtype(t: torch.Tensor) -> torch.dtype:
+    return torch.promote_types(t.dtype, torch.float32)
+
+
+def _sign_counts(
+    p: torch.Tensor, scratch: Scratch
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(entries > 0, entries < 0, entries != 0) of p as 0-d tensors, from s = sign(p) by
+    sum(s) = pos - neg and s·s = pos + neg: two reductions over one reused buffer, no boolean
+    mask (slow on CPU) and no fresh temporary. Exact below 2^24 entries per tensor, within
+    float32 rounding (~1e-7 relative) beyond, as the per-metric functions."""
+    s = sign_into(p, scratch.rows(1, p.numel(), _work_dtype(p), p.device)[0])
+    signed, nonzero = s.sum().double(), torch.dot(s, s).double()
+    return (nonzero + signed) / 2, (nonzero - signed) / 2, nonzero
+
+
+def activation_stats(
+    p: torch.Tensor, a: torch.Tensor, scratch: Scratch | None = None
+) -> dict[str, torch.Tensor]:
+    """Every per-activation metric for pre-activation p and output a, as 0-d tensors (the same
+    values as the per-metric functions, in fewer passes over p and a and without a host sync);
+    also the counts `_n_pos`/`_n_neg` of p that the gradient probe divides by."""
+    scratch = scratch if scratch is not None else Scratch()
+    with torch.no_grad():
+        p, a = p.detach(), a.detach()
+        n_pos, n_neg, _ = _sign_counts(p, scratch)
+        s = sign_into(a, scratch.rows(1, a.numel(), _work_dtype(a), a.device)[0])
+        a_nonzero = torch.dot(s, s).double()
+        # amax and amin: two plain reductions, cheaper on CPU than one aminmax.
+        peak = torch.maximum(-a.amin(), a.amax()).float()
+        return {
+            "preact_mean": _preact_mean(p),
+            "sparsity": (a.numel() - a_nonzero) / a.numel(),
+            "negative_rate": n_neg / p.numel(),
+            "spike_max": peak,
+            "spike_ratio": peak / _nonzero_abs_median_async(a),
+            "_n_pos": n_pos,
+            "_n_neg": n_neg,
+        }
+
+
+def grad_sign_tensors(
+    p: torch.Tensor,
+    grad: torch.Tensor,
+    scratch: Scratch | None = None,
+    counts: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """0-d tensors grad_pos, grad_neg, grad_mean of `grad` (= dl/dp) over p > 0, p < 0, all.
+
+    The two masked sums are one matrix-vector product of g with the float rows [p > 0; p < 0]
+    written into a reused buffer (cheaper than boolean masks on CPU); `counts` =
+    (entries > 0, entries < 0) of p when the forward pass already counted them. An empty side
+    gives nan (0/0), never a fake 0; a side where dl/dp is 0 entry by entry (ReLU, p < 0) gives
+    exactly 0.
+    """
+    scratch = scratch if scratch is not None else Scratch()
+    with torch.no_grad():
+        p = p.detach()
+        g = grad.detach().reshape(-1)
+        if g.dtype != _work_dtype(g):
+            g = g.float()
+        masks = scratch.rows(2, g.numel(), g.dtype, g.device)
+        flat = p.reshape(-1)
+        torch.gt(flat, 0, out=masks[0])
+        torch.lt(flat, 0, out=masks[1])
+        sums = torch.mv(masks, g)  # (sum over p > 0, sum over p < 0)
+        if counts is None:
+            n_pos, n_neg = masks[0].sum(), masks[1].sum()
+        else:
+            n_pos, n_neg = counts
+        return {
+            "grad_pos": sums[0] / n_pos,
+            "grad_neg": sums[1] / n_neg + 0.0,  # + 0.0: an exact zero is +0, not -0
+            "grad_mean": g.mean(),
+        }
+
+
+def grad_sign_stats(p: torch.Tensor, grad: torch.Tensor) -> dict[str, float]:
+    """E[dl/dp | p > 0], E[dl/dp | p < 0] and E[dl/dp] over the entries of one tensor p, given
+    grad = dl/dp of the same shape (nan for a side with no entries)."""
+    if p.shape != grad.shape:
+        raise ValueError(f"grad_sign_stats: p {tuple(p.shape)} and grad {tuple(grad.shape)}")
+    return {k: float(v) for k, v in grad_sign_tensors(p, grad).items()}
+
+
+def mean_input(module: nn.Module, inp: torch.Tensor) -> torch.Tensor:
+    """x̄: the batch-mean input of a feeding layer, as a vector in its input space.
+
+    Linear: mean over every axis but the last (features). Conv: mean over batch and space,
+    one value per input channel.
+    """
+    inp = inp.detach().float()
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return inp.transpose(0, 1).reshape(inp.shape[1], -1).mean(dim=1)
+    return inp.reshape(-1, inp.shape[-1]).mean(dim=0)
+
+
+def _effective_matrix(module: nn.Module, w: torch.Tensor) -> torch.Tensor:
+    """The (out, in) matrix M with response W x̄ = M x̄ (see `response_to`)."""
+    w = w.detach().float()
+    if w.dim() > 2:
+        if getattr(module, "transposed", False):
+            w = w.transpose(0, 1) / math.prod(getattr(module, "stride", (1,)))
+        w = w.flatten(2).sum(dim=2)
+    return w
+
+
+def response_to(module: nn.Module, w: torch.Tensor, xbar: torch.Tensor) -> torch.Tensor:
+    """W x̄ per output unit (for a conv, the mean response to a spatially constant input x̄).
+
+    A conv's interior output sees the whole kernel: W summed over it. A transposed conv's
+    weight is (in, out/groups, *kernel) and, with stride s, spreads each input over s outputs
+    per axis, so its mean interior response is the kernel sum over prod(s). Borders (padding)
+    are ignored.
+    """
+    m = _effective_matrix(module, w)
+    if m.shape[1] != xbar.shape[0]:
+        raise ValueError(
+            f"weight with {m.shape[1]} inputs cannot meet a mean input of size {xbar.shape[0]}"
+        )
+    return m @ xbar.to(m.device)
+
+
+def weight_meandir(module: nn.Module, w: torch.Tensor, xbar: torch.Tensor) -> float:
+    """mean over output units of W·x̄/‖x̄‖ (nan when x̄ = 0).
+
+    Why: the pre-activation mean is mean_o(W x̄)_o + mean(b). In a transformer the input to the
+    MLP is normalised, x̄ is a few directions, and W can move along x̄ (pushing every unit's
+    pre-activation down) while the mean over all of W's entries barely moves; this metric sees
+    that movement and `weight_mean` does not.
+    """
+    norm = float(xbar.norm())
+    if norm == 0.0:
+        return math.nan
+    return float(response_to(module, w, xbar).mean()) / norm
+
+
+def feed_metrics(
+    module: nn.Module, w: torch.Tensor, w0: torch.Tensor, xbar: torch.Tensor
+) -> dict[str, float]:
+    """Metrics of a layer feeding an activation, given its batch-mean input x̄.
+
+    The mean pre-activation of a Linear splits exactly as
+        preact_mean = preact_weight_part + bias_mean,   preact_weight_part = mean_o (W x̄)_o,
+    and the weight part splits again as
+        preact_weight_part = preact_weight_meanpart + (the rest),
+        preact_weight_meanpart = mean(W)·Σ_k x̄_k   (what the plain weight mean can explain).
+    A weight part that moves while the mean part stays flat is drift along x̄, which
+    `weight_mean` cannot see. `weight_meandir` = preact_weight_part/‖x̄‖ and
+    `weight_meandir_delta` = mean_o ((W − W₀) x̄)_o/‖x̄‖ (the same, relative to init).
+    For a conv, W is first summed over its kernel (the response to a spatially constant x̄).
+    """
+    w = w.detach().float()
+    xbar = xbar.detach().float().to(w.device)
+    weff = _effective_matrix(module, w)
+    part = response_to(module, w, xbar).mean()
+    out = {
+        "preact_weight_part": float(part),
+        "preact_weight_meanpart": float(weff.mean() * xbar.sum()),
+    }
+    norm = float(xbar.norm())
+    if norm > 0:
+        out["weight_meandir"] = float(part) / norm
+        # W x̄ − W₀ x̄ = (W − W₀) x̄ without materialising W − W₀.
+        base = response_to(module, w0.to(w.device), xbar).mean()
+        out["weight_meandir_delta"] = float(part - base) / norm
+    return out
