@@ -24,7 +24,7 @@ from benchmarks.common import dense_matmul_rate
 from empirics.montecarlo.estimators import conditional_mean_stat
 from empirics.montecarlo.sampler import CONTROL, NetConfig, crossed_block_sums, draw
 from empirics.outputs import atomic_write_json, provenance, resolve_device
-from empirics.stats import RatioAccumulator
+from empirics.stats.estimates import RatioAccumulator
 
 D_IN, WIDTH, K, B = 64, 256, 10, 64
 CONFIDENCE = 0.95

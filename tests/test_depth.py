@@ -15,7 +15,7 @@ from empirics.montecarlo.depth import estimate_conditional_moments
 from empirics.montecarlo.estimators import estimate_conditional_mean, estimate_effective_weights
 from empirics.montecarlo.presets import c1_config
 from empirics.montecarlo.sampler import NetConfig, draw
-from empirics.stats import SignTest
+from empirics.stats.estimates import SignTest
 from theory.depth import (
     RADEMACHER,
     SKEW_LEFT,

@@ -20,7 +20,9 @@ from empirics.activations import get_torch_activation
 from empirics.montecarlo.early_cli import main
 from empirics.montecarlo.early_config import EarlyConfig
 from empirics.montecarlo.early_grid import grid, report, run_grid
-from empirics.montecarlo.early_horizons import (
+from empirics.montecarlo.early_kernel import BatchedMLP, batches, per_network_stats, train_early
+from empirics.montecarlo.sampler import network_loss
+from empirics.stats.bands import (
     Series,
     band_multipliers,
     horizon,
@@ -28,8 +30,6 @@ from empirics.montecarlo.early_horizons import (
     ratio_series,
     resample_weights,
 )
-from empirics.montecarlo.early_kernel import BatchedMLP, batches, per_network_stats, train_early
-from empirics.montecarlo.sampler import network_loss
 from empirics.train.optim import make_optimizers
 
 SMALL = EarlyConfig(

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from empirics import stats as S
 from empirics.experiments import pipeline as E
 from empirics.experiments import plan as P
 from empirics.experiments import theory_runs as T
+from empirics.stats import fits, seeds
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = REPO / "paper_figures"
@@ -28,18 +28,18 @@ FIGURES = REPO / "paper_figures"
 
 def test_mean_ci_is_the_student_t_interval() -> None:
     v = [1.0, 2.0, 4.0, 7.0]
-    got = S.mean_ci(v)
+    got = seeds.mean_ci(v)
     lo, hi = stats.t.interval(0.95, 3, loc=np.mean(v), scale=stats.sem(v))
     assert got["n"] == 4 and got["mean"] == pytest.approx(3.5)
     assert got["ci"] == pytest.approx([lo, hi])
-    one = S.mean_ci([2.0, float("nan")])
+    one = seeds.mean_ci([2.0, float("nan")])
     assert one["n"] == 1 and one["ci"] == [None, None]
 
 
 def test_paired_matches_scipy_and_the_exact_sign_flip_count() -> None:
     a = {0: 1.0, 1: 2.5, 2: 3.0, 3: 2.0, 4: 4.0}
     b = {0: 0.5, 1: 1.0, 2: 3.5, 3: 1.0, 4: 2.0, 9: 7.0}  # seed 9 has no partner
-    got = S.paired(a, b)
+    got = seeds.paired(a, b)
     s = sorted(a)
     ref = stats.ttest_rel([a[k] for k in s], [b[k] for k in s])
     assert got["seeds"] == s and got["p_t"] == pytest.approx(ref.pvalue)
@@ -51,22 +51,22 @@ def test_paired_matches_scipy_and_the_exact_sign_flip_count() -> None:
         signs = np.array([1 if mask >> i & 1 else -1 for i in range(5)])
         count += abs((signs * diffs).mean()) >= 0.9 - 1e-12
     assert got["p_signflip"] == pytest.approx(count / 32)
-    assert S.sign_flip_p([1.0, 2.0, 3.0]) == pytest.approx(2 / 8)
+    assert seeds.sign_flip_p([1.0, 2.0, 3.0]) == pytest.approx(2 / 8)
     # the power statement: the detectable difference shrinks with n at fixed spread
-    big = S.paired({i: float(i % 3) for i in range(20)}, {i: 0.0 for i in range(20)})
+    big = seeds.paired({i: float(i % 3) for i in range(20)}, {i: 0.0 for i in range(20)})
     assert big["mde80"] < got["mde80"]
 
 
 def test_holm_adjusts_by_rank() -> None:
-    assert S.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    assert S.holm([None, 0.2]) == [None, 0.2]
+    assert seeds.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert seeds.holm([None, 0.2]) == [None, 0.2]
 
 
 def test_hinge_fit_finds_a_planted_knee_and_not_one_in_a_line() -> None:
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, 120)
     y = 1.0 - 0.05 * x - 3.0 * np.maximum(0, x - 0.7) + rng.normal(0, 0.02, x.size)
-    got = S.cliff_analysis(x, y, n_boot=300)
+    got = fits.cliff_analysis(x, y, n_boot=300)
     lo, hi = got["knee_ci"]
     assert abs(got["fit"]["knee"] - 0.7) < 0.03 and lo <= 0.7 <= hi and hi - lo < 0.1
     assert got["f_test_vs_line"]["p"] < 1e-6
@@ -78,12 +78,12 @@ def test_hinge_fit_finds_a_planted_knee_and_not_one_in_a_line() -> None:
     effect = np.repeat(rc.normal(0, 0.03, 24), 5)
     yc = 1.0 - 3.0 * np.maximum(0, level - 0.7) + effect + rc.normal(0, 0.005, level.size)
     groups = np.repeat(np.arange(24), 5).tolist()
-    clustered = S.cliff_analysis(level, yc, groups=groups, n_boot=300)
-    naive = S.cliff_analysis(level, yc, n_boot=300)
+    clustered = fits.cliff_analysis(level, yc, groups=groups, n_boot=300)
+    naive = fits.cliff_analysis(level, yc, n_boot=300)
     assert clustered["bootstrap"]["resampled"] == "24 configurations"
     width = [f["slope_change_ci"][1] - f["slope_change_ci"][0] for f in (clustered, naive)]
     assert width[0] > width[1]
-    line = S.cliff_analysis(x, 1.0 - 0.3 * x + rng.normal(0, 0.02, x.size), n_boot=200)
+    line = fits.cliff_analysis(x, 1.0 - 0.3 * x + rng.normal(0, 0.02, x.size), n_boot=200)
     assert line["f_test_vs_line"]["p"] > 1e-3  # no knee to find: the F screen stays quiet
     assert abs(line["fit"]["c"]) < 0.2
 

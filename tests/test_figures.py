@@ -187,7 +187,7 @@ def _cliff_json(root: Path) -> dict[str, Any]:
     """Two seeds per arch x control. mlp Top-K: a bracketed fall between 0.5 and 0.75 (an
     interval); mlp quantile: keeps >= 99 % at every level (censored above); vit shift: already
     below at its first level (censored below)."""
-    from empirics.stats import C10_THRESHOLDS, c10_critical
+    from empirics.stats.fits import C10_THRESHOLDS, c10_critical
 
     shapes = {
         ("mlp", "topk"): lambda s, seed: 1.0 if s <= 0.5 else 0.9 - 0.02 * seed,

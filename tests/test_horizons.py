@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from empirics.montecarlo.early_horizons import (
+from empirics.stats.bands import (
     band_false_alarm,
     change_point,
     crossing_estimate,
@@ -14,7 +14,7 @@ from empirics.montecarlo.early_horizons import (
     mean_series,
     resample_weights,
 )
-from empirics.stats import critical_sparsity
+from empirics.stats.fits import critical_sparsity
 
 
 def _networks(n: int, steps: int, cross: int, seed: int) -> np.ndarray:

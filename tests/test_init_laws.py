@@ -14,7 +14,7 @@ import torch
 from empirics.montecarlo.depth import estimate_optimizer_first_step
 from empirics.montecarlo.estimators import estimate_first_step
 from empirics.montecarlo.sampler import INIT_LAWS, NetConfig, standard_draw
-from empirics.stats import SignTest
+from empirics.stats.estimates import SignTest
 from theory.drift import predict_drift_coefficient
 from theory.first_step import predict_weight_drift
 

@@ -27,7 +27,7 @@ from empirics.montecarlo.estimators import (
 from empirics.montecarlo.ledger import ENTRY_IDS, montecarlo_config_for_entry, montecarlo_for_entry
 from empirics.montecarlo.presets import c1_config
 from empirics.montecarlo.sampler import NetConfig, draw
-from empirics.stats import RatioAccumulator, SignTest
+from empirics.stats.estimates import RatioAccumulator, SignTest
 from theory import registry
 from theory.registry import RegistryError
 

@@ -14,7 +14,7 @@ import pytest
 
 from empirics.experiments import mp_senet_long as ml
 from empirics.experiments.runs import load_runs
-from empirics.stats import mean_ci, paired
+from empirics.stats.seeds import mean_ci, paired
 
 STAGES = ((0, 10), (10, 20), (20, 40))
 STEPS = [*range(0, 10), *range(10, 41, 5)]  # every step early, every 5 later, as the trainer

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import empirics.montecarlo.early_horizons as ea
+import empirics.stats.bands as ea
 from empirics.ledger import experiment_verdicts, row_verdicts, verdicts, verify
 from empirics.ledger.row_verdicts import decide_verdict
 from empirics.ledger.rows import attach_montecarlo, drift_entry, gradient_entries
@@ -251,7 +251,7 @@ def test_remark_a2_reads_the_pipelines_early_group_when_there_is_no_grid(tmp_pat
 
 def _c10_block(per_arch: dict[str, list[list[tuple[float, float]]]]) -> dict:
     """A c10_cliff.json with, per arch, one Top-K curve per seed [(sparsity, relative), ...]."""
-    from empirics.stats import c10_critical
+    from empirics.stats.fits import c10_critical
 
     points = [
         {"arch": arch, "activation": "relu", "control": "topk", "seed": seed,

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from empirics.experiments.runs import Run, act_layers, brief, max_or_none, thin
-from empirics.stats import holm, mean_ci, paired
+from empirics.stats.seeds import holm, mean_ci, paired
 
 
 def aggregate_c9(runs: Sequence[Run], max_points: int = 80) -> dict[str, Any]:

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from empirics.experiments.runs import Run, act_layers, max_or_none, mean_of
-from empirics.stats import C10_THRESHOLDS, c10_critical, cliff_analysis, mean_ci
+from empirics.stats.fits import C10_THRESHOLDS, c10_critical, cliff_analysis
+from empirics.stats.seeds import mean_ci
 
 
 def _performance(run: Run) -> tuple[str, float | None]:

@@ -17,7 +17,7 @@ import numpy as np
 from empirics.experiments.runs import Run, act_layers, brief, mean_of, thin
 from empirics.experiments.sweep_state import RUNS, load_index, read_json
 from empirics.models import consumer_layers
-from empirics.stats import mean_ci, paired
+from empirics.stats.seeds import mean_ci, paired
 
 
 # Per activation layer, per run: the drift quantities reported (name -> how to get it).

@@ -23,7 +23,7 @@ from empirics.cli import EXIT_FAILED, EXIT_OK, InputError, activation_slug, fail
 from empirics.cli import run_name as make_run_name
 from empirics.experiments.runs import Run, load_runs
 from empirics.outputs import atomic_write_json
-from empirics.stats import mean_ci, paired
+from empirics.stats.seeds import mean_ci, paired
 
 SCHEMA = "mp_senet_long/v1"
 GROUP = "mp_senet_long"

@@ -42,7 +42,7 @@ from empirics.experiments.runs import c10_failed, group_status, load_runs
 from empirics.experiments.theory_runs import run_early, run_mp_probe, run_theory
 from empirics.launch import LaunchError
 from empirics.outputs import atomic_write_json
-from empirics.stats import CI_LEVEL
+from empirics.stats.estimates import CI_LEVEL
 
 SCHEMA_VERSION = 1
 

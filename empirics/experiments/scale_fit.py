@@ -40,8 +40,8 @@ from empirics.experiments.ladder import (
     rungs,
 )
 from empirics.outputs import atomic_write_json
-from empirics.stats import mean_ci as stats_mean_ci
-from empirics.stats import nested_f_p
+from empirics.stats.fits import nested_f_p
+from empirics.stats.seeds import mean_ci as stats_mean_ci
 
 LEVEL = 0.95
 ACT_LAYER = ".mlp.act"
@@ -312,7 +312,7 @@ def topk_critical(done: dict[Rung, dict[str, float]], ladder: Ladder) -> dict[st
     at its emergent sparsity, retention 1; the Top-K levels at their measured sparsity), then a t
     interval over seeds when every seed's value is bracketed by the grid, else the censored
     values as they are."""
-    from empirics.stats import critical_sparsity  # the one statistics module
+    from empirics.stats.fits import critical_sparsity
 
     dense = _cells(done, ladder.topk_act)
     out: dict[str, Any] = {}

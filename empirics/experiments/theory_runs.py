@@ -16,7 +16,7 @@ import numpy as np
 
 from empirics.experiments.plan import DRIFT_ACTS, THEORY_ACTS, Scale
 from empirics.outputs import RecordWriter, atomic_write_json, provenance
-from empirics.stats import mean_ci
+from empirics.stats.seeds import mean_ci
 
 if TYPE_CHECKING:
     from theory.registry import Activation
@@ -146,7 +146,7 @@ def run_first_step(
     from empirics.montecarlo.early_kernel import train_early
     from empirics.montecarlo.estimators import estimate_first_step
     from empirics.montecarlo.presets import first_step_network
-    from empirics.stats import SignTest
+    from empirics.stats.estimates import SignTest
     from theory.drift import drift_coefficient_numeric
 
     rows = []
@@ -216,7 +216,7 @@ def run_c1_depth(scale: Scale, root: Path) -> None:
 
     from empirics.montecarlo.depth import estimate_conditional_moments, fixed_preactivation_h
     from empirics.montecarlo.presets import c1_gated, depth_net
-    from empirics.stats import SignTest
+    from empirics.stats.estimates import SignTest
     from theory.depth import alpha
 
     rows = []

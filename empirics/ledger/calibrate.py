@@ -32,7 +32,7 @@ from empirics.montecarlo.estimators import (
 from empirics.montecarlo.ledger import sample_size
 from empirics.montecarlo.presets import c1_config, first_step_network
 from empirics.outputs import REPO_ROOT, atomic_write_json, provenance
-from empirics.stats import Estimate, SignTest
+from empirics.stats.estimates import Estimate, SignTest
 from theory.registry import BUILTIN_ACTIVATIONS, Activation, get_activation
 
 DEFAULT_OUT = REPO_ROOT / "results" / "calibrate"

@@ -52,7 +52,7 @@ def _run_estimate(
 ) -> dict:
     """One row's Monte Carlo column: `estimator(*args)` on the row's fixed `n_networks`, one-look
     sign test at `alpha_`; `target` picks the statistic of an estimator that gives several."""
-    from empirics.stats import SignTest
+    from empirics.stats.estimates import SignTest
 
     targets = {} if target is None else {"targets": (target,)}
     est = estimator(

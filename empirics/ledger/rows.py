@@ -434,7 +434,7 @@ def remark_a2_rows() -> list[tuple[LedgerEntry, Callable[[Any, float], dict | No
         def run(gen: Any, alpha: float) -> dict | None:
             import torch
 
-            from empirics.stats import RatioAccumulator, SignTest
+            from empirics.stats.estimates import RatioAccumulator, SignTest
 
             cov, mean = _remark_a2_terms(inputs, REMARK_A2_NETWORKS, gen)
             acc = RatioAccumulator()

@@ -43,7 +43,7 @@ from empirics.montecarlo.sampler import (
     NetConfig,
 )
 from empirics.outputs import RecordWriter, atomic_write_json, provenance
-from empirics.stats import Estimate, SignTest
+from empirics.stats.estimates import Estimate, SignTest
 from empirics.train.config import available_memory, check_out_dir, describe
 from theory import registry
 from theory.registry import Activation

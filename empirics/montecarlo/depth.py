@@ -18,7 +18,7 @@ from empirics.montecarlo.sampler import (
     draw_inputs,
     init_network,
 )
-from empirics.stats import Estimate, SignTest
+from empirics.stats.estimates import Estimate, SignTest
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "muon")
 

@@ -14,7 +14,8 @@ import numpy as np
 from scipy import stats
 
 from empirics.montecarlo.early_config import HORIZON_QUANTITIES, SCHEMA_VERSION, default
-from empirics.montecarlo.early_horizons import (
+from empirics.outputs import atomic_write_json, provenance
+from empirics.stats.bands import (
     SIGN_NAMES,
     band,
     band_false_alarm,
@@ -23,7 +24,6 @@ from empirics.montecarlo.early_horizons import (
     mean_series,
     resample_weights,
 )
-from empirics.outputs import atomic_write_json, provenance
 
 
 def _spread(values: Sequence[int | None], init_signs: Sequence[str], steps: int) -> dict[str, Any]:

@@ -57,8 +57,9 @@ class EarlyConfig(BaseModel):
     update from it). Horizons are computed twice: from the first `n_networks` networks and from
     all `n_networks * check_factor` (the N-check: a horizon that measures the sign, not the
     power, must not move). `alpha` is the family-wise error rate of each simultaneous band over
-    the steps, built from `bootstrap` resamples of the networks (see `early_horizons.horizon`).
-    Optimizers use the trainer's vocabulary (`empirics.train.optim`).
+    the steps, built from `bootstrap` resamples of the networks (see
+    `empirics.stats.bands.horizon`). Optimizers use the trainer's vocabulary
+    (`empirics.train.optim`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -30,16 +30,9 @@ from empirics.montecarlo.early_config import (
     EarlyConfig,
     check_memory,
 )
-from empirics.montecarlo.early_horizons import (
-    Series,
-    band,
-    horizon,
-    mean_series,
-    ratio_series,
-    resample_weights,
-)
 from empirics.montecarlo.early_kernel import History, train_networks
 from empirics.outputs import RecordWriter, atomic_open, atomic_write_json, provenance
+from empirics.stats.bands import Series, band, horizon, mean_series, ratio_series, resample_weights
 from empirics.train.config import OPTIMIZERS
 from empirics.train.runtime import TrainingDiverged
 from theory.registry import Activation

@@ -8,7 +8,7 @@ x seeds): `python -m empirics.montecarlo.early_training --sweep --seeds 0,1,2,3,
 The work is split by what it does, and each name is imported from where it lives:
 - `early_config`: `EarlyConfig` (fields, bounds, help), the memory estimate;
 - `early_kernel`: the batched networks, `train_early`, `per_network_stats`;
-- `early_horizons`: series over networks, simultaneous bands, horizons;
+- `empirics.stats.bands`: series over networks, simultaneous bands, horizons;
 - `early_grid`: one run, the grid (through the one launcher), resume and re-analysis;
 - `early_aggregate`: horizons.json and remark_a2.json over a grid;
 - `early_cli`: the command line (`main`).

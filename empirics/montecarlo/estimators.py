@@ -22,7 +22,7 @@ from empirics.montecarlo.sampler import (
     draw,
     effective_weights,
 )
-from empirics.stats import Estimate, RatioAccumulator, SignTest, fixed_interval
+from empirics.stats.estimates import Estimate, RatioAccumulator, SignTest, fixed_interval
 from theory.registry import Activation
 
 # name -> (per-network numerator, per-network denominator, any sample nonzero)

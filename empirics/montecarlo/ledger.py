@@ -18,7 +18,7 @@ from empirics.montecarlo.estimators import (
 )
 from empirics.montecarlo.presets import c1_config, drift_coefficient_config, first_step_network
 from empirics.montecarlo.sampler import NetConfig
-from empirics.stats import Estimate, SignTest
+from empirics.stats.estimates import Estimate, SignTest
 from theory.registry import Activation
 
 DEFAULT_ACTIVATION = "relu"

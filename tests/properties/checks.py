@@ -28,7 +28,7 @@ from scipy import stats
 from empirics.montecarlo.estimators import estimate_conditional_mean, estimate_first_step
 from empirics.montecarlo.sampler import NetConfig, draw
 from empirics.outputs import read_records
-from empirics.stats import SignTest
+from empirics.stats.estimates import SignTest
 from empirics.train.config import TrainConfig
 from empirics.train.loop import train
 from theory.drift import predict_drift_coefficient
