@@ -27,14 +27,14 @@ def run_theory(scale: Scale, root: Path) -> None:
     both init laws (fixed network counts), under root/theory/."""
     import torch
 
-    from empirics.activations import get_torch_activation, get_torch_derivative, parse_activation
+    from empirics.activations import parse_activation, torch_derivative, torch_fn
     from theory.drift import drift_coefficient_numeric
 
     gen = torch.Generator().manual_seed(12345)
     z = torch.randn(scale.d_samples, generator=gen, dtype=torch.float64)
     rows = []
-    for act in THEORY_ACTS:
-        f, df = get_torch_activation(act), get_torch_derivative(act)
+    for act in map(parse_activation, THEORY_ACTS):
+        f, df = torch_fn(act), torch_derivative(act)
         for s in scale.d_stds:
             p = s * z
             v = f(p) * df(p)
@@ -42,7 +42,7 @@ def run_theory(scale: Scale, root: Path) -> None:
             d_quad, err = drift_coefficient_numeric(act, float(s))
             rows.append(
                 {
-                    "activation": act,
+                    "activation": act.spec,
                     "s": s,
                     "theory": d_quad,
                     "theory_err": err,

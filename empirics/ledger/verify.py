@@ -93,7 +93,7 @@ def _resolve_activations(
     if montecarlo:
         for act in added:
             try:  # the ledger's Monte Carlo runs in float32
-                check_finite_range(act.name)
+                check_finite_range(act)
             except ActivationOverflow as exc:
                 raise VerifyInputError(f"--activation {act.name!r}: {exc}") from None
     if only:

@@ -344,8 +344,8 @@ def _run(opts: Options) -> dict[str, dict[str, Any]]:
     _check_out_and_memory(opts, next(iter(configs.values())))
     torch_dtype = DTYPES[opts.dtype]
     scale = max(1.0, opts.s if opts.quantity == "D" else 1.0, math.sqrt(opts.w_gain))
-    for name in configs:  # an overflow is refused before anything is written
-        check_finite_range(name, torch_dtype, bound=10.0 * scale)
+    for act in acts.values():  # an overflow is refused before anything is written
+        check_finite_range(act, torch_dtype, bound=10.0 * scale)
     out = opts.out or DEFAULT_OUT / opts.quantity
     created = not out.exists()
     try:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from empirics.activations import get_torch_activation
+from empirics.activations import torch_fn
 from empirics.montecarlo.early_config import EarlyConfig, check_memory
 from empirics.montecarlo.sampler import (
     DTYPES,
@@ -46,7 +46,7 @@ class BatchedMLP(nn.Module):
         self.weights = nn.ParameterList(nn.Parameter(w) for w in weights)
         self.biases = nn.ParameterList(nn.Parameter(b) for b in biases)
         self.activation = activation
-        self.fn = get_torch_activation(activation.spec)
+        self.fn = torch_fn(activation)
         self._views: list[list[torch.Tensor]] | None = None
 
     @classmethod
