@@ -149,8 +149,16 @@ def _representatives(group: str, count: int) -> list[Any]:
     if group == "c10":
         specs = [s for s in specs if s.sparsity == C10_LEVEL]
     else:
-        specs = [s for s in specs if s.activation == "relu"]
+        specs = [s for s in specs if s.activation.name == "relu"]
     return specs[:count]
+
+
+def warm_config(spec: Any, scale: Any, root: Path, threads: int) -> Any:
+    """One step of `spec`'s pipeline configuration, without warmup (one step never reaches the
+    set lr), to load its data before the timed runs."""
+    from empirics.experiments.pipeline import _train_config
+
+    return _train_config(spec, scale, root).replace(threads=threads, steps=1, warmup=0)
 
 
 def pipeline_throughput(count: int, threads: int) -> dict[str, dict[str, Any]]:
@@ -168,8 +176,7 @@ def pipeline_throughput(count: int, threads: int) -> dict[str, dict[str, Any]]:
             # A one-step run of each first: the data sets load once per process (a pipeline
             # worker pays that once per chunk of runs), not inside the timed runs.
             for spec in specs:
-                cfg = _train_config(spec, scale, Path(tmp) / "warm")
-                train(cfg.replace(threads=threads, steps=1))
+                train(warm_config(spec, scale, Path(tmp) / "warm", threads))
             for spec in specs:
                 cfg = _train_config(spec, scale, Path(tmp)).replace(threads=threads)
                 t0 = time.perf_counter()
