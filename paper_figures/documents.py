@@ -93,6 +93,26 @@ def _fmt(value: Any, spec: str | None, where: str) -> str:
     return format(int(value) if spec.endswith("d") else value, spec)
 
 
+# A claim judged in more parts than this (per architecture, per control) shows counts in the
+# README's row; its parts, one per line, are in docs/FINDINGS.md.
+MAX_PARTS_IN_ROW = 4
+VERDICT_ORDER = ("confirmed", "refined", "refuted", "not-tested", "fail")
+
+
+def short_verdict(text: str) -> str:
+    """A claim's verdict as the README's row shows it: as it is, or for a claim judged in many
+    parts (`confirmed on mlp; refuted on vit; ...`) the count of parts per verdict."""
+    parts = [p for p in str(text).split("; ") if p]
+    if len(parts) <= MAX_PARTS_IN_ROW:
+        return str(text)
+    counts: dict[str, int] = {}
+    for part in parts:
+        verdict = part.split(" on ", 1)[0]
+        counts[verdict] = counts.get(verdict, 0) + 1
+    order = sorted(counts, key=lambda v: VERDICT_ORDER.index(v) if v in VERDICT_ORDER else 99)
+    return f"by part, {len(parts)} parts: " + ", ".join(f"{v} {counts[v]}" for v in order)
+
+
 def short_table(ledger: dict[str, Any] | None) -> str:
     """The README's claims table: one short row per claim, the detail one click away."""
     entries = (ledger or {}).get("entries", [])
@@ -112,7 +132,7 @@ def short_table(ledger: dict[str, Any] | None) -> str:
         cells = [
             cid,
             row["paper_says"],
-            row["verdict"],
+            short_verdict(row["verdict"]),
             ", ".join(kinds) or "none",
             f"[{cid}](docs/FINDINGS.md#{cid.lower()})",
         ]

@@ -188,3 +188,12 @@ def test_c1_row_reads_as_its_evidence():
     assert "17179869184" not in text and f"{big:.10g}" in text
     assert "None" not in text and "MC -0.004" in text
     assert "some i.i.d. zero-mean" in verdict and "any" not in verdict
+
+
+def test_a_claim_judged_in_many_parts_shows_counts_in_the_readme_row():
+    few = "confirmed on mlp; refuted on vit"
+    assert documents.short_verdict(few) == few
+    many = "; ".join(
+        ["refuted on a", "confirmed on b", "not-tested on c", "refuted on d", "refuted on e"]
+    )
+    assert documents.short_verdict(many) == "by part, 5 parts: confirmed 1, refuted 3, not-tested 1"
