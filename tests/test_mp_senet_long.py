@@ -277,6 +277,8 @@ def test_the_pipelines_aggregate_refreshes_the_long_json(tmp_path: Path) -> None
     assert written["mp_senet_long"] == tmp_path / "full" / ml.OUT_NAME
     block = json.loads(written["mp_senet_long"].read_text())
     assert block["activations"]["relu"]["seeds"] == [0, 1, 2]
+    # The plan says what was trained, not the default plan the pipeline aggregates with.
+    assert block["plan"]["activations"] == ["relu", "tanh"] and block["plan"]["seeds"] == [0, 1, 2]
 
 
 def _replay_block(rng: np.random.Generator, effect: float, n: int = 3) -> dict:

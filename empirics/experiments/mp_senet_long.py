@@ -291,7 +291,11 @@ def aggregate(out: Path, lp: LongPlan) -> Path:
     """Read the group's completed runs under out/ and write out/mp_senet_long.json."""
     runs = load_runs(run_dir(out))
     body = aggregate_runs(runs, lp.stages)
-    body["plan"] = asdict(lp)
+    # The plan as trained: the seeds and activations of the runs found (a caller that only
+    # aggregates, like the pipeline, passes the default plan, which may name others).
+    order = {a: i for i, a in enumerate(lp.activations)}
+    found = sorted({r.activation for r in runs}, key=lambda a: (order.get(a, len(order)), a))
+    body["plan"] = {**asdict(lp), "seeds": sorted({r.seed for r in runs}), "activations": found}
     body["runs"] = len(runs)
     path = Path(out) / OUT_NAME
     atomic_write_json(path, body)
