@@ -274,6 +274,7 @@ def add_config_flags(
     *,
     skip: Iterable[str] = (),
     aliases: dict[str, Sequence[str]] | None = None,
+    parsers: dict[str, Any] | None = None,
 ) -> list[str]:
     """Add one `--field-name` flag per field of the pydantic `model`, its help taken from the
     field's `description` (plus its default and, for a Literal, its choices): a field's type,
@@ -281,7 +282,8 @@ def add_config_flags(
     or `--no-field` (default True). A Literal field's flag refuses other values itself (argparse
     names the flag, the value and the choices). Flags not given are absent from the namespace
     (the parser should use `argument_default=SUPPRESS`), so the config's own defaults and
-    presets apply. Returns the field names given flags; `config_kwargs` reads them back."""
+    presets apply. `parsers` replaces a field's argparse `type` (a list with its own message).
+    Returns the field names given flags; `config_kwargs` reads them back."""
     aliases = aliases or {}
     names = []
     for name, field in model.model_fields.items():
@@ -316,7 +318,7 @@ def add_config_flags(
             flag,
             *aliases.get(name, ()),
             dest=name,
-            type=_item_parser(field.annotation, flag),
+            type=(parsers or {}).get(name) or _item_parser(field.annotation, flag),
             choices=choices or None,
             metavar=name.upper(),
             help=help_text or None,

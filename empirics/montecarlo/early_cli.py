@@ -71,9 +71,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
         default=default("data"),
         help=f"comma-separated, each one of {', '.join(DATA)}",
     )
-    names = add_config_flags(ap, EarlyConfig, skip=GRID_FIELDS, aliases=ALIASES)
     # A non-integer width reads as the list grammar's own message (item, list, what is accepted).
-    ap._option_string_actions["--widths"].type = _widths
+    names = add_config_flags(
+        ap, EarlyConfig, skip=GRID_FIELDS, aliases=ALIASES, parsers={"widths": _widths}
+    )
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None, help="torch threads per job")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
