@@ -228,11 +228,6 @@ def torch_fn(act: Activation) -> TorchFn:
     return fn
 
 
-def get_torch_activation(activation: Activation | str) -> TorchFn:
-    """The torch function for an Activation or a spec (a name, `NAME=EXPR`, `family:k=v`)."""
-    return torch_fn(parse_activation(activation))
-
-
 class ActivationOverflow(ValueError):
     """An activation (or its derivative) is not finite in a floating-point type over the range
     of pre-activations an estimate samples: an overflow, not a property of the theory."""
@@ -289,11 +284,6 @@ def torch_derivative(act: Activation) -> TorchFn:
     return deriv
 
 
-def get_torch_derivative(activation: Activation | str) -> TorchFn:
-    """sigma'(x) for an Activation or a spec (parsed once here)."""
-    return torch_derivative(parse_activation(activation))
-
-
 class ActivationLayer(nn.Module):
     """An activation layer for an Activation (or its spec); metrics hooks attach to these
     modules. `name` is the text it was given, or the object's spec."""
@@ -322,8 +312,6 @@ __all__ = [
     "RegistryError",
     "check_finite_range",
     "compile_expression",
-    "get_torch_activation",
-    "get_torch_derivative",
     "make_activation",
     "parse_activation",
     "torch_derivative",

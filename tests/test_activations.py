@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from empirics import activations
-from empirics.activations import get_torch_activation, make_activation, parse_activation, torch_fn
+from empirics.activations import make_activation, parse_activation, torch_fn
 from empirics.cli import activation_slug, slug
 from empirics.montecarlo import ledger as mc_ledger
 from empirics.montecarlo.sampler import NetConfig, activation_pair, draw
@@ -152,7 +152,7 @@ def test_the_torch_function_is_found_once_per_object(count_parses):
     assert make_activation(act).fn is fn and make_activation(act).name == act.spec
     assert count_parses == []
     t = torch.linspace(-2, 2, 9)
-    assert torch.equal(get_torch_activation("leaky_relu:slope=0.2")(t), fn(t))
+    assert torch.equal(torch_fn(parse_activation("leaky_relu:slope=0.2"))(t), fn(t))
 
 
 def test_clearing_the_caches_forgets_the_torch_side():

@@ -16,7 +16,7 @@ import torch
 from scipy import stats
 from torch import nn
 
-from empirics.activations import get_torch_activation
+from empirics.activations import torch_fn
 from empirics.montecarlo.early_cli import main
 from empirics.montecarlo.early_config import EarlyConfig
 from empirics.montecarlo.early_grid import grid, report, run_grid
@@ -59,7 +59,7 @@ class _Act(nn.Module):
 
 def _reference_nets(model: BatchedMLP, cfg: EarlyConfig) -> list[nn.Sequential]:
     """Each network of the batch copied into its own nn.Sequential of nn.Linear layers."""
-    act = get_torch_activation(cfg.activation.spec)
+    act = torch_fn(cfg.activation)
     nets = []
     for n in range(cfg.total_networks):
         layers: list[nn.Module] = []

@@ -17,7 +17,7 @@ import sympy as sp
 import torch
 import torch.nn.functional as F
 
-from empirics.activations import get_torch_activation, get_torch_derivative
+from empirics.activations import parse_activation, torch_derivative, torch_fn
 from theory import registry
 from theory.gradient import hessian_diagonal
 from theory.registry import Activation, get_activation, get_loss, x
@@ -116,9 +116,9 @@ def test_empirics_mirror_matches_independent_torch(name):
     """The training-side implementation (native / custom autograd) under the same name."""
     ref, kinks = INDEPENDENT[name]
     t = _points(kinks, seed=1)
-    torch.testing.assert_close(get_torch_activation(name)(t), ref(t), rtol=RTOL, atol=ATOL)
+    torch.testing.assert_close(torch_fn(parse_activation(name))(t), ref(t), rtol=RTOL, atol=ATOL)
     torch.testing.assert_close(
-        get_torch_derivative(name)(t), _autograd(ref, t), rtol=RTOL, atol=ATOL
+        torch_derivative(parse_activation(name))(t), _autograd(ref, t), rtol=RTOL, atol=ATOL
     )
 
 
@@ -130,7 +130,9 @@ def test_user_activation_flows_to_torch():
         value_ratio, deriv_ratio = oracle_errors(act, ref, [])
         assert value_ratio <= 1.0 and deriv_ratio <= 1.0
         t = _points([], seed=2)
-        torch.testing.assert_close(get_torch_activation(name)(t), ref(t), rtol=RTOL, atol=ATOL)
+        torch.testing.assert_close(
+            torch_fn(parse_activation(name))(t), ref(t), rtol=RTOL, atol=ATOL
+        )
     finally:
         registry.unregister_activation(name)
 

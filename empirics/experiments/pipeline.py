@@ -56,7 +56,7 @@ def _train_config(spec: RunSpec, scale: Scale, root: Path) -> Any:
     model = {} if spec.sparsity == "none" else {"sparsity": spec.sparsity}
     return TrainConfig(
         arch=spec.arch,
-        activation=spec.activation.spec,
+        activation=spec.activation,
         data=spec.data,
         preset=scale.preset,
         steps=spec.steps,

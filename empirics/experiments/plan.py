@@ -155,7 +155,7 @@ class RunSpec:
         """From the one run-name function (empirics.cli), the sparsity control after the
         activation: `mlp-relu-topk0.5-real-s0`."""
         ctl = None if self.sparsity == "none" else self.sparsity.replace(":", "")
-        act = activation_slug(self.activation.spec)
+        act = activation_slug(self.activation)
         return make_run_name(self.arch, act, ctl, self.data, seed=self.seed)
 
 

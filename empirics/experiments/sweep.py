@@ -111,10 +111,10 @@ def grid(
             raise ConfigError(f"{flag}: no values given, so the grid is empty")
     configs = []
     for arch, act, seed in itertools.product(archs, parse_activations(activations), seeds):
-        name = run_name(arch, activation_slug(act.spec), base.data, seed=seed)
+        name = run_name(arch, activation_slug(act), base.data, seed=seed)
         cfg = base.replace(
             arch=arch,
-            activation=act.spec,
+            activation=act,
             seed=seed,
             run=name,
             out=str(Path(root) / RUNS / name),

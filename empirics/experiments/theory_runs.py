@@ -77,7 +77,7 @@ def run_g_curve(act: Activation, loss: str, init: str, n_networks: int, out: Pat
     from empirics.montecarlo.cli import estimate
     from empirics.montecarlo.sampler import NetConfig
 
-    cfg = NetConfig(activation=act.spec, loss=loss, init=init).validate()
+    cfg = NetConfig(activation=act, loss=loss, init=init).validate()
     run = f"g_curve:{act.name}:{loss}"
     settings = {"quantity": "g_curve", "activation": [act.spec], "loss": loss, "init": init}
     atomic_write_json(

@@ -386,7 +386,7 @@ def _remark_a2_terms(inputs: str, n_networks: int, generator: Any) -> tuple[Any,
     computed by the early-training statistic (`per_network_stats`) on fresh networks."""
     import torch
 
-    from empirics.activations import get_torch_activation
+    from empirics.activations import parse_activation, torch_fn
     from empirics.montecarlo.early_kernel import per_network_stats
     from empirics.montecarlo.presets import remark_a2_network
     from empirics.montecarlo.sampler import (
@@ -399,7 +399,7 @@ def _remark_a2_terms(inputs: str, n_networks: int, generator: Any) -> tuple[Any,
 
     cfg = remark_a2_network(inputs)
     covs, means = [], []
-    fn = get_torch_activation("relu")
+    fn = torch_fn(parse_activation("relu"))
     for start in range(0, n_networks, 512):  # chunks keep memory flat
         n = min(512, n_networks - start)
         shape = (n, cfg.inputs_per_net)

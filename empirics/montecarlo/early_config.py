@@ -137,7 +137,7 @@ class EarlyConfig(BaseModel):
     def net_config(self) -> NetConfig:
         """The Monte Carlo's description of these networks (init law, sizes, loss, inputs)."""
         return NetConfig(
-            activation=self.activation.spec,
+            activation=self.activation,
             loss=self.loss,
             d_in=self.d_in,
             widths=tuple(self.widths),
@@ -159,7 +159,7 @@ class EarlyConfig(BaseModel):
     def run_name(self) -> str:
         """From the one run-name function (empirics.cli): family parameters stay in the name,
         so leaky_relu:slope=0.2 and :slope=0.3 are two runs."""
-        act = activation_slug(self.activation.spec)
+        act = activation_slug(self.activation)
         parts = (act, self.loss, self.optimizer, f"lr{self.lr:g}", self.data)
         return make_run_name(*parts, seed=self.seed)
 

@@ -292,7 +292,7 @@ def describe_keys(arch_name: str) -> list[tuple[str, str, Any, dict[str, Any]]]:
 
 def _run_name(cfg: TrainConfig) -> str:
     """The default run name, from the one run-name function every entry point uses."""
-    return run_name(cfg.arch, activation_slug(cfg.activation.spec), cfg.data, seed=cfg.seed)
+    return run_name(cfg.arch, activation_slug(cfg.activation), cfg.data, seed=cfg.seed)
 
 
 def _split_preset(

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from empirics.activations import get_torch_activation
+from empirics.activations import parse_activation, torch_fn
 from empirics.outputs import read_records
 from empirics.train import tensor_stats as S
 from empirics.train.config import TrainConfig
@@ -31,7 +31,7 @@ def preacts(draw: st.DrawFn) -> torch.Tensor:
 
 @given(p=preacts(), activation=st.sampled_from(REGISTRY_ACTIVATIONS))
 def test_rates_are_fractions(p, activation):
-    a = get_torch_activation(activation)(p)
+    a = torch_fn(parse_activation(activation))(p)
     for value in (S.sparsity(a), S.negative_rate(p)):
         assert 0.0 <= value <= 1.0
 
@@ -45,7 +45,7 @@ def test_relu_sparsity_is_negative_rate_plus_exact_zeros(p):
 
 @given(p=preacts(), activation=st.sampled_from(REGISTRY_ACTIVATIONS))
 def test_spike_ratio_at_least_one(p, activation):
-    a = get_torch_activation(activation)(p)
+    a = torch_fn(parse_activation(activation))(p)
     ratio = S.spike_ratio(a)
     if bool((a != 0).any()):
         assert ratio >= 1.0
