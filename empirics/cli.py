@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from theory.registry import Activation
@@ -34,12 +34,6 @@ def fail(prog: str, message: str, stream: TextIO | None = None) -> int:
     return EXIT_BAD_INPUT."""
     print(f"{prog}: error: {message}", file=stream or sys.stderr)
     return EXIT_BAD_INPUT
-
-
-def exit_bad_input(prog: str, message: str) -> NoReturn:
-    """`fail`, then leave with exit code 2 (for code paths that cannot return a code)."""
-    fail(prog, message)
-    raise SystemExit(EXIT_BAD_INPUT)
 
 
 def split_list(text: str, field: str, *, allow_empty: bool = False) -> list[str]:
