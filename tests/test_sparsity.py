@@ -16,6 +16,7 @@ from empirics.activations import ActivationLayer
 from empirics.sparsity import (
     SparseActivation,
     SparsitySpec,
+    kth_smallest,
     make_sparse_activation,
     parse_sparsity,
     quantile_rank,
@@ -71,12 +72,30 @@ def test_topk_zeroes_exactly_the_level_per_token(level: float) -> None:
 @pytest.mark.parametrize("level", (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95))
 @pytest.mark.parametrize("dim", (-1, 1))
 def test_topk_mask_by_threshold_equals_the_mask_by_sort(level: float, dim: int) -> None:
-    # Both paths of topk_mask against torch.topk's indices, on untied continuous values and on
-    # conv-shaped maps (features on dim 1).
+    # The threshold mask against a scatter of torch.topk's indices, on untied continuous values
+    # and on conv-shaped maps (features on dim 1), for k above and below half the features.
     p = torch.randn(4, 37, 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     k = topk_keep(level, p.shape[dim])
     by_sort = torch.zeros_like(p).scatter_(dim, p.topk(k, dim=dim).indices, 1.0)
     assert torch.equal(topk_mask(p, level, dim), by_sort)
+
+
+@pytest.mark.parametrize("dim", (0, 1, -1))
+@pytest.mark.parametrize("n", (1, 2, 7, 64))
+def test_kth_smallest_is_kthvalue_in_value_and_gradient(n: int, dim: int) -> None:
+    # Every rank, both sides of the selection: the same values as kthvalue, and the gradient
+    # of their sum lands on the entries kthvalue picks (the values are untied).
+    shape = [3, 5, 4]
+    shape[dim] = n
+    g = torch.Generator().manual_seed(n)
+    for rank in range(1, n + 1):
+        p = torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+        ours = kth_smallest(p, rank, dim % 3)
+        ref = p.kthvalue(rank, dim=dim, keepdim=True).values
+        assert torch.equal(ours, ref)
+        (g_ours,) = torch.autograd.grad(ours.sum(), p)
+        (g_ref,) = torch.autograd.grad(ref.sum(), p)
+        assert torch.equal(g_ours, g_ref)
 
 
 @pytest.mark.parametrize("level", LEVELS)
