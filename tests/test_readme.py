@@ -12,7 +12,7 @@ import pytest
 
 import empirics.ledger.claim_verdicts as claim_verdicts
 import empirics.ledger.verdicts as verdicts
-from empirics.ledger.reference import PROVENANCE, choose_results, update_reference
+from empirics.ledger.reference import PROVENANCE, choose_results, describe, update_reference
 from paper_figures import documents
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,6 +124,10 @@ def test_update_copies_exactly_what_the_ledger_read(tmp_path):
     ]
     assert prov["commit"] == "abc" and prov["scale"] == "full" and prov["machine"] == "test box"
     assert prov["wall_seconds"] == pytest.approx(60 + 120.5)
+    assert sum(prov["group_seconds"].values()) == pytest.approx(60 + 120.5)
+    assert "(the pipeline's groups, min: " in describe(prov)
+    measured = update_reference(results, ref, wall_seconds=300.0)
+    assert measured["wall_seconds"] == 300.0 and describe(measured).count(" 5 min (") == 1
     assert prov["total_bytes"] == sum(prov["files"].values()) > 0
     # A later ledger that reads one file fewer leaves no stale copy behind.
     ledger_path = results / "verify" / "ledger.json"

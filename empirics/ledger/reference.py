@@ -105,9 +105,13 @@ def _shown(path: Path) -> str:
 
 
 def describe(prov: dict[str, Any]) -> str:
-    """One line: scale, date, commit, machine, wall time."""
+    """One line: scale, date, commit, machine, wall time (and each group's, when recorded)."""
     wall = prov.get("wall_seconds")
     wall_text = f"{wall / 60:.0f} min" if isinstance(wall, (int, float)) else "wall time unknown"
+    groups = prov.get("group_seconds") or {}
+    if groups:
+        parts = ", ".join(f"{g} {s / 60:.1f}" for g, s in groups.items())
+        wall_text += f" (the pipeline's groups, min: {parts})"
     commit = str(prov.get("commit") or "unknown")[:10]
     return (
         f"scale {prov.get('scale')}, {prov.get('finished')}, commit {commit}, "
@@ -122,16 +126,17 @@ def _relative(path: Path, root: Path) -> Path:
         raise ReferenceError(f"source {path}: not under the results root {root}") from exc
 
 
-def _wall_seconds(results: Path, scale: str | None) -> float | None:
-    # The pipeline records each group's wall time in experiments/<scale>/timing.json.
+def _group_seconds(results: Path, scale: str | None) -> dict[str, float]:
+    """Each group's wall seconds, as the pipeline records them in experiments/<scale>/timing.json
+    (empty when there is none)."""
     path = results / "experiments" / (scale or "full") / "timing.json"
     if not path.is_file():
-        return None
+        return {}
     try:
         timing = json.loads(path.read_text())
     except ValueError:
-        return None
-    return float(sum(v for v in timing.values() if isinstance(v, (int, float))))
+        return {}
+    return {g: float(v) for g, v in timing.items() if isinstance(v, (int, float))}
 
 
 def update_reference(
@@ -177,6 +182,8 @@ def update_reference(
     scale = max(scales, key=lambda s: SCALE_RANK[s]) if scales else None
     newest = max((s.stat().st_mtime for s, _ in rels), default=ledger_path.stat().st_mtime)
     git = (ledger.get("provenance") or {}).get("git") or {}
+    groups = _group_seconds(results, scale)
+    wall_sum = float(sum(groups.values())) if groups else None
     files = {str(r): (reference / r).stat().st_size for _, r in rels}
     files[LEDGER] = (reference / LEDGER).stat().st_size
     prov = {
@@ -186,7 +193,8 @@ def update_reference(
         "finished_unix": newest,
         "machine": machine
         or f"{(ledger.get('provenance') or {}).get('platform')}, {os.cpu_count()} CPUs",
-        "wall_seconds": wall_seconds if wall_seconds is not None else _wall_seconds(results, scale),
+        "wall_seconds": wall_seconds if wall_seconds is not None else wall_sum,
+        "group_seconds": groups,
         "scale": scale,
         "files": files,
         "total_bytes": sum(files.values()),
@@ -202,7 +210,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--reference", type=Path, default=REFERENCE)
     ap.add_argument("--ledger", type=Path, default=None, help="default RESULTS/verify/ledger.json")
     ap.add_argument("--machine", default=None, help="describe the machine (default: platform)")
-    ap.add_argument("--wall-seconds", type=float, default=None, help="default: timing.json")
+    ap.add_argument(
+        "--wall-seconds",
+        type=float,
+        default=None,
+        help="the run's measured wall time (default: the sum of timing.json's groups)",
+    )
     args = ap.parse_args(argv)
     if args.command == "show":
         prov = read_provenance(args.reference)
