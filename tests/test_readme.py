@@ -127,7 +127,7 @@ def test_update_copies_exactly_what_the_ledger_read(tmp_path):
     assert sum(prov["group_seconds"].values()) == pytest.approx(60 + 120.5)
     assert "(the pipeline's groups, min: " in describe(prov)
     measured = update_reference(results, ref, wall_seconds=300.0)
-    assert measured["wall_seconds"] == 300.0 and describe(measured).count(" 5 min (") == 1
+    assert measured["wall_seconds"] == 300.0 and describe(measured).count("wall time 5 min (") == 1
     assert prov["total_bytes"] == sum(prov["files"].values()) > 0
     # A later ledger that reads one file fewer leaves no stale copy behind.
     ledger_path = results / "verify" / "ledger.json"

@@ -107,7 +107,9 @@ def _shown(path: Path) -> str:
 def describe(prov: dict[str, Any]) -> str:
     """One line: scale, date, commit, machine, wall time (and each group's, when recorded)."""
     wall = prov.get("wall_seconds")
-    wall_text = f"{wall / 60:.0f} min" if isinstance(wall, (int, float)) else "wall time unknown"
+    wall_text = (
+        f"wall time {wall / 60:.0f} min" if isinstance(wall, (int, float)) else "wall time unknown"
+    )
     groups = prov.get("group_seconds") or {}
     if groups:
         parts = ", ".join(f"{g} {s / 60:.1f}" for g, s in groups.items())
