@@ -112,7 +112,8 @@ SCALES: dict[str, Scale] = {
         cluster="debug",
     ),
     # The `small` presets with shortened step counts, five seeds everywhere, C10 included; one
-    # end-to-end run took 103 minutes on two cores, 58 of them C10's 415 runs (README: Time).
+    # end-to-end `make experiments` took 64 minutes on two quiet cores, 37 of them C10's 415 runs
+    # (reference/PROVENANCE.json: each group's time).
     "full": Scale(
         name="full",
         preset="small",
