@@ -27,6 +27,11 @@ def test_a_moved_estimate_is_counted_and_one_outside_the_other_interval_is_liste
     assert [o["path"] for o in out["estimates_outside"]] == ["/y"]
     # provenance is not a result: its changed number is not counted
     assert out["numbers"] == 8 and out["numbers_identical"] == 2  # the two n's
+    assert (out["only_before"], out["only_after"]) == (0, 0)
+    extra = compare_files(before, {**after, "z": 1.0})
+    assert extra["only_after"] == 1
+    table = {"before": "b", "after": "a", "files": {"f.json": extra}, "rows": []}
+    assert "found in one run only: before 0, after 1" in render(table)
 
 
 def test_ledger_rows_report_verdict_changes() -> None:

@@ -123,8 +123,9 @@ def compare(before: Path, after: Path) -> dict[str, Any]:
         rel = Path(src).relative_to("reference") if src.startswith("reference/") else Path(src)
         a, b = before / rel, after / rel
         if not a.is_file() or not b.is_file():
+            # e.g. the GPT-nano ladder's scale/aggregate.json, which `make experiments` does not
+            # write: listed as missing, not compared
             files[str(rel)] = {"missing": [str(p) for p in (a, b) if not p.is_file()]}
-            # (the GPT-nano ladder's scale/aggregate.json is not part of `make experiments`)
             continue
         files[str(rel)] = compare_files(json.loads(a.read_text()), json.loads(b.read_text()))
     return {"before": str(before), "after": str(after), "files": files,
@@ -142,6 +143,11 @@ def render(table: dict[str, Any]) -> str:
             f"{rel} | {f['numbers_identical']}/{f['numbers']} | "
             f"{f['estimates_moved']}/{f['estimates']} | {len(f['estimates_outside'])}"
         )
+        if f["only_before"] or f["only_after"]:
+            lines.append(
+                f"    numbers found in one run only: before {f['only_before']}, "
+                f"after {f['only_after']}"
+            )
         for o in f["estimates_outside"]:
             b, a = o["before"], o["after"]
             lines.append(
