@@ -122,6 +122,9 @@ def test_update_copies_exactly_what_the_ledger_read(tmp_path):
     assert [e["experiment"]["source"] for e in ledger["entries"]] == [
         f"reference/{p.relative_to(results)}" for p in read
     ]
+    assert ledger["experiment_results"] == (
+        f"C6-C12 from the {len(read)} experiment files copied into reference/ with this ledger"
+    )
     assert prov["commit"] == "abc" and prov["scale"] == "full" and prov["machine"] == "test box"
     assert prov["wall_seconds"] == pytest.approx(60 + 120.5)
     assert sum(prov["group_seconds"].values()) == pytest.approx(60 + 120.5)

@@ -179,7 +179,14 @@ def update_reference(
     text = json.dumps(ledger)
     for old_src, new_src in mapping.items():
         text = text.replace(json.dumps(old_src), json.dumps(new_src))
-    atomic_write_json(reference / LEDGER, json.loads(text))
+    committed = json.loads(text)
+    # The ledger's note said where verify found C6-C12 when it ran (results/); the committed copy
+    # reads them from reference/, which the README renders this note from.
+    if sources:
+        committed["experiment_results"] = (
+            f"C6-C12 from the {len(rels)} experiment files copied into reference/ with this ledger"
+        )
+    atomic_write_json(reference / LEDGER, committed)
     scales = {scale_of(str(r)) for _, r in rels} - {None}
     scale = max(scales, key=lambda s: SCALE_RANK[s]) if scales else None
     newest = max((s.stat().st_mtime for s, _ in rels), default=ledger_path.stat().st_mtime)
