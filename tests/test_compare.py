@@ -60,6 +60,10 @@ def test_folders_end_to_end_and_bad_input(tmp_path: Path, capsys) -> None:
     (after / "verify/ledger.json").write_text(json.dumps({"entries": [entry]}))
     table = compare(before, after)
     assert table["files"]["experiments/full/drift.json"]["estimates_moved"] == 0
+    # a source outside reference/ is reported, never compared with itself
+    odd = {**entry, "id": "C7.b", "experiment": {"source": str(tmp_path / "elsewhere.json")}}
+    (before / "ledger.json").write_text(json.dumps({"entries": [entry, odd]}))
+    assert "missing" in compare(before, after)["files"][str(tmp_path / "elsewhere.json")]
     assert main(["--before", str(before), "--after", str(after)]) == 0
     assert main(["--before", str(tmp_path / "nowhere"), "--after", str(after)]) == 2
     assert "--before" in capsys.readouterr().err

@@ -120,7 +120,12 @@ def compare(before: Path, after: Path) -> dict[str, Any]:
     new_ledger = json.loads(new_ledger_path.read_text()) if new_ledger_path.is_file() else {}
     files = {}
     for src in experiment_sources(old_ledger):
-        rel = Path(src).relative_to("reference") if src.startswith("reference/") else Path(src)
+        parts = Path(src).parts
+        if "reference" not in parts:
+            # not a committed reference's source: there is no relative path to look up in AFTER
+            files[src] = {"missing": [f"{src} (not under reference/)"]}
+            continue
+        rel = Path(*parts[len(parts) - parts[::-1].index("reference") :])
         a, b = before / rel, after / rel
         if not a.is_file() or not b.is_file():
             # e.g. the GPT-nano ladder's scale/aggregate.json, which `make experiments` does not
