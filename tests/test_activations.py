@@ -132,6 +132,30 @@ def test_pickling_re_registers_a_user_expression_in_a_fresh_process(fresh_name):
     assert float(value) == pytest.approx(float(act.expr.subs(registry.x, 2)))
 
 
+def test_an_activation_registered_from_sympy_pickles_by_its_expression(fresh_name):
+    # sympy's printout of this expression (a 7-digit numerator) is refused by the whitelist
+    # parser, so the object must travel as its expression, not as NAME=printout.
+    import sympy as sp
+
+    name = fresh_name()
+    act = registry.register_activation(name, sp.Rational(1234567, 10000000) * registry.x)
+    assert pickle.loads(pickle.dumps(act)) is act
+    probe = (
+        "import pickle, sys\n"
+        "act = pickle.load(sys.stdin.buffer)\n"
+        "from theory import registry\n"
+        "print(registry.get_activation(act.name) is act, act.expr, sep='|')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        input=pickle.dumps(act),
+        capture_output=True,
+        cwd=ROOT,
+        check=True,
+    ).stdout.decode()
+    assert out.strip() == f"True|{act.expr}"
+
+
 def test_the_cache_keys_on_the_expression_without_parsing(fresh_name, count_parses):
     act = parse_activation(f"{fresh_name()}=x**3 + x")
     twin = parse_activation(f"{fresh_name()}=x**3 + x")

@@ -97,8 +97,13 @@ class Activation:
     def __call__(self, value: sp.Expr | float) -> sp.Expr:
         return self.expr.subs(x, value)
 
-    def __reduce__(self) -> tuple[Callable[[str], Activation], tuple[str]]:
-        return parse_activation_spec, (self.spec,)
+    def __reduce__(self) -> tuple[Callable[..., Activation], tuple[Any, ...]]:
+        # By its spec when text recreates it (a built-in, a family, a user's NAME=EXPR), so a
+        # worker process registers it; an activation registered from a sympy expression carries
+        # its expression (sympy's printout need not pass the whitelist parser).
+        if self.builtin or self.source:
+            return parse_activation_spec, (self.spec,)
+        return _restore_activation, (self.name, self.expr, self.description)
 
 
 @dataclass(frozen=True)
@@ -392,6 +397,19 @@ def unregister_activation(name: str) -> None:
     if name in BUILTIN_ACTIVATIONS:
         raise RegistryError(f"activation {name!r} is built in and cannot be removed")
     ACTIVATIONS.pop(name, None)
+
+
+def _restore_activation(name: str, expr: sp.Expr, description: str) -> Activation:
+    """Unpickling an activation registered from an expression: the registered one when the
+    name holds the same expression, else one registered under the name if it is free, else
+    the object alone (another definition owns the name in this process)."""
+    old = ACTIVATIONS.get(name)
+    if old is not None and old.expr == expr:
+        return old
+    act = Activation(name, expr, {}, False, description)
+    if old is None:
+        ACTIVATIONS[name] = act
+    return act
 
 
 def parse_activation_spec(spec: str) -> Activation:
