@@ -61,6 +61,7 @@ def test_folders_end_to_end_and_bad_input(tmp_path: Path, capsys) -> None:
     table = compare(before, after)
     assert table["files"]["experiments/full/drift.json"]["estimates_moved"] == 0
     # a source outside reference/ is reported, never compared with itself
+    (tmp_path / "elsewhere.json").write_text(json.dumps({"m": _est(0.1, 0, 1)}))  # exists
     odd = {**entry, "id": "C7.b", "experiment": {"source": str(tmp_path / "elsewhere.json")}}
     (before / "ledger.json").write_text(json.dumps({"entries": [entry, odd]}))
     assert "missing" in compare(before, after)["files"][str(tmp_path / "elsewhere.json")]

@@ -13,7 +13,10 @@ ledger.json), and prints:
 
 Two runs of the same code and seeds give identical numbers; a change that only reorders float
 arithmetic moves them by rounding, and chaotic runs (C10) then end elsewhere within the seed
-spread. An estimate outside the other run's interval is listed by path.
+spread. An estimate outside the other run's interval is listed by path. This is a description,
+not a test: for two independent runs of equal spread a mean falls outside the other's 95 %
+interval by chance about 17 % of the time (|Z| > 1.96/sqrt 2); the table prints that rate
+beside the count.
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ from typing import Any
 
 from empirics.ledger.reference import LEDGER, REFERENCE, experiment_sources
 from empirics.outputs import REPO_ROOT, atomic_write_json
+
+# P(|Z| > 1.96 / sqrt 2): how often one of two independent equal-spread means falls outside the
+# other's 95 % interval with no change at all.
+CHANCE_OUTSIDE = math.erfc(1.959964 / 2)
 
 # Keys whose numbers say when and where a run was made, not what it measured.
 _NOT_RESULTS = ("provenance", "timing", "wall_time_s", "wall_seconds")
@@ -139,7 +146,10 @@ def compare(before: Path, after: Path) -> dict[str, Any]:
 
 def render(table: dict[str, Any]) -> str:
     lines = [f"before: {table['before']}   after: {table['after']}", ""]
-    lines.append("file | numbers identical | estimates moved | outside the other's CI")
+    lines.append(
+        "file | numbers identical | estimates moved | outside the other's CI "
+        f"(by chance: about {CHANCE_OUTSIDE:.0%} of moved estimates, for independent runs)"
+    )
     for rel, f in table["files"].items():
         if "missing" in f:
             lines.append(f"{rel} | missing: {', '.join(f['missing'])}")
