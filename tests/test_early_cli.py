@@ -220,21 +220,15 @@ def test_report_reads_runs_that_recorded_a_user_expression_by_its_bare_name(tmp_
 # ----------------------------------------------------------------------------- structure
 
 MODULES = sorted((ROOT / "empirics" / "montecarlo").glob("early_*.py"))
-ABOVE = ("empirics.ledger", "empirics.experiments")  # the layers above the Monte Carlo
 
 
-def test_modules_stay_small_and_import_only_downwards() -> None:
+def test_early_training_uses_the_trainers_divergence_and_not_its_loop() -> None:
+    # Sizes and layers are tests/test_layout.py's; what is particular to early training: one
+    # TrainingDiverged (the trainer's) and no reach into the trainer's loop.
     assert {m.name for m in MODULES} >= {"early_training.py", "early_config.py", "early_cli.py"}
     for module in MODULES:
-        text = module.read_text()
-        assert len(text.splitlines()) <= 600, module.name
-        tree = ast.parse(text)
-        for node in ast.walk(tree):
-            if isinstance(node, ast.FunctionDef):
-                length = node.end_lineno - node.lineno + 1
-                assert length <= 80, f"{module.name}:{node.name} has {length} lines"
+        for node in ast.walk(ast.parse(module.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:
-                assert not node.module.startswith(ABOVE), f"{module.name} imports {node.module}"
                 assert node.module != "empirics.train.loop", module.name
             if isinstance(node, ast.ClassDef):
-                assert node.name != "TrainingDiverged", module.name  # the trainer's, one class
+                assert node.name != "TrainingDiverged", module.name
