@@ -17,7 +17,7 @@ from typing import Any
 
 from empirics.ledger.claim_verdicts import PAPER_SAYS, claim_rows
 from empirics.ledger.reference import LEDGER, PROVENANCE, describe
-from empirics.ledger.row_verdicts import summarize, summary_line
+from empirics.ledger.row_verdicts import VERDICTS, summarize, summary_line
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "reference"
@@ -96,7 +96,6 @@ def _fmt(value: Any, spec: str | None, where: str) -> str:
 # A claim judged in more parts than this (per architecture, per control) shows counts in the
 # README's row; its parts, one per line, are in docs/FINDINGS.md.
 MAX_PARTS_IN_ROW = 4
-VERDICT_ORDER = ("confirmed", "refined", "refuted", "not-tested", "fail")
 
 
 def short_verdict(text: str) -> str:
@@ -109,7 +108,7 @@ def short_verdict(text: str) -> str:
     for part in parts:
         verdict = part.split(" on ", 1)[0]
         counts[verdict] = counts.get(verdict, 0) + 1
-    order = sorted(counts, key=lambda v: VERDICT_ORDER.index(v) if v in VERDICT_ORDER else 99)
+    order = sorted(counts, key=lambda v: VERDICTS.index(v) if v in VERDICTS else 99)
     return f"by part, {len(parts)} parts: " + ", ".join(f"{v} {counts[v]}" for v in order)
 
 

@@ -6,8 +6,10 @@ Run: `.venv/bin/python -m pytest tests/test_experiments.py -q` (about half a min
 
 from __future__ import annotations
 
+import json
 import os
 import runpy
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -110,26 +112,26 @@ def micro(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_micro_pipeline_writes_every_claim_file_with_seeds(micro: Path) -> None:
-    drift = E.json.loads((micro / "drift.json").read_text())
+    drift = json.loads((micro / "drift.json").read_text())
     assert drift["ci_level"] == 0.95 and drift["run_status"]["drift"] == {"completed": 16}
     row = next(r for r in drift["rows"] if (r["arch"], r["activation"]) == ("mlp", "relu"))
     assert row["seeds"] == [0, 1]
     assert row["mean_over_layers"]["d_preact_mean"]["n"] == 2
     assert "d_preact_mean" in row["vs_tanh"] and row["vs_tanh"]["d_preact_mean"]["n"] == 2
     assert row["consumers"] == {"layers.act1": ["layers.fc2"], "layers.act2": ["layers.head"]}
-    c10 = E.json.loads((micro / "c10_cliff.json").read_text())
+    c10 = json.loads((micro / "c10_cliff.json").read_text())
     assert c10["fits"]["pooled"]["knee_by_seed"]["n"] == 1  # MICRO has one C10 seed
     # 3 controls x 2 levels + the baseline, one seed each; relative = 1 for the baseline
     assert c10["configurations"] == 7 and c10["runs"] == 7
     assert all(p["relative"] == 1.0 for p in c10["points"] if p["control"] == "none")
     topk = [p for p in c10["points"] if p["control"] == "topk"]
     assert all(p["measured_sparsity"] >= p["level"] - 1 / 32 for p in topk)
-    c12 = E.json.loads((micro / "c12_val_loss.json").read_text())
+    c12 = json.loads((micro / "c12_val_loss.json").read_text())
     assert set(c12["activations"]) == {"relu", "gelu", "relu2", "silu", "tanh"}
-    c11 = E.json.loads((micro / "c11_spikes.json").read_text())
+    c11 = json.loads((micro / "c11_spikes.json").read_text())
     amp = c11["activations"]["relu"]["layers"][c11["layers"][0]]["amp_spike_max_last"]
     assert amp["geo_mean"] == pytest.approx(1.0)  # ReLU against itself
-    c9 = E.json.loads((micro / "c9_sparsity.json").read_text())
+    c9 = json.loads((micro / "c9_sparsity.json").read_text())
     assert set(c9["archs"]) == {"mlp", "gpt_nano"}
 
 
@@ -169,7 +171,7 @@ def theory_micro(tmp_path_factory: pytest.TempPathFactory, micro: Path) -> Path:
 
 
 def test_first_step_theory_estimator_and_trainer_agree(theory_micro: Path) -> None:
-    body = E.json.loads((theory_micro / "theory" / "first_step.json").read_text())
+    body = json.loads((theory_micro / "theory" / "first_step.json").read_text())
     assert {(r["activation"], r["loss"]) for r in body["rows"]} == {
         (a, lo) for a in T.FIRST_STEP_ACTS for lo in ("mse", "cross_entropy")
     }
@@ -184,13 +186,13 @@ def test_first_step_theory_estimator_and_trainer_agree(theory_micro: Path) -> No
         if r["loss"] == "mse":  # the exact value -lr K s2^2 D(sigma, 1)
             assert abs(mc["mean"] - r["theory"]) < 5 * mc["stderr"] + 1e-9, r
             assert (r["theory"] < 0) == (r["activation"] != "tanh"), r
-    trainer = E.json.loads((theory_micro / "first_step_trainer.json").read_text())
+    trainer = json.loads((theory_micro / "first_step_trainer.json").read_text())
     mlp = [r for r in trainer["rows"] if r["arch"] == "mlp" and r["layer"] == "mean over layers"]
     assert {r["activation"] for r in mlp} == set(P.DRIFT_ACTS) and all(r["n"] == 2 for r in mlp)
 
 
 def test_c1_depth_rows_follow_theorem_d1_for_the_gaussian_law(theory_micro: Path) -> None:
-    rows = E.json.loads((theory_micro / "theory" / "c1_depth.json").read_text())["rows"]
+    rows = json.loads((theory_micro / "theory" / "c1_depth.json").read_text())["rows"]
     assert {(r["init"], r["gating_layers"]) for r in rows} == {
         (i, m) for i in T.C1_INITS for m in T.C1_DEPTHS
     }
@@ -322,3 +324,13 @@ def test_each_activation_feeds_the_layers_its_model_declares(arch: str) -> None:
         if not act.endswith("act2"):  # act2's output passes the next block's input unchanged
             out = seen[act][0]
             assert any(torch.equal(seen["in:" + c][0], out) for c in cons), (act, cons)
+
+
+@pytest.mark.skipif(shutil.which("srun") is not None, reason="a SLURM node accepts --cluster slurm")
+def test_a_cluster_the_machine_lacks_is_bad_input(tmp_path: Path, capsys) -> None:
+    # the sweep turns the launcher's refusal into a ConfigError: exit 2 with one line, no trace
+    with pytest.raises(SystemExit) as exc:
+        E.main(["run", "--scale", "quick", "--only", "synthetic", "--cluster", "slurm",
+                "--out", str(tmp_path)])  # fmt: skip
+    assert exc.value.code == 2
+    assert "--cluster slurm" in capsys.readouterr().err

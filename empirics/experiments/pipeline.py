@@ -8,7 +8,6 @@ aggregate --scale full` only reads results/ (no torch) and writes results/experi
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -39,10 +38,12 @@ from empirics.experiments.plan import (
     scale_root,
 )
 from empirics.experiments.runs import c10_failed, group_status, load_runs
+from empirics.experiments.sweep_state import read_json
 from empirics.experiments.theory_runs import run_early, run_mp_probe, run_theory
 from empirics.launch import LaunchError
 from empirics.outputs import atomic_write_json
 from empirics.stats.estimates import CI_LEVEL
+from empirics.train.config import ConfigError
 
 SCHEMA_VERSION = 1
 
@@ -192,7 +193,7 @@ def run(
         timing["mp_probe"] = time.perf_counter() - t0
     # Wall times are informative only; nothing the pipeline computes depends on them.
     prev = sroot / "timing.json"
-    old = json.loads(prev.read_text()) if prev.exists() else {}
+    old = read_json(prev) or {}  # a truncated file must not fail a finished run
     atomic_write_json(prev, {**old, **timing})
     return {"timing": timing, "written": {k: str(v) for k, v in aggregate(scale, root).items()}}
 
@@ -249,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PipelineStopped as exc:
         print(f"{ap.prog}: stopped: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except LaunchError as exc:
+    except (LaunchError, ConfigError) as exc:  # --cluster, or a resume with other settings
         ap.error(str(exc))
     except KeyboardInterrupt as exc:  # the sweep cancelled its jobs; finished runs are kept
         signum = int(getattr(exc, "signum", 2) or 2)

@@ -32,7 +32,6 @@ from empirics.train.runtime import (
 )
 
 # Seed offsets of the train and validation data streams (fixed: part of what a seed means).
-DATA_SEED, VAL_SEED = 1_000_003, 2_000_003
 # ---------------------------------------------------------------------------------- the CLI
 
 
