@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.common import interleaved, matmul_burst
+from benchmarks.common import device_arg, interleaved, matmul_burst
 from empirics.models import ARCHS
 from empirics.outputs import atomic_write_json, provenance, resolve_device
 from empirics.train.config import TrainConfig, resolve
@@ -248,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--quick", action="store_true", help="fewer repetitions, one run per group (smoke)"
     )
     ap.add_argument("--reps", type=int, default=None, help="interleaved repetitions")
-    ap.add_argument("--device", default="auto")
+    ap.add_argument("--device", default="auto", type=device_arg)
     ap.add_argument(
         "--threads",
         type=int,

@@ -5,13 +5,24 @@ Not run on its own; `make bench` runs the benchmarks that use it.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
 
+from empirics.outputs import resolve_device
+
 MATMUL_N = 1024  # the reference problem: one n x n x n float32 matmul
+
+
+def device_arg(text: str) -> str:
+    """`--device` for argparse: auto/cpu/cuda[:N] resolved, else exit 2 with the reason."""
+    try:
+        return resolve_device(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def sync(device: str) -> None:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from scipy import stats
 from torch.func import grad, vmap
 
-from benchmarks.common import dense_matmul_rate
+from benchmarks.common import dense_matmul_rate, device_arg
 from empirics.montecarlo.estimators import conditional_mean_stat
 from empirics.montecarlo.sampler import CONTROL, NetConfig, crossed_block_sums, draw
 from empirics.outputs import atomic_write_json, provenance, resolve_device
@@ -332,7 +332,7 @@ def _print(report: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.montecarlo_bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="short timings (smoke)")
-    ap.add_argument("--device", default="auto")
+    ap.add_argument("--device", default="auto", type=device_arg)
     ap.add_argument("--out", type=Path, default=Path("results/montecarlo/bench.json"))
     args = ap.parse_args(argv)
     bench(args.quick, args.device, args.out)

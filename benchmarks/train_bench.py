@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.common import interleaved
+from benchmarks.common import device_arg, interleaved
 from empirics.models import get_arch
 from empirics.outputs import atomic_write_json, provenance, resolve_device
 from empirics.sparsity import topk_keep, topk_mask
@@ -203,7 +203,7 @@ def run(
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.train_bench", description=__doc__)
     ap.add_argument("--reps", type=int, default=20)
-    ap.add_argument("--device", default="auto")
+    ap.add_argument("--device", default="auto", type=device_arg)
     ap.add_argument(
         "--threads",
         type=int,
