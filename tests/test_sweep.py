@@ -583,3 +583,22 @@ def test_one_run_name_function_for_train_sweep_and_early_training(tmp_path: Path
     names = {EarlyConfig(activation=f"leaky_relu:slope={s}").run_name() for s in (0.2, 0.3)}
     assert len(names) == 2
     assert all("slope-0." in n for n in names)
+
+
+def test_a_dead_one_run_job_keeps_a_run_that_completed(tmp_path: Path) -> None:
+    # One-run jobs (and SLURM arrays) and chunks judge a dead job's runs alike: by their own
+    # summary, so index.json never calls a finished run failed.
+    from empirics.experiments.sweep_jobs import collect, collect_chunk
+
+    class Dead:
+        def result(self):
+            raise RuntimeError("killed\nmore")
+
+    cfg = T.TrainConfig(arch="mlp", preset="smoke", steps=2, out=str(tmp_path / "r"))
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "summary.json").write_text(json.dumps({"status": "completed"}))
+    assert collect(Dead(), cfg)["status"] == "completed"
+    assert collect_chunk(Dead(), [cfg])[0]["status"] == "completed"
+    other = cfg.replace(out=str(tmp_path / "missing"))
+    entry = collect(Dead(), other)
+    assert entry["status"] == "failed" and entry["message"] == "RuntimeError: killed"

@@ -10,7 +10,7 @@ import contextlib
 import fcntl
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,10 +84,22 @@ def run_points(
 
 
 def collect_chunk(job: Any, cfgs: Sequence[TrainConfig]) -> list[dict[str, Any]]:
-    """Entries of a chunked job; if the job died, each run is judged by its own directory (a
-    run that completed before the job died stays completed)."""
+    """Entries of a chunked job (see `_collect`)."""
+    return _collect(job, cfgs, lambda result: [dict(e) for e in result])
+
+
+def collect(job: Any, cfg: TrainConfig) -> dict[str, Any]:
+    """The entry of a one-run job (see `_collect`)."""
+    return _collect(job, [cfg], lambda result: [dict(result)])[0]
+
+
+def _collect(
+    job: Any, cfgs: Sequence[TrainConfig], entries_of: Callable[[Any], list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """The entries a job reports; if the job died (killed, OOM), each run is judged by its own
+    directory: one that completed before the job died stays completed, the others failed."""
     try:
-        entries = [dict(e) for e in job.result()]
+        entries = entries_of(job.result())
     except Exception as exc:  # noqa: BLE001 -- a dead job: read each run's summary
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         entries = []
@@ -107,16 +119,3 @@ def collect_chunk(job: Any, cfgs: Sequence[TrainConfig]) -> list[dict[str, Any]]
         if entry.get("status") != "completed" and log is not None:
             entry["log"] = str(log)
     return entries
-
-
-def collect(job: Any, cfg: TrainConfig) -> dict[str, Any]:
-    try:
-        entry = dict(job.result())
-    except Exception as exc:  # noqa: BLE001 -- a job that died (killed, OOM) is one failed run
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        entry = {"status": "failed", "message": f"{type(exc).__name__}: {first}"[:500]}
-        entry.update(summary_fields(Path(cfg.out)))
-    log = getattr(getattr(job, "paths", None), "stderr", None)
-    if entry.get("status") != "completed" and log is not None:
-        entry["log"] = str(log)
-    return entry
