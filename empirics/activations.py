@@ -325,11 +325,9 @@ __all__ = [
 def parse_activation(spec: str | Activation) -> Activation:
     """The one place a spec from a command line, a config or a ledger entry becomes the
     Activation object that everything below takes (an object passes through unchanged)."""
-    if isinstance(spec, Activation):
-        return spec
-    if not isinstance(spec, str):
+    if not isinstance(spec, (str, Activation)):
         raise RegistryError(f"activation: expected a spec string, got {type(spec).__name__}")
-    return registry.parse_activation_spec(spec)
+    return registry.as_activation(spec)
 
 
 def _activation_schema(_source: Any, _handler: Any) -> Any:

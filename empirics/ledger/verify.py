@@ -19,7 +19,6 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from empirics.activations import ActivationOverflow, check_finite_range, parse_activation
 from empirics.cli import InputError, evidence_scale, fail, split_list
 from empirics.ledger.claim_verdicts import claim_rows
 from empirics.ledger.reference import REFERENCE, choose_results
@@ -41,6 +40,7 @@ from theory.registry import (
     BUILTIN_LOSSES,
     Activation,
     RegistryError,
+    as_activation,
     get_activation,
     loss_names,
 )
@@ -85,12 +85,14 @@ def _resolve_activations(
     added = []
     for spec in activations:
         try:
-            added.append(parse_activation(spec))
+            added.append(as_activation(spec))
         except RegistryError as exc:
             raise VerifyInputError(f"--activation {spec!r}: {exc}") from None
     chosen = [get_activation(name) for name in BUILTIN_ACTIVATIONS]
     chosen += [a for a in added if a.name not in BUILTIN_ACTIVATIONS]
-    if montecarlo:
+    if montecarlo:  # torch only here: the theory-only ledger does not import it
+        from empirics.activations import ActivationOverflow, check_finite_range
+
         for act in added:
             try:  # the ledger's Monte Carlo runs in float32
                 check_finite_range(act)
