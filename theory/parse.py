@@ -171,7 +171,7 @@ def parse_safe(text: str, symbols: dict[str, sp.Expr]) -> sp.Expr:
     `symbols` maps the variable names allowed (e.g. {"x": x}) to their sympy symbols. Raises
     ValueError naming what is not allowed."""
     if len(text) > MAX_EXPRESSION_CHARS:
-        raise ValueError(f"longer than {MAX_EXPRESSION_CHARS} characters")
+        raise ValueError(f"longer than {MAX_EXPRESSION_CHARS} characters ({len(text)})")
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:

@@ -281,6 +281,12 @@ def singularities(expr: sp.Expr) -> sp.Set:
         raise ValueError(f"cannot decide where it is finite ({type(exc).__name__})") from None
 
 
+def _shown(text: object, limit: int = 80) -> str:
+    """The input as an error message quotes it: repr, cut to `limit` characters."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
 def parse_expression(text: str | sp.Expr, name: str = "<expr>") -> sp.Expr:
     """Parse (by the whitelist, see `parse_safe`) and validate an activation expression in `x`.
 
@@ -295,7 +301,7 @@ def parse_expression(text: str | sp.Expr, name: str = "<expr>") -> sp.Expr:
         try:
             expr = parse_safe(str(text), {"x": x})
         except ValueError as exc:
-            raise RegistryError(f"activation {name!r}: cannot use {text!r}: {exc}") from None
+            raise RegistryError(f"activation {name!r}: cannot use {_shown(text)}: {exc}") from None
     if not isinstance(expr, sp.Expr):
         raise RegistryError(f"activation {name!r}: {text!r} is not an expression")
     # A user's plain Symbol('x') is not our real x: map it over by name.
@@ -503,8 +509,8 @@ def register_loss(name: str, expr: str | sp.Expr, *, target: str = "real") -> Lo
             parsed = parse_safe(text, allowed)
         except ValueError as exc:
             raise RegistryError(
-                f"loss {name!r}: cannot use {expr!r}: {exc} (use symbols z and y per output, or "
-                "z0.., y0..)"
+                f"loss {name!r}: cannot use {_shown(expr)}: {exc} (use symbols z and y per "
+                "output, or z0.., y0..)"
             ) from None
     names = {s.name for s in parsed.free_symbols}
     coordinatewise = names <= {"z", "y"}

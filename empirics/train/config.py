@@ -23,7 +23,6 @@ from pydantic import (
     StrictInt,
     TypeAdapter,
     ValidationError,
-    field_validator,
 )
 
 from empirics.activations import ActivationField
@@ -52,7 +51,6 @@ Precision = Literal[PRECISIONS]  # type: ignore[valid-type]
 # leave the output directory.
 RUN_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.+=-]{0,199}$"
 
-MAX_SPEC = 500  # characters of an activation spec
 PositiveInt = Annotated[StrictInt, Field(ge=1)]
 NonNegInt = Annotated[StrictInt, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -182,14 +180,6 @@ class TrainConfig(BaseModel):
             super().__init__(**data)
         except ValidationError as exc:
             raise ConfigError(describe(exc)) from None
-
-    @field_validator("activation", mode="before")
-    @classmethod
-    def _spec_length(cls, value: Any) -> Any:
-        # An expression is parsed by sympy: a bound on its length keeps that cheap.
-        if isinstance(value, str) and len(value) > MAX_SPEC:
-            raise ValueError(f"expected a spec of at most {MAX_SPEC} characters, got {len(value)}")
-        return value
 
     def __setattr__(self, name: str, value: Any) -> None:
         try:
