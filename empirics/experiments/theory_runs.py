@@ -315,7 +315,7 @@ def run_early(scale: Scale, root: Path, jobs: int = 1) -> None:
     `jobs` runs at a time with one torch thread each (the thread count is recorded in its
     config.json). The grid resumes by itself; it writes horizons.json beside its runs."""
 
-    from empirics.montecarlo.early_config import EarlyConfig, check_memory
+    from empirics.montecarlo.early_config import EarlyConfig
     from empirics.montecarlo.early_grid import grid, run_grid
 
     base = EarlyConfig(steps=scale.early_training_steps, n_networks=scale.early_training_networks)
@@ -329,7 +329,6 @@ def run_early(scale: Scale, root: Path, jobs: int = 1) -> None:
             seeds=scale.early_training_seeds,
         )
     ]
-    check_memory(configs, jobs)
-    out = root / "early_training"
+    out = root / "early_training"  # run_grid checks memory before it writes anything
     results = run_grid(configs, out, jobs=jobs, threads=1, progress=False)
     print(f"early: {len(results)}/{len(configs)} runs finished; wrote {out}/horizons.json")
