@@ -19,7 +19,7 @@ from torch import nn
 from benchmarks.common import device_arg, interleaved
 from empirics.models import get_arch
 from empirics.outputs import atomic_write_json, provenance, resolve_device
-from empirics.sparsity import topk_keep, topk_mask
+from empirics.sparsity import kth_smallest, quantile_rank, topk_keep, topk_mask
 from empirics.tasks import text as text_task
 from empirics.train.metrics import MetricsTracker
 
@@ -102,6 +102,40 @@ def topk_mask_ratios(reps: int, seed: int = 0) -> dict[str, float]:
                 "cpu",
             )
             out[f"{arch}@{level:g}"] = med["before"] / med["now"]
+    return out
+
+
+def quantile_shift_ratios(reps: int, seed: int = 0) -> dict[str, float]:
+    """Time of the C10 quantile shift's forward + backward with torch's kthvalue (before) over
+    the current one (`kth_smallest`), per arch shape at level 0.5, from interleaved medians;
+    also checks the two shifts agree in value (untied Gaussian inputs)."""
+    gen = torch.Generator().manual_seed(seed)
+    out: dict[str, float] = {}
+    for arch, (shape, dim) in TOPK_SHAPES.items():
+        p = torch.randn(*shape, generator=gen)
+        flat = p.transpose(0, 1).reshape(p.shape[1], -1) if dim == 1 else p
+        sel = 1 if dim == 1 else -1
+        rank = quantile_rank(0.5, flat.shape[sel])
+        if not torch.equal(
+            flat.kthvalue(rank, dim=sel, keepdim=True).values, kth_smallest(flat, rank, sel)
+        ):
+            raise AssertionError(f"quantile shifts differ at {arch}")
+
+        def shift(select: Callable[[torch.Tensor], torch.Tensor], flat=flat) -> None:
+            x = flat.detach().requires_grad_(True)
+            torch.relu(x - select(x)).sum().backward()
+
+        med = interleaved(
+            {
+                "before": lambda f=shift, r=rank, d=sel: f(
+                    lambda x: x.kthvalue(r, dim=d, keepdim=True).values
+                ),
+                "now": lambda f=shift, r=rank, d=sel: f(lambda x: kth_smallest(x, r, d)),
+            },
+            reps,
+            "cpu",
+        )
+        out[f"{arch}@0.5"] = med["before"] / med["now"]
     return out
 
 
@@ -251,6 +285,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     res["topk_mask_speedup"] = topk_mask_ratios(args.reps)
     print("  C10 Top-K mask, previous / current time (same masks):")
     for key, ratio in res["topk_mask_speedup"].items():
+        print(f"    {key:<16} {ratio:5.2f}x")
+    res["quantile_shift_speedup"] = quantile_shift_ratios(args.reps)
+    print("  C10 quantile shift, forward + backward, kthvalue / current time (same values):")
+    for key, ratio in res["quantile_shift_speedup"].items():
         print(f"    {key:<16} {ratio:5.2f}x")
     if "ratio_compiled_over_eager" in res:
         print(f"  torch.compile / eager step time: {res['ratio_compiled_over_eager']:.3f}")

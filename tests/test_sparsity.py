@@ -98,6 +98,41 @@ def test_kth_smallest_is_kthvalue_in_value_and_gradient(n: int, dim: int) -> Non
         assert torch.equal(g_ours, g_ref)
 
 
+@pytest.mark.parametrize("requires_grad", (False, True))
+def test_kth_smallest_with_ties_selects_the_value_and_the_first_tied_entry(
+    requires_grad: bool,
+) -> None:
+    # Small integers as floats: most ranks fall on tied values. The value is kthvalue's; the
+    # gradient reaches exactly one entry per row, the first along the axis holding that value
+    # (a rule of ours; kthvalue picks among ties as its selection happens to go).
+    g = torch.Generator().manual_seed(5)
+    p = torch.randint(0, 4, (6, 9, 11), generator=g).to(torch.float32)
+    for dim in (0, 1, 2):
+        for rank in range(1, p.shape[dim] + 1):
+            x = p.clone().requires_grad_(requires_grad)
+            ours = kth_smallest(x, rank, dim)
+            assert torch.equal(ours, p.kthvalue(rank, dim=dim, keepdim=True).values)
+            if not requires_grad:
+                continue
+            (grad,) = torch.autograd.grad(ours.sum(), x)
+            first = (p == ours.detach()).to(torch.uint8).argmax(dim, keepdim=True)
+            expected = torch.zeros_like(p).scatter_(dim, first, 1.0)
+            assert torch.equal(grad, expected)
+
+
+def test_kth_smallest_falls_back_to_kthvalue_off_float32_and_on_nan() -> None:
+    # bfloat16 has no numpy dtype, and a nan at the selected rank has no entry equal to it.
+    p = torch.randn(4, 16, generator=torch.Generator().manual_seed(6))
+    half = p.to(torch.bfloat16)
+    assert torch.equal(kth_smallest(half, 5, 1), half.kthvalue(5, dim=1, keepdim=True).values)
+    p[0, 3] = math.nan
+    x = p.clone().requires_grad_(True)
+    ours = kth_smallest(x, 16, 1)  # row 0's largest is its nan
+    ref = p.kthvalue(16, dim=1, keepdim=True).values
+    assert torch.equal(ours.isnan(), ref.isnan())
+    assert torch.equal(ours[1:], ref[1:])
+
+
 @pytest.mark.parametrize("level", LEVELS)
 def test_quantile_shift_puts_the_level_below_zero_per_token(level: float) -> None:
     # ReLU after subtracting the ceil(level F)-th smallest entry: exactly ceil(level F) zeros per
