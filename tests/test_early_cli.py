@@ -197,6 +197,14 @@ def test_divergence_is_the_trainers_training_diverged(tmp_path) -> None:
         train_early(cfg)
     body = early_grid.run_one(cfg, tmp_path / "run")
     assert body["status"] == "diverged" and "non-finite" in body["message"]
+    # It keeps what it measured up to the step that diverged: every measured step's rows and
+    # the per-network values, step 0 (init) included.
+    assert body["steps"] >= 0
+    rows = (tmp_path / "run" / "records.csv").read_text().splitlines()
+    steps = {int(line.split(",")[1]) for line in rows[1:]}
+    assert steps == set(range(body["steps"] + 1))
+    g_all = np.load(tmp_path / "run" / "per_network.npz")["layer1.g_all"]
+    assert g_all.shape == (body["steps"] + 1, cfg.total_networks)
     # a run at a sane lr on the same networks does not diverge: the lr is what did it
     assert early_grid.run_one(cfg.replace(lr=0.01), tmp_path / "ok")["status"] == "completed"
 

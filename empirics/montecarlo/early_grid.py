@@ -30,11 +30,10 @@ from empirics.montecarlo.early_config import (
     EarlyConfig,
     check_memory,
 )
-from empirics.montecarlo.early_kernel import History, train_networks
+from empirics.montecarlo.early_kernel import EarlyDiverged, History, train_networks
 from empirics.outputs import RecordWriter, atomic_open, atomic_write_json, provenance
 from empirics.stats.bands import Series, band, horizon, mean_series, ratio_series, resample_weights
 from empirics.train.config import OPTIMIZERS
-from empirics.train.runtime import TrainingDiverged
 from theory.registry import Activation
 
 
@@ -97,28 +96,35 @@ def write_records(path: Path, cfg: EarlyConfig, hist: History) -> None:
 
 
 def run_one(cfg: EarlyConfig, out_dir: Path, *, progress: bool = False) -> dict[str, Any]:
-    """Train, write out_dir/records.csv and out_dir/result.json (atomically, last), return the
-    result. A diverged run writes its status and message instead of horizons."""
+    """Train, write out_dir/records.csv, out_dir/per_network.npz and out_dir/result.json
+    (atomically, result last), return the result. A diverged run keeps its records and
+    per-network values up to the step that diverged, and its result gives the status, the
+    message and that step instead of horizons."""
     cfg = cfg.validate()
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     body: dict[str, Any] = {"schema": SCHEMA_VERSION, "config": cfg.record(), "run": cfg.run_name()}
     try:
         hist = train_networks(cfg, progress=progress)
-    except TrainingDiverged as exc:
-        body.update(status="diverged", message=str(exc))
+    except EarlyDiverged as exc:
+        _write_history(out_dir, cfg, exc.history)
+        body.update(status="diverged", message=str(exc), steps=exc.history.steps)
         atomic_write_json(out_dir / "result.json", body)
         return body
-    write_records(out_dir / "records.csv", cfg, hist)
+    _write_history(out_dir, cfg, hist)
     body.update(summarize_run(cfg, hist))
+    body.update(status="completed", steps=hist.steps, seconds=time.perf_counter() - start)
+    atomic_write_json(out_dir / "result.json", body)
+    return body
+
+
+def _write_history(out_dir: Path, cfg: EarlyConfig, hist: History) -> None:
+    write_records(out_dir / "records.csv", cfg, hist)
     # The per-network values [steps, N] (float32): Remark A.2 pools them over seeds, and any
     # later analysis can rerun without retraining.
     arrays = {f"{k[0]}.{k[1]}": v.astype(np.float32) for k, v in hist.per_network.items()}
     with atomic_open(out_dir / "per_network.npz", "wb") as fh:
         np.savez_compressed(fh, **arrays)
-    body.update(status="completed", steps=hist.steps, seconds=time.perf_counter() - start)
-    atomic_write_json(out_dir / "result.json", body)
-    return body
 
 
 # ------------------------------------------------------------------------------- the grid

@@ -164,6 +164,15 @@ class History:
     steps: int
 
 
+class EarlyDiverged(TrainingDiverged):
+    """A network's loss became non-finite; `history` holds what was measured up to that step
+    (the measurements of the step itself, taken before its update, included)."""
+
+    def __init__(self, message: str, history: History) -> None:
+        super().__init__(message)
+        self.history = history
+
+
 def train_early(
     cfg: EarlyConfig,
     *,
@@ -224,8 +233,9 @@ def train_networks(
         x, y = next(data)
         losses = network_loss(cfg.loss, model(x).out, y)
         if not bool(torch.isfinite(losses).all()):
-            raise TrainingDiverged(
-                f"{cfg.run_name()}: a network's loss became non-finite at {step}"
+            raise EarlyDiverged(
+                f"{cfg.run_name()}: a network's loss became non-finite at {step}",
+                _history(per_net, scalars, step),
             )
         keep(("output", "loss"), float(losses.detach().mean()))
         for opt in opts:
@@ -243,8 +253,14 @@ def train_networks(
         for k, (w0, b0) in enumerate(before):
             keep((f"layer{k + 1}", "delta_w"), (model.weights[k].detach() - w0).mean((1, 2)))
             keep((f"layer{k + 1}", "delta_b"), (model.biases[k].detach() - b0).mean((1, 2)))
+    return _history(per_net, scalars, done - 1)
+
+
+def _history(
+    per_net: dict[tuple[str, str], list[np.ndarray]],
+    scalars: dict[tuple[str, str], list[float]],
+    steps: int,
+) -> History:
     return History(
-        per_network={k: np.stack(v) for k, v in per_net.items()},
-        scalars=scalars,
-        steps=done - 1,
+        per_network={k: np.stack(v) for k, v in per_net.items()}, scalars=scalars, steps=steps
     )
