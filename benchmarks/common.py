@@ -30,17 +30,26 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def dense_matmul_rate(device: str, seconds: float = 1.5) -> float:
-    """FLOP/s of a 1024^3 float32 matmul on this machine, measured now."""
-    a = torch.randn(MATMUL_N, MATMUL_N, device=device)
-    b = torch.randn(MATMUL_N, MATMUL_N, device=device)
-    a @ b
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
+def dense_matmul_rate(
+    device: str, seconds: float = 1.5, *, dtype: torch.dtype = torch.float32, n: int = MATMUL_N
+) -> float:
+    """FLOP/s of an n x n x n matmul in `dtype` on this machine, measured now (after a warm-up,
+    in groups of 10 synchronised on an accelerator, for at least `seconds`)."""
+    gen = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(n, n, device=device, generator=gen).to(dtype)
+    b = torch.randn(n, n, device=device, generator=gen).to(dtype)
+    for _ in range(3):
         a @ b
-        n += 1
     sync(device)
-    return n * 2 * MATMUL_N**3 / (time.perf_counter() - start)
+    count, start = 0, time.perf_counter()
+    while True:
+        for _ in range(10):
+            a @ b
+        sync(device)
+        count += 10
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return count * 2 * n**3 / elapsed
 
 
 def matmul_burst(device: str, count: int = 3) -> tuple[Callable[[], None], float]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from benchmarks.common import dense_matmul_rate, sync
 from empirics.outputs import atomic_write_json, provenance
 
 BUDGET_S = 300.0
@@ -65,30 +66,6 @@ CPU_TINY = Sizes(
     run_steps=(5, 45),
     ladder_top=False,
 )
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def matmul_rate(device: str, dtype: torch.dtype, n: int, seconds: float) -> float:
-    """FLOP/s of an n x n x n matmul in `dtype`, measured now (groups of 10, synchronised)."""
-    gen = torch.Generator(device=device).manual_seed(0)
-    a = torch.randn(n, n, device=device, generator=gen).to(dtype)
-    b = torch.randn(n, n, device=device, generator=gen).to(dtype)
-    for _ in range(3):
-        a @ b
-    _sync(device)
-    count, start = 0, time.perf_counter()
-    while True:
-        for _ in range(10):
-            a @ b
-        _sync(device)
-        count += 10
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return count * 2 * n**3 / elapsed
 
 
 def transformer_flops_per_token(n_params: int, n_layer: int, block: int, n_embd: int) -> float:
@@ -225,7 +202,7 @@ def gpt_nano_run(
             p = plan(cfg)
             start = time.perf_counter()
             train(cfg)
-            _sync(device)
+            sync(device)
             walls.append(time.perf_counter() - start)
             cfgs.append(p)
     p = cfgs[0]
@@ -335,8 +312,12 @@ def check(device: str, sizes: Sizes, budget_s: float = BUDGET_S) -> dict[str, An
     def reference() -> tuple[float, float | None]:
         """The matmul rates measured just before a step, so that a ratio compares two
         measurements taken under the same load."""
-        fp32 = matmul_rate(device, torch.float32, n, sizes.matmul_s)
-        bf16 = matmul_rate(device, torch.bfloat16, n, sizes.matmul_s) if device != "cpu" else None
+        fp32 = dense_matmul_rate(device, sizes.matmul_s, dtype=torch.float32, n=n)
+        bf16 = (
+            dense_matmul_rate(device, sizes.matmul_s, dtype=torch.bfloat16, n=n)
+            if device != "cpu"
+            else None
+        )
         rates["fp32"].append(fp32)
         if bf16:
             rates["bf16"].append(bf16)

@@ -36,7 +36,7 @@ def test_flops_per_token_counts_weights_and_attention() -> None:
 
 
 def test_matmul_rate_is_a_positive_rate() -> None:
-    rate = G.matmul_rate("cpu", torch.float32, 64, 0.02)
+    rate = G.dense_matmul_rate("cpu", 0.02, n=64)
     assert math.isfinite(rate) and rate > 0
 
 
