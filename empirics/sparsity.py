@@ -98,8 +98,8 @@ def topk_mask(p: torch.Tensor, level: float, dim: int = -1) -> torch.Tensor:
     the entries at or above the k-th largest value. Exact ties at that value are kept
     together (more than k entries then), where a scatter of torch.topk's indices would keep
     an arbitrary k of them. Such ties are rare but not absent: over a `small` C10 run's
-    ~10^5 rows a few occur, and 62 of the 150 Top-K runs of the reference (those at levels
-    >= 0.5, which used the scatter before) then ended elsewhere within their seed spread."""
+    ~10^5 rows a few occur (62 of the 150 Top-K runs ended elsewhere within their seed spread
+    when this threshold replaced the scatter)."""
     dim = dim % p.dim()
     n = p.shape[dim]
     threshold = kth_smallest(p, n - topk_keep(level, n) + 1, dim)

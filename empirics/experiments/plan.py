@@ -112,7 +112,7 @@ SCALES: dict[str, Scale] = {
         cluster="debug",
     ),
     # The `small` presets with shortened step counts, five seeds everywhere, C10 included; one
-    # end-to-end `make experiments` took 64 minutes on two quiet cores, 37 of them C10's 415 runs
+    # end-to-end `make experiments` took 57 minutes on two quiet cores, 31 of them C10's 415 runs
     # (reference/PROVENANCE.json: each group's time).
     "full": Scale(
         name="full",
