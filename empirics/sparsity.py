@@ -77,9 +77,10 @@ def kth_smallest(p: torch.Tensor, rank: int, dim: int) -> torch.Tensor:
     depend on the selection algorithm, so the gradient is the same on every CPU); kthvalue's
     choice among tied entries is its own.
 
-    On CPU (float32/float64) the selection is numpy's `np.partition`, 4-10x less time than
-    torch's kthvalue or topk at the C10 shapes (`benchmarks.train_bench`); elsewhere, or when
-    the selected value is nan, kthvalue."""
+    On CPU (float32/float64) the selection is numpy's `np.partition` (0.5 ms against kthvalue's
+    5 ms for 1024 rows of 512 here); the C10 Top-K mask and quantile shift built on it are
+    3.7-13x and 4.7-5.8x faster than with kthvalue (`benchmarks.train_bench`). Elsewhere, or
+    when the selected value is nan, kthvalue."""
     dim = dim % p.dim()
     if p.device.type != "cpu" or p.dtype not in (torch.float32, torch.float64) or p.numel() == 0:
         return p.kthvalue(rank, dim=dim, keepdim=True).values
