@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from benchmarks.common import device_arg, interleaved, matmul_burst
+from empirics.host import tune_allocator
 from empirics.models import ARCHS
 from empirics.outputs import atomic_write_json, provenance, resolve_device
 from empirics.train.config import TrainConfig, resolve
@@ -33,13 +34,40 @@ C10_LEVEL = "topk:0.5"
 ENSEMBLE_ARCHS, ENSEMBLE_SEEDS = ("mlp",), 5
 
 
+def _causal_share(query_shape: Sequence[int], is_causal: bool) -> float:
+    """The share of a T x T score matrix a causal mask keeps, (T + 1) / 2T; 1 without a mask."""
+    t = query_shape[-2]
+    return (t + 1) / (2 * t) if is_causal else 1.0
+
+
+def _cpu_attention(query, key, value, dropout_p=0.0, is_causal=False, *args, **kwargs) -> int:
+    return int(sdpa_flop_count(query, key, value) * _causal_share(query, is_causal))
+
+
+def _cpu_attention_backward(
+    grad_out, query, key, value, out, logsumexp, dropout_p=0.0, is_causal=False, *args, **kwargs
+) -> int:
+    flops = sdpa_backward_flop_count(grad_out, query, key, value)
+    return int(flops * _causal_share(query, is_causal))
+
+
+# torch's FlopCounterMode counts the CUDA attention kernels but not the CPU one SDPA dispatches
+# to here: the same formulas (the score and value products, 2 FLOPs per multiply-add), keeping
+# only the unmasked share of a causal score matrix (torch's own formulas count all of it).
+ATTENTION_FLOPS = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_attention_backward,
+}
+
+
 def _train_step(arch: str, device: str, seed: int = 0) -> tuple[Callable[[], None], float, int]:
     """One optimiser step of `arch`'s small preset on a synthetic batch (forward, loss, backward,
     step, as the trainer takes it; no metric hooks), the FLOPs it does, and its batch size.
 
     FLOPs are counted by torch's FlopCounterMode over one forward and backward: matmuls,
-    convolutions and attention (2 per multiply-add); elementwise work and the optimiser's
-    update are not counted (a lower bound of the work, the usual convention for FLOP rates)."""
+    convolutions and attention (2 per multiply-add; `ATTENTION_FLOPS` for the CPU kernel);
+    elementwise work and the optimiser's update are not counted (a lower bound of the work, the
+    usual convention for FLOP rates)."""
     plan = resolve(TrainConfig(arch=arch, preset="small", data="synthetic", device=device))
     torch.manual_seed(seed)
     model = plan.arch.Model(plan.model_cfg).to(device)
@@ -63,7 +91,7 @@ def _train_step(arch: str, device: str, seed: int = 0) -> tuple[Callable[[], Non
         loss, _ = plan.task.loss_and_metrics(model, batch)
         loss.backward()
 
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=ATTENTION_FLOPS)
     with counter:
         forward_backward()
     for o in opts:
@@ -197,11 +225,13 @@ def run(
     quick: bool = False, device: str = "auto", reps: int | None = None, pipeline: bool = True
 ) -> dict[str, Any]:
     device = resolve_device(device)
+    allocator = tune_allocator()  # as the trainer does
     reps = reps if reps is not None else (3 if quick else 8)
     peak, archs = flop_fractions(ARCHS, reps, device)
     res: dict[str, Any] = {
         "device": device,
         "threads": torch.get_num_threads(),
+        "allocator": allocator,
         "reps": reps,
         "dense_matmul_flops": peak,
         "archs": archs,
@@ -222,7 +252,8 @@ def run(
 
 def _print(res: dict[str, Any]) -> None:
     print(
-        f"arch_bench on {res['device']} ({res['threads']} threads); dense matmul "
+        f"arch_bench on {res['device']} ({res['threads']} threads, allocator: "
+        f"{res['allocator']}); dense matmul "
         f"{res['dense_matmul_flops'] / 1e9:.1f} GFLOP/s, timed in turn with the steps"
     )
     print(f"  {'small preset':<10} {'batch':>6} {'GFLOP/step':>11} {'step ms':>9} "

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import statistics
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks.common import device_arg, interleaved
+from empirics.host import tune_allocator
 from empirics.models import get_arch
 from empirics.outputs import atomic_write_json, provenance, resolve_device
 from empirics.sparsity import kth_smallest, quantile_rank, topk_keep, topk_mask
@@ -171,6 +177,67 @@ def _stepper(
     return step
 
 
+def _child_step_ms(tuned: bool, steps: int) -> None:
+    """In a fresh process: the median plain GPT-nano step (ms, one thread) and the minor page
+    faults per step, printed as JSON, with the allocator `tune_allocator` asks for or glibc's
+    own (the setting is per process, hence the child)."""
+    import resource
+
+    torch.set_num_threads(1)
+    allocator = tune_allocator() if tuned else "default"
+    gpt = get_arch("gpt_nano")
+    cfg = gpt.Config(activation="relu", **SHAPE)
+    torch.manual_seed(0)
+    model = gpt.Model(cfg)
+    gen = torch.Generator().manual_seed(0)
+    batch = next(
+        iter(text_task.make_data("synthetic", cfg, split="train", batch_size=BATCH, generator=gen))
+    )
+    step = _stepper(model, batch, None)
+    for _ in range(3):
+        step()
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps
+    print(
+        json.dumps({"ms": 1e3 * statistics.median(times), "faults": faults, "allocator": allocator})
+    )
+
+
+def allocator_ratio(pairs: int = 3, steps: int = 20) -> dict[str, Any]:
+    """Plain GPT-nano step with glibc's default allocator over the same with `tune_allocator`'s
+    settings: fresh processes taking turns (default, tuned, default, ...), medians of each
+    process's median step; also each side's minor page faults per step."""
+    runs: dict[str, list[dict[str, Any]]] = {"default": [], "tuned": []}
+    for _ in range(pairs):
+        for side in runs:
+            code = (
+                "from benchmarks.train_bench import _child_step_ms; "
+                f"_child_step_ms({side == 'tuned'}, {steps})"
+            )
+            out = subprocess.run(
+                [sys.executable, "-c", code],
+                check=True,
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).resolve().parents[1],
+            )
+            runs[side].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    ms = {side: statistics.median(r["ms"] for r in rs) for side, rs in runs.items()}
+    return {
+        "step_ms": ms,
+        "faults_per_step": {
+            s: statistics.median(r["faults"] for r in rs) for s, rs in runs.items()
+        },
+        "tuned_allocator": runs["tuned"][0]["allocator"],
+        "default_over_tuned": ms["default"] / ms["tuned"],
+    }
+
+
 def run(
     reps: int = 20,
     device: str = "auto",
@@ -179,6 +246,7 @@ def run(
     compile: bool = False,
 ) -> dict[str, Any]:
     device = resolve_device(device)
+    allocator = tune_allocator()  # as the trainer does: both sides of every ratio run with it
     gpt = get_arch("gpt_nano")
     shape = {**SHAPE, **(shape or {})}
     cfg = gpt.Config(activation="relu", **shape)
@@ -219,6 +287,7 @@ def run(
     return {
         "device": device,
         "threads": torch.get_num_threads(),
+        "allocator": allocator,
         "shape": {**shape, "vocab_size": cfg.vocab_size, "batch": BATCH},
         "params": {"gpt_nano": _n_params(ours), "reference": _n_params(ref)},
         "reps": reps,
@@ -267,7 +336,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         compile=args.compile,
     )
     med = res["median_step_s"]
-    print(f"train_bench on {res['device']} ({res['threads']} threads), shape {res['shape']}")
+    print(
+        f"train_bench on {res['device']} ({res['threads']} threads, allocator: {res['allocator']}),"
+        f" shape {res['shape']}"
+    )
     n = res["params"]
     print(f"  params: gpt_nano {n['gpt_nano']:,}  reference {n['reference']:,}")
     for name, t in med.items():
@@ -290,6 +362,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("  C10 quantile shift, forward + backward, kthvalue / current time (same values):")
     for key, ratio in res["quantile_shift_speedup"].items():
         print(f"    {key:<16} {ratio:5.2f}x")
+    res["allocator_ratio"] = alloc = allocator_ratio()
+    ms, faults = alloc["step_ms"], alloc["faults_per_step"]
+    print(
+        f"  plain step, glibc's default allocator / the trainer's ({alloc['tuned_allocator']}):"
+        f" {alloc['default_over_tuned']:.3f} (medians {ms['default']:.1f} / {ms['tuned']:.1f} ms"
+        f" over 3 fresh processes each; minor page faults per step {faults['default']:.0f} /"
+        f" {faults['tuned']:.0f})"
+    )
     if "ratio_compiled_over_eager" in res:
         print(f"  torch.compile / eager step time: {res['ratio_compiled_over_eager']:.3f}")
     res["provenance"] = provenance(res["device"])

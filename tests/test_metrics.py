@@ -279,9 +279,11 @@ def test_trainer_logs_the_grad_probe_on_logged_steps_only(tmp_path) -> None:
 
 def test_unlogged_step_runs_no_hook_body_and_a_logged_one_does(monkeypatch) -> None:
     # Count every call of the hooks' statistics; an unlogged step (forward + backward outside
-    # `collect`) must make none, a logged one must make them for each layer.
-    calls = {"activation_stats": 0, "grad_sign_tensors": 0, "mean_input": 0}
-    for name in calls:
+    # `collect`) must make none, a logged one must make them for each layer. The probe runs
+    # from p's masks (CPU) or from p itself: either counts as one probe call.
+    names = ("activation_stats", "grad_sign_tensors", "grad_sign_from_masks", "mean_input")
+    calls = dict.fromkeys(names, 0)
+    for name in names:
         real = getattr(M, name)
 
         def counted(*args, _real=real, _name=name, **kwargs):
@@ -289,19 +291,27 @@ def test_unlogged_step_runs_no_hook_body_and_a_logged_one_does(monkeypatch) -> N
             return _real(*args, **kwargs)
 
         monkeypatch.setattr(M, name, counted)
+
+    def seen() -> dict[str, int]:
+        return {
+            "activation_stats": calls["activation_stats"],
+            "probe": calls["grad_sign_tensors"] + calls["grad_sign_from_masks"],
+            "mean_input": calls["mean_input"],
+        }
+
     torch.manual_seed(0)
     model = _Tiny()
     tracker = M.MetricsTracker(model)
     x = torch.randn(8, 6)
     model(x).square().mean().backward()
-    assert calls == {"activation_stats": 0, "grad_sign_tensors": 0, "mean_input": 0}
+    assert seen() == {"activation_stats": 0, "probe": 0, "mean_input": 0}
     assert tracker.measure_grads() == {}
     with tracker.collect():
         model(x).square().mean().backward()
-    assert calls == {"activation_stats": 2, "grad_sign_tensors": 2, "mean_input": 2}
+    assert seen() == {"activation_stats": 2, "probe": 2, "mean_input": 2}
     # Back to unlogged: the counts stay where they were.
     model(x).square().mean().backward()
-    assert calls == {"activation_stats": 2, "grad_sign_tensors": 2, "mean_input": 2}
+    assert seen() == {"activation_stats": 2, "probe": 2, "mean_input": 2}
 
 
 def test_scratch_buffer_is_reused_and_grows() -> None:
@@ -345,3 +355,77 @@ def test_fused_statistics_match_the_per_metric_functions(activation: str) -> Non
         assert float(fused[metric]) == pytest.approx(want[metric], rel=1e-5), metric
     assert S.spike_ratio(torch.zeros(3, 3)) != S.spike_ratio(torch.zeros(3, 3))  # nan
     assert math.isnan(float(S.activation_stats(p, torch.zeros_like(p), scratch)["spike_ratio"]))
+
+
+def _strided(t: torch.Tensor) -> torch.Tensor:
+    """The same values in a non-contiguous layout: numpy cannot view it, so the statistics take
+    their torch path."""
+    out = t.t().contiguous().t()
+    assert not out.is_contiguous()
+    torch.testing.assert_close(out, t, rtol=0, atol=0, equal_nan=True)
+    return out
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+@pytest.mark.parametrize("special", ["none", "nan_in_p", "nan_in_a", "both_infinities"])
+def test_host_counts_equal_the_torch_path(activation: str, special: str) -> None:
+    # numpy's exact counts (CPU) against torch's sign sums on the same values: equal bit for
+    # bit; a nan entry counts as neither sign and as a zero in both (torch's sign(nan) is 0).
+    torch.manual_seed(2)
+    p = torch.randn(9, 40)
+    p[1, :7] = 0.0
+    if special == "nan_in_p":
+        p[3, 3] = math.nan
+    if special == "both_infinities":
+        p[2, 0], p[2, 1] = math.inf, -math.inf
+    a = make_activation(activation)(p)
+    if special == "nan_in_a":
+        a[4, 4] = math.nan
+    host = S.activation_stats(p, a)
+    torch_path = S.activation_stats(_strided(p), _strided(a))
+    for metric in ("negative_rate", "sparsity", "spike_max", "spike_ratio", "_n_pos", "_n_neg"):
+        got, want = float(host[metric]), float(torch_path[metric])
+        assert (math.isnan(got) and math.isnan(want)) or got == want, (metric, got, want)
+    assert not math.isnan(float(host["negative_rate"])) and not math.isnan(float(host["sparsity"]))
+    assert math.isnan(float(host["spike_max"])) == bool(a.isnan().any())
+
+
+def _logged_step(model: nn.Module, tracker: M.MetricsTracker, x: torch.Tensor):
+    with tracker.collect():
+        model(x).square().mean().backward()
+    model.zero_grad(set_to_none=True)
+    return tracker.measure(), tracker.measure_grads()
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_probe_from_forward_masks_equals_the_probe_holding_p(monkeypatch, shared: bool) -> None:
+    # The CPU probe reads p's masks written at the forward pass; the other devices' probe holds
+    # p. Same model, same batch: the same values bit for bit, weight sharing included (two
+    # calls of one layer, two buffers), and the buffers are reused at the next logged step.
+    torch.manual_seed(4)
+    model = _Shared() if shared else _Tiny()
+    x = torch.randn(32, 5 if shared else 6)
+    tracker = M.MetricsTracker(model)
+    first = _logged_step(model, tracker, x)
+    bases = {name: [id(b) for b in bufs] for name, bufs in tracker._masks._free.items()}
+    assert sum(map(len, bases.values())) == (2 if shared else 2)
+    assert _logged_step(model, tracker, x) == first
+    assert {n: [id(b) for b in bufs] for n, bufs in tracker._masks._free.items()} == bases
+    tracker.remove()
+    monkeypatch.setattr(S.ProbeMasks, "serves", staticmethod(lambda p: False))
+    holding = M.MetricsTracker(model)
+    assert _logged_step(model, holding, x) == first
+    assert not holding._masks._free
+
+
+def test_probe_masks_come_back_when_a_backward_pass_never_runs() -> None:
+    torch.manual_seed(5)
+    model = _Tiny()
+    tracker = M.MetricsTracker(model)
+    x = torch.randn(8, 6)
+    for _ in range(3):
+        with tracker.collect():
+            model(x)  # armed forward with grad, no backward: the buffers stay taken
+    measured = _logged_step(model, tracker, x)[1]
+    assert set(measured) == {(n, m) for n in ("act1", "act2") for m in M.GRAD_METRICS}
+    assert sum(map(len, tracker._masks._free.values())) == 2  # one per layer, not one per pass

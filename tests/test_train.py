@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from empirics.host import tune_allocator
 from empirics.outputs import RECORD_FIELDS, read_records
 from empirics.train import cli as TC
 from empirics.train import loop as T
@@ -62,6 +63,8 @@ def test_smoke_run_writes_records_config_and_summary(tmp_path: Path) -> None:
     assert config["train"]["arch"] == "mlp" and config["train"]["steps"] == 6
     assert config["train"]["batch_size"] == 32 and "batch_size" not in config["given"]
     assert config["runtime"]["threads"] == torch.get_num_threads()
+    # The allocator the run asked for is on record (it changes speed, not records).
+    assert config["runtime"]["allocator"] == tune_allocator()
     assert {"git", "versions", "device"} <= set(config["provenance"])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "completed"

@@ -149,7 +149,10 @@ def _start_process(p: Plan, dist: Dist, estimate: MemoryEstimate) -> tuple[str, 
     """Join the processes and set torch's threads: (this process's device, runtime record)."""
     import torch
 
+    from empirics.host import tune_allocator
+
     cfg = p.cfg
+    allocator = tune_allocator()  # speed only: the records are the same either way
     device = dist.start(cfg.device)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
@@ -165,6 +168,7 @@ def _start_process(p: Plan, dist: Dist, estimate: MemoryEstimate) -> tuple[str, 
         "device": device,
         "micro_batch": cfg.batch_size // (dist.world * cfg.grad_accum),
         "memory_estimate_bytes": estimate.total,
+        "allocator": allocator,
     }
     return device, runtime
 

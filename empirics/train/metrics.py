@@ -11,16 +11,20 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from empirics.activations import ActivationLayer
 from empirics.train.tensor_stats import (
+    ProbeMasks,
     Scratch,
     activation_stats,
     drift_from_stats,
     feed_metrics,
+    grad_sign_from_masks,
     grad_sign_tensors,
+    host_view,
     mean_input,
     mean_std,
     mean_std_finish,
@@ -108,6 +112,7 @@ class MetricsTracker:
         self._calls: dict[str, int] = {}
         self._feed_calls: dict[str, int] = {}
         self._scratch = Scratch()
+        self._masks = ProbeMasks()
         self._handles = [
             act.register_forward_hook(self._activation_hook(name))
             for name, act in self.activations.items()
@@ -126,7 +131,10 @@ class MetricsTracker:
         def hook(module: nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
             if not self._armed:
                 return
-            stats = activation_stats(inputs[0], output, self._scratch)
+            p = inputs[0]
+            probe = isinstance(p, torch.Tensor) and p.requires_grad and torch.is_grad_enabled()
+            masks = self._masks.take(name, p) if probe and self._masks.serves(p) else None
+            stats = activation_stats(p, output, self._scratch, masks)
             counts = (stats.pop("_n_pos"), stats.pop("_n_neg"))
             # A layer called k times while armed (weight sharing, or the k micro-batches of one
             # accumulated step) reports the mean over its calls (the max for spike_max).
@@ -142,15 +150,29 @@ class MetricsTracker:
                     )
                 else:
                     self._act_stats[key] = value
-            p = inputs[0]
-            if isinstance(p, torch.Tensor) and p.requires_grad and torch.is_grad_enabled():
-                p.register_hook(self._grad_hook(name, p.detach(), counts))
+            if probe:
+                p.register_hook(self._grad_hook(name, p.detach(), masks, counts))
 
         return hook
 
-    def _grad_hook(self, name: str, p: torch.Tensor, counts: tuple[torch.Tensor, torch.Tensor]):
+    def _grad_hook(
+        self,
+        name: str,
+        p: torch.Tensor,
+        masks: np.ndarray | None,
+        counts: tuple[torch.Tensor, torch.Tensor],
+    ):
+        """With `masks` (p's sign masks written at the forward pass, `ProbeMasks`) the hook
+        reads those and keeps no reference to p; without, it holds p until the backward pass."""
+        held = p if masks is None else None
+        del p
+
         def hook(grad: torch.Tensor) -> None:
-            stats = grad_sign_tensors(p, grad, self._scratch, counts)
+            if masks is None:
+                stats = grad_sign_tensors(held, grad, self._scratch, counts)
+            else:
+                stats = grad_sign_from_masks(masks, grad, counts, self._scratch)
+                self._masks.give_back(name, masks)
             # Several calls of one layer (weight sharing, micro-batches): the mean over calls.
             calls = self._grad_calls.get(name, 0)
             self._grad_calls[name] = calls + 1
@@ -185,6 +207,7 @@ class MetricsTracker:
         self._xbar.clear()
         self._calls.clear()
         self._feed_calls.clear()
+        self._masks.reset()
         self._armed = True
         try:
             yield self
@@ -227,15 +250,14 @@ class MetricsTracker:
             parts: list[torch.Tensor] = []
             for w in unique.values():
                 wf = w.float()
-                s = sign_into(wf, self._scratch.rows(1, wf.numel(), wf.dtype, wf.device)[0])
-                parts += [*mean_std_parts(wf), -s.clamp_(max=0).sum()]
+                parts += [*mean_std_parts(wf), self._negatives(wf)]
             biases = {
                 name: m.bias
                 for name, m in self.weighted.items()
                 if isinstance(getattr(m, "bias", None), torch.Tensor)
             }
             parts += [weight_mean_tensor(b) for b in biases.values()]
-            values = torch.stack([v.float() for v in parts]).tolist() if parts else []
+            values = torch.stack([v.double() for v in parts]).tolist() if parts else []
             shared: dict[int, tuple[tuple[float, float], float]] = {}
             for k, (key, w) in enumerate(unique.items()):
                 mean, second, neg = values[3 * k : 3 * k + 3]
@@ -255,6 +277,18 @@ class MetricsTracker:
                     for metric, value in feed_metrics(m, w, w0, xbar).items():
                         out[(name, metric)] = value
         return out
+
+    def _negatives(self, w: torch.Tensor) -> torch.Tensor:
+        """How many entries of w are < 0, as a 0-d tensor: counted by numpy where it can view w
+        (exact; several times faster on CPU), else from sign(w) in a reused buffer."""
+        host = host_view(w)
+        if host is not None:
+            return torch.tensor(
+                np.count_nonzero(np.less(host, 0, out=self._scratch.flags(host.size))),
+                dtype=torch.float64,
+            )
+        s = sign_into(w, self._scratch.rows(1, w.numel(), w.dtype, w.device)[0])
+        return -s.clamp_(max=0).sum()
 
     def measure(self) -> dict[tuple[str, str], float]:
         """Activation metrics of the last armed forward plus the current weight metrics."""
@@ -284,6 +318,7 @@ class MetricsTracker:
             h.remove()
         self._handles.clear()
         self._scratch.clear()
+        self._masks.clear()
 
 
 # --------------------------------------------------------------------------------- analysis

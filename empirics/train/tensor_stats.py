@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -120,24 +121,41 @@ def _nonzero_abs_median(a: torch.Tensor) -> torch.Tensor | None:
     """The lower median of |a| over its non-zero entries (a strided sample when a is large).
 
     The zeros are the smallest |a|, so the non-zero values' lower median is the
-    (zeros + ceil(nonzero/2))-th smallest overall: one selection (kthvalue), no boolean gather
-    and no sort (both slow on CPU).
+    (zeros + ceil(nonzero/2))-th smallest overall: one selection, no boolean gather and no sort
+    (both slow on CPU). The selection is numpy's introselect where numpy can view a (several
+    times faster than kthvalue on CPU; a k-th smallest value is the same whoever selects it),
+    else kthvalue. A nan in the sample gives nan.
     """
     flat = a.reshape(-1)
-    if flat.numel() > _MEDIAN_SAMPLE:
-        flat = flat[:: flat.numel() // _MEDIAN_SAMPLE + 1]
-    mag = flat.float().abs()
-    nonzero = int(torch.sign(mag).sum())
+    step = flat.numel() // _MEDIAN_SAMPLE + 1 if flat.numel() > _MEDIAN_SAMPLE else 1
+    host = host_view(a)
+    if host is not None:
+        mag_np = np.abs(host[::step], dtype=np.float32)
+        nonzero, has_nan = np.count_nonzero(mag_np), bool(np.isnan(mag_np).any())
+
+        def select(k: int) -> torch.Tensor:
+            return torch.tensor(np.partition(mag_np, k - 1)[k - 1])
+
+    else:
+        mag = flat[::step].float().abs()
+        nonzero, has_nan = int(torch.count_nonzero(mag)), bool(mag.isnan().any())
+
+        def select(k: int) -> torch.Tensor:
+            return torch.kthvalue(mag, k).values
+
     if nonzero == 0:
         return None
-    return torch.kthvalue(mag, mag.numel() - nonzero + (nonzero + 1) // 2).values
+    if has_nan:
+        return torch.tensor(math.nan)
+    size = flat[::step].numel()
+    return select(size - nonzero + (nonzero + 1) // 2)
 
 
 def _nonzero_abs_median_async(a: torch.Tensor) -> torch.Tensor:
     """`_nonzero_abs_median` as a 0-d tensor (nan when every entry is 0). On an accelerator
     without reading the count on the host (no device sync inside a hook): a sort of the
     <= 2^12-entry sample and an index computed on the device. On CPU, where reading it costs
-    nothing, the selection (kthvalue) is cheaper than the sort."""
+    nothing, the selection is cheaper than the sort."""
     if a.device.type == "cpu":
         med = _nonzero_abs_median(a)
         return med if med is not None else torch.tensor(math.nan)
@@ -213,6 +231,7 @@ class Scratch:
 
     def __init__(self) -> None:
         self._bufs: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+        self._flags = np.empty(0, dtype=bool)
 
     def rows(self, k: int, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """A (k, n) view of the buffer (contents undefined)."""
@@ -223,8 +242,74 @@ class Scratch:
             self._bufs[key] = buf
         return buf[: k * n].view(k, n)
 
+    def flags(self, n: int) -> np.ndarray:
+        """A host bool array of n entries (contents undefined)."""
+        if self._flags.size < n:
+            self._flags = np.empty(n, dtype=bool)
+        return self._flags[:n]
+
     def clear(self) -> None:
         self._bufs.clear()
+        self._flags = np.empty(0, dtype=bool)
+
+
+class ProbeMasks:
+    """Per activation layer, the host bool rows [p > 0; p < 0] of its input p, written by an
+    armed forward pass (`activation_stats`) and read by the gradient probe in the backward
+    pass, so that the probe holds no reference to p (two bytes per entry instead of p's four,
+    and no activation-sized tensor kept alive past the point where autograd frees it). A buffer
+    is taken per call of the layer, given back when that call's backward pass has read it, and
+    kept for the next logged step (fresh activation-sized memory at every logged step costs
+    page faults on CPU). Serves CPU tensors that numpy can view (`host_view`); on an
+    accelerator the probe holds p, which its caching allocator makes cheap."""
+
+    def __init__(self) -> None:
+        self._free: dict[str, list[np.ndarray]] = {}
+        self._busy: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+
+    @staticmethod
+    def serves(p: torch.Tensor) -> bool:
+        return host_view(p) is not None
+
+    def take(self, name: str, p: torch.Tensor) -> np.ndarray:
+        """A (2, p.numel()) bool array (contents undefined)."""
+        n = p.numel()
+        free = self._free.setdefault(name, [])
+        base = free.pop() if free else None
+        if base is None or base.size < 2 * n:
+            base = np.empty(2 * n, dtype=bool)
+        view = base[: 2 * n].reshape(2, n)
+        self._busy.setdefault(name, []).append((base, view))
+        return view
+
+    def give_back(self, name: str, view: np.ndarray) -> None:
+        busy = self._busy.get(name, [])
+        for k, (base, taken) in enumerate(busy):
+            if taken is view:
+                del busy[k]
+                self._free.setdefault(name, []).append(base)
+                return
+
+    def reset(self) -> None:
+        """Every buffer free again (an armed forward pass whose backward never ran)."""
+        for name, busy in self._busy.items():
+            self._free.setdefault(name, []).extend(base for base, _ in busy)
+            busy.clear()
+
+    def clear(self) -> None:
+        self._free.clear()
+        self._busy.clear()
+
+
+def host_view(t: torch.Tensor) -> np.ndarray | None:
+    """t flattened as a numpy view of its memory when t is a contiguous float32/float64 CPU
+    tensor, else None. numpy's comparisons into bool arrays and its counts of them run several
+    times faster on CPU than torch's bool kernels, and count exactly (no float rounding)."""
+    if t.device.type != "cpu" or t.dtype not in (torch.float32, torch.float64):
+        return None
+    if not t.is_contiguous():
+        return None
+    return t.detach().numpy().reshape(-1)
 
 
 def sign_into(t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -252,21 +337,33 @@ def _sign_counts(
 
 
 def activation_stats(
-    p: torch.Tensor, a: torch.Tensor, scratch: Scratch | None = None
+    p: torch.Tensor,
+    a: torch.Tensor,
+    scratch: Scratch | None = None,
+    masks: np.ndarray | None = None,
 ) -> dict[str, torch.Tensor]:
     """Every per-activation metric for pre-activation p and output a, as 0-d tensors (the same
     values as the per-metric functions, in fewer passes over p and a and without a host sync);
-    also the counts `_n_pos`/`_n_neg` of p that the gradient probe divides by."""
+    also the counts `_n_pos`/`_n_neg` of p that the gradient probe divides by. `masks`, a
+    (2, p.numel()) bool array from `ProbeMasks`, receives p's rows [p > 0; p < 0] for the
+    probe (CPU tensors numpy can view only)."""
     scratch = scratch if scratch is not None else Scratch()
     with torch.no_grad():
         p, a = p.detach(), a.detach()
-        n_pos, n_neg, _ = _sign_counts(p, scratch)
-        s = sign_into(a, scratch.rows(1, a.numel(), _work_dtype(a), a.device)[0])
-        a_nonzero = torch.dot(s, s).double()
+        pn, an = host_view(p), host_view(a)
         # amax and amin: two plain reductions, cheaper on CPU than one aminmax.
         peak = torch.maximum(-a.amin(), a.amax()).float()
+        preact = _preact_mean(p)
+        if pn is None or an is None:
+            if masks is not None:
+                raise ValueError("activation_stats: masks are for CPU tensors numpy can view")
+            n_pos, n_neg, _ = _sign_counts(p, scratch)
+            s = sign_into(a, scratch.rows(1, a.numel(), _work_dtype(a), a.device)[0])
+            a_nonzero = torch.dot(s, s).double()
+        else:
+            n_pos, n_neg, a_nonzero = _host_counts(pn, an, peak, scratch, masks)
         return {
-            "preact_mean": _preact_mean(p),
+            "preact_mean": preact,
             "sparsity": (a.numel() - a_nonzero) / a.numel(),
             "negative_rate": n_neg / p.numel(),
             "spike_max": peak,
@@ -274,6 +371,36 @@ def activation_stats(
             "_n_pos": n_pos,
             "_n_neg": n_neg,
         }
+
+
+def _host_counts(
+    pn: np.ndarray,
+    an: np.ndarray,
+    peak: torch.Tensor,
+    scratch: Scratch,
+    masks: np.ndarray | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(p > 0, p < 0, a != 0) counted by numpy as 0-d float64 tensors, the probe's masks
+    written on the way. A nan entry is in none of the three, as in `_sign_counts` (torch's
+    sign(nan) is 0): numpy counts a nan as != 0, so when `peak` shows a nan in a (amin/amax
+    propagate it) the nans are counted and taken off."""
+    rows = masks if masks is not None else scratch.flags(2 * pn.size).reshape(2, -1)
+    n_pos = np.count_nonzero(np.greater(pn, 0, out=rows[0]))
+    n_neg = np.count_nonzero(np.less(pn, 0, out=rows[1]))
+    nz = np.count_nonzero(np.not_equal(an, 0, out=scratch.flags(an.size)))
+    if math.isnan(float(peak)):
+        nz -= np.count_nonzero(np.isnan(an))
+    counts = torch.tensor([n_pos, n_neg, nz], dtype=torch.float64)
+    return counts[0], counts[1], counts[2]
+
+
+def sign_masks(p: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """The rows [p > 0; p < 0] of p flattened, as 0/1 floats written into `out` (2, p.numel())
+    of dtype >= float32; nan entries are in neither row."""
+    flat = p.detach().reshape(-1)
+    torch.gt(flat, 0, out=out[0])
+    torch.lt(flat, 0, out=out[1])
+    return out
 
 
 def grad_sign_tensors(
@@ -291,15 +418,30 @@ def grad_sign_tensors(
     exactly 0.
     """
     scratch = scratch if scratch is not None else Scratch()
+    work = _work_dtype(grad)
+    masks = sign_masks(p, scratch.rows(2, grad.numel(), work, grad.device))
+    return grad_sign_from_masks(masks, grad, counts)
+
+
+def grad_sign_from_masks(
+    masks: torch.Tensor | np.ndarray,
+    grad: torch.Tensor,
+    counts: tuple[torch.Tensor, torch.Tensor] | None = None,
+    scratch: Scratch | None = None,
+) -> dict[str, torch.Tensor]:
+    """`grad_sign_tensors` given p's rows [p > 0; p < 0] instead of p (the same values):
+    `sign_masks`'s float rows, or `ProbeMasks`' bool ones, written as floats into `scratch`."""
     with torch.no_grad():
-        p = p.detach()
         g = grad.detach().reshape(-1)
         if g.dtype != _work_dtype(g):
             g = g.float()
-        masks = scratch.rows(2, g.numel(), g.dtype, g.device)
-        flat = p.reshape(-1)
-        torch.gt(flat, 0, out=masks[0])
-        torch.lt(flat, 0, out=masks[1])
+        if isinstance(masks, np.ndarray):
+            scratch = scratch if scratch is not None else Scratch()
+            rows = scratch.rows(2, g.numel(), g.dtype, g.device)
+            np.copyto(rows.numpy(), masks)
+            masks = rows
+        elif g.dtype != masks.dtype:
+            g = g.to(masks.dtype)
         sums = torch.mv(masks, g)  # (sum over p > 0, sum over p < 0)
         if counts is None:
             n_pos, n_neg = masks[0].sum(), masks[1].sum()
