@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
@@ -429,3 +430,25 @@ def test_probe_masks_come_back_when_a_backward_pass_never_runs() -> None:
     measured = _logged_step(model, tracker, x)[1]
     assert set(measured) == {(n, m) for n in ("act1", "act2") for m in M.GRAD_METRICS}
     assert sum(map(len, tracker._masks._free.values())) == 2  # one per layer, not one per pass
+
+
+def test_an_output_numpy_cannot_view_still_gets_the_probe_masks() -> None:
+    # p on the numpy path (the probe's masks are written), the activation's output on torch's
+    # (non-contiguous): the statistics and the probe equal those of contiguous copies.
+    torch.manual_seed(6)
+    p = torch.randn(6, 50)
+    p[0, :4] = 0.0
+    a = torch.relu(p)
+    masks = np.empty((2, p.numel()), dtype=bool)
+    mixed = S.activation_stats(p, _strided(a), masks=masks)
+    plain = S.activation_stats(p, a)
+    assert {k: float(v) for k, v in mixed.items()} == {k: float(v) for k, v in plain.items()}
+    assert np.array_equal(masks[0], (p > 0).numpy().reshape(-1))
+    assert np.array_equal(masks[1], (p < 0).numpy().reshape(-1))
+    g = torch.randn_like(p)
+    counts = (mixed["_n_pos"], mixed["_n_neg"])
+    from_masks = S.grad_sign_from_masks(masks, g, counts)
+    from_p = S.grad_sign_tensors(p, g, None, counts)
+    assert {k: float(v) for k, v in from_masks.items()} == {k: float(v) for k, v in from_p.items()}
+    with pytest.raises(ValueError, match="masks are for CPU tensors"):
+        S.activation_stats(_strided(p), a, masks=masks)

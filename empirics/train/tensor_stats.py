@@ -354,14 +354,17 @@ def activation_stats(
         # amax and amin: two plain reductions, cheaper on CPU than one aminmax.
         peak = torch.maximum(-a.amin(), a.amax()).float()
         preact = _preact_mean(p)
-        if pn is None or an is None:
-            if masks is not None:
-                raise ValueError("activation_stats: masks are for CPU tensors numpy can view")
+        if pn is not None:
+            n_pos, n_neg = _host_sign_counts(pn, scratch, masks)
+        elif masks is not None:
+            raise ValueError("activation_stats: masks are for CPU tensors numpy can view")
+        else:
             n_pos, n_neg, _ = _sign_counts(p, scratch)
+        if an is not None:
+            a_nonzero = _host_nonzero(an, peak, scratch)
+        else:
             s = sign_into(a, scratch.rows(1, a.numel(), _work_dtype(a), a.device)[0])
             a_nonzero = torch.dot(s, s).double()
-        else:
-            n_pos, n_neg, a_nonzero = _host_counts(pn, an, peak, scratch, masks)
         return {
             "preact_mean": preact,
             "sparsity": (a.numel() - a_nonzero) / a.numel(),
@@ -373,25 +376,28 @@ def activation_stats(
         }
 
 
-def _host_counts(
-    pn: np.ndarray,
-    an: np.ndarray,
-    peak: torch.Tensor,
-    scratch: Scratch,
-    masks: np.ndarray | None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(p > 0, p < 0, a != 0) counted by numpy as 0-d float64 tensors, the probe's masks
-    written on the way. A nan entry is in none of the three, as in `_sign_counts` (torch's
-    sign(nan) is 0): numpy counts a nan as != 0, so when `peak` shows a nan in a (amin/amax
-    propagate it) the nans are counted and taken off."""
+def _host_sign_counts(
+    pn: np.ndarray, scratch: Scratch, masks: np.ndarray | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(p > 0, p < 0) counted by numpy as 0-d float64 tensors, from p's bool rows written into
+    `masks` (the probe's, `ProbeMasks`) or a scratch array. A nan entry is in neither, as in
+    `_sign_counts` (torch's sign(nan) is 0)."""
     rows = masks if masks is not None else scratch.flags(2 * pn.size).reshape(2, -1)
     n_pos = np.count_nonzero(np.greater(pn, 0, out=rows[0]))
     n_neg = np.count_nonzero(np.less(pn, 0, out=rows[1]))
+    counts = torch.tensor([n_pos, n_neg], dtype=torch.float64)
+    return counts[0], counts[1]
+
+
+def _host_nonzero(an: np.ndarray, peak: torch.Tensor, scratch: Scratch) -> torch.Tensor:
+    """How many entries of a are != 0, counted by numpy, as a 0-d float64 tensor. A nan entry
+    counts as a zero, as in `activation_stats`' torch path (torch's sign(nan) is 0): numpy
+    counts it as != 0, so when `peak` shows a nan in a (amin/amax propagate it) the nans are
+    counted and taken off."""
     nz = np.count_nonzero(np.not_equal(an, 0, out=scratch.flags(an.size)))
     if math.isnan(float(peak)):
         nz -= np.count_nonzero(np.isnan(an))
-    counts = torch.tensor([n_pos, n_neg, nz], dtype=torch.float64)
-    return counts[0], counts[1], counts[2]
+    return torch.tensor(nz, dtype=torch.float64)
 
 
 def sign_masks(p: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
