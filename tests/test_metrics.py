@@ -452,3 +452,13 @@ def test_an_output_numpy_cannot_view_still_gets_the_probe_masks() -> None:
     assert {k: float(v) for k, v in from_masks.items()} == {k: float(v) for k, v in from_p.items()}
     with pytest.raises(ValueError, match="masks are for CPU tensors"):
         S.activation_stats(_strided(p), a, masks=masks)
+
+
+def test_host_view_steps_aside_while_torch_compile_traces(monkeypatch) -> None:
+    # Inside a compiled model's hooks the torch path runs (it traces as it is); numpy arrays
+    # written in place would not be what the compiled graph sees.
+    t = torch.randn(4, 5)
+    assert S.host_view(t) is not None
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert S.host_view(t) is None
+    assert not S.ProbeMasks.serves(t)

@@ -304,8 +304,12 @@ class ProbeMasks:
 def host_view(t: torch.Tensor) -> np.ndarray | None:
     """t flattened as a numpy view of its memory when t is a contiguous float32/float64 CPU
     tensor, else None. numpy's comparisons into bool arrays and its counts of them run several
-    times faster on CPU than torch's bool kernels, and count exactly (no float rounding)."""
+    times faster on CPU than torch's bool kernels, and count exactly (no float rounding). None
+    while torch.compile traces (the hooks of a compiled model): the torch path traces as it is,
+    where numpy arrays written in place would not be what the compiled graph sees."""
     if t.device.type != "cpu" or t.dtype not in (torch.float32, torch.float64):
+        return None
+    if torch.compiler.is_compiling():
         return None
     if not t.is_contiguous():
         return None
