@@ -214,18 +214,16 @@ def compile_expression(expr: sp.Expr) -> TorchFn:
     return call
 
 
-_TORCH_FNS: dict[Activation, TorchFn] = {}
-registry.register_cache(_TORCH_FNS.clear)
-
-
+@functools.lru_cache(maxsize=registry.CACHE_SIZE)
 def torch_fn(act: Activation) -> TorchFn:
-    """The torch function of an Activation, chosen once per object: native torch for built-ins
-    where one exists, else compiled from its expression."""
-    fn = _TORCH_FNS.get(act)
-    if fn is None:
-        native = _native(act) if act.builtin else None
-        fn = _TORCH_FNS[act] = native if native is not None else compile_expression(act.expr)
-    return fn
+    """The torch function of an Activation, chosen once per object (the registry's CACHE_SIZE
+    most recently used are kept): native torch for built-ins where one exists, else compiled
+    from its expression."""
+    native = _native(act) if act.builtin else None
+    return native if native is not None else compile_expression(act.expr)
+
+
+registry.register_cache(torch_fn.cache_clear)
 
 
 class ActivationOverflow(ValueError):
@@ -263,25 +261,22 @@ def check_finite_range(
             )
 
 
-_TORCH_DERIVATIVES: dict[Activation, TorchFn] = {}
-registry.register_cache(_TORCH_DERIVATIVES.clear)
-
-
+@functools.lru_cache(maxsize=registry.CACHE_SIZE)
 def torch_derivative(act: Activation) -> TorchFn:
     """sigma'(x) via autograd of the torch implementation (what training actually uses), built
-    once per Activation object."""
-    deriv = _TORCH_DERIVATIVES.get(act)
-    if deriv is None:
-        fn = torch_fn(act)
+    once per Activation object (the registry's CACHE_SIZE most recently used are kept)."""
+    fn = torch_fn(act)
 
-        def deriv(t: torch.Tensor) -> torch.Tensor:
-            with torch.enable_grad():
-                td = t.detach().requires_grad_(True)
-                (g,) = torch.autograd.grad(fn(td).sum(), td)
-            return g
+    def deriv(t: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            td = t.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(fn(td).sum(), td)
+        return g
 
-        _TORCH_DERIVATIVES[act] = deriv
     return deriv
+
+
+registry.register_cache(torch_derivative.cache_clear)
 
 
 class ActivationLayer(nn.Module):

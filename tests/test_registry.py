@@ -286,3 +286,33 @@ def test_a_spec_is_parsed_once_and_recreates_the_activation(fresh_name, monkeypa
     registry.unregister_activation(name)
     assert registry.parse_activation_spec(act.spec).expr == act.expr
     assert registry.get_activation("relu2_clip:c=50").spec == "relu2_clip:c=50"
+
+
+def test_activation_caches_keep_the_most_recently_used_and_no_more(monkeypatch) -> None:
+    # An expression-keyed cache answers again from memory, and past CACHE_SIZE entries forgets
+    # the least recently used (a process fed activation after activation stays bounded).
+    calls: list[int] = []
+    size = registry.CACHE_SIZE
+
+    @registry.cached_by_expression
+    def answer(act, k: int) -> int:
+        calls.append(k)
+        return k
+
+    monkeypatch.setattr(registry, "CACHE_SIZE", 3)
+    for k in range(3):
+        answer("relu", k)
+    answer("relu", 0)  # used again: now the most recent
+    answer("relu", 3)  # a fourth entry: 1, the least recently used, goes
+    assert calls == [0, 1, 2, 3]
+    answer("relu", 0)
+    answer("relu", 2)
+    assert calls == [0, 1, 2, 3]  # both still held
+    answer("relu", 1)
+    assert calls == [0, 1, 2, 3, 1]  # forgotten, computed again
+    # The torch-side caches are functools' LRU caches of the same size.
+    from empirics.activations import torch_derivative, torch_fn
+    from empirics.montecarlo.sampler import activation_pair
+
+    for cached in (torch_fn, torch_derivative, activation_pair):
+        assert cached.cache_info().maxsize == size

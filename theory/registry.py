@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -343,6 +344,10 @@ def parse_expression(text: str | sp.Expr, name: str = "<expr>") -> sp.Expr:
 # ------------------------------------------------------------ caches keyed by the expression
 
 _CACHE_CLEARERS: list[Callable[[], None]] = []
+# Entries each activation-keyed cache keeps, the least recently used going first: far above what
+# one ledger or sweep derives (about 60 activations), and a bound for a process that is fed
+# activation after activation (a property test, a sweep over family parameters).
+CACHE_SIZE = 512
 
 
 def register_cache(clear: Callable[[], None]) -> None:
@@ -354,17 +359,22 @@ def cached_by_expression(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Memoise `fn(act, *args)` on the activation's `cache_key` (its expression, never its name):
     a name registered again with another expression gets fresh answers, and two names with one
     expression share them. `fn` receives the Activation object; a public entry point may be
-    handed a spec, which is parsed here, once, and the object passed on."""
-    store: dict[tuple, Any] = {}
+    handed a spec, which is parsed here, once, and the object passed on. Keeps the CACHE_SIZE
+    most recently used answers."""
+    store: OrderedDict[tuple, Any] = OrderedDict()
     _CACHE_CLEARERS.append(store.clear)
 
     @functools.wraps(fn)
     def wrapper(activation: Activation | str, *args: Any, **kwargs: Any) -> Any:
         act = as_activation(activation)
         key = (act.cache_key, args, tuple(sorted(kwargs.items())))
-        if key not in store:
-            store[key] = fn(act, *args, **kwargs)
-        return store[key]
+        if key in store:
+            store.move_to_end(key)
+            return store[key]
+        value = store[key] = fn(act, *args, **kwargs)
+        while len(store) > CACHE_SIZE:  # at most CACHE_SIZE answers, the oldest used go first
+            store.popitem(last=False)
+        return value
 
     wrapper.cache_clear = store.clear  # type: ignore[attr-defined]
     return wrapper

@@ -6,6 +6,7 @@ N networks, B inputs per network, layer widths n_k, K outputs.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
@@ -174,18 +175,15 @@ class Draw:
     out: torch.Tensor  # [N, B, K]
 
 
-_PAIRS: dict[Activation, ActPair] = {}
-registry.register_cache(_PAIRS.clear)  # `registry.clear_caches` also forgets compiled pairs
-
-
+@functools.lru_cache(maxsize=registry.CACHE_SIZE)
 def activation_pair(act: Activation) -> ActPair:
-    """(sigma(p), sigma'(p)) for an Activation, built once per object: sigma' as autograd of the
-    torch implementation (what training uses), with closed-form shortcuts for the cheapest
-    activations."""
-    pair = _PAIRS.get(act)
-    if pair is None:
-        pair = _PAIRS[act] = _closed_form_pair(act) or _autograd_pair(torch_fn(act))
-    return pair
+    """(sigma(p), sigma'(p)) for an Activation, built once per object (the registry's CACHE_SIZE
+    most recently used are kept): sigma' as autograd of the torch implementation (what training
+    uses), with closed-form shortcuts for the cheapest activations."""
+    return _closed_form_pair(act) or _autograd_pair(torch_fn(act))
+
+
+registry.register_cache(activation_pair.cache_clear)  # `registry.clear_caches` forgets them too
 
 
 def _closed_form_pair(act: Activation) -> ActPair | None:
