@@ -362,14 +362,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("  C10 quantile shift, forward + backward, kthvalue / current time (same values):")
     for key, ratio in res["quantile_shift_speedup"].items():
         print(f"    {key:<16} {ratio:5.2f}x")
-    res["allocator_ratio"] = alloc = allocator_ratio()
-    ms, faults = alloc["step_ms"], alloc["faults_per_step"]
-    print(
-        f"  plain step, glibc's default allocator / the trainer's ({alloc['tuned_allocator']}):"
-        f" {alloc['default_over_tuned']:.3f} (medians {ms['default']:.1f} / {ms['tuned']:.1f} ms"
-        f" over 3 fresh processes each; minor page faults per step {faults['default']:.0f} /"
-        f" {faults['tuned']:.0f})"
-    )
+    if res["device"] == "cpu":  # the allocator in question is the host's
+        res["allocator_ratio"] = alloc = allocator_ratio()
+        ms, faults = alloc["step_ms"], alloc["faults_per_step"]
+        print(
+            f"  plain step, glibc's default allocator / the trainer's ({alloc['tuned_allocator']}):"
+            f" {alloc['default_over_tuned']:.3f} (medians {ms['default']:.1f} / {ms['tuned']:.1f}"
+            f" ms over 3 fresh processes each; minor page faults per step {faults['default']:.0f}"
+            f" / {faults['tuned']:.0f})"
+        )
     if "ratio_compiled_over_eager" in res:
         print(f"  torch.compile / eager step time: {res['ratio_compiled_over_eager']:.3f}")
     res["provenance"] = provenance(res["device"])
