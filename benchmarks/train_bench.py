@@ -234,6 +234,7 @@ def allocator_ratio(pairs: int = 3, steps: int = 20) -> dict[str, Any]:
             s: statistics.median(r["faults"] for r in rs) for s, rs in runs.items()
         },
         "tuned_allocator": runs["tuned"][0]["allocator"],
+        "processes_per_side": pairs,
         "default_over_tuned": ms["default"] / ms["tuned"],
     }
 
@@ -368,8 +369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"  plain step, glibc's default allocator / the trainer's ({alloc['tuned_allocator']}):"
             f" {alloc['default_over_tuned']:.3f} (medians {ms['default']:.1f} / {ms['tuned']:.1f}"
-            f" ms over 3 fresh processes each; minor page faults per step {faults['default']:.0f}"
-            f" / {faults['tuned']:.0f})"
+            f" ms over {alloc['processes_per_side']} fresh processes each; minor page faults per"
+            f" step {faults['default']:.0f} / {faults['tuned']:.0f})"
         )
     if "ratio_compiled_over_eager" in res:
         print(f"  torch.compile / eager step time: {res['ratio_compiled_over_eager']:.3f}")

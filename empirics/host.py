@@ -1,4 +1,5 @@
-"""The C allocator settings a training or benchmark process asks for (glibc's `mallopt`).
+"""The host side of a CPU tensor: the C allocator settings a training or benchmark process asks
+for (glibc's `mallopt`), and numpy's view of a tensor's memory (`host_view`).
 
 With glibc's defaults, freeing an activation-sized tensor (megabytes) hands its pages back to the
 kernel, and the next step's tensor of that size faults them in again: on a 2-core machine a
@@ -12,6 +13,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+
+import numpy as np
+import torch
 
 # mallopt(3) parameters (glibc's malloc.h) and the values asked for: blocks below 32 MiB come from
 # the heap, which is grown 256 MiB at a time and trimmed only past 1 GiB of free space at its top.
@@ -43,3 +47,16 @@ def tune_allocator() -> str:
             f"{name}={value >> 20} MiB" for name, (_, value) in SETTINGS.items()
         )
     return _applied
+
+
+def host_view(t: torch.Tensor) -> np.ndarray | None:
+    """numpy's view of t's memory (same shape, no copy) when t is a contiguous float32/float64
+    CPU tensor, else None. numpy's selections, comparisons into bool arrays and counts run
+    several times faster on CPU than torch's, and its counts are exact. None while torch.compile
+    traces (the hooks of a compiled model): the torch path traces as it is, where numpy arrays
+    written in place would not be what the compiled graph sees."""
+    if t.device.type != "cpu" or t.dtype not in (torch.float32, torch.float64):
+        return None
+    if torch.compiler.is_compiling() or not t.is_contiguous():
+        return None
+    return t.detach().numpy()

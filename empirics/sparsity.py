@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from empirics.activations import ActivationLayer
+from empirics.host import host_view
 from theory.registry import Activation
 
 CONTROLS: tuple[str, ...] = ("none", "topk", "quantile", "shift")
@@ -82,9 +83,11 @@ def kth_smallest(p: torch.Tensor, rank: int, dim: int) -> torch.Tensor:
     3.7-13x and 4.7-5.8x faster than with kthvalue (`benchmarks.train_bench`). Elsewhere, or
     when the selected value is nan, kthvalue."""
     dim = dim % p.dim()
-    if p.device.type != "cpu" or p.dtype not in (torch.float32, torch.float64) or p.numel() == 0:
+    # numpy's view with the selected axis last; None off CPU, for other dtypes, while
+    # torch.compile traces, or for an empty tensor: then kthvalue
+    rows = host_view(p.detach().movedim(dim, -1).contiguous()) if p.numel() else None
+    if rows is None:
         return p.kthvalue(rank, dim=dim, keepdim=True).values
-    rows = p.detach().movedim(dim, -1).contiguous().numpy()  # the selected axis last
     value = np.partition(rows, rank - 1, axis=-1)[..., rank - 1 : rank]
     if np.isnan(value).any():
         return p.kthvalue(rank, dim=dim, keepdim=True).values

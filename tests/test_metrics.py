@@ -456,10 +456,19 @@ def test_an_output_numpy_cannot_view_still_gets_the_probe_masks() -> None:
 
 
 def test_host_view_steps_aside_while_torch_compile_traces(monkeypatch) -> None:
-    # Inside a compiled model's hooks the torch path runs (it traces as it is); numpy arrays
-    # written in place would not be what the compiled graph sees.
+    # Inside a compiled model's hooks (and C10's selections) the torch path runs (it traces as
+    # it is); numpy arrays written in place would not be what the compiled graph sees.
+    from empirics import host
+    from empirics.sparsity import kth_smallest
+
     t = torch.randn(4, 5)
-    assert S.host_view(t) is not None
+    assert host.host_view(t) is not None and host.host_view(t).shape == (4, 5)
+    assert host.host_view(t.t()) is None  # not contiguous
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
-    assert S.host_view(t) is None
+    assert host.host_view(t) is None
     assert not S.ProbeMasks.serves(t)
+    calls = []
+    real = torch.Tensor.kthvalue
+    monkeypatch.setattr(torch.Tensor, "kthvalue", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert torch.equal(kth_smallest(t, 2, 1), real(t, 2, dim=1, keepdim=True).values)
+    assert calls  # the selection fell back to kthvalue

@@ -31,7 +31,6 @@ from empirics.train.runtime import (
     dist_from_env,
 )
 
-# Seed offsets of the train and validation data streams (fixed: part of what a seed means).
 # ---------------------------------------------------------------------------------- the CLI
 
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from empirics.activations import ActivationLayer
+from empirics.host import host_view
 from empirics.train.tensor_stats import (
     ProbeMasks,
     Scratch,
@@ -24,7 +25,6 @@ from empirics.train.tensor_stats import (
     feed_metrics,
     grad_sign_from_masks,
     grad_sign_tensors,
-    host_view,
     mean_input,
     mean_std,
     mean_std_finish,
@@ -151,28 +151,26 @@ class MetricsTracker:
                 else:
                     self._act_stats[key] = value
             if probe:
-                p.register_hook(self._grad_hook(name, p.detach(), masks, counts))
+                held = p.detach() if masks is None else masks
+                p.register_hook(self._grad_hook(name, held, counts))
 
         return hook
 
     def _grad_hook(
         self,
         name: str,
-        p: torch.Tensor,
-        masks: np.ndarray | None,
+        held: torch.Tensor | np.ndarray,
         counts: tuple[torch.Tensor, torch.Tensor],
     ):
-        """With `masks` (p's sign masks written at the forward pass, `ProbeMasks`) the hook
-        reads those and keeps no reference to p; without, it holds p until the backward pass."""
-        held = p if masks is None else None
-        del p
+        """`held` is what the backward pass reads: p's masks written at the forward pass
+        (`ProbeMasks`, CPU), given back once read, or else p itself."""
 
         def hook(grad: torch.Tensor) -> None:
-            if masks is None:
-                stats = grad_sign_tensors(held, grad, self._scratch, counts)
+            if isinstance(held, np.ndarray):
+                stats = grad_sign_from_masks(held, grad, counts, self._scratch)
+                self._masks.give_back(name, held)
             else:
-                stats = grad_sign_from_masks(masks, grad, counts, self._scratch)
-                self._masks.give_back(name, masks)
+                stats = grad_sign_tensors(held, grad, self._scratch, counts)
             # Several calls of one layer (weight sharing, micro-batches): the mean over calls.
             calls = self._grad_calls.get(name, 0)
             self._grad_calls[name] = calls + 1
@@ -283,6 +281,7 @@ class MetricsTracker:
         (exact; several times faster on CPU), else from sign(w) in a reused buffer."""
         host = host_view(w)
         if host is not None:
+            host = host.reshape(-1)
             return torch.tensor(
                 np.count_nonzero(np.less(host, 0, out=self._scratch.flags(host.size))),
                 dtype=torch.float64,

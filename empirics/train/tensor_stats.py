@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from empirics.host import host_view
+
 # Beyond this many entries, the median of |a| is taken on an evenly strided subsample: an exact
 # median of a (16, 1024, 3072) GPT-nano activation costs more than the training step, while the
 # sample median has relative standard error ~ 1/(2 f(m) m sqrt(n')) (f the density of |a| at
@@ -128,7 +130,7 @@ def _nonzero_abs_median(a: torch.Tensor) -> torch.Tensor | None:
     """
     flat = a.reshape(-1)
     step = flat.numel() // _MEDIAN_SAMPLE + 1 if flat.numel() > _MEDIAN_SAMPLE else 1
-    host = host_view(a)
+    host = _host_flat(a)
     if host is not None:
         mag_np = np.abs(host[::step], dtype=np.float32)
         nonzero, has_nan = np.count_nonzero(mag_np), bool(np.isnan(mag_np).any())
@@ -301,19 +303,10 @@ class ProbeMasks:
         self._busy.clear()
 
 
-def host_view(t: torch.Tensor) -> np.ndarray | None:
-    """t flattened as a numpy view of its memory when t is a contiguous float32/float64 CPU
-    tensor, else None. numpy's comparisons into bool arrays and its counts of them run several
-    times faster on CPU than torch's bool kernels, and count exactly (no float rounding). None
-    while torch.compile traces (the hooks of a compiled model): the torch path traces as it is,
-    where numpy arrays written in place would not be what the compiled graph sees."""
-    if t.device.type != "cpu" or t.dtype not in (torch.float32, torch.float64):
-        return None
-    if torch.compiler.is_compiling():
-        return None
-    if not t.is_contiguous():
-        return None
-    return t.detach().numpy().reshape(-1)
+def _host_flat(t: torch.Tensor) -> np.ndarray | None:
+    """`host_view` of t, flattened (None where numpy cannot view t)."""
+    view = host_view(t)
+    return None if view is None else view.reshape(-1)
 
 
 def sign_into(t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -354,7 +347,7 @@ def activation_stats(
     scratch = scratch if scratch is not None else Scratch()
     with torch.no_grad():
         p, a = p.detach(), a.detach()
-        pn, an = host_view(p), host_view(a)
+        pn, an = _host_flat(p), _host_flat(a)
         # amax and amin: two plain reductions, cheaper on CPU than one aminmax.
         peak = torch.maximum(-a.amin(), a.amax()).float()
         preact = _preact_mean(p)
