@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from empirics.activations import make_activation
+from empirics.train import feed_stats as FS
 from empirics.train import metrics as M
 from empirics.train import tensor_stats as S
 
@@ -84,8 +85,8 @@ def test_feed_metrics_decompose_the_linear_preact_mean() -> None:
     lin = nn.Linear(7, 5)
     x = torch.rand(32, 7) + 0.3  # non-negative inputs, like post-ReLU ones
     pre = lin(x)
-    xbar = S.mean_input(lin, x)
-    got = S.feed_metrics(lin, lin.weight, lin.weight, xbar)
+    xbar = FS.mean_input(lin, x)
+    got = FS.feed_metrics(lin, lin.weight, lin.weight, xbar)
     total = got["preact_weight_part"] + S.bias_mean(lin.bias)
     assert total == pytest.approx(S.preact_mean(pre), abs=1e-5)
     # The plain-mean part is mean(W) * sum(xbar), by its definition.
@@ -104,7 +105,7 @@ def test_drift_along_mean_input_is_seen_by_meandir_not_by_weight_mean() -> None:
     delta = 0.3
     w = w0 - delta * torch.ones(3, 1) * xbar / xbar.norm()  # every row moves along x̄
     assert S.weight_mean(w) == pytest.approx(S.weight_mean(w0), abs=1e-6)
-    got, init = S.feed_metrics(lin, w, w0, xbar), S.feed_metrics(lin, w0, w0, xbar)
+    got, init = FS.feed_metrics(lin, w, w0, xbar), FS.feed_metrics(lin, w0, w0, xbar)
     assert got["weight_meandir_delta"] == pytest.approx(-delta, rel=1e-5)
     assert got["weight_meandir"] - init["weight_meandir"] == pytest.approx(-delta, rel=1e-5)
     assert got["preact_weight_meanpart"] == pytest.approx(init["preact_weight_meanpart"], abs=1e-6)
@@ -116,8 +117,8 @@ def test_conv_response_matches_the_conv_on_a_constant_input() -> None:
     xbar = torch.tensor([0.5, -1.0, 2.0])
     x = xbar.view(1, 3, 1, 1).expand(1, 3, 6, 6)  # spatially constant input
     out = conv(x) - conv.bias.view(1, 4, 1, 1)  # (1, 4, 4, 4), constant over space
-    assert S.mean_input(conv, x) == pytest.approx(xbar.tolist())
-    got = S.response_to(conv, conv.weight, xbar)
+    assert FS.mean_input(conv, x) == pytest.approx(xbar.tolist())
+    got = FS.response_to(conv, conv.weight, xbar)
     assert got.tolist() == pytest.approx(out[0, :, 0, 0].tolist(), abs=1e-5)
 
 
@@ -128,7 +129,7 @@ def test_transposed_conv_response_is_the_mean_interior_output() -> None:
     x = xbar.view(1, 3, 1, 1).expand(1, 3, 2, 8)
     out = up(x) - up.bias.view(1, 4, 1, 1)  # (1, 4, 2, 17); width 17 = (8 - 1) * 2 + 3
     interior = out[0, :, 0, 2:14].mean(dim=1)  # six full stride periods, away from the borders
-    got = S.response_to(up, up.weight, xbar)
+    got = FS.response_to(up, up.weight, xbar)
     assert got.tolist() == pytest.approx(interior.tolist(), abs=1e-5)
 
 
@@ -440,12 +441,11 @@ def test_an_output_numpy_cannot_view_still_gets_the_probe_masks() -> None:
     p = torch.randn(6, 50)
     p[0, :4] = 0.0
     a = torch.relu(p)
-    masks = np.empty((2, p.numel()), dtype=bool)
+    masks = np.empty(p.numel(), dtype=np.int8)
     mixed = S.activation_stats(p, _strided(a), masks=masks)
     plain = S.activation_stats(p, a)
     assert {k: float(v) for k, v in mixed.items()} == {k: float(v) for k, v in plain.items()}
-    assert np.array_equal(masks[0], (p > 0).numpy().reshape(-1))
-    assert np.array_equal(masks[1], (p < 0).numpy().reshape(-1))
+    assert np.array_equal(masks, torch.sign(p).to(torch.int8).numpy().reshape(-1))
     g = torch.randn_like(p)
     counts = (mixed["_n_pos"], mixed["_n_neg"])
     from_masks = S.grad_sign_from_masks(masks, g, counts)

@@ -16,21 +16,20 @@ import torch
 from torch import nn
 
 from empirics.activations import ActivationLayer
-from empirics.host import host_view
+from empirics.train.feed_stats import feed_metrics, mean_input
 from empirics.train.tensor_stats import (
+    Number,
     ProbeMasks,
     Scratch,
     activation_stats,
     drift_from_stats,
-    feed_metrics,
     grad_sign_from_masks,
     grad_sign_tensors,
-    mean_input,
     mean_std,
     mean_std_finish,
-    mean_std_parts,
-    sign_into,
+    read_numbers,
     weight_mean_tensor,
+    weight_parts,
 )
 
 # Per activation layer (measured on its input = pre-activation p and its output = a).
@@ -238,24 +237,23 @@ class MetricsTracker:
     def weight_metrics(self) -> dict[tuple[str, str], float]:
         out: dict[tuple[str, str], float] = {}
         with torch.no_grad():
-            # Every weight's mean, second moment and negatives, then the biases' means, as 0-d
-            # tensors read on the host in one transfer (one sync instead of several per layer);
-            # the arithmetic after it is `mean_std`'s and `_negative_rate`'s. Tied weights are
-            # reduced once.
+            # Every weight's mean, second moment and negatives (`weight_parts`: one pass over a
+            # CPU matrix), then the biases' means; what is still a 0-d tensor is read on the
+            # host in one transfer (one sync instead of several per layer). The arithmetic after
+            # it is `mean_std`'s. Tied weights are reduced once.
             unique: dict[int, torch.Tensor] = {}
             for m in self.weighted.values():
                 unique.setdefault(id(m.weight), m.weight.detach())
-            parts: list[torch.Tensor] = []
+            parts: list[Number] = []
             for w in unique.values():
-                wf = w.float()
-                parts += [*mean_std_parts(wf), self._negatives(wf)]
+                parts += weight_parts(w)
             biases = {
                 name: m.bias
                 for name, m in self.weighted.items()
                 if isinstance(getattr(m, "bias", None), torch.Tensor)
             }
             parts += [weight_mean_tensor(b) for b in biases.values()]
-            values = torch.stack([v.double() for v in parts]).tolist() if parts else []
+            values = read_numbers(parts)
             shared: dict[int, tuple[tuple[float, float], float]] = {}
             for k, (key, w) in enumerate(unique.items()):
                 mean, second, neg = values[3 * k : 3 * k + 3]
@@ -275,19 +273,6 @@ class MetricsTracker:
                     for metric, value in feed_metrics(m, w, w0, xbar).items():
                         out[(name, metric)] = value
         return out
-
-    def _negatives(self, w: torch.Tensor) -> torch.Tensor:
-        """How many entries of w are < 0, as a 0-d tensor: counted by numpy where it can view w
-        (exact; several times faster on CPU), else from sign(w) in a reused buffer."""
-        host = host_view(w)
-        if host is not None:
-            host = host.reshape(-1)
-            return torch.tensor(
-                np.count_nonzero(np.less(host, 0, out=self._scratch.flags(host.size))),
-                dtype=torch.float64,
-            )
-        s = sign_into(w, self._scratch.rows(1, w.numel(), w.dtype, w.device)[0])
-        return -s.clamp_(max=0).sum()
 
     def measure(self) -> dict[tuple[str, str], float]:
         """Activation metrics of the last armed forward plus the current weight metrics."""

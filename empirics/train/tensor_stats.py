@@ -1,7 +1,7 @@
 """The metrics on tensors, one function each (names as in DESIGN.md): weight drift, pre-activation
-mean, sparsity, negative rate, spikes, the gradient-sign probe and the feeding layer's drift along
-the mean input. Pure functions (plus one reusable scratch buffer); `empirics.train.metrics` runs
-them from hooks while a model trains.
+mean, sparsity, negative rate, spikes and the gradient-sign probe (the feeding layer's drift along
+the mean input is in `empirics.train.feed_stats`). Pure functions (plus reusable scratch
+buffers); `empirics.train.metrics` runs them from hooks while a model trains.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import math
 
 import numpy as np
 import torch
-from torch import nn
 
 from empirics.host import host_view
+from empirics.train import host_kernels
 
 # Beyond this many entries, the median of |a| is taken on an evenly strided subsample: an exact
 # median of a (16, 1024, 3072) GPT-nano activation costs more than the training step, while the
@@ -61,18 +61,32 @@ def mean_std(t: torch.Tensor) -> tuple[float, float]:
     return mean_std_finish(t, [float(v) for v in mean_std_parts(t)])
 
 
-def mean_std_parts(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The two 0-d tensors `mean_std` is made of (read on the host together, later)."""
+Number = float | torch.Tensor  # a plain number (host) or a 0-d tensor (read later, in one sync)
+
+
+def mean_std_parts(t: torch.Tensor) -> tuple[Number, Number]:
+    """The two numbers `mean_std` is made of (0-d tensors are read on the host together, later)."""
+    return weight_parts(t)[:2]
+
+
+def weight_parts(t: torch.Tensor) -> tuple[Number, Number, Number]:
+    """`mean_std_parts` of t and the count of its negative entries. A matrix numpy can view
+    takes one pass (`host_kernels.moments`, float64 sums) into plain numbers; anything else is
+    reduced by torch into 0-d tensors."""
     t = t.detach().float()
+    host = _host_flat(t) if t.dim() >= 2 else None
+    if host is not None:
+        total, square, negatives = host_kernels.moments(host)
+        return (total / host.size if host.size else math.nan), square, float(negatives)
     mean = t.mean()
     if t.dim() >= 2:
         # Matrices: E[w²] − mean² from one BLAS dot (no centred copy). Weight matrices have
         # |mean| far below their spread, so float32 cancellation costs nothing measurable.
         flat = t.reshape(-1)
-        return mean, torch.dot(flat, flat)
+        return mean, torch.dot(flat, flat), _negative_count(t)
     # Gains and biases (1-D, mean often near 1): centre first, they are small anyway. Both are
     # tens of times faster on CPU than torch.std_mean.
-    return mean, torch.linalg.vector_norm(t - mean)
+    return mean, torch.linalg.vector_norm(t - mean), _negative_count(t)
 
 
 def mean_std_finish(t: torch.Tensor, parts: list[float]) -> tuple[float, float]:
@@ -100,10 +114,12 @@ def _sparsity(a: torch.Tensor) -> torch.Tensor:
     return (a.numel() - nonzero.double()) / a.numel()
 
 
+def _negative_count(p: torch.Tensor) -> torch.Tensor:
+    return (-torch.sign(p.detach().float()).clamp_(max=0).sum()).double()
+
+
 def _negative_rate(p: torch.Tensor) -> torch.Tensor:
-    p = p.detach()
-    negatives = -torch.sign(p.float()).clamp_(max=0).sum()
-    return negatives.double() / p.numel()
+    return _negative_count(p) / p.numel()
 
 
 def _spike_max(a: torch.Tensor) -> torch.Tensor:
@@ -124,33 +140,28 @@ def _nonzero_abs_median(a: torch.Tensor) -> torch.Tensor | None:
 
     The zeros are the smallest |a|, so the non-zero values' lower median is the
     (zeros + ceil(nonzero/2))-th smallest overall: one selection, no boolean gather and no sort
-    (both slow on CPU). The selection is numpy's introselect where numpy can view a (several
-    times faster than kthvalue on CPU; a k-th smallest value is the same whoever selects it),
-    else kthvalue. A nan in the sample gives nan.
+    (both slow on CPU). Where numpy can view a, `host_kernels.strided_abs_median` gathers,
+    counts and selects in one call (several times faster than kthvalue on CPU; a k-th smallest
+    value is the same whoever selects it), else kthvalue. A nan in the sample gives nan.
     """
     flat = a.reshape(-1)
-    step = flat.numel() // _MEDIAN_SAMPLE + 1 if flat.numel() > _MEDIAN_SAMPLE else 1
+    step = _median_step(flat.numel())
     host = _host_flat(a)
     if host is not None:
-        mag_np = np.abs(host[::step], dtype=np.float32)
-        nonzero, has_nan = np.count_nonzero(mag_np), bool(np.isnan(mag_np).any())
-
-        def select(k: int) -> torch.Tensor:
-            return torch.tensor(np.partition(mag_np, k - 1)[k - 1])
-
-    else:
-        mag = flat[::step].float().abs()
-        nonzero, has_nan = int(torch.count_nonzero(mag)), bool(mag.isnan().any())
-
-        def select(k: int) -> torch.Tensor:
-            return torch.kthvalue(mag, k).values
-
+        med = host_kernels.strided_abs_median(host, step)
+        return None if med is None else torch.tensor(med, dtype=torch.float32)
+    mag = flat[::step].float().abs()
+    nonzero = int(torch.count_nonzero(mag))
     if nonzero == 0:
         return None
-    if has_nan:
+    if bool(mag.isnan().any()):
         return torch.tensor(math.nan)
-    size = flat[::step].numel()
-    return select(size - nonzero + (nonzero + 1) // 2)
+    return torch.kthvalue(mag, mag.numel() - nonzero + (nonzero + 1) // 2).values
+
+
+def _median_step(n: int) -> int:
+    """The stride of the median's sample: every entry up to _MEDIAN_SAMPLE, else about that many."""
+    return n // _MEDIAN_SAMPLE + 1 if n > _MEDIAN_SAMPLE else 1
 
 
 def _nonzero_abs_median_async(a: torch.Tensor) -> torch.Tensor:
@@ -161,9 +172,7 @@ def _nonzero_abs_median_async(a: torch.Tensor) -> torch.Tensor:
     if a.device.type == "cpu":
         med = _nonzero_abs_median(a)
         return med if med is not None else torch.tensor(math.nan)
-    flat = a.reshape(-1)
-    if flat.numel() > _MEDIAN_SAMPLE:
-        flat = flat[:: flat.numel() // _MEDIAN_SAMPLE + 1]
+    flat = a.reshape(-1)[:: _median_step(a.numel())]
     mag = flat.float().abs()
     nonzero = torch.sign(mag).sum().long()
     ordered = torch.sort(mag).values
@@ -233,7 +242,7 @@ class Scratch:
 
     def __init__(self) -> None:
         self._bufs: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
-        self._flags = np.empty(0, dtype=bool)
+        self._signs = np.empty(0, dtype=np.int8)
 
     def rows(self, k: int, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """A (k, n) view of the buffer (contents undefined)."""
@@ -244,22 +253,23 @@ class Scratch:
             self._bufs[key] = buf
         return buf[: k * n].view(k, n)
 
-    def flags(self, n: int) -> np.ndarray:
-        """A host bool array of n entries (contents undefined)."""
-        if self._flags.size < n:
-            self._flags = np.empty(n, dtype=bool)
-        return self._flags[:n]
+    def signs(self, n: int) -> np.ndarray:
+        """A host int8 array of n entries (contents undefined)."""
+        if self._signs.size < n:
+            self._signs = np.empty(n, dtype=np.int8)
+        return self._signs[:n]
 
     def clear(self) -> None:
         self._bufs.clear()
-        self._flags = np.empty(0, dtype=bool)
+        self._signs = np.empty(0, dtype=np.int8)
 
 
 class ProbeMasks:
-    """Per activation layer, the host bool rows [p > 0; p < 0] of its input p, written by an
-    armed forward pass (`activation_stats`) and read by the gradient probe in the backward
-    pass, so that the probe holds no reference to p (two bytes per entry instead of p's four,
-    and no activation-sized tensor kept alive past the point where autograd frees it). A buffer
+    """Per activation layer, the host int8 signs of its input p (+1 for p > 0, -1 for p < 0,
+    0 for a zero or a nan), written by an armed forward pass (`activation_stats`) and read by
+    the gradient probe in the backward pass, so that the probe holds no reference to p (one
+    byte per entry instead of p's four, read back from memory that is cold by then, and no
+    activation-sized tensor kept alive past the point where autograd frees it). A buffer
     is taken per call of the layer, given back when that call's backward pass has read it, and
     kept for the next logged step (fresh activation-sized memory at every logged step costs
     page faults on CPU). Serves CPU tensors that numpy can view (`host_view`); on an
@@ -274,13 +284,13 @@ class ProbeMasks:
         return host_view(p) is not None
 
     def take(self, name: str, p: torch.Tensor) -> np.ndarray:
-        """A (2, p.numel()) bool array (contents undefined)."""
+        """An int8 array of p.numel() entries (contents undefined)."""
         n = p.numel()
         free = self._free.setdefault(name, [])
         base = free.pop() if free else None
-        if base is None or base.size < 2 * n:
-            base = np.empty(2 * n, dtype=bool)
-        view = base[: 2 * n].reshape(2, n)
+        if base is None or base.size < n:
+            base = np.empty(n, dtype=np.int8)
+        view = base[:n]
         self._busy.setdefault(name, []).append((base, view))
         return view
 
@@ -341,60 +351,74 @@ def activation_stats(
 ) -> dict[str, torch.Tensor]:
     """Every per-activation metric for pre-activation p and output a, as 0-d tensors (the same
     values as the per-metric functions, in fewer passes over p and a and without a host sync);
-    also the counts `_n_pos`/`_n_neg` of p that the gradient probe divides by. `masks`, a
-    (2, p.numel()) bool array from `ProbeMasks`, receives p's rows [p > 0; p < 0] for the
-    probe (CPU tensors numpy can view only)."""
+    also the counts `_n_pos`/`_n_neg` of p that the gradient probe divides by. `masks`, an
+    int8 array of p.numel() entries from `ProbeMasks`, receives p's signs for the probe (CPU
+    tensors numpy can view only).
+
+    What numpy can view (CPU) is read by `host_kernels`, one pass each over p and a, into
+    Python numbers; the rest by torch, into 0-d tensors; the formulas below take either."""
     scratch = scratch if scratch is not None else Scratch()
     with torch.no_grad():
         p, a = p.detach(), a.detach()
         pn, an = _host_flat(p), _host_flat(a)
-        # amax and amin: two plain reductions, cheaper on CPU than one aminmax.
-        peak = torch.maximum(-a.amin(), a.amax()).float()
-        preact = _preact_mean(p)
         if pn is not None:
-            n_pos, n_neg = _host_sign_counts(pn, scratch, masks)
+            # p's signs and their counts (a nan's sign is 0, as torch's sign(nan) makes it on
+            # the path below) and its mean from a float64 sum.
+            signs = masks if masks is not None else scratch.signs(pn.size)
+            n_pos, n_neg, total = host_kernels.split_signs(pn, signs)
+            preact: float | torch.Tensor = total / pn.size if pn.size else math.nan
         elif masks is not None:
             raise ValueError("activation_stats: masks are for CPU tensors numpy can view")
         else:
             n_pos, n_neg, _ = _sign_counts(p, scratch)
+            preact = _preact_mean(p)
         if an is not None:
-            a_nonzero = _host_nonzero(an, peak, scratch)
+            # a's entries != 0 (a nan counts as a zero, as on the path below) and max |a| (nan
+            # if a holds one), rounded to float32 as there; the median of |a| on the sample.
+            nonzero, largest = host_kernels.magnitudes(an)
+            a_nonzero: float | torch.Tensor = float(nonzero)
+            peak: np.float32 | torch.Tensor = np.float32(largest)
+            med = host_kernels.strided_abs_median(an, _median_step(an.size))
+            with np.errstate(all="ignore"):  # inf / inf is nan, as torch's division says
+                ratio = peak / np.float32(med) if med is not None else math.nan
         else:
+            # amax and amin: two plain reductions, cheaper on CPU than one aminmax.
+            peak = torch.maximum(-a.amin(), a.amax()).float()
             s = sign_into(a, scratch.rows(1, a.numel(), _work_dtype(a), a.device)[0])
             a_nonzero = torch.dot(s, s).double()
-        return {
-            "preact_mean": preact,
-            "sparsity": (a.numel() - a_nonzero) / a.numel(),
-            "negative_rate": n_neg / p.numel(),
-            "spike_max": peak,
-            "spike_ratio": peak / _nonzero_abs_median_async(a),
-            "_n_pos": n_pos,
-            "_n_neg": n_neg,
-        }
+            ratio = peak / _nonzero_abs_median_async(a)
+        return _tensors(
+            {
+                "preact_mean": preact,
+                "sparsity": (a.numel() - a_nonzero) / a.numel(),
+                "negative_rate": n_neg / p.numel(),
+                "spike_max": peak,
+                "spike_ratio": ratio,
+                "_n_pos": n_pos,
+                "_n_neg": n_neg,
+            }
+        )
 
 
-def _host_sign_counts(
-    pn: np.ndarray, scratch: Scratch, masks: np.ndarray | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(p > 0, p < 0) counted by numpy as 0-d float64 tensors, from p's bool rows written into
-    `masks` (the probe's, `ProbeMasks`) or a scratch array. A nan entry is in neither, as in
-    `_sign_counts` (torch's sign(nan) is 0)."""
-    rows = masks if masks is not None else scratch.flags(2 * pn.size).reshape(2, -1)
-    n_pos = np.count_nonzero(np.greater(pn, 0, out=rows[0]))
-    n_neg = np.count_nonzero(np.less(pn, 0, out=rows[1]))
-    counts = torch.tensor([n_pos, n_neg], dtype=torch.float64)
-    return counts[0], counts[1]
+def _ratio(total: float, count: float) -> float:
+    """total / count, nan for an empty count (0/0, as a tensor division gives)."""
+    return total / count if count else math.nan
 
 
-def _host_nonzero(an: np.ndarray, peak: torch.Tensor, scratch: Scratch) -> torch.Tensor:
-    """How many entries of a are != 0, counted by numpy, as a 0-d float64 tensor. A nan entry
-    counts as a zero, as in `activation_stats`' torch path (torch's sign(nan) is 0): numpy
-    counts it as != 0, so when `peak` shows a nan in a (amin/amax propagate it) the nans are
-    counted and taken off."""
-    nz = np.count_nonzero(np.not_equal(an, 0, out=scratch.flags(an.size)))
-    if math.isnan(float(peak)):
-        nz -= np.count_nonzero(np.isnan(an))
-    return torch.tensor(nz, dtype=torch.float64)
+def read_numbers(parts: list[Number]) -> list[float]:
+    """`parts` as floats, the 0-d tensors among them read on the host in one transfer."""
+    tensors = [v for v in parts if isinstance(v, torch.Tensor)]
+    read = iter(torch.stack([v.double() for v in tensors]).tolist() if tensors else ())
+    return [next(read) if isinstance(v, torch.Tensor) else float(v) for v in parts]
+
+
+def _tensors(values: dict[str, object]) -> dict[str, torch.Tensor]:
+    """`values` with every plain number made a 0-d float64 tensor (in one call); tensors stay."""
+    numbers = [k for k, v in values.items() if not isinstance(v, torch.Tensor)]
+    if numbers:
+        made = torch.tensor([float(values[k]) for k in numbers], dtype=torch.float64)  # type: ignore[arg-type]
+        values = {**values, **dict(zip(numbers, made.unbind(), strict=True))}
+    return values  # type: ignore[return-value]
 
 
 def sign_masks(p: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -414,13 +438,21 @@ def grad_sign_tensors(
 ) -> dict[str, torch.Tensor]:
     """0-d tensors grad_pos, grad_neg, grad_mean of `grad` (= dl/dp) over p > 0, p < 0, all.
 
-    The two masked sums are one matrix-vector product of g with the float rows [p > 0; p < 0]
-    written into a reused buffer (cheaper than boolean masks on CPU); `counts` =
+    Where numpy can view p and g (CPU), p's int8 signs go into a reused array and
+    `host_kernels.masked_sums` adds g by sign in one float64 pass; elsewhere the two masked
+    sums are one matrix-vector product of g with the rows [p > 0; p < 0] as floats. `counts` =
     (entries > 0, entries < 0) of p when the forward pass already counted them. An empty side
     gives nan (0/0), never a fake 0; a side where dl/dp is 0 entry by entry (ReLU, p < 0) gives
     exactly 0.
     """
     scratch = scratch if scratch is not None else Scratch()
+    pn = _host_flat(p)
+    if pn is not None and _host_flat(grad) is not None:
+        signs = scratch.signs(pn.size)
+        split = host_kernels.split_signs(pn, signs)[:2]
+        if counts is None:
+            counts = tuple(torch.tensor(split, dtype=torch.float64).unbind())
+        return grad_sign_from_masks(signs, grad, counts, scratch)
     work = _work_dtype(grad)
     masks = sign_masks(p, scratch.rows(2, grad.numel(), work, grad.device))
     return grad_sign_from_masks(masks, grad, counts)
@@ -432,16 +464,31 @@ def grad_sign_from_masks(
     counts: tuple[torch.Tensor, torch.Tensor] | None = None,
     scratch: Scratch | None = None,
 ) -> dict[str, torch.Tensor]:
-    """`grad_sign_tensors` given p's rows [p > 0; p < 0] instead of p (the same values):
-    `sign_masks`'s float rows, or `ProbeMasks`' bool ones, written as floats into `scratch`."""
+    """`grad_sign_tensors` given p's signs instead of p (the same values): `sign_masks`'s
+    float rows [p > 0; p < 0], or `ProbeMasks`' int8 signs (g summed by sign in one float64
+    pass where numpy can view g, else made float rows in `scratch`)."""
     with torch.no_grad():
         g = grad.detach().reshape(-1)
+        gn = _host_flat(g) if isinstance(masks, np.ndarray) else None
+        if gn is not None:
+            s_pos, s_neg, s_all = host_kernels.masked_sums(gn, masks)
+            if counts is None:
+                n_pos, n_neg = np.count_nonzero(masks > 0), np.count_nonzero(masks < 0)
+            else:
+                n_pos, n_neg = (float(c) for c in counts)
+            return _tensors(
+                {
+                    "grad_pos": _ratio(s_pos, n_pos),
+                    "grad_neg": _ratio(s_neg, n_neg) + 0.0,  # + 0.0: an exact zero is +0
+                    "grad_mean": _ratio(s_all, g.numel()),
+                }
+            )
         if g.dtype != _work_dtype(g):
             g = g.float()
         if isinstance(masks, np.ndarray):
             scratch = scratch if scratch is not None else Scratch()
             rows = scratch.rows(2, g.numel(), g.dtype, g.device)
-            np.copyto(rows.numpy(), masks)
+            np.copyto(rows.numpy(), np.stack([masks > 0, masks < 0]))
             masks = rows
         elif g.dtype != masks.dtype:
             g = g.to(masks.dtype)
@@ -463,87 +510,3 @@ def grad_sign_stats(p: torch.Tensor, grad: torch.Tensor) -> dict[str, float]:
     if p.shape != grad.shape:
         raise ValueError(f"grad_sign_stats: p {tuple(p.shape)} and grad {tuple(grad.shape)}")
     return {k: float(v) for k, v in grad_sign_tensors(p, grad).items()}
-
-
-def mean_input(module: nn.Module, inp: torch.Tensor) -> torch.Tensor:
-    """x̄: the batch-mean input of a feeding layer, as a vector in its input space.
-
-    Linear: mean over every axis but the last (features). Conv: mean over batch and space,
-    one value per input channel.
-    """
-    inp = inp.detach().float()
-    if isinstance(module, nn.modules.conv._ConvNd):
-        return inp.transpose(0, 1).reshape(inp.shape[1], -1).mean(dim=1)
-    return inp.reshape(-1, inp.shape[-1]).mean(dim=0)
-
-
-def _effective_matrix(module: nn.Module, w: torch.Tensor) -> torch.Tensor:
-    """The (out, in) matrix M with response W x̄ = M x̄ (see `response_to`)."""
-    w = w.detach().float()
-    if w.dim() > 2:
-        if getattr(module, "transposed", False):
-            w = w.transpose(0, 1) / math.prod(getattr(module, "stride", (1,)))
-        w = w.flatten(2).sum(dim=2)
-    return w
-
-
-def response_to(module: nn.Module, w: torch.Tensor, xbar: torch.Tensor) -> torch.Tensor:
-    """W x̄ per output unit (for a conv, the mean response to a spatially constant input x̄).
-
-    A conv's interior output sees the whole kernel: W summed over it. A transposed conv's
-    weight is (in, out/groups, *kernel) and, with stride s, spreads each input over s outputs
-    per axis, so its mean interior response is the kernel sum over prod(s). Borders (padding)
-    are ignored.
-    """
-    m = _effective_matrix(module, w)
-    if m.shape[1] != xbar.shape[0]:
-        raise ValueError(
-            f"weight with {m.shape[1]} inputs cannot meet a mean input of size {xbar.shape[0]}"
-        )
-    return m @ xbar.to(m.device)
-
-
-def weight_meandir(module: nn.Module, w: torch.Tensor, xbar: torch.Tensor) -> float:
-    """mean over output units of W·x̄/‖x̄‖ (nan when x̄ = 0).
-
-    Why: the pre-activation mean is mean_o(W x̄)_o + mean(b). In a transformer the input to the
-    MLP is normalised, x̄ is a few directions, and W can move along x̄ (pushing every unit's
-    pre-activation down) while the mean over all of W's entries barely moves; this metric sees
-    that movement and `weight_mean` does not.
-    """
-    norm = float(xbar.norm())
-    if norm == 0.0:
-        return math.nan
-    return float(response_to(module, w, xbar).mean()) / norm
-
-
-def feed_metrics(
-    module: nn.Module, w: torch.Tensor, w0: torch.Tensor, xbar: torch.Tensor
-) -> dict[str, float]:
-    """Metrics of a layer feeding an activation, given its batch-mean input x̄.
-
-    The mean pre-activation of a Linear splits exactly as
-        preact_mean = preact_weight_part + bias_mean,   preact_weight_part = mean_o (W x̄)_o,
-    and the weight part splits again as
-        preact_weight_part = preact_weight_meanpart + (the rest),
-        preact_weight_meanpart = mean(W)·Σ_k x̄_k   (what the plain weight mean can explain).
-    A weight part that moves while the mean part stays flat is drift along x̄, which
-    `weight_mean` cannot see. `weight_meandir` = preact_weight_part/‖x̄‖ and
-    `weight_meandir_delta` = mean_o ((W − W₀) x̄)_o/‖x̄‖ (the same, relative to init).
-    For a conv, W is first summed over its kernel (the response to a spatially constant x̄).
-    """
-    w = w.detach().float()
-    xbar = xbar.detach().float().to(w.device)
-    weff = _effective_matrix(module, w)
-    part = response_to(module, w, xbar).mean()
-    out = {
-        "preact_weight_part": float(part),
-        "preact_weight_meanpart": float(weff.mean() * xbar.sum()),
-    }
-    norm = float(xbar.norm())
-    if norm > 0:
-        out["weight_meandir"] = float(part) / norm
-        # W x̄ − W₀ x̄ = (W − W₀) x̄ without materialising W − W₀.
-        base = response_to(module, w0.to(w.device), xbar).mean()
-        out["weight_meandir_delta"] = float(part - base) / norm
-    return out
