@@ -254,11 +254,12 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, h: torch.Tensor, rotary: Rotary) -> torch.Tensor:
         B, T, C = h.shape
-        # unbind (not slicing) keeps the backward to one concatenation of the q/k/v gradients.
-        q, k, v = self.qkv(h).view(B, T, 3, self.n_head, self.head_dim).unbind(2)  # (B, T, H, D)
-        q = rotary(q).transpose(1, 2)  # (B, H, T, D)
-        k = rotary(k).transpose(1, 2)  # (B, H, T, D)
-        y = F.scaled_dot_product_attention(q, k, v.transpose(1, 2), is_causal=True)  # (B, H, T, D)
+        # split (not slicing) keeps the backward to one concatenation of the q/k/v gradients; q
+        # and k are rotated together, in one call (the same values as one call each).
+        qk, v = self.qkv(h).view(B, T, 3, self.n_head, self.head_dim).split((2, 1), dim=2)
+        q, k = (t.transpose(1, 2) for t in rotary(qk).unbind(2))  # (B, H, T, D) each
+        v = v.squeeze(2).transpose(1, 2)  # (B, H, T, D)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, D)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
         return self.proj(y)
 

@@ -26,11 +26,12 @@ def mean_input(module: nn.Module, inp: torch.Tensor) -> torch.Tensor:
     return inp.reshape(-1, inp.shape[-1]).mean(dim=0)
 
 
-def _host_linear_feed(
+def _host_linear_sums(
     w: torch.Tensor, w0: torch.Tensor, xbar: torch.Tensor
-) -> dict[str, float] | None:
-    """`feed_metrics` of a matrix (a Linear's weight, its own effective matrix) in one pass
-    (`host_kernels.feed_sums`, float64) where numpy can view W, W₀ and x̄; else None."""
+) -> tuple[float, float, float, float, float] | None:
+    """`feed_metrics`' numbers (mean_o (W x̄)_o, mean_o (W₀ x̄)_o, mean(W), Σ x̄, ‖x̄‖) for a
+    matrix (a Linear's weight is its own effective matrix) in one float64 pass
+    (`host_kernels.feed_sums`) where numpy can view W, W₀ and x̄; else None."""
     if w.dim() != 2:
         return None
     wn, w0n, xn = host_view(w), host_view(w0.float()), host_view(xbar)
@@ -42,16 +43,7 @@ def _host_linear_feed(
         )
     response, response0, total, x_sum, x_square = host_kernels.feed_sums(wn, w0n, xn)
     rows = wn.shape[0]
-    part = response / rows
-    out = {
-        "preact_weight_part": part,
-        "preact_weight_meanpart": total / wn.size * x_sum,
-    }
-    norm = math.sqrt(x_square)
-    if norm > 0:
-        out["weight_meandir"] = part / norm
-        out["weight_meandir_delta"] = (part - response0 / rows) / norm
-    return out
+    return response / rows, response0 / rows, total / wn.size, x_sum, math.sqrt(x_square)
 
 
 def _effective_matrix(module: nn.Module, w: torch.Tensor) -> torch.Tensor:
@@ -111,19 +103,18 @@ def feed_metrics(
     """
     w = w.detach().float()
     xbar = xbar.detach().float().to(w.device)
-    host = _host_linear_feed(w, w0, xbar)
+    host = _host_linear_sums(w, w0, xbar)
     if host is not None:
-        return host
-    weff = _effective_matrix(module, w)
-    part = response_to(module, w, xbar).mean()
+        part, base, w_mean, x_sum, norm = host
+    else:  # 0-d tensors (norm a float); W x̄ − W₀ x̄ = (W − W₀) x̄ without materialising W − W₀
+        part = response_to(module, w, xbar).mean()
+        base = response_to(module, w0.to(w.device), xbar).mean()
+        w_mean, x_sum, norm = _effective_matrix(module, w).mean(), xbar.sum(), float(xbar.norm())
     out = {
         "preact_weight_part": float(part),
-        "preact_weight_meanpart": float(weff.mean() * xbar.sum()),
+        "preact_weight_meanpart": float(w_mean * x_sum),
     }
-    norm = float(xbar.norm())
     if norm > 0:
         out["weight_meandir"] = float(part) / norm
-        # W x̄ − W₀ x̄ = (W − W₀) x̄ without materialising W − W₀.
-        base = response_to(module, w0.to(w.device), xbar).mean()
         out["weight_meandir_delta"] = float(part - base) / norm
     return out

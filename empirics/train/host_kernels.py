@@ -2,8 +2,9 @@
 
 The hooks' statistics are a few counts and sums over activation-sized arrays. numpy and torch
 take one pass (or two, with a temporary) per statistic; inside a training step, where each pass
-finds its data gone from the cache, that cost about a millisecond per layer and step on a 2-core
-machine. Each loop here reads its inputs once:
+finds its data gone from the cache, that cost about 0.8 ms per GPT-nano `small` layer and logged
+step on a 2-core machine, 2-4x what the same calls take timed alone. Each loop here reads its
+inputs once:
 
 - `split_signs`: p's signs (+1, -1, or 0 for a zero or a nan) written into an int8 array (the
   gradient probe's masks), counted, and p's sum (float64).

@@ -99,9 +99,10 @@ def mean_std_finish(t: torch.Tensor, parts: list[float]) -> tuple[float, float]:
     return mean, second / math.sqrt(t.numel())
 
 
-# These run inside forward hooks at every early step. Counting through float sign() and a sum
-# is several times faster on CPU than a comparison mask reduced as bool (the counts stay exact
-# below 2^24 entries per tensor and within float32 rounding, ~1e-7 relative, beyond).
+# The per-metric definitions, and the hooks' path where numpy cannot view a tensor (an
+# accelerator, bf16, a strided view; on CPU the hooks use `host_kernels`). Counting through
+# float sign() and a sum is several times faster than a comparison mask reduced as bool (the
+# counts stay exact below 2^24 entries per tensor and within float32 rounding beyond).
 
 
 def _preact_mean(p: torch.Tensor) -> torch.Tensor:
@@ -390,8 +391,8 @@ def activation_stats(
         return _tensors(
             {
                 "preact_mean": preact,
-                "sparsity": (a.numel() - a_nonzero) / a.numel(),
-                "negative_rate": n_neg / p.numel(),
+                "sparsity": _ratio(a.numel() - a_nonzero, a.numel()),
+                "negative_rate": _ratio(n_neg, p.numel()),
                 "spike_max": peak,
                 "spike_ratio": ratio,
                 "_n_pos": n_pos,
@@ -400,7 +401,7 @@ def activation_stats(
         )
 
 
-def _ratio(total: float, count: float) -> float:
+def _ratio(total: Number, count: float) -> Number:
     """total / count, nan for an empty count (0/0, as a tensor division gives)."""
     return total / count if count else math.nan
 
