@@ -55,7 +55,7 @@ gpu-check: setup  ## on a CUDA machine (<= 5 min): Monte Carlo samples/s, traini
 # Both pipelines load the data their groups read before any run (Fashion-MNIST, KJV, speech: the
 # Debian packages of `make data`) and stop with exit 1 naming what is missing; a group that
 # completes no run stops them too, with its first run's reason.
-experiments: setup  ## C6-C12 over 5 seeds (small presets, shortened runs; measured 56 and 57 min end to end on 2 quiet cores), then the table and figures; needs `make data`
+experiments: setup  ## C6-C12 over 5 seeds (small presets, shortened runs; measured 56, 56 and 57 min end to end on 2 quiet cores), then the table and figures; needs `make data`
 	$(PY) -m empirics.experiments run --scale full --jobs 2
 	$(PY) -m empirics.ledger.verify --no-progress
 	$(PY) paper_figures/claims_table.py --ledger results/verify/ledger.json

@@ -112,8 +112,8 @@ SCALES: dict[str, Scale] = {
         cluster="debug",
     ),
     # The `small` presets with shortened step counts, five seeds everywhere, C10 included; one
-    # end-to-end `make experiments` took 56 and 57 minutes on two quiet cores, 30-31 of them C10's
-    # 415 runs (reference/PROVENANCE.json: each group's time).
+    # end-to-end `make experiments` took 56 to 57 minutes on two quiet cores (three runs), 30-31
+    # of them C10's 415 runs (reference/PROVENANCE.json: each group's time).
     "full": Scale(
         name="full",
         preset="small",
