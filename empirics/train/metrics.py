@@ -71,7 +71,8 @@ class MetricsTracker:
 
     The gradient-sign probe: an armed forward pass also puts a backward hook on each activation's
     input p (when it requires grad), which reduces dl/dp to grad_pos/grad_neg/grad_mean as the
-    backward pass goes by (it holds p, which autograd holds anyway); read them with
+    backward pass goes by (on CPU it reads p's int8 signs, written at the forward pass into
+    `ProbeMasks`; elsewhere it holds p, which autograd holds anyway); read them with
     `measure_grads()` after `loss.backward()`. dl/dp is the gradient of the loss that is
     backpropagated (the batch's training loss), entry by entry of the activation's input.
     """
