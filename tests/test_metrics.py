@@ -111,6 +111,31 @@ def test_drift_along_mean_input_is_seen_by_meandir_not_by_weight_mean() -> None:
     assert got["preact_weight_meanpart"] == pytest.approx(init["preact_weight_meanpart"], abs=1e-6)
 
 
+def test_one_pass_weight_and_feed_numbers_equal_torch_s() -> None:
+    # `host_kernels`' float64 sums (a matrix numpy can view) against torch's reductions of the
+    # same values in a layout numpy cannot view: equal within float32 rounding, the negatives
+    # count exactly, and W = W0 still gives a drift of exactly 0.
+    from empirics.host import host_view
+
+    torch.manual_seed(5)
+    w = torch.randn(48, 33)
+    w0 = w + 0.01 * torch.randn_like(w)
+    xbar = torch.randn(33)
+    lin = nn.Linear(33, 48, bias=False)
+    assert host_view(w) is not None and host_view(_strided(w)) is None
+    host = [float(v) for v in S.weight_parts(w)]
+    torch_path = [float(v) for v in S.weight_parts(_strided(w))]
+    assert host[:2] == pytest.approx(torch_path[:2], rel=1e-5, abs=1e-7)
+    assert host[2] == torch_path[2] == int((w < 0).sum())
+    got = FS.feed_metrics(lin, w, w0, xbar)
+    want = FS.feed_metrics(lin, _strided(w), w0, xbar)
+    assert set(got) == set(want)
+    for metric in got:
+        assert got[metric] == pytest.approx(want[metric], rel=1e-4, abs=1e-6), metric
+    assert S.drift_score(w, w.clone()) == 0.0
+    assert FS.feed_metrics(lin, w, w, xbar)["weight_meandir_delta"] == 0.0
+
+
 def test_conv_response_matches_the_conv_on_a_constant_input() -> None:
     torch.manual_seed(2)
     conv = nn.Conv2d(3, 4, kernel_size=3)
