@@ -145,19 +145,22 @@ def _nonzero_abs_median(a: torch.Tensor) -> torch.Tensor | None:
     counts and selects in one call (several times faster than kthvalue on CPU; a k-th smallest
     value is the same whoever selects it), else kthvalue. A nan in the sample gives nan.
     """
-    flat = a.reshape(-1)
-    step = _median_step(flat.numel())
     host = _host_flat(a)
     if host is not None:
-        med = host_kernels.strided_abs_median(host, step)
+        med = _host_abs_median(host)
         return None if med is None else torch.tensor(med, dtype=torch.float32)
-    mag = flat[::step].float().abs()
+    mag = a.reshape(-1)[:: _median_step(a.numel())].float().abs()
     nonzero = int(torch.count_nonzero(mag))
     if nonzero == 0:
         return None
     if bool(mag.isnan().any()):
         return torch.tensor(math.nan)
     return torch.kthvalue(mag, mag.numel() - nonzero + (nonzero + 1) // 2).values
+
+
+def _host_abs_median(host: np.ndarray) -> float | None:
+    """`_nonzero_abs_median` of a flat array numpy holds, as a float (None: every entry 0)."""
+    return host_kernels.strided_abs_median(host, _median_step(host.size))
 
 
 def _median_step(n: int) -> int:
@@ -379,7 +382,7 @@ def activation_stats(
             nonzero, largest = host_kernels.magnitudes(an)
             a_nonzero: float | torch.Tensor = float(nonzero)
             peak: np.float32 | torch.Tensor = np.float32(largest)
-            med = host_kernels.strided_abs_median(an, _median_step(an.size))
+            med = _host_abs_median(an)
             with np.errstate(all="ignore"):  # inf / inf is nan, as torch's division says
                 ratio = peak / np.float32(med) if med is not None else math.nan
         else:
